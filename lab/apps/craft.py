@@ -1,0 +1,31 @@
+"""Send one hand-made TCP segment from this namespace (an out-of-state ACK, say)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+
+from lab.packets import TcpSegment, build_tcp
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--src", required=True)
+    parser.add_argument("--dst", required=True)
+    parser.add_argument("--sport", type=int, required=True)
+    parser.add_argument("--dport", type=int, required=True)
+    parser.add_argument("--flags", default="A")
+    parser.add_argument("--seq", type=int, default=1000)
+    parser.add_argument("--ack", type=int, default=1000)
+    args = parser.parse_args(argv)
+    seg = TcpSegment(args.src, args.dst, args.sport, args.dport, args.seq, args.ack, args.flags, 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as tx:
+        tx.sendto(build_tcp(seg), (args.dst, 0))
+    print(json.dumps({"sent": seg.__dict__}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

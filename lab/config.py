@@ -1,0 +1,174 @@
+"""Typed lab configuration: firewall policies and session timeouts.
+
+Frozen dataclasses, loaded from TOML or dicts with unknown keys rejected and every problem
+reported at once (naming where it is). No Mininet import: this is pure data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from lab.errors import ConfigError
+
+PROTOCOLS = ("tcp", "udp")
+# Linux's own default for an established TCP session: five days.
+LINUX_ESTABLISHED_TIMEOUT = 432000
+
+
+@dataclass(frozen=True)
+class Service:
+    """A published inside service: new sessions from outside to it are allowed."""
+
+    port: int
+    proto: str = "tcp"
+    address: str | None = None  # inside address or prefix; None: any inside address
+
+
+@dataclass(frozen=True)
+class TimeoutRule:
+    """An idle timeout for the sessions to one service port and/or server address."""
+
+    timeout: int  # seconds an established session may idle
+    port: int | None = None
+    address: str | None = None  # server (destination) address or prefix
+    proto: str = "tcp"
+
+
+@dataclass(frozen=True)
+class FirewallPolicy:
+    """A stateful policy: inside->outside allowed, new outside->inside denied but for
+    published services, replies allowed by session state."""
+
+    tcp_timeout: int = LINUX_ESTABLISHED_TIMEOUT  # idle timeout of any established TCP session
+    timeouts: tuple[TimeoutRule, ...] = ()
+    allow_inbound: tuple[Service, ...] = ()
+    allow_outbound: bool = True
+    loose_pickup: bool = False  # admit a mid-stream segment with no session (creates one)
+    reset_on_expiry: bool = False  # RST both ends when an established session expires
+
+    def with_changes(self, **changes: Any) -> FirewallPolicy:
+        policy = replace(self, **changes)
+        validate_policy(policy)
+        return policy
+
+
+def _check_port(port: object, where: str, problems: list[str]) -> None:
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        problems.append(f"{where}.port: {port!r} is not a port number (1-65535)")
+
+
+def _check_proto(proto: object, where: str, problems: list[str]) -> None:
+    if proto not in PROTOCOLS:
+        problems.append(f"{where}.proto: {proto!r} is not one of {', '.join(PROTOCOLS)}")
+
+
+def _check_address(address: object, where: str, problems: list[str]) -> None:
+    if address is None:
+        return
+    try:
+        ipaddress.IPv4Network(str(address), strict=True)
+    except ValueError as exc:
+        problems.append(f"{where}.address: {address!r} is not an IPv4 address or prefix ({exc})")
+
+
+def _check_timeout(value: object, where: str, problems: list[str]) -> None:
+    # conntrack keeps timeouts in whole seconds; 2**31 / 1000 keeps jiffies in range.
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2_000_000:
+        problems.append(f"{where}: {value!r} is not a timeout in whole seconds (1-2000000)")
+
+
+def policy_problems(policy: FirewallPolicy) -> list[str]:
+    """Every problem with a policy, each naming the attribute."""
+    problems: list[str] = []
+    _check_timeout(policy.tcp_timeout, "tcp_timeout", problems)
+    for i, rule in enumerate(policy.timeouts):
+        where = f"timeouts[{i}]"
+        _check_timeout(rule.timeout, f"{where}.timeout", problems)
+        _check_proto(rule.proto, where, problems)
+        _check_address(rule.address, where, problems)
+        if rule.port is not None:
+            _check_port(rule.port, where, problems)
+        if rule.port is None and rule.address is None:
+            problems.append(f"{where}: names neither a port nor an address (use tcp_timeout)")
+    for i, service in enumerate(policy.allow_inbound):
+        where = f"allow_inbound[{i}]"
+        _check_port(service.port, where, problems)
+        _check_proto(service.proto, where, problems)
+        _check_address(service.address, where, problems)
+    for name in ("allow_outbound", "loose_pickup", "reset_on_expiry"):
+        if not isinstance(getattr(policy, name), bool):
+            problems.append(f"{name}: {getattr(policy, name)!r} is not true or false")
+    if policy.loose_pickup is True and policy.reset_on_expiry is True:
+        problems.append(
+            "reset_on_expiry with loose_pickup: the probe that learns the sequence numbers "
+            "would itself re-open the expired session"
+        )
+    return problems
+
+
+def validate_policy(policy: FirewallPolicy) -> FirewallPolicy:
+    problems = policy_problems(policy)
+    if problems:
+        raise ConfigError(problems)
+    return policy
+
+
+def _take(cls: type, data: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    """The keys of `data` that `cls` knows; an unknown key is a problem."""
+    names = {f.name for f in fields(cls)}
+    if not isinstance(data, Mapping):
+        problems.append(f"{where}: expected a table, got {type(data).__name__}")
+        return {}
+    for key in data:
+        if key not in names:
+            problems.append(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _items(data: Mapping[str, Any], key: str, cls: type, problems: list[str]) -> tuple[Any, ...]:
+    raw = data.get(key, [])
+    if not isinstance(raw, list):
+        problems.append(f"{key}: expected a list of tables")
+        return ()
+    out = []
+    for i, item in enumerate(raw):
+        where = f"{key}[{i}]"
+        kwargs = _take(cls, item, where, problems)
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.name not in kwargs]
+        for name in required:
+            problems.append(f"{where}: missing {name!r}")
+        if not required:
+            out.append(cls(**kwargs))
+    return tuple(out)
+
+
+def policy_from_dict(data: Mapping[str, Any]) -> FirewallPolicy:
+    """A validated policy from plain data (a parsed TOML document)."""
+    problems: list[str] = []
+    top = _take(FirewallPolicy, data, "policy", problems)
+    top["timeouts"] = _items(data, "timeouts", TimeoutRule, problems)
+    top["allow_inbound"] = _items(data, "allow_inbound", Service, problems)
+    policy = FirewallPolicy(**top)
+    problems.extend(policy_problems(policy))
+    if problems:
+        raise ConfigError(problems)
+    return policy
+
+
+def load_policy(path: Path) -> FirewallPolicy:
+    """A validated policy from a TOML file; errors name the file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return policy_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None

@@ -1,0 +1,82 @@
+"""The kernel's session table as data: parsed `conntrack -L` and `conntrack -E` lines."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_EVENT = re.compile(r"^(?:\[(?P<stamp>\d+\.\d+)\]\s+)?(?:\s*\[(?P<event>NEW|UPDATE|DESTROY)\]\s+)?(?P<rest>.*)$")
+_KEYVAL = re.compile(r"(\w+)=(\S+)")
+
+
+@dataclass(frozen=True)
+class Session:
+    """One conntrack entry: the original direction's 5-tuple, state and remaining timeout."""
+
+    proto: str
+    src: str
+    dst: str
+    sport: int | None
+    dport: int | None
+    state: str | None  # TCP state (ESTABLISHED, ...); None for other protocols or events
+    timeout: int | None  # seconds left; None in DESTROY events
+    flags: tuple[str, ...] = ()  # ASSURED, UNREPLIED, ...
+    event: str | None = None  # NEW / UPDATE / DESTROY for event lines
+    stamp: float | None = None  # event time (conntrack -E -o timestamp)
+
+    @property
+    def key(self) -> tuple[str, str, int | None, str, int | None]:
+        return (self.proto, self.src, self.sport, self.dst, self.dport)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "proto": self.proto,
+            "src": self.src,
+            "dst": self.dst,
+            "sport": self.sport,
+            "dport": self.dport,
+            "state": self.state,
+            "timeout": self.timeout,
+            "flags": list(self.flags),
+        }
+
+
+def parse_line(line: str) -> Session | None:
+    """A Session from one line of `conntrack -L` or `conntrack -E` output, or None."""
+    match = _EVENT.match(line.strip())
+    if not match:
+        return None
+    words = match.group("rest").split()
+    if len(words) < 2 or not words[1].isdigit():
+        return None
+    proto = words[0]
+    rest = words[2:]
+    timeout = None
+    if rest and rest[0].isdigit():
+        timeout = int(rest[0])
+        rest = rest[1:]
+    state = rest[0] if rest and "=" not in rest[0] and not rest[0].startswith("[") else None
+    values: dict[str, str] = {}
+    for key, value in _KEYVAL.findall(" ".join(rest)):
+        values.setdefault(key, value)  # the first of each is the original direction
+    if "src" not in values or "dst" not in values:
+        return None
+    flags = tuple(w.strip("[]") for w in rest if w.startswith("[") and w.endswith("]"))
+    stamp = match.group("stamp")
+    return Session(
+        proto=proto,
+        src=values["src"],
+        dst=values["dst"],
+        sport=int(values["sport"]) if "sport" in values else None,
+        dport=int(values["dport"]) if "dport" in values else None,
+        state=state,
+        timeout=timeout,
+        flags=flags,
+        event=match.group("event"),
+        stamp=float(stamp) if stamp else None,
+    )
+
+
+def parse_table(text: str) -> list[Session]:
+    """Every entry of `conntrack -L` output (summary lines are skipped)."""
+    return [s for s in (parse_line(line) for line in text.splitlines()) if s is not None]
