@@ -1,0 +1,162 @@
+"""Evidence: packet captures (tcpdump to pcap) and session-table snapshots over time."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab import conntrack
+from lab.apps.marker import MARKER_PORT
+from lab.apps.marker import PAYLOAD as MARKER_PAYLOAD
+from lab.packets import TcpSegment, read_pcap, read_tcp_pcap
+
+if TYPE_CHECKING:
+    from lab.net import Lab, Proc
+
+
+class Capture:
+    """tcpdump on one interface of a node, written to `<folder>/<name>.pcap`."""
+
+    def __init__(self, lab: Lab, node: str, intf: str, folder: Path, name: str, bpf: str = "tcp"):
+        self.lab = lab
+        self.node = node
+        self.intf = intf
+        self.path = folder / f"{name}.pcap"
+        self.name = name
+        self.bpf = bpf
+        self.proc: Proc | None = None
+
+    def __enter__(self) -> Capture:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        bpf = f"({self.bpf}) or (udp dst port {MARKER_PORT})"
+        argv = ["tcpdump", "-i", self.intf, "-n", "-U", "-s", "256", "-Z", "root", "-w", str(self.path), bpf]
+        # "listening on" is printed once the socket is bound: nothing is missed after it.
+        self.proc = self.lab.start(self.node, argv, f"tcpdump-{self.name}", ready="listening on")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> Path:
+        """Stop once the capture holds everything sent before now.
+
+        tcpdump loses what is still queued in its socket when it is stopped, so a marker
+        datagram goes out of the interface first and the stop waits until it is written.
+        """
+        if self.proc is not None and not self.proc.stopped:
+            before = self._markers()
+            self.lab.run(self.node, [sys.executable, "-m", "lab.apps.marker", self.intf])
+            self.lab.wait(lambda: self._markers() > before, 5, f"the marker in capture {self.path.name}")
+            self.lab.stop(self.proc, signal.SIGINT)  # SIGINT: tcpdump closes the file
+        return self.path
+
+    def _markers(self) -> int:
+        if not self.path.exists():
+            return 0
+        return sum(1 for _, frame in read_pcap(self.path) if frame.endswith(MARKER_PAYLOAD))
+
+    def segments(self) -> list[TcpSegment]:
+        return read_tcp_pcap(self.path) if self.path.exists() else []
+
+
+@dataclass
+class Snapshot:
+    time: float  # wall clock
+    sessions: list[conntrack.Session]
+
+
+@dataclass
+class SessionRecorder:
+    """Snapshots of a firewall's session table every `period` seconds, in a thread."""
+
+    lab: Lab
+    firewall: str
+    period: float = 0.2
+    snapshots: list[Snapshot] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _error: BaseException | None = None
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                last = self._stop.is_set()  # one more snapshot after stop: the final state
+                text = self.lab.run(self.firewall, ["conntrack", "-L"], timeout=10)
+                self.snapshots.append(Snapshot(time.time(), conntrack.parse_table(text)))
+                if last:
+                    return
+                self._stop.wait(self.period)
+        except BaseException as exc:  # re-raised in the test by stop()
+            self._error = exc
+
+    def __enter__(self) -> SessionRecorder:
+        self._thread = threading.Thread(target=self._loop, name=f"sessions-{self.firewall}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(15)
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def save(self, path: Path) -> Path:
+        data = [{"time": s.time, "sessions": [x.to_dict() for x in s.sessions]} for s in self.snapshots]
+        path.write_text(json.dumps(data, indent=1))
+        return path
+
+    def history(self, sport: int) -> list[tuple[float, int | None, str | None]]:
+        """(time, remaining timeout, state) of the session from client port `sport`; None when absent."""
+        out = []
+        for snap in self.snapshots:
+            match = [s for s in snap.sessions if s.sport == sport or s.dport == sport]
+            out.append((snap.time, match[0].timeout, match[0].state) if match else (snap.time, None, None))
+        return out
+
+
+# A conntrack entry of our own whose NEW event shows the event stream is live.
+EVENT_MARKER = ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.2", "--sport", "9", "--dport", "9"]
+
+
+class SessionEvents:
+    """`conntrack -E` in a firewall for the duration of a block: every session created,
+    updated and destroyed, with timestamps (`<folder>/<name>.log`)."""
+
+    def __init__(self, lab: Lab, firewall: str, name: str):
+        self.lab = lab
+        self.firewall = firewall
+        self.name = name
+        self.proc: Proc | None = None
+
+    def __enter__(self) -> SessionEvents:
+        self.proc = self.lab.start(self.firewall, ["conntrack", "-E", "-o", "timestamp"], self.name)
+        self.lab.run(self.firewall, ["conntrack", "-I", *EVENT_MARKER, "--timeout", "5"])
+        self.proc.wait_for_output(r"\[NEW\] udp .*src=127\.0\.0\.1 dst=127\.0\.0\.2", 5)
+        self.lab.run(self.firewall, ["conntrack", "-D", *EVENT_MARKER], check=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.lab.stop(self.proc)
+
+    @property
+    def path(self) -> Path:
+        assert self.proc is not None
+        return self.proc.log_path
+
+    def events(self) -> list[conntrack.Session]:
+        """Every TCP event so far."""
+        text = self.proc.output() if self.proc is not None else ""
+        return [s for s in conntrack.parse_table(text) if s.proto == "tcp"]

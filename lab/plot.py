@@ -1,0 +1,110 @@
+"""Plots a network engineer pastes into a report: outcomes, packet timelines, session tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from lab.packets import TcpSegment  # noqa: E402
+
+OUTCOME_STYLE = {
+    "delivered": ("tab:green", "o"),
+    "reset": ("tab:orange", "s"),
+    "hung": ("tab:red", "X"),
+}
+
+
+def outcome_figure(rows: Sequence[Mapping[str, Any]], timeout: float, path: Path) -> Path:
+    """Outcome against idle/timeout for every variant (left) and the time until the
+    application knew (right). Rows: variant, idle, outcome, learned_after."""
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.55 * len(variants) + 2.4))
+    for y, variant in enumerate(variants):
+        mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["idle"])
+        for r in mine:
+            color, marker = OUTCOME_STYLE[r["outcome"]]
+            left.scatter(r["idle"] / timeout, y, c=color, marker=marker, s=120, zorder=3)
+            left.annotate(f"{r['learned_after']:.1f}s", (r["idle"] / timeout, y), textcoords="offset points",
+                          xytext=(0, 9), ha="center", fontsize=7)
+        right.plot([r["idle"] for r in mine], [r["learned_after"] for r in mine], marker="o", label=variant)
+    left.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    left.set_yticks(range(len(variants)), variants)
+    left.set_ylim(-0.7, len(variants) - 0.3)
+    left.invert_yaxis()
+    left.set_xlabel("idle time / session timeout")
+    left.set_title("outcome of the first segment after idle")
+    for outcome, (color, marker) in OUTCOME_STYLE.items():
+        left.scatter([], [], c=color, marker=marker, label=outcome)
+    left.legend(loc="lower right", fontsize=8)
+    top = max([r["idle"] for r in rows] + [timeout])
+    right.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1, label="idle time")
+    right.axhline(timeout, color="grey", linestyle="--", linewidth=1, label=f"timeout {timeout:g}s")
+    right.set_xlabel("idle time (s)")
+    right.set_ylabel("time until the application knew (s)")
+    right.set_title("when the application learns the outcome")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def packet_timeline(lanes: Mapping[str, Sequence[TcpSegment]], client: tuple[str, int], t0: float,
+                    marks: Mapping[str, float], path: Path, title: str) -> Path:
+    """One lane per capture point; each segment of the client's session as a labelled mark.
+    Arrows right: client to server; left: server to client. `marks`: label -> time."""
+    fig, ax = plt.subplots(figsize=(13, 1.2 * len(lanes) + 1.8))
+    names = list(lanes)
+    for y, name in enumerate(names):
+        for seg in lanes[name]:
+            outbound = (seg.src, seg.sport) == client
+            if not outbound and (seg.dst, seg.dport) != client:
+                continue
+            color = "tab:red" if "R" in seg.flags else ("tab:blue" if outbound else "tab:green")
+            x = seg.time - t0
+            ax.scatter(x, y, marker=">" if outbound else "<", c=color, s=70, zorder=3)
+            label = seg.flags + (f" {seg.payload_len}B" if seg.payload_len else "")
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, 10 if outbound else -16),
+                        ha="center", fontsize=6, rotation=60 if outbound else -60)
+    for label, when in marks.items():
+        ax.axvline(when - t0, color="grey", linestyle="--", linewidth=1)
+        ax.annotate(label, (when - t0, len(names) - 0.45), fontsize=8, color="dimgrey")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(-0.8, len(names) - 0.2)
+    ax.set_xlabel("time since the start of idle (s)")
+    ax.set_title(title)
+    ax.scatter([], [], marker=">", c="tab:blue", label="client -> server")
+    ax.scatter([], [], marker="<", c="tab:green", label="server -> client")
+    ax.scatter([], [], marker="s", c="tab:red", label="RST")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def session_timeline(series: Mapping[str, Sequence[tuple[float, int | None]]], timeout: float, path: Path,
+                     title: str) -> Path:
+    """Remaining timeout of each session over time (a gap: no entry in the table)."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for label, points in series.items():
+        xs = [t for t, _ in points]
+        ys = [float(v) if v is not None else float("nan") for _, v in points]
+        ax.step(xs, ys, where="post", label=label)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xlabel("time since the start of idle (s)")
+    ax.set_ylabel("seconds until expiry")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,123 @@
+"""pytest plugin: the results folder, a `case` per test, the `lab` of a scenario module,
+and the run's HTML report.
+
+A scenario module names its topology (`LAB_TOPOLOGY = "s1"`); the `lab` fixture builds it
+once per module and removes it afterwards, failed tests or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.results import Case, new_run, safe_name
+
+_CASES = pytest.StashKey[list[Case]]()
+_RUN = pytest.StashKey[Path]()
+_ITEM_CASE = pytest.StashKey[Case]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sessionlab")
+    group.addoption("--results-root", default="results", help="folder that holds run folders (default: results)")
+    group.addoption("--run-dir", default=None, help="write this run here instead of a new run folder")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_CASES] = []
+
+
+def _run_dir(config: pytest.Config) -> Path:
+    if _RUN not in config.stash:
+        explicit = config.getoption("--run-dir")
+        if explicit:
+            path = Path(explicit)
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path = new_run(Path(config.getoption("--results-root")))
+        config.stash[_RUN] = path
+    return config.stash[_RUN]
+
+
+@pytest.fixture(scope="session")
+def run_dir(pytestconfig: pytest.Config) -> Path:
+    """This run's results folder."""
+    return _run_dir(pytestconfig)
+
+
+@pytest.fixture
+def case(request: pytest.FixtureRequest, run_dir: Path) -> Case:
+    """This test's output folder; what it records goes into the report."""
+    item = request.node
+    name = safe_name(f"{item.module.__name__.rsplit('.', 1)[-1]}.{item.name}")
+    doc = (item.function.__doc__ or "").strip().splitlines()
+    result = Case(name=name, path=run_dir / name, title=doc[0] if doc else item.name)
+    result.path.mkdir(parents=True, exist_ok=True)
+    item.stash[_ITEM_CASE] = result
+    request.config.stash[_CASES].append(result)
+    return result
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[Any]:
+    """The module's lab network, built from its LAB_TOPOLOGY; removed after the module."""
+    from lab import topology
+    from lab.net import Lab
+
+    module = request.module
+    name = getattr(module, "LAB_TOPOLOGY", None)
+    if name is None:
+        raise pytest.UsageError(f"{module.__name__} uses the lab fixture but sets no LAB_TOPOLOGY")
+    topo = topology.load(name, **getattr(module, "LAB_TOPOLOGY_PARAMS", {}))
+    folder = run_dir / f"{safe_name(module.__name__.rsplit('.', 1)[-1])}-lab"
+    with Lab(topo, folder) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _lab_processes_alive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which a process the lab owns died unasked."""
+    yield
+    if "lab" in request.fixturenames:
+        running = request.getfixturevalue("lab")
+        dead = running.crashed()
+        if dead:
+            lines = [f"{p.name} on {p.node} exited {p.popen.returncode}: {p.output().strip()[-200:]}" for p in dead]
+            for p in dead:
+                p.stopped = True  # reported once
+            pytest.fail("lab process crashed: " + "; ".join(lines), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    result = item.stash.get(_ITEM_CASE, None)
+    if result is None:
+        return
+    if report.when == "call" or report.failed or report.skipped:
+        if report.when == "call":
+            result.duration = report.duration
+        if report.failed:
+            result.verdict = "failed" if report.when == "call" else "error"
+            result.message = str(report.longrepr)[-3000:] if report.longrepr else ""
+        elif report.skipped:
+            result.verdict = "skipped"
+        elif result.verdict in ("not run",):
+            result.verdict = "passed"
+        result.save()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    cases = session.config.stash.get(_CASES, [])
+    if not cases:
+        return
+    from lab.report import write_report
+
+    path = write_report(_run_dir(session.config), cases)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"sessionlab report: {path}")

@@ -1,0 +1,87 @@
+"""Run outputs: `results/<run>/<case>/` with figures (JSON), plots (PNG), pcaps and logs.
+
+Runs are named by their start time; the newest few are kept and `results/latest` points at
+the newest, like pytest's tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KEEP_RUNS = 10
+_RUN_NAME = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
+
+
+def new_run(root: Path, keep: int = KEEP_RUNS) -> Path:
+    """A fresh run folder under `root`; older runs beyond `keep` are removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    base = time.strftime("%Y%m%d-%H%M%S")
+    path, n = root / base, 1
+    while path.exists():
+        path, n = root / f"{base}-{n}", n + 1
+    path.mkdir()
+    runs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and _RUN_NAME.match(p.name))
+    for old in runs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    latest = root / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(path.name)
+    return path
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120]
+
+
+@dataclass
+class Case:
+    """One test case's output folder and what it records for the report."""
+
+    name: str
+    path: Path
+    title: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+    plots: list[tuple[str, Path]] = field(default_factory=list)
+    evidence: list[tuple[str, Path]] = field(default_factory=list)
+    verdict: str = "not run"
+    message: str = ""
+    duration: float = 0.0
+
+    def figure(self, name: str, value: Any) -> None:
+        """Record a measured figure; saved to figures.json and shown in the report."""
+        self.figures[name] = value
+        self.save()
+
+    def plot_path(self, name: str, caption: str) -> Path:
+        """Where to draw a plot; it is listed in the report with its caption."""
+        path = self.path / f"{name}.png"
+        self.plots.append((caption, path))
+        return path
+
+    def keep(self, path: Path, what: str) -> Path:
+        """List a file (capture, session table, log) as evidence of this case."""
+        self.evidence.append((what, path))
+        return path
+
+    def save(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "figures.json").write_text(json.dumps(self.figures, indent=2, default=str))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "verdict": self.verdict,
+            "message": self.message,
+            "duration": round(self.duration, 2),
+            "figures": self.figures,
+            "plots": [[c, str(p)] for c, p in self.plots],
+            "evidence": [[w, str(p)] for w, p in self.evidence],
+        }
