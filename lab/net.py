@@ -108,7 +108,7 @@ def kernel_has_netem() -> bool:
         ns = f"slnetem{secrets.token_hex(3)}"
         subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
         try:
-            for cmd in (["link", "add", "d0", "type", "dummy"], ["link", "set", "d0", "up"]):
+            for cmd in (["link", "add", "d0", "type", "veth", "peer", "name", "d1"], ["link", "set", "d0", "up"]):
                 subprocess.run(["ip", "-n", ns, *cmd], check=True, capture_output=True)
             tc = ["tc", "-n", ns, "qdisc", "add", "dev", "d0", "root", "netem", "delay", "1ms"]
             _netem = subprocess.run(tc, capture_output=True).returncode == 0

@@ -73,7 +73,7 @@ def sweep(lab, fw, case: Case, variant: str, policy: FirewallPolicy, probes: lis
     case.keep(case.path / "probes.json", "probe results")
     case.keep(lab.paths.logs / "echo-server.log", "server log")
     for r in results:
-        label = variant if r.probe.port == SERVICE or not r.probe.label else r.probe.label
+        label = r.probe.label or variant
         OUTCOMES.append({"variant": label, "idle": r.probe.idle, "outcome": r.outcome,
                          "learned_after": r.learned_after})
     case.figure("outcomes", {f"{r.probe.label or r.probe.port} idle {r.probe.idle:g}s": r.outcome for r in results})

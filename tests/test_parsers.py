@@ -1,0 +1,63 @@
+"""Parsers of what the kernel and tools print: conntrack lines, packets, pcap files."""
+
+import struct
+from pathlib import Path
+
+from lab import conntrack
+from lab.packets import TcpSegment, build_tcp, checksum, parse_ethernet_tcp, parse_ipv4_tcp, read_tcp_pcap
+
+LIST = """\
+tcp      6 2 ESTABLISHED src=10.0.1.10 dst=10.0.2.10 sport=45964 dport=8080 src=10.0.2.10 dst=10.0.1.10 \
+sport=8080 dport=45964 [ASSURED] mark=0 use=1
+udp      17 28 src=10.0.1.10 dst=10.0.2.10 sport=5000 dport=53 [UNREPLIED] src=10.0.2.10 dst=10.0.1.10 \
+sport=53 dport=5000 mark=0 use=1
+conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.
+"""
+
+
+def test_conntrack_list():
+    tcp, udp = conntrack.parse_table(LIST)
+    assert (tcp.src, tcp.sport, tcp.dst, tcp.dport, tcp.state, tcp.timeout) == (
+        "10.0.1.10", 45964, "10.0.2.10", 8080, "ESTABLISHED", 2)
+    assert tcp.flags == ("ASSURED",)
+    assert udp.proto == "udp" and udp.state is None and udp.flags == ("UNREPLIED",)
+
+
+def test_conntrack_events():
+    new = conntrack.parse_line("[1795873459.885000]\t    [NEW] tcp      6 120 SYN_SENT src=1.1.1.1 dst=2.2.2.2 "
+                               "sport=1 dport=2 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1")
+    gone = conntrack.parse_line(" [DESTROY] tcp      6 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 "
+                                "src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 [ASSURED]")
+    assert new is not None and gone is not None
+    assert (new.event, new.state, new.timeout, new.stamp) == ("NEW", "SYN_SENT", 120, 1795873459.885)
+    assert (gone.event, gone.timeout, gone.state) == ("DESTROY", None, None)
+    assert new.key == gone.key
+
+
+def test_tcp_round_trip_with_valid_checksums():
+    seg = TcpSegment("10.0.2.10", "10.0.1.10", 8080, 40000, 0xFFFFFFFF, 7, "R", 0)
+    packet = build_tcp(seg, b"")
+    assert checksum(packet[:20]) == 0
+    pseudo = packet[12:20] + struct.pack("!BBH", 0, 6, len(packet) - 20)
+    assert checksum(pseudo + packet[20:]) == 0
+    back = parse_ipv4_tcp(packet)
+    assert back is not None and back.key == seg.key and back.flags == "R" and back.seq == 0xFFFFFFFF
+
+
+def test_flags_and_payload_length():
+    seg = parse_ipv4_tcp(build_tcp(TcpSegment("1.1.1.1", "2.2.2.2", 1, 2, 0, 0, "PA", 0), b"hello\n"))
+    assert seg is not None and seg.flags == "PA" and seg.payload_len == 6
+    assert parse_ipv4_tcp(b"\x45" + b"\0" * 8 + b"\x11" + b"\0" * 10) is None  # UDP
+
+
+def test_pcap_reader(tmp_path: Path):
+    frame = b"\xff" * 12 + b"\x08\x00" + build_tcp(TcpSegment("1.1.1.1", "2.2.2.2", 1, 2, 5, 6, "SA", 0))
+    arp = b"\xff" * 12 + b"\x08\x06" + b"\0" * 28
+    data = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for sec, usec, body in ((10, 500000, frame), (11, 0, arp)):
+        data += struct.pack("<IIII", sec, usec, len(body), len(body)) + body
+    path = tmp_path / "x.pcap"
+    path.write_bytes(data)
+    (seg,) = read_tcp_pcap(path)
+    assert seg.time == 10.5 and seg.flags == "SA" and (seg.seq, seg.ack) == (5, 6)
+    assert parse_ethernet_tcp(arp) is None

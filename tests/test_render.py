@@ -1,0 +1,44 @@
+"""Policy -> nftables text: pure, compared with golden files (UPDATE_GOLDEN=1 rewrites them)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lab.config import FirewallPolicy, Service, TimeoutRule
+from lab.render.nftables import render_ruleset, render_sysctls
+
+GOLDEN = Path(__file__).parent / "golden"
+POLICIES = {
+    "strict": FirewallPolicy(tcp_timeout=2, allow_inbound=(Service(2222),)),
+    "loose": FirewallPolicy(tcp_timeout=2, loose_pickup=True, allow_inbound=(Service(2222, address="10.0.1.10"),)),
+    "timeouts_reset": FirewallPolicy(
+        tcp_timeout=2,
+        timeouts=(TimeoutRule(20, port=9000), TimeoutRule(30, address="10.0.2.0/24", proto="udp")),
+        reset_on_expiry=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_ruleset_matches_golden(name):
+    text = render_ruleset(POLICIES[name], "fw-in", "fw-out")
+    path = GOLDEN / f"{name}.nft"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_strict_drops_non_syn_without_session_and_loose_does_not():
+    strict = render_ruleset(POLICIES["strict"], "a", "b")
+    loose = render_ruleset(POLICIES["loose"], "a", "b")
+    assert "!= syn" in strict and "!= syn" not in loose
+    assert render_sysctls(POLICIES["strict"])["net.netfilter.nf_conntrack_tcp_loose"] == "0"
+    assert render_sysctls(POLICIES["loose"])["net.netfilter.nf_conntrack_tcp_loose"] == "1"
+
+
+def test_first_timeout_rule_wins_and_default_comes_last():
+    lines = render_ruleset(POLICIES["timeouts_reset"], "a", "b").splitlines()
+    sets = [line for line in lines if "ct timeout set" in line]
+    assert "tcp dport 9000" in sets[0] and sets[0].endswith("accept")
+    assert '"timeout_default_tcp"' in sets[-1]
