@@ -109,8 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # SIGTERM ends a run like Ctrl-C, so the lab's cleanup runs.
+    # SIGTERM (and SIGINT, even where a shell started us ignoring it) end a run like
+    # Ctrl-C, so the lab's cleanup runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.func(args))
     except LabError as exc:
