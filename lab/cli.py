@@ -38,7 +38,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     unknown = [s for s in chosen if s not in known]
     if unknown:
         raise LabError(f"unknown suite {', '.join(unknown)} (known: {', '.join(known)})")
-    argv = [str(known[s]) for s in chosen] + ["--rootdir", str(ROOT), "-q", "--results-root", str(args.results)]
+    argv = [str(known[s]) for s in chosen] + [
+        "--rootdir",
+        str(ROOT),
+        "-q",
+        "--results-root",
+        str(args.results),
+    ]
     if args.k:
         argv += ["-k", args.k]
     return int(pytest.main(argv))
@@ -90,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run lab suites (default: all) and write results/<run>/report.html")
     run.add_argument("suite", nargs="*", help="suite names, e.g. s1")
-    run.add_argument("--results", type=Path, default=ROOT / "results", help="results folder (default: results/)")
+    run.add_argument(
+        "--results", type=Path, default=ROOT / "results", help="results folder (default: results/)"
+    )
     run.add_argument("-k", help="only cases matching this pytest expression")
     run.set_defaults(func=cmd_run)
     policy = sub.add_parser("policy", help="check a firewall policy (TOML) and print its nftables ruleset")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_EVENT = re.compile(r"^(?:\[(?P<stamp>\d+\.\d+)\]\s+)?(?:\s*\[(?P<event>NEW|UPDATE|DESTROY)\]\s+)?(?P<rest>.*)$")
+_EVENT = re.compile(
+    r"^(?:\[(?P<stamp>\d+\.\d+)\]\s+)?(?:\s*\[(?P<event>NEW|UPDATE|DESTROY)\]\s+)?(?P<rest>.*)$"
+)
 _KEYVAL = re.compile(r"(\w+)=(\S+)")
 
 

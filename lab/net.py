@@ -108,7 +108,10 @@ def kernel_has_netem() -> bool:
         ns = f"slnetem{secrets.token_hex(3)}"
         subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
         try:
-            for cmd in (["link", "add", "d0", "type", "veth", "peer", "name", "d1"], ["link", "set", "d0", "up"]):
+            for cmd in (
+                ["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+                ["link", "set", "d0", "up"],
+            ):
                 subprocess.run(["ip", "-n", ns, *cmd], check=True, capture_output=True)
             tc = ["tc", "-n", ns, "qdisc", "add", "dev", "d0", "root", "netem", "delay", "1ms"]
             _netem = subprocess.run(tc, capture_output=True).returncode == 0
@@ -150,7 +153,7 @@ def _tagged_topo(topo: Any, tag: str) -> tuple[Any, dict[str, str]]:
             copy.addSwitch(names[node], **info)
         else:
             copy.addHost(node, **info)
-    for src, dst, info in topo.links(sort=True, withInfo=True):
+    for _src, _dst, info in topo.links(sort=True, withInfo=True):
         info = dict(info)
         for end in ("node1", "node2"):
             info[end] = names[info[end]]
@@ -272,16 +275,18 @@ class Lab:
             raise CommandError(argv, popen.returncode, text)
         return text
 
-    def start(self, node: str, argv: Sequence[str], name: str, ready: str | None = None,
-              ready_timeout: float = 10) -> Proc:
+    def start(
+        self, node: str, argv: Sequence[str], name: str, ready: str | None = None, ready_timeout: float = 10
+    ) -> Proc:
         """Start a long-running process in a node; it is stopped by PID at close.
 
         `ready` is a regex its output must show before this returns (the event it is up).
         """
         path = self.paths.logs / f"{name}.log"
         with open(path, "wb") as out:
-            popen = self.node(node).popen(list(argv), stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL)
+            popen = self.node(node).popen(
+                list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         proc = Proc(name=name, node=node, argv=list(argv), popen=popen, log_path=path)
         self.procs.append(proc)
         if ready is not None:

@@ -43,7 +43,9 @@ class Firewall(Node):
         names = {i.name for i in self.intfList()}
         missing = [n for n in (self.inside, self.outside) if n not in names]
         if missing:
-            raise ConfigError(f"firewall {self.name}: no interface {', '.join(missing)} (has {', '.join(sorted(names))})")
+            raise ConfigError(
+                f"firewall {self.name}: no interface {', '.join(missing)} (has {', '.join(sorted(names))})"
+            )
         self.apply_policy(FirewallPolicy())
 
     def _lab(self) -> Lab:
@@ -61,7 +63,9 @@ class Firewall(Node):
         try:
             lab.run(self.name, ["nft", "-c", "-f", str(path)])
         except CommandError as exc:
-            raise ConfigError(f"firewall {self.name}: nft rejects the rendered policy {path}: {exc.output}") from None
+            raise ConfigError(
+                f"firewall {self.name}: nft rejects the rendered policy {path}: {exc.output}"
+            ) from None
         for key, value in render_sysctls(policy).items():
             lab.run(self.name, ["sysctl", "-qw", f"{key}={value}"])
         # nft -f is atomic: on an error the old ruleset silently stays, so the code matters.

@@ -30,8 +30,14 @@ def outcome_figure(rows: Sequence[Mapping[str, Any]], timeout: float, path: Path
         for r in mine:
             color, marker = OUTCOME_STYLE[r["outcome"]]
             left.scatter(r["idle"] / timeout, y, c=color, marker=marker, s=120, zorder=3)
-            left.annotate(f"{r['learned_after']:.1f}s", (r["idle"] / timeout, y), textcoords="offset points",
-                          xytext=(0, 9), ha="center", fontsize=7)
+            left.annotate(
+                f"{r['learned_after']:.1f}s",
+                (r["idle"] / timeout, y),
+                textcoords="offset points",
+                xytext=(0, 9),
+                ha="center",
+                fontsize=7,
+            )
         right.plot([r["idle"] for r in mine], [r["learned_after"] for r in mine], marker="o", label=variant)
     left.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     left.set_yticks(range(len(variants)), variants)
@@ -55,8 +61,14 @@ def outcome_figure(rows: Sequence[Mapping[str, Any]], timeout: float, path: Path
     return path
 
 
-def packet_timeline(lanes: Mapping[str, Sequence[TcpSegment]], client: tuple[str, int], t0: float,
-                    marks: Mapping[str, float], path: Path, title: str) -> Path:
+def packet_timeline(
+    lanes: Mapping[str, Sequence[TcpSegment]],
+    client: tuple[str, int],
+    t0: float,
+    marks: Mapping[str, float],
+    path: Path,
+    title: str,
+) -> Path:
     """One lane per capture point; each segment of the client's session as a labelled mark.
     Arrows right: client to server; left: server to client. `marks`: label -> time."""
     fig, ax = plt.subplots(figsize=(13, 1.2 * len(lanes) + 1.8))
@@ -70,8 +82,15 @@ def packet_timeline(lanes: Mapping[str, Sequence[TcpSegment]], client: tuple[str
             x = seg.time - t0
             ax.scatter(x, y, marker=">" if outbound else "<", c=color, s=70, zorder=3)
             label = seg.flags + (f" {seg.payload_len}B" if seg.payload_len else "")
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, 10 if outbound else -16),
-                        ha="center", fontsize=6, rotation=60 if outbound else -60)
+            ax.annotate(
+                label,
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, 10 if outbound else -16),
+                ha="center",
+                fontsize=6,
+                rotation=60 if outbound else -60,
+            )
     for label, when in marks.items():
         ax.axvline(when - t0, color="grey", linestyle="--", linewidth=1)
         ax.annotate(label, (when - t0, len(names) - 0.45), fontsize=8, color="dimgrey")
@@ -90,8 +109,9 @@ def packet_timeline(lanes: Mapping[str, Sequence[TcpSegment]], client: tuple[str
     return path
 
 
-def session_timeline(series: Mapping[str, Sequence[tuple[float, int | None]]], timeout: float, path: Path,
-                     title: str) -> Path:
+def session_timeline(
+    series: Mapping[str, Sequence[tuple[float, int | None]]], timeout: float, path: Path, title: str
+) -> Path:
     """Remaining timeout of each session over time (a gap: no entry in the table)."""
     fig, ax = plt.subplots(figsize=(10, 4))
     for label, points in series.items():

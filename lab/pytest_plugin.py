@@ -7,7 +7,7 @@ once per module and removes it afterwards, failed tests or not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ _ITEM_CASE = pytest.StashKey[Case]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sessionlab")
-    group.addoption("--results-root", default="results", help="folder that holds run folders (default: results)")
+    group.addoption(
+        "--results-root", default="results", help="folder that holds run folders (default: results)"
+    )
     group.addoption("--run-dir", default=None, help="write this run here instead of a new run folder")
 
 
@@ -85,20 +87,21 @@ def _lab_processes_alive(request: pytest.FixtureRequest) -> Iterator[None]:
         running = request.getfixturevalue("lab")
         dead = running.crashed()
         if dead:
-            lines = [f"{p.name} on {p.node} exited {p.popen.returncode}: {p.output().strip()[-200:]}" for p in dead]
+            lines = [
+                f"{p.name} on {p.node} exited {p.popen.returncode}: {p.output().strip()[-200:]}" for p in dead
+            ]
             for p in dead:
                 p.stopped = True  # reported once
             pytest.fail("lab process crashed: " + "; ".join(lines), pytrace=False)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
     result = item.stash.get(_ITEM_CASE, None)
-    if result is None:
-        return
-    if report.when == "call" or report.failed or report.skipped:
+    if result is not None and (report.when == "call" or report.failed or report.skipped):
         if report.when == "call":
             result.duration = report.duration
         if report.failed:
@@ -106,9 +109,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             result.message = str(report.longrepr)[-3000:] if report.longrepr else ""
         elif report.skipped:
             result.verdict = "skipped"
-        elif result.verdict in ("not run",):
+        elif result.verdict == "not run":
             result.verdict = "passed"
         result.save()
+    return report
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -42,7 +42,8 @@ def write_report(run: Path, cases: list[Case], title: str = "sessionlab report")
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Run <code>{html.escape(run.name)}</code>, written {time.strftime('%Y-%m-%d %H:%M:%S')}: {summary}.</p>",
+        f"<p>Run <code>{html.escape(run.name)}</code>, written "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {summary}.</p>",
         "<table><tr><th>case</th><th>verdict</th><th>time (s)</th></tr>",
     ]
     for case in cases:
@@ -52,8 +53,10 @@ def write_report(run: Path, cases: list[Case], title: str = "sessionlab report")
         )
     parts.append("</table>")
     for case in cases:
-        parts.append(f"<h2 id='{html.escape(case.name)}'>{html.escape(case.title or case.name)} "
-                     f"<span class='{case.verdict}'>[{case.verdict}]</span></h2>")
+        parts.append(
+            f"<h2 id='{html.escape(case.name)}'>{html.escape(case.title or case.name)} "
+            f"<span class='{case.verdict}'>[{case.verdict}]</span></h2>"
+        )
         parts.append(f"<p><code>{html.escape(case.name)}</code></p>")
         if case.message:
             parts.append(f"<pre>{html.escape(case.message)}</pre>")
@@ -64,12 +67,18 @@ def write_report(run: Path, cases: list[Case], title: str = "sessionlab report")
             parts.append("</table>")
         for caption, path in case.plots:
             if path.exists():
-                parts.append(f"<figure><img src='{_rel(path, run)}' alt='{html.escape(caption)}'>"
-                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+                parts.append(
+                    f"<figure><img src='{_rel(path, run)}' alt='{html.escape(caption)}'>"
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
         if case.evidence:
-            parts.append("<p>Evidence: " + ", ".join(
-                f"<a href='{_rel(p, run)}'>{html.escape(w)}</a>" for w, p in case.evidence if p.exists()
-            ) + "</p>")
+            parts.append(
+                "<p>Evidence: "
+                + ", ".join(
+                    f"<a href='{_rel(p, run)}'>{html.escape(w)}</a>" for w, p in case.evidence if p.exists()
+                )
+                + "</p>"
+            )
     parts.append("</body></html>")
     path = run / "report.html"
     path.write_text("\n".join(parts))

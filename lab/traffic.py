@@ -26,8 +26,19 @@ class IdleProbe:
     label: str = ""
 
     def argv(self, server: str) -> list[str]:
-        argv = [sys.executable, "-m", "lab.apps.tcp_probe", "--server", server, "--port", str(self.port),
-                "--idle", str(self.idle), "--app-timeout", str(self.app_timeout)]
+        argv = [
+            sys.executable,
+            "-m",
+            "lab.apps.tcp_probe",
+            "--server",
+            server,
+            "--port",
+            str(self.port),
+            "--idle",
+            str(self.idle),
+            "--app-timeout",
+            str(self.app_timeout),
+        ]
         if self.tcp_keepalive:
             argv += ["--tcp-keepalive", str(self.tcp_keepalive)]
         if self.heartbeat:
@@ -61,8 +72,15 @@ def run_probes(lab: Lab, client: str, server: str, probes: list[IdleProbe]) -> l
             raw = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise LabError(f"probe {probe} printed no result: {out.strip()[-300:]}") from None
-        return ProbeResult(probe, raw["outcome"], raw["learned_after"], raw["client"],
-                           int(raw["client"].rsplit(":", 1)[1]), raw["wall_start"], raw)
+        return ProbeResult(
+            probe,
+            raw["outcome"],
+            raw["learned_after"],
+            raw["client"],
+            int(raw["client"].rsplit(":", 1)[1]),
+            raw["wall_start"],
+            raw,
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, len(probes))) as pool:
         return list(pool.map(one, probes))
@@ -87,5 +105,21 @@ def server_events(proc: Proc, peer: str | None = None) -> list[dict[str, Any]]:
 
 def send_segment(lab: Lab, node: str, src: str, dst: str, sport: int, dport: int, flags: str = "A") -> None:
     """Send one hand-made TCP segment from `node` (an out-of-state ACK, say)."""
-    lab.run(node, [sys.executable, "-m", "lab.apps.craft", "--src", src, "--dst", dst,
-                   "--sport", str(sport), "--dport", str(dport), "--flags", flags])
+    lab.run(
+        node,
+        [
+            sys.executable,
+            "-m",
+            "lab.apps.craft",
+            "--src",
+            src,
+            "--dst",
+            dst,
+            "--sport",
+            str(sport),
+            "--dport",
+            str(dport),
+            "--flags",
+            flags,
+        ],
+    )

@@ -11,7 +11,7 @@ from lab.errors import LabTimeout
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.02) -> T:
     """Poll `check` until it returns something truthy; return that. Raise LabTimeout after
     `timeout` seconds, naming `what` was awaited."""
     deadline = time.monotonic() + timeout

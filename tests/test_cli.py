@@ -7,7 +7,9 @@ import pytest
 
 
 def sessionlab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize(

@@ -30,12 +30,14 @@ def test_full_policy_from_toml(tmp_path: Path):
 
 def test_every_problem_is_reported_with_its_place():
     with pytest.raises(ConfigError) as err:
-        policy_from_dict({
-            "tcp_timeout": 0,
-            "colour": "red",
-            "timeouts": [{"port": 70000, "timeout": 5}, {"timeout": 5}, {"port": 1}],
-            "allow_inbound": [{"port": 22, "proto": "sctp", "address": "10.0.1.300"}],
-        })
+        policy_from_dict(
+            {
+                "tcp_timeout": 0,
+                "colour": "red",
+                "timeouts": [{"port": 70000, "timeout": 5}, {"timeout": 5}, {"port": 1}],
+                "allow_inbound": [{"port": 22, "proto": "sctp", "address": "10.0.1.300"}],
+            }
+        )
     problems = err.value.problems
     assert any("unknown key 'colour'" in p for p in problems)
     assert any(p.startswith("tcp_timeout:") for p in problems)

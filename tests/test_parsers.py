@@ -18,16 +18,26 @@ conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.
 def test_conntrack_list():
     tcp, udp = conntrack.parse_table(LIST)
     assert (tcp.src, tcp.sport, tcp.dst, tcp.dport, tcp.state, tcp.timeout) == (
-        "10.0.1.10", 45964, "10.0.2.10", 8080, "ESTABLISHED", 2)
+        "10.0.1.10",
+        45964,
+        "10.0.2.10",
+        8080,
+        "ESTABLISHED",
+        2,
+    )
     assert tcp.flags == ("ASSURED",)
     assert udp.proto == "udp" and udp.state is None and udp.flags == ("UNREPLIED",)
 
 
 def test_conntrack_events():
-    new = conntrack.parse_line("[1795873459.885000]\t    [NEW] tcp      6 120 SYN_SENT src=1.1.1.1 dst=2.2.2.2 "
-                               "sport=1 dport=2 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1")
-    gone = conntrack.parse_line(" [DESTROY] tcp      6 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 "
-                                "src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 [ASSURED]")
+    new = conntrack.parse_line(
+        "[1795873459.885000]\t    [NEW] tcp      6 120 SYN_SENT src=1.1.1.1 dst=2.2.2.2 "
+        "sport=1 dport=2 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1"
+    )
+    gone = conntrack.parse_line(
+        " [DESTROY] tcp      6 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 "
+        "src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 [ASSURED]"
+    )
     assert new is not None and gone is not None
     assert (new.event, new.state, new.timeout, new.stamp) == ("NEW", "SYN_SENT", 120, 1795873459.885)
     assert (gone.event, gone.timeout, gone.state) == ("DESTROY", None, None)

@@ -11,7 +11,9 @@ from lab.render.nftables import render_ruleset, render_sysctls
 GOLDEN = Path(__file__).parent / "golden"
 POLICIES = {
     "strict": FirewallPolicy(tcp_timeout=2, allow_inbound=(Service(2222),)),
-    "loose": FirewallPolicy(tcp_timeout=2, loose_pickup=True, allow_inbound=(Service(2222, address="10.0.1.10"),)),
+    "loose": FirewallPolicy(
+        tcp_timeout=2, loose_pickup=True, allow_inbound=(Service(2222, address="10.0.1.10"),)
+    ),
     "timeouts_reset": FirewallPolicy(
         tcp_timeout=2,
         timeouts=(TimeoutRule(20, port=9000), TimeoutRule(30, address="10.0.2.0/24", proto="udp")),

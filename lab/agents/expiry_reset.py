@@ -41,7 +41,9 @@ def emit(event: str, **fields: object) -> None:
 
 
 def route_dev(address: str) -> str:
-    out = subprocess.run(["ip", "-o", "route", "get", address], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-o", "route", "get", address], capture_output=True, text=True, check=True
+    ).stdout
     words = out.split()
     return words[words.index("dev") + 1]
 

@@ -44,8 +44,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, args.tcp_keepalive)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
     local = sock.getsockname()
-    result: dict[str, object] = {"client": f"{local[0]}:{local[1]}", "server": f"{args.server}:{args.port}",
-                                 "idle": args.idle, "app_timeout": args.app_timeout, "heartbeats": 0}
+    result: dict[str, object] = {
+        "client": f"{local[0]}:{local[1]}",
+        "server": f"{args.server}:{args.port}",
+        "idle": args.idle,
+        "app_timeout": args.app_timeout,
+        "heartbeats": 0,
+    }
     sock.sendall(b"hello\n")
     if _recv_line(sock, time.monotonic() + args.app_timeout) != b"hello":
         raise SystemExit("probe: the first exchange failed; the path is broken before any idle time")
@@ -95,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, required=True, help="seconds to stay idle")
     parser.add_argument("--app-timeout", type=float, default=3.0, help="the application's own reply timeout")
     parser.add_argument("--tcp-keepalive", type=int, default=0, help="TCP keepalive period (s), 0: off")
-    parser.add_argument("--heartbeat", type=float, default=0.0, help="application heartbeat period (s), 0: off")
+    parser.add_argument(
+        "--heartbeat", type=float, default=0.0, help="application heartbeat period (s), 0: off"
+    )
     args = parser.parse_args(argv)
     print(json.dumps(run(args)), flush=True)
     return 0

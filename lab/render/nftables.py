@@ -70,8 +70,7 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str) -> str:
     if strict:
         # A TCP session starts with a SYN; anything else without a session is not let in.
         lines.append(
-            "\t\tct state new tcp flags & (fin | syn | rst | ack) != syn "
-            'counter name "drop_new_not_syn" drop'
+            '\t\tct state new tcp flags & (fin | syn | rst | ack) != syn counter name "drop_new_not_syn" drop'
         )
     if policy.allow_outbound:
         lines.append(f'\t\tiifname "{inside}" oifname "{outside}" ct state new accept')
