@@ -83,9 +83,10 @@ def sweep(lab, fw, case: Case, variant: str, policy: FirewallPolicy, probes: lis
         "outcomes", {f"{r.probe.label or r.probe.port} idle {r.probe.idle:g}s": r.outcome for r in results}
     )
     t0 = min(r.wall_start for r in results)
+    # An established session's countdown; closing states (TIME_WAIT...) would dwarf it.
     series = {
         f"{r.probe.label or r.probe.port}, idle {r.probe.idle:g}s": [
-            (t - t0, v) for t, v, _ in sessions.history(r.sport)
+            (t - t0, v if state == "ESTABLISHED" else None) for t, v, state in sessions.history(r.sport)
         ]
         for r in results
     }
