@@ -81,7 +81,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise LabError(f"--param {item!r}: expected key=value")
         params[key] = value
     topo = topology.load(args.topology, **params)
-    with tempfile.TemporaryDirectory(prefix="sessionlab-up-") as folder, Lab(topo, Path(folder)) as running:
+    controller = topology.controller_for(args.topology)
+    with (
+        tempfile.TemporaryDirectory(prefix="sessionlab-up-") as folder,
+        Lab(topo, Path(folder), controller=controller) as running,
+    ):
         for node in running.net.hosts:
             name = node.name
             addrs = ", ".join(f"{i.name} {i.IP()}" for i in node.intfList() if i.IP())

@@ -75,6 +75,19 @@ class Proc:
 
 
 @dataclass
+class ControllerApp:
+    """An os-ken controller app the lab runs for its OpenFlow switches.
+
+    `config` computes the app's configuration from the built (not yet started) lab, so it
+    can name switch ports by their OpenFlow numbers.
+    """
+
+    module: str
+    config: Callable[[Lab], dict[str, Any]]
+    name: str = "controller"
+
+
+@dataclass
 class LabPaths:
     """Where a lab writes: logs, captures, rendered configuration."""
 
@@ -174,6 +187,7 @@ class Lab:
         results: Path,
         node_classes: dict[str, type] | None = None,
         tag: str | None = None,
+        controller: ControllerApp | None = None,
     ):
         self.topo = topo
         self.paths = LabPaths(Path(results))
@@ -183,6 +197,9 @@ class Lab:
         self.names: dict[str, str] = {}
         self.procs: list[Proc] = []
         self._cleanups: list[Callable[[], None]] = []
+        self.controller = controller
+        self.controller_proc: Proc | None = None
+        self.of_port = 0
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -211,10 +228,23 @@ class Lab:
             role = info.get("role")
             if role in self.node_classes:
                 info["cls"] = self.node_classes[role]
-        switch = partial(OVSSwitch, datapath="user", failMode="standalone")
-        self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink, build=False)
-        self.net.build()
-        self.net.start()
+        if self.controller is None:
+            switch = partial(OVSSwitch, datapath="user", failMode="standalone")
+            self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink, build=False)
+            self.net.build()
+            self.net.start()
+        else:
+            from mininet.node import RemoteController
+
+            self.of_port = _free_port()
+            switch = partial(OVSSwitch, datapath="user", failMode="secure", protocols="OpenFlow13")
+            remote = partial(RemoteController, ip="127.0.0.1", port=self.of_port)
+            self.net = Mininet(topo=topo, switch=switch, controller=remote, link=TCLink, build=False)
+            self.net.build()
+            self.start_controller()
+            self.net.start()
+            self._fast_reconnect()
+            self.wait_switches()
         for host in self.net.hosts:
             for intf in host.intfList():
                 if intf.name != "lo":
@@ -246,6 +276,90 @@ class Lab:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    # --- the controller ---------------------------------------------------------------
+    def port_map(self) -> dict[str, dict[str, Any]]:
+        """Each switch (logical name): its dpid and OpenFlow port numbers by peer. A peer is
+        named by its interface for hosts (`fw1-in`) and by its logical name for switches."""
+        logical = {real: name for name, real in self.names.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for sw in self.net.switches:
+            ports: dict[str, int] = {}
+            for intf, number in sw.ports.items():
+                link = getattr(intf, "link", None)
+                if link is None:
+                    continue
+                peer = link.intf2 if link.intf1 is intf else link.intf1
+                key = logical.get(peer.node.name, peer.name) if peer.node in self.net.switches else peer.name
+                ports[key] = int(number)
+            out[logical[sw.name]] = {"dpid": int(sw.dpid, 16), "ports": ports}
+        return out
+
+    def start_controller(self, **overrides: Any) -> Proc:
+        """(Re)start the controller app with its configuration (plus `overrides`)."""
+        import json
+        import sys
+
+        assert self.controller is not None
+        if self.controller_proc is not None:
+            self.stop(self.controller_proc)
+        config = {**self.controller.config(self), **overrides}
+        path = self.paths.root / f"{self.controller.name}-config.json"
+        path.write_text(json.dumps(config, indent=1))
+        argv = [
+            sys.executable,
+            "-m",
+            "controllers.run",
+            self.controller.module,
+            "--port",
+            str(self.of_port),
+            "--config",
+            str(path),
+        ]
+        self.controller_proc = self.start(None, argv, self.controller.name, ready=r"controller listening")
+        return self.controller_proc
+
+    def restart_controller(self, **overrides: Any) -> Proc:
+        proc = self.start_controller(**overrides)
+        self.wait_switches()
+        return proc
+
+    def _fast_reconnect(self) -> None:
+        # OVS backs off up to 8 s between reconnects; a restarted controller is back in 1 s.
+        for sw in self.net.switches:
+            uuid = subprocess.run(
+                ["ovs-vsctl", "get", "bridge", sw.name, "controller"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip("[]\n ")
+            if uuid:
+                subprocess.run(["ovs-vsctl", "set", "controller", uuid, "max_backoff=1000"], check=True)
+
+    def wait_switches(self, timeout: float = 20) -> None:
+        """Wait until the controller reports every switch configured; name those missing."""
+        assert self.controller_proc is not None
+        proc = self.controller_proc
+        expected = {int(sw.dpid, 16): self.logical(sw.name) for sw in self.net.switches}
+
+        def missing() -> dict[int, str]:
+            if not proc.running():
+                raise LabError(
+                    f"the controller exited {proc.popen.returncode}: {proc.output().strip()[-400:]}"
+                )
+            text = proc.output()
+            ready = {int(m) for m in re.findall(r'"switch_ready".*?"dpid": (\d+)', text)}
+            return {d: n for d, n in expected.items() if d not in ready}
+
+        deadline = time.monotonic() + timeout
+        while missing():
+            if time.monotonic() > deadline:
+                names = ", ".join(sorted(missing().values()))
+                raise LabTimeout(f"switch {names} never connected to the controller within {timeout:g} s")
+            time.sleep(0.05)
+
+    def logical(self, real: str) -> str:
+        return next((name for name, r in self.names.items() if r == real), real)
+
     def on_close(self, step: Callable[[], None]) -> None:
         """Run `step` at close, before the processes are stopped (last added, first run)."""
         self._cleanups.append(step)
@@ -276,18 +390,33 @@ class Lab:
         return text
 
     def start(
-        self, node: str, argv: Sequence[str], name: str, ready: str | None = None, ready_timeout: float = 10
+        self,
+        node: str | None,
+        argv: Sequence[str],
+        name: str,
+        ready: str | None = None,
+        ready_timeout: float = 10,
     ) -> Proc:
-        """Start a long-running process in a node; it is stopped by PID at close.
+        """Start a long-running process in a node (None: the root namespace, for the
+        controller on loopback); it is stopped by PID at close.
 
         `ready` is a regex its output must show before this returns (the event it is up).
         """
         path = self.paths.logs / f"{name}.log"
         with open(path, "wb") as out:
-            popen = self.node(node).popen(
-                list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        proc = Proc(name=name, node=node, argv=list(argv), popen=popen, log_path=path)
+            if node is None:
+                popen = subprocess.Popen(
+                    list(argv),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            else:
+                popen = self.node(node).popen(
+                    list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+        proc = Proc(name=name, node=node or "root namespace", argv=list(argv), popen=popen, log_path=path)
         self.procs.append(proc)
         if ready is not None:
             proc.wait_for_output(ready, ready_timeout)
@@ -318,6 +447,14 @@ class Lab:
 
     def elapsed_since(self, start: float) -> float:
         return time.monotonic() - start
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def default_node_classes() -> dict[str, type]:

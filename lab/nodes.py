@@ -27,10 +27,21 @@ class Firewall(Node):
     Topology parameters: `inside` and `outside`, the names of its two interfaces.
     """
 
-    def config(self, inside: str = "fw-in", outside: str = "fw-out", **params: Any) -> Any:  # noqa: N802
+    def config(  # noqa: N802
+        self,
+        inside: str = "fw-in",
+        outside: str = "fw-out",
+        sync: str | None = None,
+        neighbors: dict[str, dict[str, str]] | None = None,
+        **params: Any,
+    ) -> Any:
         result = super().config(**params)
         self.inside = inside
         self.outside = outside
+        self.sync = sync  # the interface to a peer firewall, for session sync
+        for intf, table in (neighbors or {}).items():
+            for address, mac in table.items():
+                self.cmd(f"ip neigh replace {address} lladdr {mac} dev {intf} nud permanent")
         self.policy: FirewallPolicy | None = None
         self.lab: Lab | None = None
         self.agent: Proc | None = None

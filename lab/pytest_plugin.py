@@ -74,8 +74,9 @@ def lab(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[Any]:
     if name is None:
         raise pytest.UsageError(f"{module.__name__} uses the lab fixture but sets no LAB_TOPOLOGY")
     topo = topology.load(name, **getattr(module, "LAB_TOPOLOGY_PARAMS", {}))
+    controller = topology.controller_for(name, **getattr(module, "LAB_CONTROLLER_PARAMS", {}))
     folder = run_dir / f"{safe_name(module.__name__.rsplit('.', 1)[-1])}-lab"
-    with Lab(topo, folder) as running:
+    with Lab(topo, folder, controller=controller) as running:
         yield running
 
 

@@ -20,16 +20,31 @@ def available(directory: Path = TOPOLOGY_DIR) -> dict[str, Path]:
     return found
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _module(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(f"sessionlab_topo_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    topos = getattr(module, "topos", None)
+    return module
+
+
+def _load(path: Path) -> dict[str, Any]:
+    topos = getattr(_module(path), "topos", None)
     if not isinstance(topos, dict):
         raise ConfigError(f"{path}: has no `topos` dict")
     return topos
+
+
+def controller_for(name: str, directory: Path = TOPOLOGY_DIR, **params: Any) -> Any:
+    """The ControllerApp a topology asks for (its file's `controllers` dict), or None."""
+    import importlib
+
+    files = available(directory)
+    spec = getattr(_module(files[name]), "controllers", {}).get(name) if name in files else None
+    if spec is None:
+        return None
+    return importlib.import_module(spec).app(**params)
 
 
 def load(name: str, directory: Path = TOPOLOGY_DIR, **params: Any) -> Any:

@@ -123,3 +123,39 @@ def send_segment(lab: Lab, node: str, src: str, dst: str, sport: int, dport: int
             flags,
         ],
     )
+
+
+def run_sessions(
+    lab: Lab, client: str, servers: list[str], count: int, concurrency: int = 8, timeout: float = 2.0
+) -> list[dict[str, Any]]:
+    """`count` short TCP sessions from `client` to `servers` (address:port, round robin)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "lab.apps.tcp_sessions",
+        "--count",
+        str(count),
+        "--concurrency",
+        str(concurrency),
+        "--timeout",
+        str(timeout),
+    ]
+    for server in servers:
+        argv += ["--server", server]
+    budget = count * (timeout + 1) / max(1, concurrency) + 30
+    out = lab.run(client, argv, timeout=budget)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def run_sessions_from(
+    lab: Lab, clients: list[str], servers: list[str], count: int, **options: Any
+) -> list[dict[str, Any]]:
+    """`count` sessions in all, spread over `clients` that run at once; each record names its client."""
+    share = [count // len(clients) + (1 if i < count % len(clients) else 0) for i in range(len(clients))]
+
+    def one(item: tuple[str, int]) -> list[dict[str, Any]]:
+        client, n = item
+        return [{**r, "client": lab.ip(client)} for r in run_sessions(lab, client, servers, n, **options)]
+
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        return [r for part in pool.map(one, zip(clients, share)) for r in part]

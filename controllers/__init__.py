@@ -1,0 +1,2 @@
+"""os-ken controller apps. Each app is `controllers/<app>/logic.py` (pure decisions, tested
+offline) plus `controllers/<app>/app.py` (the os-ken adapter); `controllers.run` starts one."""

@@ -1,0 +1,50 @@
+"""Start one os-ken app: `python -m controllers.run <module> --port P --config FILE`.
+
+os-ken has no manager command that works here; this is its minimal equivalent. OpenFlow
+listens on 127.0.0.1 only. Prints "controller listening" once switches can connect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("module", help="the app's module, e.g. controllers.fwlb.app")
+    parser.add_argument("--port", type=int, required=True, help="OpenFlow port on 127.0.0.1")
+    parser.add_argument("--config", required=True, help="the app's JSON configuration")
+    args = parser.parse_args(argv)
+    os.environ["SESSIONLAB_APP_CONFIG"] = args.config
+
+    from os_ken.lib import hub
+
+    hub.patch(thread=False)
+    import os_ken.controller.controller  # noqa: F401  (registers the OpenFlow listen options)
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager  # before cfg.CONF(): it registers options
+
+    cfg.CONF(args=[], project="os_ken")
+    cfg.CONF.set_override("ofp_listen_host", "127.0.0.1")
+    cfg.CONF.set_override("ofp_tcp_listen_port", args.port)
+
+    def announce() -> None:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", args.port), timeout=0.2).close()
+            except OSError:
+                hub.sleep(0.05)
+                continue
+            print("controller listening", flush=True)
+            return
+
+    hub.spawn(announce)
+    AppManager.run_apps([args.module])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

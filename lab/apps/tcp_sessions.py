@@ -1,0 +1,63 @@
+"""Many short TCP sessions: connect, exchange a line, close. One JSON line per session.
+
+A session is `opened` when connect() succeeded and `data_ok` when the echo came back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def one(server: str, port: int, timeout: float, lock: threading.Lock) -> None:
+    record: dict[str, object] = {"server": f"{server}:{port}", "opened": False, "data_ok": False}
+    start = time.monotonic()
+    record["wall_start"] = time.time()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.bind(("0.0.0.0", 0))
+        record["sport"] = sock.getsockname()[1]
+        sock.connect((server, port))
+        record["opened"] = True
+        record["connect_time"] = time.monotonic() - start
+        sock.sendall(b"session\n")
+        data = b""
+        while b"\n" not in data:
+            chunk = sock.recv(100)
+            if not chunk:
+                break
+            data += chunk
+        record["data_ok"] = data.startswith(b"session")
+    except OSError as exc:
+        record["error"] = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
+    finally:
+        sock.close()
+    record["elapsed"] = time.monotonic() - start
+    with lock:
+        print(json.dumps(record), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server", action="append", required=True, help="address:port (repeat: round robin)")
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=2.0, help="connect and reply timeout (s)")
+    args = parser.parse_args(argv)
+    targets = [(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in args.server]
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        for i in range(args.count):
+            server, port = targets[i % len(targets)]
+            pool.submit(one, server, port, args.timeout, lock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
