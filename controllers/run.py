@@ -23,9 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     from os_ken.lib import hub
 
     hub.patch(thread=False)
-    import os_ken.controller.controller  # noqa: F401  (registers the OpenFlow listen options)
+    # Order matters: AppManager first (importing the controller module first is circular),
+    # then the controller module registers the OpenFlow listen options, then cfg.CONF().
+    from os_ken.base.app_manager import AppManager
+
+    hub.patch(thread=False)  # a no-op the second time; keeps the imports in their order
+    import os_ken.controller.controller  # noqa: F401
     from os_ken import cfg
-    from os_ken.base.app_manager import AppManager  # before cfg.CONF(): it registers options
 
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", "127.0.0.1")

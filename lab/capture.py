@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from lab import conntrack
 from lab.apps.marker import MARKER_PORT
 from lab.apps.marker import PAYLOAD as MARKER_PAYLOAD
+from lab.errors import LabTimeout
 from lab.packets import TcpSegment, read_pcap, read_tcp_pcap
 
 if TYPE_CHECKING:
@@ -126,8 +127,9 @@ class SessionRecorder:
         return out
 
 
-# A conntrack entry of our own whose NEW event shows the event stream is live.
-EVENT_MARKER = ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.2", "--sport", "9", "--dport", "9"]
+def event_marker(attempt: int) -> list[str]:
+    """A conntrack entry of our own whose NEW event shows an event stream is live."""
+    return ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.2", "--sport", str(9000 + attempt), "--dport", "9"]
 
 
 class SessionEvents:
@@ -142,10 +144,18 @@ class SessionEvents:
 
     def __enter__(self) -> SessionEvents:
         self.proc = self.lab.start(self.firewall, ["conntrack", "-E", "-o", "timestamp"], self.name)
-        self.lab.run(self.firewall, ["conntrack", "-I", *EVENT_MARKER, "--timeout", "5"])
-        self.proc.wait_for_output(r"\[NEW\] udp .*src=127\.0\.0\.1 dst=127\.0\.0\.2", 5)
-        self.lab.run(self.firewall, ["conntrack", "-D", *EVENT_MARKER], check=False)
-        return self
+        # conntrack -E subscribes a moment after it starts: insert markers until one shows.
+        for attempt in range(20):
+            marker = event_marker(attempt)
+            self.lab.run(self.firewall, ["conntrack", "-I", *marker, "--timeout", "5"])
+            try:
+                self.proc.wait_for_output(rf"\[NEW\] udp .*src=127\.0\.0\.1 .*sport={9000 + attempt} ", 0.25)
+                return self
+            except LabTimeout:
+                continue
+            finally:
+                self.lab.run(self.firewall, ["conntrack", "-D", *marker], check=False)
+        raise LabTimeout(f"conntrack -E on {self.firewall} showed none of 20 marker entries in 5 s")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:

@@ -50,6 +50,9 @@ class FirewallPolicy:
     allow_outbound: bool = True
     loose_pickup: bool = False  # admit a mid-stream segment with no session (creates one)
     reset_on_expiry: bool = False  # RST both ends when an established session expires
+    # Accept TCP segments outside the window conntrack has seen: a firewall that sees only
+    # one direction of a session (asymmetric paths with session sync) cannot track windows.
+    liberal_windows: bool = False
 
     def with_changes(self, **changes: Any) -> FirewallPolicy:
         policy = replace(self, **changes)
@@ -100,7 +103,7 @@ def policy_problems(policy: FirewallPolicy) -> list[str]:
         _check_port(service.port, where, problems)
         _check_proto(service.proto, where, problems)
         _check_address(service.address, where, problems)
-    for name in ("allow_outbound", "loose_pickup", "reset_on_expiry"):
+    for name in ("allow_outbound", "loose_pickup", "reset_on_expiry", "liberal_windows"):
         if not isinstance(getattr(policy, name), bool):
             problems.append(f"{name}: {getattr(policy, name)!r} is not true or false")
     if policy.loose_pickup is True and policy.reset_on_expiry is True:

@@ -95,6 +95,7 @@ class LabPaths:
     logs: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        self.root = self.root.resolve()
         self.logs = self.root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
@@ -371,6 +372,19 @@ class Lab:
             return self.net[real]
         except KeyError:
             raise ConfigError(f"no node {name!r} in this lab (nodes: {', '.join(self.names)})") from None
+
+    def set_links(self, name: str, up: bool) -> list[str]:
+        """Take every link of a node down (a failed box) or up again; returns its interfaces."""
+        node = self.node(name)
+        changed = []
+        for intf in node.intfList():
+            link = getattr(intf, "link", None)
+            if link is None:
+                continue
+            for end in (link.intf1, link.intf2):
+                end.ifconfig("up" if up else "down")
+            changed.append(intf.name)
+        return changed
 
     def ip(self, name: str) -> str:
         return str(self.node(name).IP())

@@ -46,6 +46,7 @@ class Firewall(Node):
         self.lab: Lab | None = None
         self.agent: Proc | None = None
         self.policy_loads = 0
+        self.syncd: Proc | None = None
         return result
 
     def lab_start(self, lab: Lab) -> None:
@@ -93,6 +94,35 @@ class Firewall(Node):
         elif not wanted and self.agent is not None:
             lab.stop(self.agent)
             self.agent = None
+
+    def start_sync(self, peer: str, external_cache: bool = False) -> Proc:
+        """Run conntrackd (FTFW over the sync interface) in the foreground, owned by the lab."""
+        from lab.render.conntrackd import SyncSettings, render_conntrackd
+
+        lab = self._lab()
+        if self.sync is None:
+            raise ConfigError(f"firewall {self.name}: no sync interface in the topology")
+        self.stop_sync()
+        local = self.intf(self.sync).IP()
+        settings = SyncSettings(local=local, peer=peer, interface=self.sync, external_cache=external_cache)
+        path = lab.paths.root / f"{self.name}-conntrackd.conf"
+        path.write_text(render_conntrackd(settings, lab.paths.root, self.name))
+        socket_path = lab.paths.root / f"{self.name}-conntrackd.ctl"
+        self.syncd = lab.start(self.name, ["conntrackd", "-C", str(path)], f"{self.name}-conntrackd")
+        lab.wait(
+            lambda: socket_path.exists() or self._sync_died(), 10, f"conntrackd on {self.name} to listen"
+        )
+        return self.syncd
+
+    def _sync_died(self) -> bool:
+        if self.syncd is not None and not self.syncd.running():
+            raise LabError(f"conntrackd on {self.name} exited: {self.syncd.output().strip()[-300:]}")
+        return False
+
+    def stop_sync(self) -> None:
+        if self.syncd is not None:
+            self._lab().stop(self.syncd)
+            self.syncd = None
 
     def sessions(self) -> list[conntrack.Session]:
         """The session table now."""

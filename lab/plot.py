@@ -128,3 +128,80 @@ def session_timeline(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Success rate per fabric mode (left) and sessions per firewall, split ones marked (right)."""
+    names = list(modes)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
+    rates = [100 * modes[m]["success rate"] for m in names]
+    bars = left.bar(names, rates, color=["tab:red" if r < 100 else "tab:green" for r in rates])
+    left.bar_label(bars, [f"{r:.0f}%" for r in rates])
+    left.set_ylim(0, 110)
+    left.set_ylabel("sessions that opened and carried data (%)")
+    left.set_title("success rate per mode")
+    xs = range(len(names))
+    fw1 = [modes[m]["sessions per firewall (inbound)"].get("fw1", 0) for m in names]
+    fw2 = [modes[m]["sessions per firewall (inbound)"].get("fw2", 0) for m in names]
+    split = [modes[m]["sessions whose directions the fabric split"] for m in names]
+    right.bar([x - 0.25 for x in xs], fw1, 0.25, label="via FW1")
+    right.bar(list(xs), fw2, 0.25, label="via FW2")
+    right.bar([x + 0.25 for x in xs], split, 0.25, label="directions split by the fabric", color="grey")
+    right.set_xticks(list(xs), names)
+    right.set_ylabel("sessions")
+    right.set_title("sessions per firewall (inbound direction)")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelrotation=15)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sync_lag_figure(lags: Sequence[float], path: Path, title: str) -> Path:
+    """Distribution of the delay from a session's entry on one firewall to the peer's."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    if lags:
+        ms = sorted(1000 * x for x in lags)
+        ax.hist(ms, bins=30, color="tab:blue")
+        ax.axvline(ms[len(ms) // 2], color="black", linestyle="--", label=f"median {ms[len(ms) // 2]:.3f} ms")
+        ax.legend()
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no entry reached the peer's kernel table",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+    ax.set_xlabel("sync lag (ms)")
+    ax.set_ylabel("sessions")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def failover_figure(
+    series: Sequence[tuple[float, int]], failed_at: float, path: Path, title: str, interval: float = 0.1
+) -> Path:
+    """Throughput (Mbit/s) at the receiver over time, the firewall's failure marked."""
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    if series:
+        t0 = series[0][0]
+        ax.plot(
+            [t - t0 for t, _ in series], [8 * b / interval / 1e6 for _, b in series], drawstyle="steps-post"
+        )
+        ax.axvline(failed_at - t0, color="tab:red", linestyle="--", label="firewall fails")
+        ax.legend()
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("throughput (Mbit/s)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

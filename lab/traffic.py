@@ -126,9 +126,16 @@ def send_segment(lab: Lab, node: str, src: str, dst: str, sport: int, dport: int
 
 
 def run_sessions(
-    lab: Lab, client: str, servers: list[str], count: int, concurrency: int = 8, timeout: float = 2.0
+    lab: Lab,
+    client: str,
+    servers: list[str],
+    count: int,
+    concurrency: int = 8,
+    timeout: float = 2.0,
+    first_port: int = 0,
 ) -> list[dict[str, Any]]:
-    """`count` short TCP sessions from `client` to `servers` (address:port, round robin)."""
+    """`count` short TCP sessions from `client` to `servers` (address:port, round robin);
+    with `first_port`, session i uses source port first_port + i."""
     argv = [
         sys.executable,
         "-m",
@@ -139,6 +146,8 @@ def run_sessions(
         str(concurrency),
         "--timeout",
         str(timeout),
+        "--first-port",
+        str(first_port),
     ]
     for server in servers:
         argv += ["--server", server]
@@ -158,4 +167,4 @@ def run_sessions_from(
         return [{**r, "client": lab.ip(client)} for r in run_sessions(lab, client, servers, n, **options)]
 
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
-        return [r for part in pool.map(one, zip(clients, share)) for r in part]
+        return [r for part in pool.map(one, zip(clients, share, strict=True)) for r in part]

@@ -70,8 +70,8 @@ class RedundantFirewallTopo(Topo):
     """Outside hosts - so - fw1|fw2 - a1|a2 - si - servers, with the a1-a2 FW1-FW2 link."""
 
     def build(self):
-        so = self.addSwitch("so", dpid="%016x" % 1)
-        si = self.addSwitch("si", dpid="%016x" % 2)
+        so = self.addSwitch("so", dpid=f"{1:016x}")
+        si = self.addSwitch("si", dpid=f"{2:016x}")
         outside_neigh = {ip: host_mac(ip) for ip in OUTSIDE_HOSTS.values()}
         inside_neigh = {ip: host_mac(ip) for ip in INSIDE_HOSTS.values()}
         for name, ip in OUTSIDE_HOSTS.items():
@@ -110,7 +110,7 @@ class RedundantFirewallTopo(Topo):
                     f"fw{n}-sync": {f"10.0.3.{3 - n}": fw_mac(3 - n, "sync")},
                 },
             )
-            a = self.addSwitch(f"a{n}", dpid="%016x" % (10 + n))
+            a = self.addSwitch(f"a{n}", dpid=f"{10 + n:016x}")
             access.append(a)
             self.addLink(
                 fw, so, intfName1=f"fw{n}-out", addr1=fw_mac(n, "out"), params1={"ip": "10.0.0.1/24"}

@@ -29,11 +29,11 @@ import threading
 import time
 
 from lab import conntrack
+from lab.capture import event_marker
 from lab.packets import ETH_P_IP, TcpSegment, build_tcp, parse_ethernet_tcp
 
 SO_MARK = 36
 PROBE_TIMEOUT = 1.0
-MARKER = ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.2", "--sport", "9", "--dport", "9"]
 
 
 def emit(event: str, **fields: object) -> None:
@@ -89,6 +89,16 @@ def probe_and_reset(tx: socket.socket, a: tuple[str, int], b: tuple[str, int]) -
     return result
 
 
+def insert_markers(ready: threading.Event) -> None:
+    for attempt in range(50):
+        marker = event_marker(attempt)
+        subprocess.run(["conntrack", "-I", *marker, "--timeout", "5"], capture_output=True)
+        ready.wait(0.1)
+        subprocess.run(["conntrack", "-D", *marker], capture_output=True)
+        if ready.is_set():
+            return
+
+
 def sweep(period: float, stop: threading.Event) -> None:
     """Dump the table every `period` s: the dump evicts expired entries (DESTROY events)."""
     while not stop.wait(period):
@@ -120,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     assert events.stdout is not None
     # Ready once the event stream is live: a marker entry of our own shows up in it.
-    subprocess.run(["conntrack", "-I", *MARKER, "--timeout", "5"], check=True, capture_output=True)
+    # conntrack -E subscribes a moment after it starts, so markers go in until one shows.
+    ready = threading.Event()
+    threading.Thread(target=insert_markers, args=(ready,), daemon=True).start()
     last_state: dict[tuple[object, ...], str] = {}
     stop = threading.Event()
     threading.Thread(target=sweep, args=(args.sweep, stop), daemon=True).start()
@@ -128,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in events.stdout:
             session = conntrack.parse_line(line)
             if session is None or session.proto != "tcp":
-                if session is not None and session.src == "127.0.0.1" and session.event == "NEW":
-                    subprocess.run(["conntrack", "-D", *MARKER], capture_output=True)
+                marker = session is not None and session.src == "127.0.0.1" and session.event == "NEW"
+                if marker and not ready.is_set():
+                    ready.set()
                     emit("ready")
                 continue
             if session.event in ("NEW", "UPDATE") and session.state:

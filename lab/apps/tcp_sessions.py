@@ -14,14 +14,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 
-def one(server: str, port: int, timeout: float, lock: threading.Lock) -> None:
+def one(server: str, port: int, timeout: float, lock: threading.Lock, sport: int = 0) -> None:
     record: dict[str, object] = {"server": f"{server}:{port}", "opened": False, "data_ok": False}
     start = time.monotonic()
     record["wall_start"] = time.time()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.bind(("0.0.0.0", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", sport))
         record["sport"] = sock.getsockname()[1]
         sock.connect((server, port))
         record["opened"] = True
@@ -49,13 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=2.0, help="connect and reply timeout (s)")
+    parser.add_argument(
+        "--first-port",
+        type=int,
+        default=0,
+        help="session i uses source port first-port + i (0: the kernel picks)",
+    )
     args = parser.parse_args(argv)
     targets = [(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in args.server]
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         for i in range(args.count):
             server, port = targets[i % len(targets)]
-            pool.submit(one, server, port, args.timeout, lock)
+            sport = args.first_port + i if args.first_port else 0
+            pool.submit(one, server, port, args.timeout, lock, sport)
     return 0
 
 

@@ -98,4 +98,5 @@ def render_sysctls(policy: FirewallPolicy) -> dict[str, str]:
         "net.netfilter.nf_conntrack_tcp_loose": "1" if policy.loose_pickup else "0",
         # Conntrack timestamps give each session's start in `conntrack -L -o timestamp`.
         "net.netfilter.nf_conntrack_timestamp": "1",
+        "net.netfilter.nf_conntrack_tcp_be_liberal": "1" if policy.liberal_windows else "0",
     }
