@@ -44,3 +44,18 @@ def test_first_timeout_rule_wins_and_default_comes_last():
     sets = [line for line in lines if "ct timeout set" in line]
     assert "tcp dport 9000" in sets[0] and sets[0].endswith("accept")
     assert '"timeout_default_tcp"' in sets[-1]
+
+
+def test_conntrackd_config_matches_golden():
+    from lab.render.conntrackd import SyncSettings, render_conntrackd
+
+    text = render_conntrackd(SyncSettings("10.0.3.1", "10.0.3.2", "fw1-sync"), Path("/run/lab"), "fw1")
+    path = GOLDEN / "conntrackd-fw1.conf"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    assert "DisableExternalCache on" in text
+    cached = render_conntrackd(
+        SyncSettings("10.0.3.1", "10.0.3.2", "fw1-sync", external_cache=True), Path("/x"), "a"
+    )
+    assert "DisableExternalCache off" in cached

@@ -24,9 +24,9 @@ def tool(name: str) -> str:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ruff", "check", "lab", "tests", "testcases", "topologies"],
-        ["ruff", "format", "--check", "lab", "tests", "testcases", "topologies"],
-        ["mypy", "lab"],
+        ["ruff", "check", "lab", "controllers", "tests", "testcases", "topologies"],
+        ["ruff", "format", "--check", "lab", "controllers", "tests", "testcases", "topologies"],
+        ["mypy", "lab", "controllers"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )

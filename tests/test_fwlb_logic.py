@@ -1,0 +1,167 @@
+"""The firewall fabric's decisions, offline: flows per mode, failover, the session table."""
+
+import pytest
+
+from controllers.fwlb.logic import (
+    INSIDE_BASIS,
+    MPLS_LABEL_BASE,
+    OUTSIDE_BASIS,
+    SESSION_COOKIE,
+    T_DELIVER,
+    Fabric,
+    FabricConfig,
+    SessionTable,
+)
+
+
+def config(mode: str) -> FabricConfig:
+    return FabricConfig.from_dict(
+        {
+            "mode": mode,
+            "vgw_out_mac": "02:00:00:00:00:01",
+            "vgw_in_mac": "02:00:00:00:00:02",
+            "firewalls": [
+                {"number": 1, "out_mac": "02:00:00:00:01:01", "in_mac": "02:00:00:00:01:02"},
+                {"number": 2, "out_mac": "02:00:00:00:02:01", "in_mac": "02:00:00:00:02:02"},
+            ],
+            "switches": {
+                "so": {"dpid": 1, "ports": {"h1-eth0": 1, "fw1-out": 4, "fw2-out": 5}},
+                "si": {"dpid": 2, "ports": {"srv1-eth0": 1, "a1": 3, "a2": 4}},
+                "a1": {"dpid": 11, "ports": {"fw1-in": 1, "fw1-sync": 2, "si": 3, "a2": 4}},
+                "a2": {"dpid": 12, "ports": {"fw2-in": 1, "fw2-sync": 2, "si": 3, "a1": 4}},
+            },
+        }
+    )
+
+
+def hashes(flows):
+    return [a for f in flows for a in f.actions if a[0] == "multipath"]
+
+
+def delivery(flows):
+    """hash slot -> actions, of table 1."""
+    return {dict(f.match)["reg0"]: f.actions for f in flows if f.table == T_DELIVER}
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="unknown mode 'sideways'"):
+        config("sideways")
+
+
+@pytest.mark.parametrize(
+    ("mode", "inside"),
+    [
+        ("independent", INSIDE_BASIS),
+        ("symmetric", OUTSIDE_BASIS),
+        ("sync", INSIDE_BASIS),
+        ("correction-mac", INSIDE_BASIS),
+    ],
+)
+def test_which_hash_each_fabric_switch_uses(mode, inside):
+    fabric = Fabric(config(mode))
+    assert {h[1] for h in hashes(fabric.flows(1))} == {OUTSIDE_BASIS}
+    assert {h[1] for h in hashes(fabric.flows(2))} == {inside}
+
+
+def test_fabric_switch_rewrites_the_virtual_mac_to_the_chosen_firewall():
+    out = delivery(Fabric(config("symmetric")).flows(1))
+    assert out[0] == (("set_field", "eth_dst", "02:00:00:00:01:01"), ("output", 4))
+    assert out[1] == (("set_field", "eth_dst", "02:00:00:00:02:01"), ("output", 5))
+
+
+def test_sessions_are_learned_with_their_firewall_in_the_cookie():
+    learns = [a for f in Fabric(config("symmetric")).flows(1) for a in f.actions if a[0] == "learn"]
+    assert sorted((a[2] - SESSION_COOKIE, a[4]) for a in learns) == [(1, 0), (2, 1)]
+
+
+def test_no_correction_outside_correction_modes():
+    for mode in ("independent", "symmetric", "sync"):
+        assert hashes(Fabric(config(mode)).flows(12)) == []
+
+
+def test_mac_correction_sends_the_other_firewalls_sessions_over_the_link():
+    table = delivery(Fabric(config("correction-mac")).flows(12))  # FW2's access switch
+    assert table[1] == (("output", 1),)  # FW2's own sessions: to FW2
+    assert table[0] == (("set_field", "eth_dst", "02:00:00:00:01:02"), ("output", 4))  # FW1's: to a1
+
+
+def test_mpls_correction_pushes_a_label_the_owner_side_pops():
+    fabric = Fabric(config("correction-mpls"))
+    table = delivery(fabric.flows(12))
+    assert table[0] == (
+        ("push_mpls", 0x8847),
+        ("set_field", "mpls_label", MPLS_LABEL_BASE + 1),
+        ("output", 4),
+    )
+    pops = [f for f in fabric.flows(11) if dict(f.match).get("mpls_label") == MPLS_LABEL_BASE + 1]
+    assert pops and pops[0].actions[0] == ("pop_mpls", 0x0800) and pops[0].actions[-1] == ("output", 1)
+
+
+def test_a_failed_firewall_hands_its_slots_to_the_other():
+    fabric = Fabric(config("correction-mac"))
+    changes = fabric.port_changed(1, 4, up=False)  # so's port to fw1-out
+    assert fabric.alive == {1: False, 2: True}
+    out = delivery([c for c in changes if c.dpid == 1])
+    assert out[0] == (("set_field", "eth_dst", "02:00:00:00:02:01"), ("output", 5))
+    assert delivery([c for c in changes if c.dpid == 12])[0] == (
+        ("output", 1),
+    )  # no correction to a dead FW1
+    assert fabric.port_changed(1, 4, up=False) == []  # already down: nothing to change
+    assert fabric.port_changed(1, 1, up=False) == []  # a host port: not a firewall
+    fabric.port_changed(11, 1, up=True)
+    assert fabric.alive == {1: True, 2: True}
+
+
+def test_session_table_joins_both_directions():
+    table = SessionTable()
+    table.update(
+        "outside",
+        [
+            {
+                "cookie": SESSION_COOKIE + 1,
+                "src": "10.0.0.11",
+                "sport": 40000,
+                "dst": "10.0.1.11",
+                "dport": 8080,
+                "packets": 3,
+                "duration": 2.0,
+            }
+        ],
+        now=100.0,
+    )
+    table.update(
+        "inside",
+        [
+            {
+                "cookie": SESSION_COOKIE + 2,
+                "src": "10.0.1.11",
+                "sport": 8080,
+                "dst": "10.0.0.11",
+                "dport": 40000,
+                "packets": 2,
+                "duration": 1.5,
+            }
+        ],
+        now=100.5,
+    )
+    (session,) = table.to_list()
+    assert session["client"] == "10.0.0.11:40000" and session["server"] == "10.0.1.11:8080"
+    assert (session["inbound_fw"], session["return_fw"]) == (1, 2)
+    assert session["first_seen"] == 98.0 and session["last_seen"] == 100.5
+    assert (session["packets_in"], session["packets_out"]) == (3, 2)
+    table.update(
+        "outside",
+        [
+            {
+                "cookie": 7,
+                "src": "1.1.1.1",
+                "sport": 1,
+                "dst": "2.2.2.2",
+                "dport": 2,
+                "packets": 1,
+                "duration": 0,
+            }
+        ],
+        now=101,
+    )
+    assert len(table.to_list()) == 1  # flows that are not learned sessions are ignored
