@@ -28,15 +28,22 @@ def main(argv: list[str] | None = None) -> int:
     from os_ken.base.app_manager import AppManager
 
     hub.patch(thread=False)  # a no-op the second time; keeps the imports in their order
+    import importlib
+
     import os_ken.controller.controller  # noqa: F401
     from os_ken import cfg
 
+    try:
+        importlib.import_module(args.module)
+    except ImportError as exc:
+        print(f"controllers.run: cannot load app {args.module}: {exc}", file=sys.stderr, flush=True)
+        return 2
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", "127.0.0.1")
     cfg.CONF.set_override("ofp_tcp_listen_port", args.port)
 
     def announce() -> None:
-        while True:
+        for _ in range(600):  # 30 s at most
             try:
                 socket.create_connection(("127.0.0.1", args.port), timeout=0.2).close()
             except OSError:
@@ -44,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print("controller listening", flush=True)
             return
+        print("controllers.run: OpenFlow never started listening", file=sys.stderr, flush=True)
+        os._exit(1)
 
     hub.spawn(announce)
     AppManager.run_apps([args.module])

@@ -319,9 +319,9 @@ class Lab:
         self.controller_proc = self.start(None, argv, self.controller.name, ready=r"controller listening")
         return self.controller_proc
 
-    def restart_controller(self, **overrides: Any) -> Proc:
+    def restart_controller(self, timeout: float = 20, **overrides: Any) -> Proc:
         proc = self.start_controller(**overrides)
-        self.wait_switches()
+        self.wait_switches(timeout)
         return proc
 
     def _fast_reconnect(self) -> None:
@@ -354,9 +354,36 @@ class Lab:
         deadline = time.monotonic() + timeout
         while missing():
             if time.monotonic() > deadline:
-                names = ", ".join(sorted(missing().values()))
-                raise LabTimeout(f"switch {names} never connected to the controller within {timeout:g} s")
+                waiting = missing()
+                real = {v: k for k, v in self.names.items()}
+                never = sorted(n for n in waiting.values() if not self._connected(real.get(n, n)))
+                unready = sorted(n for n in waiting.values() if n not in never)
+                problems = []
+                if never:
+                    problems.append(f"switch {', '.join(never)} never connected to the controller")
+                if unready:
+                    problems.append(
+                        f"switch {', '.join(unready)} connected but the controller never configured it"
+                    )
+                raise LabTimeout(f"{'; '.join(problems)} within {timeout:g} s (log: {proc.log_path})")
             time.sleep(0.05)
+
+    @staticmethod
+    def _connected(bridge: str) -> bool:
+        """What Open vSwitch says of the bridge's controller connection."""
+        uuid = subprocess.run(
+            ["ovs-vsctl", "--timeout=3", "get", "bridge", bridge, "controller"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip("[]\n ")
+        if not uuid:
+            return False
+        state = subprocess.run(
+            ["ovs-vsctl", "--timeout=3", "get", "controller", uuid, "is_connected"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return state == "true"
 
     def logical(self, real: str) -> str:
         return next((name for name, r in self.names.items() if r == real), real)

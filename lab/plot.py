@@ -150,7 +150,8 @@ def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     right.set_xticks(list(xs), names)
     right.set_ylabel("sessions")
     right.set_title("sessions per firewall (inbound direction)")
-    right.legend(fontsize=8)
+    right.set_ylim(0, 1.35 * max([*fw1, *fw2, *split, 1]))
+    right.legend(fontsize=8, ncols=3, loc="upper center")
     for ax in (left, right):
         ax.tick_params(axis="x", labelrotation=15)
     fig.tight_layout()
@@ -199,6 +200,7 @@ def failover_figure(
         ax.legend()
     ax.set_xlabel("time (s)")
     ax.set_ylabel("throughput (Mbit/s)")
+    ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
