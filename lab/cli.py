@@ -23,9 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def suites() -> dict[str, Path]:
-    """Suite name (s1, ...) -> its module: testcases/test_<name>_*.py."""
+    """Scenario suite name (s1, ...) -> its module: testcases/test_<name>_*.py."""
     found = {}
-    for path in sorted(SUITES_DIR.glob("test_*.py")):
+    for path in sorted(SUITES_DIR.glob("test_s[0-9]*_*.py")):
         found[path.stem.split("_")[1]] = path
     return found
 
