@@ -7,6 +7,7 @@ once per module and removes it afterwards, failed tests or not.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,19 +82,31 @@ def lab(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
-def _lab_processes_alive(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test during which a process the lab owns died unasked."""
+def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Around a test that uses the lab: keep the logs of the processes it started in its
+    case folder, and fail it when a process the lab owns died unasked."""
+    running = request.getfixturevalue("lab") if "lab" in request.fixturenames else None
+    first = len(running.procs) if running is not None else 0
     yield
-    if "lab" in request.fixturenames:
-        running = request.getfixturevalue("lab")
-        dead = running.crashed()
-        if dead:
-            lines = [
-                f"{p.name} on {p.node} exited {p.popen.returncode}: {p.output().strip()[-200:]}" for p in dead
-            ]
-            for p in dead:
-                p.stopped = True  # reported once
-            pytest.fail("lab process crashed: " + "; ".join(lines), pytrace=False)
+    if running is None:
+        return
+    result = request.node.stash.get(_ITEM_CASE, None)
+    if result is not None:
+        folder = result.path / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        for proc in running.procs[first:]:
+            if proc.log_path.exists():
+                copy = folder / proc.log_path.name
+                shutil.copyfile(proc.log_path, copy)
+                result.keep(copy, f"log: {proc.name}")
+    dead = running.crashed()
+    if dead:
+        lines = [
+            f"{p.name} on {p.node} exited {p.popen.returncode}: {p.output().strip()[-200:]}" for p in dead
+        ]
+        for p in dead:
+            p.stopped = True  # reported once
+        pytest.fail("lab process crashed: " + "; ".join(lines), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -276,7 +276,6 @@ def test_fix_b_security_cost(lab, fw, servers, case):
 def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case):
     """Fix c: the firewall resets both ends at expiry; both applications learn at about T"""
     s = sweep(lab, fw, case, "fix c: RST at expiry", STRICT.with_changes(reset_on_expiry=True), probes_at())
-    case.keep(lab.paths.logs / "fw-expiry-reset.log", "reset agent log")
     assert s.by_idle(IDLES[0]).outcome == "delivered", (
         f"idle below T must be delivered: {s.by_idle(IDLES[0]).raw}"
     )

@@ -106,7 +106,6 @@ def test_sessions_per_mode(lab, servers, case: Case, mode):
     case.keep(case.path / "sessions.json", "client results and the controller's session table")
     for c in captures:
         case.keep(c.path, f"SYN-ACKs reaching {c.node}")
-    case.keep(lab.paths.logs / "controller.log", "controller log")
 
     synacks = {c.node: {(s.dst, s.dport) for s in c.segments()} for c in captures}
     reasons: Counter[str] = Counter()
@@ -311,7 +310,6 @@ def test_failover(lab, servers, case: Case, mode):
     gap = longest * INTERVAL
     case.keep(receiver.log_path, "receiver bytes per 100 ms")
     case.keep(sender.log_path, "sender outcome")
-    case.keep(lab.paths.logs / "controller.log", "controller log (firewall_down event)")
     figures = {
         "failed firewall": failed_fw,
         "outcome": outcome["outcome"],

@@ -74,26 +74,18 @@ class RedundantFirewallTopo(Topo):
         si = self.addSwitch("si", dpid=f"{2:016x}")
         outside_neigh = {ip: host_mac(ip) for ip in OUTSIDE_HOSTS.values()}
         inside_neigh = {ip: host_mac(ip) for ip in INSIDE_HOSTS.values()}
-        for name, ip in OUTSIDE_HOSTS.items():
-            host = self.addHost(
-                name,
-                cls=StaticHost,
-                ip=f"{ip}/24",
-                mac=host_mac(ip),
-                defaultRoute="via 10.0.0.1",
-                neighbors={"10.0.0.1": VGW_OUT_MAC},
-            )
-            self.addLink(host, so)
-        for name, ip in INSIDE_HOSTS.items():
-            host = self.addHost(
-                name,
-                cls=StaticHost,
-                ip=f"{ip}/24",
-                mac=host_mac(ip),
-                defaultRoute="via 10.0.1.1",
-                neighbors={"10.0.1.1": VGW_IN_MAC},
-            )
-            self.addLink(host, si)
+        sides = ((OUTSIDE_HOSTS, so, "10.0.0.1", VGW_OUT_MAC), (INSIDE_HOSTS, si, "10.0.1.1", VGW_IN_MAC))
+        for hosts, switch, gateway, vgw_mac in sides:
+            for name, ip in hosts.items():
+                host = self.addHost(
+                    name,
+                    cls=StaticHost,
+                    ip=f"{ip}/24",
+                    mac=host_mac(ip),
+                    defaultRoute=f"via {gateway}",
+                    neighbors={gateway: vgw_mac},
+                )
+                self.addLink(host, switch)
         access = []
         for n in (1, 2):
             fw = self.addHost(

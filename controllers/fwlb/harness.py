@@ -7,9 +7,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lab.net import ControllerApp, Lab
 
-VGW_OUT_MAC = "02:00:00:00:00:01"
-VGW_IN_MAC = "02:00:00:00:00:02"
-
 
 def config(lab: Lab, mode: str) -> dict[str, Any]:
     switches = lab.port_map()
@@ -19,10 +16,11 @@ def config(lab: Lab, mode: str) -> dict[str, Any]:
         firewalls.append(
             {"number": n, "out_mac": node.intf(f"fw{n}-out").MAC(), "in_mac": node.intf(f"fw{n}-in").MAC()}
         )
+    # The virtual gateway MACs are the hosts' static neighbours in the topology.
     return {
         "mode": mode,
-        "vgw_out_mac": VGW_OUT_MAC,
-        "vgw_in_mac": VGW_IN_MAC,
+        "vgw_out_mac": lab.topo.nodeInfo("h1")["neighbors"]["10.0.0.1"],
+        "vgw_in_mac": lab.topo.nodeInfo("srv1")["neighbors"]["10.0.1.1"],
         "firewalls": firewalls,
         "switches": switches,
         "session_file": str(lab.paths.root / "controller-sessions.json"),
