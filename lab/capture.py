@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from lab import conntrack
 from lab.apps.marker import MARKER_PORT
 from lab.apps.marker import PAYLOAD as MARKER_PAYLOAD
-from lab.errors import LabTimeout
+from lab.errors import LabError, LabTimeout
 from lab.packets import TcpSegment, read_pcap, read_tcp_pcap
 
 if TYPE_CHECKING:
@@ -127,6 +127,10 @@ class SessionRecorder:
         return out
 
 
+# conntrack -E's netlink buffer: a burst of sessions overflows the default and loses events.
+EVENT_BUFFER = 32 * 1024 * 1024
+
+
 def event_marker(attempt: int) -> list[str]:
     """A conntrack entry of our own whose NEW event shows an event stream is live."""
     return ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.2", "--sport", str(9000 + attempt), "--dport", "9"]
@@ -143,7 +147,8 @@ class SessionEvents:
         self.proc: Proc | None = None
 
     def __enter__(self) -> SessionEvents:
-        self.proc = self.lab.start(self.firewall, ["conntrack", "-E", "-o", "timestamp"], self.name)
+        argv = ["conntrack", "-E", "-o", "timestamp", "--buffer-size", str(EVENT_BUFFER)]
+        self.proc = self.lab.start(self.firewall, argv, self.name)
         # conntrack -E subscribes a moment after it starts: insert markers until one shows.
         for attempt in range(20):
             marker = event_marker(attempt)
@@ -167,6 +172,8 @@ class SessionEvents:
         return self.proc.log_path
 
     def events(self) -> list[conntrack.Session]:
-        """Every TCP event so far."""
+        """Every TCP event so far; refuses when the kernel dropped events (ENOBUFS)."""
         text = self.proc.output() if self.proc is not None else ""
+        if "ENOBUFS" in text:
+            raise LabError(f"conntrack -E on {self.firewall} lost events (netlink buffer full): {self.path}")
         return [s for s in conntrack.parse_table(text) if s.proto == "tcp"]

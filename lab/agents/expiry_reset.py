@@ -29,7 +29,7 @@ import threading
 import time
 
 from lab import conntrack
-from lab.capture import event_marker
+from lab.capture import EVENT_BUFFER, event_marker
 from lab.packets import ETH_P_IP, TcpSegment, build_tcp, parse_ethernet_tcp
 
 SO_MARK = 36
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     tx.setsockopt(socket.SOL_SOCKET, SO_MARK, args.mark)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     events = subprocess.Popen(
-        ["conntrack", "-E", "-o", "timestamp"],
+        ["conntrack", "-E", "-o", "timestamp", "--buffer-size", str(EVENT_BUFFER)],
         stdout=subprocess.PIPE,
         text=True,
         bufsize=1,
