@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from lab import conntrack
 from lab.apps.marker import MARKER_PORT
 from lab.apps.marker import PAYLOAD as MARKER_PAYLOAD
-from lab.errors import LabError, LabTimeout
+from lab.errors import LabTimeout
 from lab.packets import TcpSegment, read_pcap, read_tcp_pcap
 
 if TYPE_CHECKING:
@@ -140,14 +140,17 @@ class SessionEvents:
     """`conntrack -E` in a firewall for the duration of a block: every session created,
     updated and destroyed, with timestamps (`<folder>/<name>.log`)."""
 
-    def __init__(self, lab: Lab, firewall: str, name: str):
+    def __init__(self, lab: Lab, firewall: str, name: str, only: str | None = None):
         self.lab = lab
         self.firewall = firewall
         self.name = name
+        self.only = only  # an event type (NEW, UPDATE, DESTROY): fewer messages to carry
         self.proc: Proc | None = None
 
     def __enter__(self) -> SessionEvents:
         argv = ["conntrack", "-E", "-o", "timestamp", "--buffer-size", str(EVENT_BUFFER)]
+        if self.only:
+            argv += ["-e", self.only]
         self.proc = self.lab.start(self.firewall, argv, self.name)
         # conntrack -E subscribes a moment after it starts: insert markers until one shows.
         for attempt in range(20):
@@ -172,8 +175,12 @@ class SessionEvents:
         return self.proc.log_path
 
     def events(self) -> list[conntrack.Session]:
-        """Every TCP event so far; refuses when the kernel dropped events (ENOBUFS)."""
+        """Every TCP event so far (see `lost`)."""
         text = self.proc.output() if self.proc is not None else ""
-        if "ENOBUFS" in text:
-            raise LabError(f"conntrack -E on {self.firewall} lost events (netlink buffer full): {self.path}")
         return [s for s in conntrack.parse_table(text) if s.proto == "tcp"]
+
+    @property
+    def lost(self) -> bool:
+        """Whether the kernel reported events it could not deliver (ENOBUFS). Even with a
+        large buffer this happens now and then in a burst; a case says so in its figures."""
+        return self.proc is not None and "ENOBUFS" in self.proc.output()

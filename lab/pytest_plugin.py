@@ -57,7 +57,11 @@ def case(request: pytest.FixtureRequest, run_dir: Path) -> Case:
     item = request.node
     name = safe_name(f"{item.module.__name__.rsplit('.', 1)[-1]}.{item.name}")
     doc = (item.function.__doc__ or "").strip().splitlines()
-    result = Case(name=name, path=run_dir / name, title=doc[0] if doc else item.name)
+    title = doc[0] if doc else item.name
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        title += f" [{callspec.id}]"  # parametrized cases share a docstring
+    result = Case(name=name, path=run_dir / name, title=title)
     result.path.mkdir(parents=True, exist_ok=True)
     item.stash[_ITEM_CASE] = result
     request.config.stash[_CASES].append(result)

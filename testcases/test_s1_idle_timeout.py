@@ -230,7 +230,7 @@ def test_fix_b_security_cost(lab, fw, servers, case):
         fw.flush_sessions()
         with (
             Capture(lab, "fw", "fw-in", case.path, f"{mode}-inside-fw-in") as inside,
-            SessionEvents(lab, "fw", f"{mode}-session-events") as events,
+            SessionEvents(lab, "fw", f"{mode}-session-events", only="NEW") as events,
         ):
             for port in (PUBLISHED, UNPUBLISHED):
                 dropped = sum(fw.counters().values())
