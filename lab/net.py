@@ -9,13 +9,16 @@ links and bridges it created. Switch names carry a tag unique to the run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -298,9 +301,6 @@ class Lab:
 
     def start_controller(self, **overrides: Any) -> Proc:
         """(Re)start the controller app with its configuration (plus `overrides`)."""
-        import json
-        import sys
-
         assert self.controller is not None
         if self.controller_proc is not None:
             self.stop(self.controller_proc)
@@ -328,14 +328,9 @@ class Lab:
     def _fast_reconnect(self) -> None:
         # OVS backs off up to 8 s between reconnects; a restarted controller is back in 1 s.
         for sw in self.net.switches:
-            uuid = subprocess.run(
-                ["ovs-vsctl", "get", "bridge", sw.name, "controller"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip("[]\n ")
-            if uuid:
-                subprocess.run(["ovs-vsctl", "set", "controller", uuid, "max_backoff=1000"], check=True)
+            record = _controller_record(sw.name)
+            if record:
+                subprocess.run(["ovs-vsctl", "set", "controller", record, "max_backoff=1000"], check=True)
 
     def wait_switches(self, timeout: float = 20) -> None:
         """Wait until the controller reports every switch configured; name those missing."""
@@ -372,19 +367,8 @@ class Lab:
     @staticmethod
     def _connected(bridge: str) -> bool:
         """What Open vSwitch says of the bridge's controller connection."""
-        uuid = subprocess.run(
-            ["ovs-vsctl", "--timeout=3", "get", "bridge", bridge, "controller"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip("[]\n ")
-        if not uuid:
-            return False
-        state = subprocess.run(
-            ["ovs-vsctl", "--timeout=3", "get", "controller", uuid, "is_connected"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return state == "true"
+        record = _controller_record(bridge)
+        return bool(record) and _ovs("get", "controller", record, "is_connected") == "true"
 
     def logical(self, real: str) -> str:
         return next((name for name, r in self.names.items() if r == real), real)
@@ -488,9 +472,18 @@ class Lab:
         return wait_until(check, timeout, what)
 
 
-def _free_port() -> int:
-    import socket
+def _ovs(*args: str) -> str:
+    """An ovs-vsctl query's answer (empty when it fails)."""
+    result = subprocess.run(["ovs-vsctl", "--timeout=3", *args], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else ""
 
+
+def _controller_record(bridge: str) -> str:
+    """The UUID of the bridge's controller record, or empty."""
+    return _ovs("get", "bridge", bridge, "controller").strip("[]")
+
+
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

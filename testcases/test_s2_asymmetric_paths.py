@@ -12,6 +12,7 @@ import json
 import statistics
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,12 @@ def test_sessions_per_mode(lab, servers, case: Case, mode):
     prepare(lab, mode, sync=(mode == "sync"))
     before = drops(lab)
     captures = [Capture(lab, fw, f"{fw}-in", case.path, f"{fw}-in-synack", bpf=SYN_ACK) for fw in FIREWALLS]
-    for c in captures:
-        c.__enter__()
-    try:
+    with ExitStack() as running:
+        for c in captures:
+            running.enter_context(c)
         results = run_sessions_from(
             lab, CLIENTS, SERVERS, SESSIONS, concurrency=8, timeout=3.0, first_port=next(PORT_BLOCKS)
         )
-    finally:
-        for c in captures:
-            c.stop()
     after = drops(lab)
     opened = [r for r in results if r["data_ok"]]
     mine = {f"{r['client']}:{r['sport']}" for r in results}
@@ -182,22 +180,18 @@ def test_sync_race(lab, servers, case: Case, cache):
         for fw in FIREWALLS
         for side in ("in", "out")
     ]
-    for ctx in [*events.values(), *caps]:
-        ctx.__enter__()
-    try:
+    with ExitStack() as running:
+        for ctx in [*events.values(), *caps]:
+            running.enter_context(ctx)
         results = run_sessions_from(
             lab, CLIENTS, SERVERS, 100, concurrency=4, timeout=3.0, first_port=next(PORT_BLOCKS)
         )
-    finally:
-        for c in caps:
-            c.stop()
     new: dict[str, dict[tuple[Any, ...], float | None]] = {fw: {} for fw in FIREWALLS}
     for fw, ev in events.items():
         for e in ev.events():
             if e.event == "NEW" and e.dport == 8080:
                 new[fw].setdefault(e.key, e.stamp)  # the first entry of each session
     for ev in events.values():
-        ev.__exit__()
         case.keep(ev.path, f"session events {ev.firewall}")
     counts = {c.intf: Counter((s.dst, s.dport) for s in c.segments()) for c in caps}
     dropped = {fw: counts[f"{fw}-in"] - counts[f"{fw}-out"] for fw in FIREWALLS}
