@@ -7,24 +7,26 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab import conntrack
-from lab.apps.marker import MARKER_PORT
+from lab.apps.marker import ETHERTYPE as MARKER_ETHERTYPE
 from lab.apps.marker import PAYLOAD as MARKER_PAYLOAD
 from lab.errors import LabTimeout
 from lab.packets import TcpSegment, read_pcap, read_tcp_pcap
 
 if TYPE_CHECKING:
-    from lab.net import Lab, Proc
+    from lab.net import Lab
+    from lab.procs import Proc
 
 
 class Capture:
-    """tcpdump on one interface of a node, written to `<folder>/<name>.pcap`."""
+    """tcpdump on one interface of a node (None: the root namespace, where switch-to-switch
+    links are), written to `<folder>/<name>.pcap`. `started`/`ended` bound its window."""
 
-    def __init__(self, lab: Lab, node: str, intf: str, folder: Path, name: str, bpf: str = "tcp"):
+    def __init__(self, lab: Lab, node: str | None, intf: str, folder: Path, name: str, bpf: str = "tcp"):
         self.lab = lab
         self.node = node
         self.intf = intf
@@ -32,13 +34,16 @@ class Capture:
         self.name = name
         self.bpf = bpf
         self.proc: Proc | None = None
+        self.started = self.ended = 0.0
 
     def __enter__(self) -> Capture:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        bpf = f"({self.bpf}) or (udp dst port {MARKER_PORT})"
+        # The marker first: after `mpls` in a filter, what follows reads the MPLS payload.
+        bpf = f"(ether proto {MARKER_ETHERTYPE:#x}) or ({self.bpf})"
         argv = ["tcpdump", "-i", self.intf, "-n", "-U", "-s", "256", "-Z", "root", "-w", str(self.path), bpf]
         # "listening on" is printed once the socket is bound: nothing is missed after it.
         self.proc = self.lab.start(self.node, argv, f"tcpdump-{self.name}", ready="listening on")
+        self.started = time.time()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -48,9 +53,10 @@ class Capture:
         """Stop once the capture holds everything sent before now.
 
         tcpdump loses what is still queued in its socket when it is stopped, so a marker
-        datagram goes out of the interface first and the stop waits until it is written.
+        frame goes out of the interface first and the stop waits until it is written.
         """
         if self.proc is not None and not self.proc.stopped:
+            self.ended = time.time()
             before = self._markers()
             self.lab.run(self.node, [sys.executable, "-m", "lab.apps.marker", self.intf])
             self.lab.wait(lambda: self._markers() > before, 5, f"the marker in capture {self.path.name}")
@@ -60,7 +66,7 @@ class Capture:
     def _markers(self) -> int:
         if not self.path.exists():
             return 0
-        return sum(1 for _, frame in read_pcap(self.path) if frame.endswith(MARKER_PAYLOAD))
+        return sum(1 for _, frame in read_pcap(self.path) if MARKER_PAYLOAD in frame)
 
     def segments(self) -> list[TcpSegment]:
         return read_tcp_pcap(self.path) if self.path.exists() else []
@@ -72,32 +78,33 @@ class Snapshot:
     sessions: list[conntrack.Session]
 
 
-@dataclass
-class SessionRecorder:
-    """Snapshots of a firewall's session table every `period` seconds, in a thread."""
+class Sampler:
+    """Runs `sample()` every `period` seconds in a thread while the block runs, and once
+    more at the end (the final state); an error in the thread is re-raised by `stop()`."""
 
-    lab: Lab
-    firewall: str
-    period: float = 0.2
-    snapshots: list[Snapshot] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    _error: BaseException | None = None
+    period = 0.2
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def sample(self) -> None:
+        raise NotImplementedError
 
     def _loop(self) -> None:
         try:
             while True:
-                last = self._stop.is_set()  # one more snapshot after stop: the final state
-                text = self.lab.run(self.firewall, ["conntrack", "-L"], timeout=10)
-                self.snapshots.append(Snapshot(time.time(), conntrack.parse_table(text)))
+                last = self._stop.is_set()
+                self.sample()
                 if last:
                     return
                 self._stop.wait(self.period)
         except BaseException as exc:  # re-raised in the test by stop()
             self._error = exc
 
-    def __enter__(self) -> SessionRecorder:
-        self._thread = threading.Thread(target=self._loop, name=f"sessions-{self.firewall}", daemon=True)
+    def __enter__(self) -> Sampler:
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 
@@ -113,6 +120,23 @@ class SessionRecorder:
             error, self._error = self._error, None
             raise error
 
+
+class SessionRecorder(Sampler):
+    """Snapshots of a firewall's session table every `period` seconds."""
+
+    def __init__(self, lab: Lab, firewall: str, period: float = 0.2):
+        super().__init__()
+        self.lab, self.firewall, self.period = lab, firewall, period
+        self.snapshots: list[Snapshot] = []
+
+    def sample(self) -> None:
+        text = self.lab.run(self.firewall, ["conntrack", "-L"], timeout=10, merge=False)
+        self.snapshots.append(Snapshot(time.time(), conntrack.parse_table(text)))
+
+    def __enter__(self) -> SessionRecorder:
+        super().__enter__()
+        return self
+
     def save(self, path: Path) -> Path:
         data = [{"time": s.time, "sessions": [x.to_dict() for x in s.sessions]} for s in self.snapshots]
         path.write_text(json.dumps(data, indent=1))
@@ -125,6 +149,62 @@ class SessionRecorder:
             match = [s for s in snap.sessions if s.sport == sport or s.dport == sport]
             out.append((snap.time, match[0].timeout, match[0].state) if match else (snap.time, None, None))
         return out
+
+
+@dataclass(frozen=True)
+class Socket:
+    """One TCP socket as `ss -tan` shows it on a host."""
+
+    state: str
+    local: str
+    peer: str
+
+    @property
+    def local_port(self) -> int:
+        return int(self.local.rsplit(":", 1)[1])
+
+
+class SocketRecorder(Sampler):
+    """Snapshots of the TCP sockets of the case's ports on some hosts (`ss -tan`): what
+    each end believes of a session, e.g. still ESTABLISHED while the other end hangs."""
+
+    def __init__(self, lab: Lab, hosts: list[str], ports: range, period: float = 0.2):
+        super().__init__()
+        self.lab, self.hosts, self.ports, self.period = lab, hosts, ports, period
+        self.snapshots: list[tuple[float, str, list[Socket]]] = []
+
+    def sample(self) -> None:
+        for host in self.hosts:
+            out = self.lab.run(host, ["ss", "-tanH"], timeout=10)
+            now = time.time()
+            sockets = []
+            for line in out.splitlines():
+                words = line.split()
+                if len(words) >= 5 and words[0] != "LISTEN":
+                    sock = Socket(words[0], words[3], words[4])
+                    ports = (sock.local_port, int(sock.peer.rsplit(":", 1)[1]))
+                    if any(p in self.ports for p in ports):
+                        sockets.append(sock)
+            self.snapshots.append((now, host, sockets))
+
+    def __enter__(self) -> SocketRecorder:
+        super().__enter__()
+        return self
+
+    def states(self, host: str, peer_port: int, since: float, until: float) -> list[str]:
+        """The states that `host`'s socket whose peer port is `peer_port` showed in a window."""
+        return [
+            s.state
+            for t, h, sockets in self.snapshots
+            if h == host and since <= t <= until
+            for s in sockets
+            if s.peer.endswith(f":{peer_port}")
+        ]
+
+    def save(self, path: Path) -> Path:
+        data = [{"time": t, "host": h, "sockets": [s.__dict__ for s in ss]} for t, h, ss in self.snapshots]
+        path.write_text(json.dumps(data, indent=1))
+        return path
 
 
 # conntrack -E's netlink buffer: a burst of sessions overflows the default and loses events.

@@ -16,6 +16,7 @@ from typing import Any
 from lab.errors import ConfigError
 
 PROTOCOLS = ("tcp", "udp")
+HANDOFF_MODES = ("off", "route", "vxlan")
 # Linux's own default for an established TCP session: five days.
 LINUX_ESTABLISHED_TIMEOUT = 432000
 
@@ -53,6 +54,11 @@ class FirewallPolicy:
     # Accept TCP segments outside the window conntrack has seen: a firewall that sees only
     # one direction of a session (asymmetric paths with session sync) cannot track windows.
     liberal_windows: bool = False
+    # Hand a TCP packet of a session this firewall never saw (a SYN-ACK or mid-stream
+    # segment) to the peer firewall over the FW1-FW2 link: "route" (routed to the peer's
+    # link address: the destination MAC is rewritten) or "vxlan" (Ethernet in UDP: a second
+    # MAC header). Packets that came from the peer are never handed back (no loops).
+    peer_handoff: str = "off"
 
     def with_changes(self, **changes: Any) -> FirewallPolicy:
         policy = replace(self, **changes)
@@ -106,6 +112,8 @@ def policy_problems(policy: FirewallPolicy) -> list[str]:
     for name in ("allow_outbound", "loose_pickup", "reset_on_expiry", "liberal_windows"):
         if not isinstance(getattr(policy, name), bool):
             problems.append(f"{name}: {getattr(policy, name)!r} is not true or false")
+    if policy.peer_handoff not in HANDOFF_MODES:
+        problems.append(f"peer_handoff: {policy.peer_handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
     if policy.loose_pickup is True and policy.reset_on_expiry is True:
         problems.append(
             "reset_on_expiry with loose_pickup: the probe that learns the sequence numbers "

@@ -25,6 +25,12 @@ class Session:
     flags: tuple[str, ...] = ()  # ASSURED, UNREPLIED, ...
     event: str | None = None  # NEW / UPDATE / DESTROY for event lines
     stamp: float | None = None  # event time (conntrack -E -o timestamp)
+    # Accounting (nf_conntrack_acct): packets seen in the original and the reply direction.
+    packets: int | None = None
+    reply_packets: int | None = None
+    # Which device carried each direction, where a source knows it (a fabric's table).
+    via: str | None = None
+    reply_via: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int | None, str, int | None]:
@@ -40,6 +46,10 @@ class Session:
             "state": self.state,
             "timeout": self.timeout,
             "flags": list(self.flags),
+            "packets": self.packets,
+            "reply_packets": self.reply_packets,
+            "via": self.via,
+            "reply_via": self.reply_via,
         }
 
 
@@ -59,8 +69,11 @@ def parse_line(line: str) -> Session | None:
         rest = rest[1:]
     state = rest[0] if rest and "=" not in rest[0] and not rest[0].startswith("[") else None
     values: dict[str, str] = {}
+    reply: dict[str, str] = {}
     for key, value in _KEYVAL.findall(" ".join(rest)):
-        values.setdefault(key, value)  # the first of each is the original direction
+        # The first src= starts the original direction, the second the reply direction.
+        side = reply if key == "src" and "src" in values or reply else values
+        side.setdefault(key, value)
     if "src" not in values or "dst" not in values:
         return None
     flags = tuple(w.strip("[]") for w in rest if w.startswith("[") and w.endswith("]"))
@@ -76,6 +89,8 @@ def parse_line(line: str) -> Session | None:
         flags=flags,
         event=match.group("event"),
         stamp=float(stamp) if stamp else None,
+        packets=int(values["packets"]) if "packets" in values else None,
+        reply_packets=int(reply["packets"]) if "packets" in reply else None,
     )
 
 

@@ -1,12 +1,15 @@
 """IPv4/TCP packets as data: build them for raw sockets, parse them from frames and pcaps.
 
-Small and dependency-free on purpose: the reset agent runs inside a firewall namespace
-and the plots read captures, and neither needs more than Ethernet, IPv4 and TCP.
+Building and parsing live frames stays small and dependency-free: the reset agent runs
+inside a firewall namespace and must start fast. Captures are dissected by scapy (802.1Q,
+MPLS, VXLAN, ...), imported only when a pcap is read.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import logging
 import socket
 import struct
 from collections.abc import Iterator
@@ -32,6 +35,11 @@ class TcpSegment:
     flags: str  # tcpdump-like letters, e.g. "S", "SA", "PA", "R"
     payload_len: int
     time: float = 0.0
+    eth_src: str = ""  # the outermost Ethernet header, lower-case colon hex
+    eth_dst: str = ""
+    mpls: tuple[int, ...] = ()  # label stack, outermost first
+    vxlan: int | None = None  # the VNI when the segment came inside VXLAN
+    inner_eth_dst: str = ""  # the Ethernet destination inside VXLAN
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -125,37 +133,90 @@ def parse_ethernet_tcp(frame: bytes, time: float = 0.0) -> TcpSegment | None:
     return parse_ipv4_tcp(frame[offset:], time)
 
 
+@functools.cache
+def _scapy() -> None:
+    """Import scapy's dissectors once, quietly: its warnings bypass our logging (own handler)."""
+    # Set before the import: scapy keeps a level it finds set on its logger.
+    logging.getLogger("scapy").setLevel(logging.ERROR)
+    # Imported for their layer bindings: Ether type 0x8847 -> MPLS (IPv4 after the
+    # bottom-of-stack label, told by its version nibble), UDP 4789 (and 8472) -> VXLAN.
+    import scapy.contrib.mpls  # noqa: F401
+    import scapy.layers.inet  # noqa: F401
+    import scapy.layers.l2  # noqa: F401
+    import scapy.layers.vxlan  # noqa: F401
+
+
 def read_pcap(path: Path) -> Iterator[tuple[float, bytes]]:
-    """(timestamp, frame) for each record of a classic pcap file (tcpdump -w)."""
-    data = path.read_bytes()
-    if len(data) < 24:
+    """(timestamp, frame) for each record of a classic pcap file (tcpdump -w), Ethernet only.
+
+    Nothing for a file shorter than its header: tcpdump may not have flushed it yet.
+    """
+    if path.stat().st_size < 24:
         return
-    magic = data[:4]
-    formats = {
-        b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
-        b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-        b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
-        b"\xa1\xb2\x3c\x4d": (">", 1e-9),
-    }
-    if magic not in formats:
-        raise LabError(f"{path}: not a pcap file (magic {magic.hex()})")
-    endian, unit = formats[magic]
-    linktype = struct.unpack(endian + "I", data[20:24])[0]
-    if linktype != 1:
-        raise LabError(f"{path}: link type {linktype} is not Ethernet")
-    pos = 24
-    while pos + 16 <= len(data):
-        sec, frac, caplen, _ = struct.unpack(endian + "IIII", data[pos : pos + 16])
-        pos += 16
-        yield sec + frac * unit, data[pos : pos + caplen]
-        pos += caplen
+    _scapy()
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapNgReader, RawPcapReader
+
+    try:
+        reader = RawPcapReader(str(path))
+    except Scapy_Exception as exc:
+        raise LabError(f"{path}: not a pcap file ({exc})") from exc
+    with reader:
+        if isinstance(reader, RawPcapNgReader):
+            raise LabError(f"{path}: a pcapng file, not a classic pcap (tcpdump -w writes classic)")
+        if reader.linktype != 1:
+            raise LabError(f"{path}: link type {reader.linktype} is not Ethernet")
+        unit = 1e-9 if reader.nano else 1e-6
+        for frame, meta in reader:
+            yield meta.sec + meta.usec * unit, frame
 
 
 def read_tcp_pcap(path: Path) -> list[TcpSegment]:
-    """Every TCP segment of a pcap file, in capture order."""
-    out = []
-    for stamp, frame in read_pcap(path):
-        seg = parse_ethernet_tcp(frame, stamp)
-        if seg is not None:
-            out.append(seg)
-    return out
+    """Every IPv4/TCP segment of a pcap file, in capture order, through 802.1Q tags, MPLS
+    labels and VXLAN; other frames (ARP, UDP, markers, IPv6, fragments) are skipped."""
+    segments = (_dissect_tcp(frame, stamp) for stamp, frame in read_pcap(path))
+    return [seg for seg in segments if seg is not None]
+
+
+def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
+    """The TCP segment in an Ethernet frame, cut by the snaplen or not (the payload length
+    comes from the IP header), or None."""
+    from scapy.contrib.mpls import MPLS
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+
+    outer = Ether(frame)
+    labels: list[int] = []
+    vni: int | None = None
+    inner_dst = ""
+    layer = outer.payload
+    while layer:  # scapy's NoPayload, past the last layer, is false
+        if isinstance(layer, MPLS):
+            labels.append(layer.label)
+        elif isinstance(layer, VXLAN):
+            vni = layer.vni
+        elif isinstance(layer, Ether) and vni is not None and not inner_dst:
+            inner_dst = layer.dst
+        elif type(layer) is TCP:  # exactly TCP: not the TCPerror quoted in an ICMP error
+            ip = layer.underlayer
+            if type(ip) is not IP:
+                return None
+            return TcpSegment(
+                src=ip.src,
+                dst=ip.dst,
+                sport=layer.sport,
+                dport=layer.dport,
+                seq=layer.seq,
+                ack=layer.ack,
+                flags=bits_to_flags(int(layer.flags)),
+                payload_len=max(0, ip.len - ip.ihl * 4 - layer.dataofs * 4),
+                time=time,
+                eth_src=outer.src,
+                eth_dst=outer.dst,
+                mpls=tuple(labels),
+                vxlan=vni,
+                inner_eth_dst=inner_dst,
+            )
+        layer = layer.payload
+    return None

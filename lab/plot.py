@@ -141,15 +141,16 @@ def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     left.set_ylabel("sessions that opened and carried data (%)")
     left.set_title("success rate per mode")
     xs = range(len(names))
-    fw1 = [modes[m]["sessions per firewall (inbound)"].get("fw1", 0) for m in names]
-    fw2 = [modes[m]["sessions per firewall (inbound)"].get("fw2", 0) for m in names]
-    split = [modes[m]["sessions whose directions the fabric split"] for m in names]
+    per_fw = "sessions per firewall (conntrack, SYN direction)"
+    fw1 = [modes[m][per_fw].get("fw1", 0) for m in names]
+    fw2 = [modes[m][per_fw].get("fw2", 0) for m in names]
+    split = [modes[m]["sessions whose directions the fabric split (controller)"] for m in names]
     right.bar([x - 0.25 for x in xs], fw1, 0.25, label="via FW1")
     right.bar(list(xs), fw2, 0.25, label="via FW2")
     right.bar([x + 0.25 for x in xs], split, 0.25, label="directions split by the fabric", color="grey")
     right.set_xticks(list(xs), names)
     right.set_ylabel("sessions")
-    right.set_title("sessions per firewall (inbound direction)")
+    right.set_title("sessions per firewall (its conntrack, inbound direction)")
     right.set_ylim(0, 1.35 * max([*fw1, *fw2, *split, 1]))
     right.legend(fontsize=8, ncols=3, loc="upper center")
     for ax in (left, right):

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
+from lab.isolation import PortBlocks, foreign_flows
 from lab.results import Case, new_run, safe_name
 
 _CASES = pytest.StashKey[list[Case]]()
 _RUN = pytest.StashKey[Path]()
 _ITEM_CASE = pytest.StashKey[Case]()
+_PORTS = pytest.StashKey[PortBlocks]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CASES] = []
+    config.stash[_PORTS] = PortBlocks()
 
 
 def _run_dir(config: pytest.Config) -> Path:
@@ -61,7 +64,8 @@ def case(request: pytest.FixtureRequest, run_dir: Path) -> Case:
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
         title += f" [{callspec.id}]"  # parametrized cases share a docstring
-    result = Case(name=name, path=run_dir / name, title=title)
+    ports = request.config.stash[_PORTS].take()
+    result = Case(name=name, path=run_dir / name, title=title, ports=ports)
     result.path.mkdir(parents=True, exist_ok=True)
     item.stash[_ITEM_CASE] = result
     request.config.stash[_CASES].append(result)
@@ -87,23 +91,27 @@ def lab(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Around a test that uses the lab: keep the logs of the processes it started in its
-    case folder, and fail it when a process the lab owns died unasked."""
+    """Around a test that uses the lab: its devices start with empty tables and counters;
+    at its end the processes it started are stopped and its sockets aborted, their logs
+    kept in its case folder; it fails when a process the lab owns died unasked, or when
+    its evidence shows a flow of another case."""
     running = request.getfixturevalue("lab") if "lab" in request.fixturenames else None
-    first = len(running.procs) if running is not None else 0
-    yield
     if running is None:
+        yield
         return
-    result = request.node.stash.get(_ITEM_CASE, None)
+    result: Case | None = request.getfixturevalue("case") if "case" in request.fixturenames else None
+    mark = running.begin_case()
+    yield
+    dead = running.crashed()  # before the case's processes are stopped on purpose
+    running.end_case(mark, result.ports if result is not None else None)
     if result is not None:
         folder = result.path / "logs"
         folder.mkdir(parents=True, exist_ok=True)
-        for proc in running.procs[first:]:
+        for proc in running.procs[mark:]:
             if proc.log_path.exists():
                 copy = folder / proc.log_path.name
                 shutil.copyfile(proc.log_path, copy)
                 result.keep(copy, f"log: {proc.name}")
-    dead = running.crashed()
     if dead:
         lines = [
             f"{p.name} on {p.node} exited {p.popen.returncode}: {p.output().strip()[-200:]}" for p in dead
@@ -111,6 +119,15 @@ def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
         for p in dead:
             p.stopped = True  # reported once
         pytest.fail("lab process crashed: " + "; ".join(lines), pytrace=False)
+    if result is not None and result.ports:
+        alien = foreign_flows(result.path, result.ports)
+        if alien:
+            named = "; ".join(f"{f}: {', '.join(flows[:3])}" for f, flows in alien.items())
+            pytest.fail(
+                f"case evidence holds flows of another case (ports {result.ports.start}-"
+                f"{result.ports.stop - 1} are this case's): {named}",
+                pytrace=False,
+            )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.errors import LabError
+
 KEEP_RUNS = 10
 _RUN_NAME = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
 
@@ -50,9 +52,18 @@ class Case:
     figures: dict[str, Any] = field(default_factory=dict)
     plots: list[tuple[str, Path]] = field(default_factory=list)
     evidence: list[tuple[str, Path]] = field(default_factory=list)
+    ports: range = range(0)  # the TCP ports this case's clients use (see lab.isolation)
     verdict: str = "not run"
     message: str = ""
     duration: float = 0.0
+    taken: int = 0  # ports of the block handed out so far
+
+    def take_port(self) -> int:
+        """The next unused port of this case's block (for a client's source port)."""
+        if self.taken >= len(self.ports):
+            raise LabError(f"case {self.name} used all {len(self.ports)} ports of its block")
+        self.taken += 1
+        return self.ports[self.taken - 1]
 
     def figure(self, name: str, value: Any) -> None:
         """Record a measured figure; saved to figures.json and shown in the report."""
@@ -81,6 +92,7 @@ class Case:
             "verdict": self.verdict,
             "message": self.message,
             "duration": round(self.duration, 2),
+            "ports": [self.ports.start, self.ports.stop - 1] if self.ports else None,
             "figures": self.figures,
             "plots": [[c, str(p)] for c, p in self.plots],
             "evidence": [[w, str(p)] for w, p in self.evidence],

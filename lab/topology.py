@@ -14,7 +14,7 @@ TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "topologies"
 def available(directory: Path = TOPOLOGY_DIR) -> dict[str, Path]:
     """Topology name -> the file that defines it."""
     found: dict[str, Path] = {}
-    for path in sorted(directory.glob("*.py")):
+    for path in sorted(p for p in directory.glob("*.py") if not p.name.startswith("_")):
         for name in _load(path):
             found[name] = path
     return found

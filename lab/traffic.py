@@ -1,4 +1,9 @@
-"""Real traffic between lab hosts: idle probes, echo servers, hand-made segments."""
+"""Real traffic between lab hosts: idle probes, echo servers, sessions, bulk transfers,
+hand-made segments. Each runs one app of `lab/apps` (JSON lines, see `lab.apps.events`).
+
+Every client takes a source port (or a first port), so a case can keep its flows inside
+its own port block; 0 lets the kernel pick.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
 
 if TYPE_CHECKING:
-    from lab.net import Lab, Proc
+    from lab.net import Lab
+    from lab.procs import Proc
+
+
+def app_argv(name: str, *args: str) -> list[str]:
+    """The command line of the lab app `name` (a module of lab.apps)."""
+    return [sys.executable, "-m", f"lab.apps.{name}", *args]
+
+
+def listening(count: int = 1) -> str:
+    """A regex for an app's log once it has logged `count` listening events."""
+    return rf'(?s)(?:"event": "listening".*?){{{count}}}'
 
 
 @dataclass(frozen=True)
 class IdleProbe:
-    """One idle probe to run: which service, how long idle, and how it keeps alive."""
+    """One idle probe to run: which service, how long idle, and how it keeps alive.
+
+    `push`: the server speaks first after the idle period (the service direction);
+    `sport`: the client's source port (0: the kernel picks)."""
 
     port: int
     idle: float
@@ -24,12 +43,12 @@ class IdleProbe:
     tcp_keepalive: int = 0  # TCP keepalive period (s); 0: off
     heartbeat: float = 0.0  # application heartbeat period (s); 0: off
     label: str = ""
+    sport: int = 0
+    push: bool = False
 
     def argv(self, server: str) -> list[str]:
-        argv = [
-            sys.executable,
-            "-m",
-            "lab.apps.tcp_probe",
+        argv = app_argv(
+            "tcp_probe",
             "--server",
             server,
             "--port",
@@ -38,11 +57,15 @@ class IdleProbe:
             str(self.idle),
             "--app-timeout",
             str(self.app_timeout),
-        ]
+        )
+        if self.sport:
+            argv += ["--sport", str(self.sport)]
         if self.tcp_keepalive:
             argv += ["--tcp-keepalive", str(self.tcp_keepalive)]
         if self.heartbeat:
             argv += ["--heartbeat", str(self.heartbeat)]
+        if self.push:
+            argv += ["--push"]
         return argv
 
 
@@ -59,11 +82,16 @@ class ProbeResult:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The probe's settings and its result, flat (`sport`: the port actually used)."""
         return {**asdict(self.probe), **{k: v for k, v in asdict(self).items() if k != "probe"}}
 
 
 def run_probes(lab: Lab, client: str, server: str, probes: list[IdleProbe]) -> list[ProbeResult]:
     """Run probes from `client` to the address `server`, all at once; results in order."""
+    sports = [p.sport for p in probes if p.sport]
+    twice = sorted({p for p in sports if sports.count(p) > 1})
+    if twice:
+        raise ConfigError([f"probes share source port {p}" for p in twice])
 
     def one(probe: IdleProbe) -> ProbeResult:
         budget = probe.idle + 2 * probe.app_timeout + 10
@@ -87,30 +115,32 @@ def run_probes(lab: Lab, client: str, server: str, probes: list[IdleProbe]) -> l
 
 
 def start_echo_server(lab: Lab, node: str, ports: list[int], name: str) -> Proc:
-    """A line echo server on `ports`, up when it has logged listening on every one."""
-    argv = [sys.executable, "-m", "lab.apps.echo_server"]
+    """A line echo server on `ports` (it also answers `push <s>` with `pushed` after s
+    seconds), up when it has logged listening on every one."""
+    argv = app_argv("echo_server")
     for port in ports:
         argv += ["--port", str(port)]
-    proc = lab.start(node, argv, name)
-    for port in ports:
-        proc.wait_for_output(rf'"listening", "t": [\d.]+, "port": {port}\b', 10)
-    return proc
+    return lab.start(node, argv, name, ready=listening(len(ports)))
 
 
 def server_events(proc: Proc, peer: str | None = None) -> list[dict[str, Any]]:
-    """The echo server's logged events, optionally only those of one client address:port."""
+    """The events an app logged (the echo server's, say), optionally only those of one
+    client address:port."""
     events = [json.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
-    return [e for e in events if peer is None or e.get("peer") == peer]
+    return [e for e in events if "event" in e and (peer is None or e.get("peer") == peer)]
+
+
+def listening_ports(proc: Proc) -> list[int]:
+    """The ports a server app listens on, as it logged them (the kernel's pick for 0)."""
+    return [e["port"] for e in server_events(proc) if e["event"] == "listening"]
 
 
 def send_segment(lab: Lab, node: str, src: str, dst: str, sport: int, dport: int, flags: str = "A") -> None:
     """Send one hand-made TCP segment from `node` (an out-of-state ACK, say)."""
     lab.run(
         node,
-        [
-            sys.executable,
-            "-m",
-            "lab.apps.craft",
+        app_argv(
+            "craft",
             "--src",
             src,
             "--dst",
@@ -121,7 +151,7 @@ def send_segment(lab: Lab, node: str, src: str, dst: str, sport: int, dport: int
             str(dport),
             "--flags",
             flags,
-        ],
+        ),
     )
 
 
@@ -136,10 +166,8 @@ def run_sessions(
 ) -> list[dict[str, Any]]:
     """`count` short TCP sessions from `client` to `servers` (address:port, round robin);
     with `first_port`, session i uses source port first_port + i."""
-    argv = [
-        sys.executable,
-        "-m",
-        "lab.apps.tcp_sessions",
+    argv = app_argv(
+        "tcp_sessions",
         "--count",
         str(count),
         "--concurrency",
@@ -148,7 +176,7 @@ def run_sessions(
         str(timeout),
         "--first-port",
         str(first_port),
-    ]
+    )
     for server in servers:
         argv += ["--server", server]
     budget = count * (timeout + 1) / max(1, concurrency) + 30
@@ -157,14 +185,78 @@ def run_sessions(
 
 
 def run_sessions_from(
-    lab: Lab, clients: list[str], servers: list[str], count: int, **options: Any
+    lab: Lab,
+    clients: list[str],
+    servers: list[str],
+    count: int,
+    concurrency: int = 8,
+    timeout: float = 2.0,
+    first_port: int = 0,
 ) -> list[dict[str, Any]]:
-    """`count` sessions in all, spread over `clients` that run at once; each record names its client."""
+    """`count` sessions in all, spread over `clients` that run at once; each record names
+    its client. With `first_port`, the sessions use the ports first_port .. first_port +
+    count - 1, each client a disjoint sub-range of them: the clients' addresses differ, so
+    shared ports would not collide, but then the block a case owns is exactly `count`
+    ports, whichever client a flow came from."""
     share = [count // len(clients) + (1 if i < count % len(clients) else 0) for i in range(len(clients))]
+    firsts = [first_port + sum(share[:i]) if first_port else 0 for i in range(len(clients))]
 
-    def one(item: tuple[str, int]) -> list[dict[str, Any]]:
-        client, n = item
-        return [{**r, "client": lab.ip(client)} for r in run_sessions(lab, client, servers, n, **options)]
+    def one(item: tuple[str, int, int]) -> list[dict[str, Any]]:
+        client, n, first = item
+        records = run_sessions(lab, client, servers, n, concurrency, timeout, first)
+        return [{**r, "client": lab.ip(client)} for r in records]
 
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
-        return [r for part in pool.map(one, zip(clients, share, strict=True)) for r in part]
+        parts = pool.map(one, zip(clients, share, firsts, strict=True))
+        return [r for part in parts for r in part]
+
+
+def start_bulk_receiver(lab: Lab, node: str, port: int, name: str, interval: float = 0.1) -> Proc:
+    """A bulk receiver on `port` logging the bytes of every `interval` (see `bulk_series`),
+    up when it listens. On stop it aborts (RST) a transfer still open."""
+    argv = app_argv("bulk", "receive", "--port", str(port), "--interval", str(interval))
+    return lab.start(node, argv, name, ready=listening())
+
+
+def start_bulk_sender(
+    lab: Lab,
+    node: str,
+    server: str,
+    port: int,
+    name: str,
+    duration: float,
+    sport: int = 0,
+    user_timeout: float = 3.0,
+    rate: float = 2_500_000,
+) -> Proc:
+    """A bulk sender streaming `rate` bytes/s to `server`:`port` for `duration` s from
+    source port `sport`, up when connected. A path that stops carrying it breaks it within
+    `user_timeout` s (TCP_USER_TIMEOUT); its `done` event says `completed` or `broken`."""
+    argv = app_argv(
+        "bulk",
+        "send",
+        "--server",
+        server,
+        "--port",
+        str(port),
+        "--sport",
+        str(sport),
+        "--duration",
+        str(duration),
+        "--user-timeout",
+        str(user_timeout),
+        "--rate",
+        str(rate),
+    )
+    return lab.start(node, argv, name, ready=r'"event": "connected"')
+
+
+def bulk_series(proc: Proc) -> list[tuple[float, int]]:
+    """The bulk receiver's throughput: (wall time, bytes received in the interval ending then)."""
+    return [(e["t"], e["bytes"]) for e in server_events(proc) if e["event"] == "bytes"]
+
+
+def bulk_outcome(proc: Proc) -> dict[str, Any] | None:
+    """The bulk sender's `done` event (outcome completed / broken, bytes sent), None before."""
+    done = [e for e in server_events(proc) if e["event"] == "done"]
+    return done[-1] if done else None

@@ -8,8 +8,9 @@ import textwrap
 import pytest
 
 from lab import topology
+from lab.controller import ControllerApp
 from lab.errors import LabError, LabTimeout
-from lab.net import ControllerApp, Lab
+from lab.net import Lab
 
 
 def test_switch_that_never_connects_is_named(tmp_path):

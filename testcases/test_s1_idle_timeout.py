@@ -1,22 +1,25 @@
 """S1, session idle timeout (SCENARIOS.md): a stateful firewall forgets an idle session.
 
 client (inside) -- fw -- server (outside), the firewall's TCP idle timeout is T seconds.
-Each variant runs idle probes with idle times of 0.5 T, 1.5 T and 3 T at once, with
-captures on both sides of the firewall and the session table sampled throughout.
+Each sweep runs idle probes with idle times of 0.5 T, 1.5 T and 3 T at once, with
+captures on both sides of the firewall, the session table and both ends' sockets sampled
+throughout. Every case uses its own source ports (its port block), its own echo servers
+and a firewall with an empty table and zeroed counters.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from lab.capture import Capture, SessionEvents, SessionRecorder
+from lab.capture import Capture, SessionEvents, SessionRecorder, SocketRecorder
 from lab.config import FirewallPolicy, Service, TimeoutRule
+from lab.packets import TcpSegment
 from lab.plot import outcome_figure, packet_timeline, session_timeline
-from lab.results import Case
+from lab.results import Case, safe_name
 from lab.traffic import IdleProbe, ProbeResult, run_probes, send_segment, server_events, start_echo_server
 
 LAB_TOPOLOGY = "s1"
@@ -25,23 +28,105 @@ IDLES = (0.5 * T, 1.5 * T, 3 * T)
 APP_TIMEOUT = 3.0  # how long the application waits for a reply
 SERVICE, LONG_SERVICE, PUBLISHED, UNPUBLISHED = 8080, 9000, 2222, 2223
 STRICT = FirewallPolicy(tcp_timeout=T, allow_inbound=(Service(PUBLISHED),))
-# Every variant's outcomes, for the one figure that compares them.
-OUTCOMES: list[dict[str, Any]] = []
+DELIVERED_ALL = ("delivered",) * 3
+EXPIRES = ("delivered", "hung", "hung")
+
+
+@dataclass(frozen=True)
+class Series:
+    """Probes at every idle time to one port, with what each idle time should give."""
+
+    label: str
+    expected: tuple[str, ...]  # the outcome at each of IDLES
+    port: int = SERVICE
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A firewall policy and the probe series run through it at once."""
+
+    name: str
+    policy: FirewallPolicy
+    series: tuple[Series, ...]
+
+
+SWEEPS = {
+    s.name: s
+    for s in (
+        Sweep("no fix", STRICT, (Series("no fix (strict)", EXPIRES),)),
+        Sweep(
+            "fix a",
+            STRICT.with_changes(timeouts=(TimeoutRule(timeout=10 * T, port=LONG_SERVICE),)),
+            (
+                Series(f"fix a: port {LONG_SERVICE} timeout {10 * T}s", DELIVERED_ALL, LONG_SERVICE),
+                Series(f"fix a: port {SERVICE} default T", EXPIRES),
+            ),
+        ),
+        Sweep(
+            "fix b", STRICT.with_changes(loose_pickup=True), (Series("fix b: loose pick-up", DELIVERED_ALL),)
+        ),
+        Sweep(
+            "fix c",
+            STRICT.with_changes(reset_on_expiry=True),
+            (Series("fix c: RST at expiry", ("delivered", "reset", "reset")),),
+        ),
+        Sweep(
+            "fix d: tcp keepalive",
+            STRICT,
+            (
+                Series(
+                    f"fix d: tcp keepalive every {T // 2}s",
+                    DELIVERED_ALL,
+                    options=(("tcp_keepalive", T // 2),),
+                ),
+            ),
+        ),
+        Sweep(
+            "fix d: heartbeat",
+            STRICT,
+            (Series(f"fix d: heartbeat every {T / 2:g}s", DELIVERED_ALL, options=(("heartbeat", T / 2),)),),
+        ),
+        Sweep("push: no fix", STRICT, (Series("server push: no fix", EXPIRES, options=(("push", True),)),)),
+        Sweep(
+            "push: loose pick-up",
+            STRICT.with_changes(loose_pickup=True),
+            (Series("server push: loose pick-up", EXPIRES, options=(("push", True),)),),
+        ),
+        Sweep(
+            "push: tcp keepalive",
+            STRICT,
+            (
+                Series(
+                    f"server push: tcp keepalive every {T // 2}s",
+                    DELIVERED_ALL,
+                    options=(("push", True), ("tcp_keepalive", T // 2)),
+                ),
+            ),
+        ),
+    )
+}
 
 
 @dataclass
-class Sweep:
+class Run:
+    """One sweep's results and evidence."""
+
+    sweep: Sweep
     results: list[ProbeResult]
     inside: Capture
     outside: Capture
     sessions: SessionRecorder
+    sockets: SocketRecorder
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
     def by_idle(self, idle: float, port: int = SERVICE) -> ProbeResult:
         return next(r for r in self.results if r.probe.idle == idle and r.probe.port == port)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def servers(lab):
+    """This case's echo servers (ended with the case): their logs hold only its sessions."""
     return {
         "server": start_echo_server(lab, "server", [SERVICE, LONG_SERVICE], "echo-server"),
         "client": start_echo_server(lab, "client", [PUBLISHED, UNPUBLISHED], "echo-client"),
@@ -49,43 +134,65 @@ def servers(lab):
 
 
 @pytest.fixture
-def fw(lab, servers):
-    """The firewall with the strict policy and an empty session table (per-test reset)."""
+def fw(lab):
     node = lab.node("fw")
     node.apply_policy(STRICT)
-    node.flush_sessions()
     return node
 
 
-def sweep(lab, fw, case: Case, variant: str, policy: FirewallPolicy, probes: list[IdleProbe]) -> Sweep:
-    """Load `policy`, run `probes` at once with captures and session sampling; keep evidence."""
-    case.keep(fw.apply_policy(policy), "ruleset")
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, list[dict[str, Any]]]:
+    """Each sweep's outcome rows, as the cases of this module ran them (any selection)."""
+    return {}
+
+
+def run_sweep(lab, fw, case: Case, sweep: Sweep, outcomes: dict[str, list[dict[str, Any]]]) -> Run:
+    """Load the sweep's policy, run its probes at once with captures and samplers; keep
+    the evidence in the case folder and the outcome rows for the summary."""
+    folder = case.path if sweep.name not in outcomes else case.path / safe_name(sweep.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    case.keep(fw.apply_policy(sweep.policy), f"ruleset, {sweep.name}")
     fw.flush_sessions()
-    server = lab.ip("server")
+    probes = [
+        IdleProbe(
+            port=s.port,
+            idle=i,
+            app_timeout=APP_TIMEOUT,
+            label=s.label,
+            sport=case.take_port(),
+            **dict(s.options),
+        )
+        for s in sweep.series
+        for i in IDLES
+    ]
     with (
-        Capture(lab, "fw", "fw-in", case.path, "inside-fw-in") as inside,
-        Capture(lab, "fw", "fw-out", case.path, "outside-fw-out") as outside,
+        Capture(lab, "fw", "fw-in", folder, "inside-fw-in") as inside,
+        Capture(lab, "fw", "fw-out", folder, "outside-fw-out") as outside,
         SessionRecorder(lab, "fw") as sessions,
+        SocketRecorder(lab, ["client", "server"], case.ports) as sockets,
     ):
-        results = run_probes(lab, "client", server, probes)
+        results = run_probes(lab, "client", lab.ip("server"), probes)
+    run = Run(sweep, results, inside, outside, sessions, sockets)
     case.keep(inside.path, "capture, client side (fw-in)")
     case.keep(outside.path, "capture, server side (fw-out)")
-    case.keep(sessions.save(case.path / "sessions.json"), "session table over time")
-    (case.path / "probes.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
-    case.keep(case.path / "probes.json", "probe results")
-    case.keep(lab.paths.logs / "echo-server.log", "server log")
-    for r in results:
-        label = r.probe.label or variant
-        OUTCOMES.append(
-            {"variant": label, "idle": r.probe.idle, "outcome": r.outcome, "learned_after": r.learned_after}
-        )
-    case.figure(
-        "outcomes", {f"{r.probe.label or r.probe.port} idle {r.probe.idle:g}s": r.outcome for r in results}
-    )
+    case.keep(sessions.save(folder / "sessions.json"), "session table over time")
+    case.keep(sockets.save(folder / "sockets.json"), "both ends' sockets over time (ss)")
+    (folder / "probes.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    case.keep(folder / "probes.json", "probe results")
+    run.rows = [
+        {
+            "variant": r.probe.label,
+            "idle": r.probe.idle,
+            "outcome": r.outcome,
+            "learned_after": r.learned_after,
+        }
+        for r in results
+    ]
+    outcomes[sweep.name] = run.rows
     t0 = min(r.wall_start for r in results)
     # An established session's countdown; closing states (TIME_WAIT...) would dwarf it.
     series = {
-        f"{r.probe.label or r.probe.port}, idle {r.probe.idle:g}s": [
+        f"{r.probe.label}, idle {r.probe.idle:g}s": [
             (t - t0, v if state == "ESTABLISHED" else None) for t, v, state in sessions.history(r.sport)
         ]
         for r in results
@@ -93,14 +200,24 @@ def sweep(lab, fw, case: Case, variant: str, policy: FirewallPolicy, probes: lis
     session_timeline(
         series,
         T,
-        case.plot_path("sessions", f"{variant}: session-table entries over time"),
-        f"{variant}: remaining timeout of each probe's session (T = {T}s)",
+        case.plot_path(f"sessions-{safe_name(sweep.name)}", f"{sweep.name}: session-table entries over time"),
+        f"{sweep.name}: remaining timeout of each probe's session (T = {T}s)",
     )
-    return Sweep(results, inside, outside, sessions)
+    return run
 
 
-def probes_at(port: int = SERVICE, label: str = "", **options: Any) -> list[IdleProbe]:
-    return [IdleProbe(port=port, idle=i, app_timeout=APP_TIMEOUT, label=label, **options) for i in IDLES]
+def assert_as_expected(run: Run) -> dict[str, str]:
+    """Every probe's outcome is the one its series expects at its idle time."""
+    got = {}
+    for s in run.sweep.series:
+        for idle, expected in zip(IDLES, s.expected, strict=True):
+            r = next(r for r in run.results if r.probe.label == s.label and r.probe.idle == idle)
+            got[f"{s.label}, idle {idle:g}s"] = r.outcome
+            assert r.outcome == expected, (
+                f"{s.label}, idle {idle:g}s (T={T}s): expected {expected}, got {r.raw} "
+                f"(captures {run.inside.path.parent})"
+            )
+    return got
 
 
 def server_saw(servers, result: ProbeResult, data: str) -> bool:
@@ -109,18 +226,17 @@ def server_saw(servers, result: ProbeResult, data: str) -> bool:
     )
 
 
-def client_segments(capture: Capture, result: ProbeResult, after: float) -> list:
-    """Client-to-server segments of `result`'s session with data, captured after `after`."""
+def data_segments(capture: Capture, src: str, sport: int, after: float) -> list[TcpSegment]:
+    """Segments with data from `src`:`sport` captured after `after` (wall clock)."""
     return [
-        s for s in capture.segments() if s.sport == result.sport and s.payload_len > 0 and s.time >= after
+        s
+        for s in capture.segments()
+        if (s.src, s.sport) == (src, sport) and s.payload_len > 0 and s.time >= after
     ]
 
 
-def assert_expired_and_hung(sweep_: Sweep, servers, result: ProbeResult) -> None:
-    evidence = f"(captures {sweep_.inside.path.name}, {sweep_.outside.path.name}; server log)"
-    assert result.outcome == "hung", (
-        f"idle {result.probe.idle}s past T={T}s: expected hung, got {result.raw} {evidence}"
-    )
+def assert_expired_and_hung(run: Run, servers, result: ProbeResult, client: str) -> None:
+    evidence = f"(captures {run.inside.path}, {run.outside.path}; server log)"
     expected = result.probe.idle + APP_TIMEOUT
     assert expected - 0.2 <= result.learned_after <= expected + 1.5, (
         f"the application should learn only from its own {APP_TIMEOUT}s timeout, at ~{expected:g}s; "
@@ -129,32 +245,51 @@ def assert_expired_and_hung(sweep_: Sweep, servers, result: ProbeResult) -> None
     assert not server_saw(servers, result, "after-idle"), (
         f"the server received the segment after idle {evidence}"
     )
-    sent = client_segments(sweep_.inside, result, result.wall_start + result.probe.idle - 0.05)
-    passed = client_segments(sweep_.outside, result, result.wall_start + result.probe.idle - 0.05)
+    after = result.wall_start + result.probe.idle - 0.05
+    sent = data_segments(run.inside, client, result.sport, after)
+    passed = data_segments(run.outside, client, result.sport, after)
     assert len(sent) >= 2, (
         f"expected the client's segment and its retransmissions on fw-in, saw {len(sent)} {evidence}"
     )
     assert passed == [], f"{len(passed)} data segments crossed the firewall after expiry {evidence}"
 
 
-def test_failure_idle_past_timeout_hangs(lab, fw, servers, case):
+def test_failure_idle_past_timeout_hangs(lab, fw, servers, case, outcomes):
     """Failure: idle past the timeout, the next segment is dropped and the application hangs"""
-    s = sweep(lab, fw, case, "no fix (strict)", STRICT, probes_at())
-    assert s.by_idle(IDLES[0]).outcome == "delivered", (
-        f"idle below T must be delivered: {s.by_idle(IDLES[0]).raw}"
-    )
+    run = run_sweep(lab, fw, case, SWEEPS["no fix"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
+    client = lab.ip("client")
+    believed = {}
     for idle in IDLES[1:]:
-        assert_expired_and_hung(s, servers, s.by_idle(idle))
+        r = run.by_idle(idle)
+        assert_expired_and_hung(run, servers, r, client)
+        # While the client hangs, both ends still believe the session is up.
+        hang = (r.wall_start + idle + 0.3, r.wall_start + r.learned_after - 0.3)
+        server_states = set(run.sockets.states("server", r.sport, *hang))
+        client_states = set(_client_states(run, r, hang))
+        believed[f"idle {idle:g}s"] = {"server": sorted(server_states), "client": sorted(client_states)}
+        assert server_states == {"ESTAB"}, (
+            f"idle {idle:g}s: the server's socket should stay ESTABLISHED while the client hangs, "
+            f"ss showed {server_states or 'nothing'} (sockets.json)"
+        )
+        assert client_states == {"ESTAB"}, (
+            f"idle {idle:g}s: client socket states {client_states} (sockets.json)"
+        )
+    case.figure("socket state at both ends while the client hangs (ss)", believed)
     drops = fw.counters()
     case.figure("drops by reason", drops)
+    sent = sum(len(data_segments(run.inside, client, run.by_idle(i).sport, 0)) for i in IDLES[1:])
     assert drops["drop_invalid"] >= 2, (
         f"the firewall's invalid-drop counter should count the dropped segments: {drops}"
     )
-    worst = s.by_idle(IDLES[-1])
+    assert drops["drop_invalid"] <= sent + 2 * len(IDLES), (
+        f"the counter ({drops}) counts more than this case's {sent} captured data segments (and their ACKs)"
+    )
+    worst = run.by_idle(IDLES[-1])
     case.figure("application learned after (s)", round(worst.learned_after, 2))
     packet_timeline(
-        {"server side (fw-out)": s.outside.segments(), "client side (fw-in)": s.inside.segments()},
-        (lab.ip("client"), worst.sport),
+        {"server side (fw-out)": run.outside.segments(), "client side (fw-in)": run.inside.segments()},
+        (client, worst.sport),
         worst.wall_start,
         {
             f"timeout T={T}s": worst.wall_start + T,
@@ -170,24 +305,29 @@ def test_failure_idle_past_timeout_hangs(lab, fw, servers, case):
     )
 
 
-def test_fix_a_longer_timeout_for_one_service(lab, fw, servers, case):
+def _client_states(run: Run, r: ProbeResult, window: tuple[float, float]) -> list[str]:
+    """The client's own socket (local port = the probe's source port) in a window."""
+    return [
+        s.state
+        for t, host, sockets in run.sockets.snapshots
+        if host == "client" and window[0] <= t <= window[1]
+        for s in sockets
+        if s.local_port == r.sport
+    ]
+
+
+def test_fix_a_longer_timeout_for_one_service(lab, fw, servers, case, outcomes):
     """Fix a: a longer timeout for one service port; another port still expires"""
-    policy = STRICT.with_changes(timeouts=(TimeoutRule(timeout=10 * T, port=LONG_SERVICE),))
-    probes = probes_at(LONG_SERVICE, label=f"fix a: port {LONG_SERVICE} timeout {10 * T}s") + probes_at(
-        SERVICE, label=f"fix a: port {SERVICE} default T"
-    )
-    s = sweep(lab, fw, case, "fix a", policy, probes)
+    run = run_sweep(lab, fw, case, SWEEPS["fix a"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
     for idle in IDLES:
-        r = s.by_idle(idle, LONG_SERVICE)
-        assert r.outcome == "delivered", (
-            f"port {LONG_SERVICE} with a {10 * T}s timeout, idle {idle}s: {r.raw}"
-        )
+        r = run.by_idle(idle, LONG_SERVICE)
         assert server_saw(servers, r, "after-idle"), (
             f"server log lacks the segment after idle from {r.client}"
         )
     for idle in IDLES[1:]:
-        assert_expired_and_hung(s, servers, s.by_idle(idle, SERVICE))
-    first = next(snap for snap in s.sessions.snapshots if snap.sessions)
+        assert_expired_and_hung(run, servers, run.by_idle(idle, SERVICE), lab.ip("client"))
+    first = next(snap for snap in run.sessions.snapshots if len(snap.sessions) >= 2 * len(IDLES))
     timeouts = {x.dport: x.timeout for x in first.sessions if x.state == "ESTABLISHED"}
     case.figure("session timeouts in the table at start (s)", timeouts)
     assert timeouts.get(LONG_SERVICE, 0) > T, (
@@ -198,18 +338,16 @@ def test_fix_a_longer_timeout_for_one_service(lab, fw, servers, case):
     )
 
 
-def test_fix_b_loose_pickup_delivers(lab, fw, servers, case):
+def test_fix_b_loose_pickup_delivers(lab, fw, servers, case, outcomes):
     """Fix b: loose pick-up admits the mid-stream segment and re-creates the session"""
-    s = sweep(lab, fw, case, "fix b: loose pick-up", STRICT.with_changes(loose_pickup=True), probes_at())
-    for r in s.results:
-        assert r.outcome == "delivered", (
-            f"loose pick-up, idle {r.probe.idle}s: {r.raw} (captures in {case.path})"
-        )
+    run = run_sweep(lab, fw, case, SWEEPS["fix b"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
+    for r in run.results:
         assert server_saw(servers, r, "after-idle"), (
             f"server log lacks the segment after idle from {r.client}"
         )
-    late = s.by_idle(IDLES[-1])
-    history = s.sessions.history(late.sport)
+    late = run.by_idle(IDLES[-1])
+    history = run.sessions.history(late.sport)
     gone = [t for t, v, _ in history if v is None and t > late.wall_start + T]
     back = [t for t, v, _ in history if v is not None and gone and t > gone[0]]
     assert gone and back, (
@@ -228,37 +366,50 @@ def test_fix_b_security_cost(lab, fw, servers, case):
     for mode, policy in (("strict", STRICT), ("loose", STRICT.with_changes(loose_pickup=True))):
         case.keep(fw.apply_policy(policy), f"ruleset, {mode}")
         fw.flush_sessions()
+        sports = {port: case.take_port() for port in (PUBLISHED, UNPUBLISHED)}
         with (
+            Capture(lab, "fw", "fw-out", case.path, f"{mode}-outside-fw-out") as outside,
             Capture(lab, "fw", "fw-in", case.path, f"{mode}-inside-fw-in") as inside,
             SessionEvents(lab, "fw", f"{mode}-session-events", only="NEW") as events,
         ):
             for port in (PUBLISHED, UNPUBLISHED):
-                dropped = sum(fw.counters().values())
-                send_segment(lab, "server", server, client, 40000 + port, port, "A")
+                dropped = fw.drops()
+                send_segment(lab, "server", server, client, sports[port], port, "A")
 
                 def verdict(port: int = port, dropped: int = dropped) -> bool:
                     created = [e for e in events.events() if e.event == "NEW" and e.dport == port]
-                    return bool(created) or sum(fw.counters().values()) > dropped
+                    return bool(created) or fw.drops() > dropped
 
                 # The firewall's verdict on the segment: a session created, or a drop counted.
                 lab.wait(verdict, 5, f"the firewall to admit or drop the ACK to port {port}")
+        case.keep(outside.path, f"capture outside, {mode}")
         case.keep(inside.path, f"capture inside, {mode}")
         case.keep(events.path, f"session events, {mode}")
-        seen = inside.segments()
+        arrived, seen = outside.segments(), inside.segments()
         new = [e for e in events.events() if e.event == "NEW" and e.src == server]
-        counts[mode] = {"drops": sum(fw.counters().values())}
+        counts[mode] = {"drops": fw.drops()}
         for port in (PUBLISHED, UNPUBLISHED):
+            ack = (server, sports[port], client, port)
+            counts[mode][f"ACKs arriving outside, port {port}"] = len([x for x in arrived if x.key == ack])
             counts[mode][f"sessions created, port {port}"] = len([e for e in new if e.dport == port])
-            counts[mode][f"ACKs let in, port {port}"] = len(
-                [x for x in seen if x.src == server and x.dport == port]
-            )
+            counts[mode][f"ACKs let in, port {port}"] = len([x for x in seen if x.key == ack])
             counts[mode][f"inside host answered, port {port}"] = len(
-                [x for x in seen if x.src == client and x.sport == port]
+                [x for x in seen if x.key == (client, port, server, sports[port])]
             )
     case.figure("unsolicited ACK from outside", counts)
     ev = f"(captures and session events in {case.path})"
+    for mode in ("strict", "loose"):
+        for port in (PUBLISHED, UNPUBLISHED):
+            assert counts[mode][f"ACKs arriving outside, port {port}"] == 1, (
+                f"{mode}: the ACK to {port} never arrived {ev}"
+            )
+        assert counts[mode][f"sessions created, port {UNPUBLISHED}"] == 0, (
+            f"{mode}: unpublished port got a session {ev}"
+        )
+        assert counts[mode][f"ACKs let in, port {UNPUBLISHED}"] == 0, f"{mode}: unpublished port reached {ev}"
     assert counts["strict"][f"sessions created, port {PUBLISHED}"] == 0, f"strict mode created a session {ev}"
     assert counts["strict"][f"ACKs let in, port {PUBLISHED}"] == 0, f"strict mode let the ACK in {ev}"
+    assert counts["strict"]["drops"] == 2, f"strict mode should drop both ACKs, no more {ev}"
     assert counts["loose"][f"sessions created, port {PUBLISHED}"] == 1, (
         f"loose mode should create a session {ev}"
     )
@@ -266,25 +417,28 @@ def test_fix_b_security_cost(lab, fw, servers, case):
     assert counts["loose"][f"inside host answered, port {PUBLISHED}"] == 1, (
         f"the inside host should answer (RST) {ev}"
     )
-    for mode in ("strict", "loose"):
-        assert counts[mode][f"sessions created, port {UNPUBLISHED}"] == 0, (
-            f"{mode}: unpublished port got a session {ev}"
-        )
-        assert counts[mode][f"ACKs let in, port {UNPUBLISHED}"] == 0, f"{mode}: unpublished port reached {ev}"
 
 
-def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case):
+def next_expected(segments: list[TcpSegment], flow: tuple[str, int, str, int], before: float) -> int | None:
+    """The receiver's RCV.NXT for what was sent along `flow` (src, sport, dst, dport)
+    before `before`, from a capture: the end of the last segment that carried sequence
+    space (data, SYN or FIN)."""
+    last = None
+    for s in segments:
+        if s.key == flow and s.time < before and (s.payload_len or "S" in s.flags or "F" in s.flags):
+            last = (s.seq + s.payload_len + ("S" in s.flags) + ("F" in s.flags)) & 0xFFFFFFFF
+    return last
+
+
+def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, outcomes):
     """Fix c: the firewall resets both ends at expiry; both applications learn at about T"""
-    s = sweep(lab, fw, case, "fix c: RST at expiry", STRICT.with_changes(reset_on_expiry=True), probes_at())
-    assert s.by_idle(IDLES[0]).outcome == "delivered", (
-        f"idle below T must be delivered: {s.by_idle(IDLES[0]).raw}"
-    )
-    learned = {}
+    run = run_sweep(lab, fw, case, SWEEPS["fix c"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
+    client, server = lab.ip("client"), lab.ip("server")
+    learned, rsts = {}, {}
     for idle in IDLES[1:]:
-        r = s.by_idle(idle)
-        assert r.outcome == "reset" and r.raw.get("error") == "ECONNRESET", (
-            f"idle {idle}s: {r.raw} (agent log)"
-        )
+        r = run.by_idle(idle)
+        assert r.raw.get("error") == "ECONNRESET", f"idle {idle}s: {r.raw} (agent log)"
         assert T - 0.1 <= r.learned_after <= T + 1.0, (
             f"client reset after {r.learned_after:.2f}s, expected ~{T}s"
         )
@@ -292,20 +446,38 @@ def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case):
         assert errors and errors[0]["error"] == "ConnectionResetError", f"server log for {r.client}: {errors}"
         server_after = errors[0]["t"] - r.wall_start
         assert T - 0.1 <= server_after <= T + 1.0, f"server reset after {server_after:.2f}s, expected ~{T}s"
-        rsts = [
-            x
-            for x in s.inside.segments() + s.outside.segments()
-            if "R" in x.flags and r.sport in (x.sport, x.dport)
-        ]
-        assert len(rsts) >= 2, f"expected an RST on each side of the firewall, captured {rsts}"
         learned[f"idle {idle:g}s"] = {"client": round(r.learned_after, 2), "server": round(server_after, 2)}
+        # One RST per side, each with exactly the sequence number its receiver expects.
+        ends = {
+            "client (fw-in)": (run.inside, (server, SERVICE), (client, r.sport)),
+            "server (fw-out)": (run.outside, (client, r.sport), (server, SERVICE)),
+        }
+        for side, (capture, sender, receiver) in ends.items():
+            segments = capture.segments()
+            to_receiver = [s for s in segments if (s.src, s.sport, s.dst, s.dport) == (*sender, *receiver)]
+            resets = [s for s in to_receiver if "R" in s.flags]
+            assert len(resets) == 1, (
+                f"idle {idle:g}s: expected one RST to the {side}, captured {resets} ({capture.path})"
+            )
+            expected = next_expected(segments, (*sender, *receiver), resets[0].time)
+            assert resets[0].seq == expected, (
+                f"idle {idle:g}s: RST to the {side} has seq {resets[0].seq}, the receiver's "
+                f"RCV.NXT from the capture is {expected} ({capture.path})"
+            )
+            rsts[f"idle {idle:g}s, RST to the {side}"] = {
+                "seq": resets[0].seq,
+                "receiver's RCV.NXT": expected,
+            }
     case.figure("reset seen after (s)", learned)
-    again = run_probes(lab, "client", lab.ip("server"), [IdleProbe(SERVICE, 0.2, APP_TIMEOUT)])[0]
+    case.figure("RSTs and the receivers' next expected sequence numbers (captures)", rsts)
+    again = run_probes(lab, "client", server, [IdleProbe(SERVICE, 0.2, APP_TIMEOUT, sport=case.take_port())])[
+        0
+    ]
     assert again.outcome == "delivered", f"the application could not reconnect after the reset: {again.raw}"
-    worst = s.by_idle(IDLES[-1])
+    worst = run.by_idle(IDLES[-1])
     packet_timeline(
-        {"server side (fw-out)": s.outside.segments(), "client side (fw-in)": s.inside.segments()},
-        (lab.ip("client"), worst.sport),
+        {"server side (fw-out)": run.outside.segments(), "client side (fw-in)": run.inside.segments()},
+        (client, worst.sport),
         worst.wall_start,
         {f"timeout T={T}s": worst.wall_start + T},
         case.plot_path(
@@ -316,28 +488,97 @@ def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case):
 
 
 @pytest.mark.parametrize("keepalive", ["tcp keepalive", "heartbeat"])
-def test_fix_d_keepalive_survives_idle(lab, fw, servers, case, keepalive):
+def test_fix_d_keepalive_survives_idle(lab, fw, servers, case, outcomes, keepalive):
     """Fix d: application keepalive (period < T) keeps the session through any idle time"""
-    options = {"tcp_keepalive": T // 2} if keepalive == "tcp keepalive" else {"heartbeat": T / 2}
-    variant = f"fix d: {keepalive} every {T / 2:g}s"
-    s = sweep(lab, fw, case, variant, STRICT, probes_at(**options))
-    for r in s.results:
-        assert r.outcome == "delivered", (
-            f"{keepalive}, idle {r.probe.idle}s: {r.raw} (captures in {case.path})"
-        )
+    run = run_sweep(lab, fw, case, SWEEPS[f"fix d: {keepalive}"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
+    for r in run.results:
         history = [
-            v for t, v, _ in s.sessions.history(r.sport) if r.wall_start <= t <= r.wall_start + r.probe.idle
+            v for t, v, _ in run.sessions.history(r.sport) if r.wall_start <= t <= r.wall_start + r.probe.idle
         ]
         assert history and None not in history, f"session of {r.client} left the table while idle: {history}"
-    beats = {f"idle {r.probe.idle:g}s": r.raw.get("heartbeats") for r in s.results}
-    case.figure("heartbeats sent", beats)
+    if keepalive == "heartbeat":
+        beats = {f"idle {r.probe.idle:g}s": r.raw.get("heartbeats") for r in run.results}
+        case.figure("heartbeats sent", beats)
+        for r in run.results:
+            assert r.raw.get("heartbeats", 0) >= int(r.probe.idle / (T / 2)) - 1, (
+                f"too few heartbeats: {r.raw}"
+            )
+    else:
+        period = T // 2
+        probes = {}
+        for r in run.results:
+            idle = (r.wall_start + 0.05, r.wall_start + r.probe.idle)
+            acks = [
+                s
+                for s in run.outside.segments()
+                if s.sport == r.sport
+                and s.payload_len == 0
+                and s.flags == "A"
+                and idle[0] <= s.time <= idle[1]
+            ]
+            probes[f"idle {r.probe.idle:g}s"] = len(acks)
+            assert len(acks) >= int(r.probe.idle / period) - 1, (
+                f"idle {r.probe.idle:g}s: {len(acks)} keepalive probes crossed the firewall, expected one "
+                f"every {period}s ({run.outside.path})"
+            )
+        case.figure("keepalive probes that crossed the firewall while idle (capture)", probes)
+        assert probes[f"idle {IDLES[-1]:g}s"] >= 1, f"no keepalive crossed the firewall: {probes}"
 
 
-def test_outcome_figure(case):
+@pytest.mark.parametrize("fix", ["no fix", "loose pick-up", "tcp keepalive"])
+def test_service_direction_server_push(lab, fw, servers, case, outcomes, fix):
+    """Service direction: the server speaks first after idle; loose pick-up cannot save it, keepalive can"""
+    run = run_sweep(lab, fw, case, SWEEPS[f"push: {fix}"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
+    server = lab.ip("server")
+    pushed = {}
+    for r in run.results:
+        push = [e for e in server_events(servers["server"], r.client) if e["event"] == "push"]
+        assert push, f"the server never pushed to {r.client} (server log)"
+        out = data_segments(run.outside, server, SERVICE, r.wall_start + r.probe.idle - 0.05)
+        into = data_segments(run.inside, server, SERVICE, r.wall_start + r.probe.idle - 0.05)
+        out = [s for s in out if s.dport == r.sport]
+        into = [s for s in into if s.dport == r.sport]
+        pushed[f"idle {r.probe.idle:g}s"] = {"reached the firewall": len(out), "left it": len(into)}
+        assert out, (
+            f"idle {r.probe.idle:g}s: the pushed segment never reached the firewall ({run.outside.path})"
+        )
+        if r.outcome == "hung":
+            assert into == [], (
+                f"idle {r.probe.idle:g}s: pushed data crossed the firewall, yet the client hung"
+            )
+    case.figure("the server's pushed segments at the firewall (captures)", pushed)
+    if fix == "loose pick-up":
+        drops = fw.counters()
+        case.figure("drops by reason", drops)
+        assert drops["drop_denied"] >= 1, (
+            f"loose pick-up makes the pushed segment a new session from outside, which the "
+            f"default-deny policy drops: {drops}"
+        )
+
+
+def test_outcome_figure(lab, fw, servers, case, outcomes):
     """Outcome against idle time / timeout for every variant"""
-    variants = {row["variant"] for row in OUTCOMES}
-    case.figure("variants", sorted(variants))
-    path = outcome_figure(OUTCOMES, T, case.plot_path("outcomes", "outcome against idle/timeout per variant"))
-    (case.path / "outcomes.json").write_text(json.dumps(OUTCOMES, indent=1))
-    assert len(variants) >= 7, f"expected every variant's outcomes, got {sorted(variants)}"
-    assert path.stat().st_size > 10_000
+    ran_here = [name for name in SWEEPS if name not in outcomes]
+    for name in ran_here:  # sweeps this selection did not run: run them now
+        run_sweep(lab, fw, case, SWEEPS[name], outcomes)
+    case.figure("sweeps run by this case (not selected on their own)", ran_here)
+    rows = [row for name in SWEEPS for row in outcomes[name]]
+    expected = {
+        (s.label, idle): outcome
+        for sweep in SWEEPS.values()
+        for s in sweep.series
+        for idle, outcome in zip(IDLES, s.expected, strict=True)
+    }
+    got = {(row["variant"], row["idle"]): row["outcome"] for row in rows}
+    assert got == expected, (
+        f"outcomes differ from what each variant predicts: {sorted(set(got.items()) ^ set(expected.items()))}"
+    )
+    table = {}
+    for (label, idle), outcome in got.items():
+        table.setdefault(label, {})[f"{idle / T:g} T"] = outcome
+    case.figure("outcome per variant and idle time", table)
+    outcome_figure(rows, T, case.plot_path("outcomes", "outcome against idle/timeout per variant"))
+    (case.path / "outcomes.json").write_text(json.dumps(rows, indent=1))
+    case.keep(case.path / "outcomes.json", "the plotted outcomes")

@@ -109,7 +109,28 @@ def test_a_failed_firewall_hands_its_slots_to_the_other():
     assert fabric.port_changed(1, 4, up=False) == []  # already down: nothing to change
     assert fabric.port_changed(1, 1, up=False) == []  # a host port: not a firewall
     fabric.port_changed(11, 1, up=True)
-    assert fabric.alive == {1: True, 2: True}
+    assert fabric.alive == {1: False, 2: True}  # fw1-out is still down
+
+
+def test_a_flapping_port_is_held_down():
+    fabric = Fabric(config("symmetric"))
+    assert fabric.port_changed(1, 4, up=False, now=10.0)  # down: the slots move
+    assert fabric.port_changed(11, 1, up=False, now=10.01) == []  # its other port: already down
+    assert fabric.port_changed(1, 4, up=True, now=10.02) == []  # the flap OVS reports
+    assert fabric.port_changed(1, 4, up=False, now=10.03) == []
+    assert fabric.alive[1] is False
+    fabric.port_changed(1, 4, up=True, now=12.0)
+    assert fabric.alive[1] is False  # fw1-in (11, 1) is still down
+    fabric.port_changed(11, 1, up=True, now=12.1)
+    assert fabric.alive[1] is True  # both up, after the hold-down
+
+
+def test_coming_back_within_the_hold_down_waits_for_a_tick():
+    fabric = Fabric(config("symmetric"))
+    fabric.port_changed(1, 4, up=False, now=10.0)
+    assert fabric.port_changed(1, 4, up=True, now=10.5) == []
+    assert fabric.tick(10.9) == [] and fabric.alive[1] is False
+    assert fabric.tick(11.1) and fabric.alive[1] is True
 
 
 def test_session_table_joins_both_directions():

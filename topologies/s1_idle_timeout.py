@@ -11,17 +11,16 @@ role "firewall"). Stock Mininet loads this file too, with the firewall as a plai
        --switch ovs,datapath=user,failMode=standalone --controller none
 """
 
-from mininet.node import Node
+import inspect
+import os
+import sys
+
 from mininet.topo import Topo
 
-
-class Router(Node):
-    """A Linux host that forwards IPv4 (what the firewall is before its policy)."""
-
-    def config(self, **params):
-        result = super().config(**params)
-        self.cmd("sysctl -qw net.ipv4.ip_forward=1")
-        return result
+# The shared node classes live beside this file; stock `mn --custom` runs it without
+# __file__, so its own path comes from the code object.
+sys.path.insert(0, os.path.dirname(os.path.abspath(inspect.currentframe().f_code.co_filename)))
+from _sessionlab_nodes import Router  # noqa: E402
 
 
 class FirewallTopo(Topo):

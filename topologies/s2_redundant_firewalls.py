@@ -25,8 +25,16 @@ Stock Mininet loads it with a remote controller:
        --switch ovs,datapath=user,protocols=OpenFlow13 --controller remote
 """
 
-from mininet.node import Node
+import inspect
+import os
+import sys
+
 from mininet.topo import Topo
+
+# The shared node classes live beside this file; stock `mn --custom` runs it without
+# __file__, so its own path comes from the code object.
+sys.path.insert(0, os.path.dirname(os.path.abspath(inspect.currentframe().f_code.co_filename)))
+from _sessionlab_nodes import Router, StaticHost  # noqa: E402
 
 VGW_OUT_MAC = "02:00:00:00:00:01"
 VGW_IN_MAC = "02:00:00:00:00:02"
@@ -42,28 +50,6 @@ def host_mac(address: str) -> str:
 
 def fw_mac(fw: int, side: str) -> str:
     return f"02:00:00:00:{fw:02x}:{ {'out': 1, 'in': 2, 'sync': 3}[side]:02x}"
-
-
-class StaticHost(Node):
-    """A host whose neighbours are static: `neighbors` maps address to MAC."""
-
-    def config(self, neighbors=None, **params):
-        result = super().config(**params)
-        for address, mac in (neighbors or {}).items():
-            self.cmd(f"ip neigh replace {address} lladdr {mac} dev {self.defaultIntf()} nud permanent")
-        return result
-
-
-class Router(StaticHost):
-    """A Linux host that forwards IPv4 (what each firewall is before its policy)."""
-
-    def config(self, neighbors=None, **params):
-        result = Node.config(self, **params)
-        self.cmd("sysctl -qw net.ipv4.ip_forward=1")
-        for intf, table in (neighbors or {}).items():
-            for address, mac in table.items():
-                self.cmd(f"ip neigh replace {address} lladdr {mac} dev {intf} nud permanent")
-        return result
 
 
 class RedundantFirewallTopo(Topo):
@@ -96,6 +82,8 @@ class RedundantFirewallTopo(Topo):
                 inside=f"fw{n}-in",
                 outside=f"fw{n}-out",
                 sync=f"fw{n}-sync",
+                peer=f"10.0.3.{3 - n}",
+                tunnel=f"10.0.4.{n}/24",
                 neighbors={
                     f"fw{n}-out": outside_neigh,
                     f"fw{n}-in": inside_neigh,

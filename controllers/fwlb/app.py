@@ -40,6 +40,7 @@ class FirewallFabric(app_manager.OSKenApp):
         self.sessions = SessionTable()
         self.datapaths: dict[int, Any] = {}
         self.pending: dict[int, int] = {}
+        self.last_alive = dict(self.fabric.alive)
         hub.spawn(self._poll)
         log("app_started", mode=self.fabric.config.mode)
 
@@ -151,22 +152,24 @@ class FirewallFabric(app_manager.OSKenApp):
         msg = ev.msg
         dp, ofp = msg.datapath, msg.datapath.ofproto
         up = not (msg.desc.state & ofp.OFPPS_LINK_DOWN) and not (msg.desc.config & ofp.OFPPC_PORT_DOWN)
-        changes = self.fabric.port_changed(dp.id, msg.desc.port_no, up)
+        log("port_status", dpid=dp.id, port=msg.desc.port_no, up=up)
+        self._apply(self.fabric.port_changed(dp.id, msg.desc.port_no, up, time.time()))
+
+    def _apply(self, changes: list[Flow]) -> None:
+        """Send a liveness change's flows and log what is alive now."""
+        before = dict(self.last_alive)
         for flow in changes:
             self.send(flow)
-        if changes:
-            log(
-                "firewall_" + ("up" if up else "down"),
-                dpid=dp.id,
-                port=msg.desc.port_no,
-                alive=self.fabric.alive,
-                flows_changed=len(changes),
-            )
+        for number, alive in self.fabric.alive.items():
+            if before.get(number) != alive:
+                log("firewall_" + ("up" if alive else "down"), firewall=number, flows_changed=len(changes))
+        self.last_alive = dict(self.fabric.alive)
 
     # --- the session table ----------------------------------------------------------
     def _poll(self) -> None:
         while True:
             hub.sleep(self.poll_interval)
+            self._apply(self.fabric.tick(time.time()))
             for dpid in (self.fabric.config.outside["dpid"], self.fabric.config.inside["dpid"]):
                 dp = self.datapaths.get(dpid)
                 if dp is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lab.net import ControllerApp, Lab
+    from lab.controller import ControllerApp
+    from lab.net import Lab
 
 
 def config(lab: Lab, mode: str) -> dict[str, Any]:
@@ -29,6 +30,6 @@ def config(lab: Lab, mode: str) -> dict[str, Any]:
 
 
 def app(mode: str = "symmetric") -> ControllerApp:
-    from lab.net import ControllerApp
+    from lab.controller import ControllerApp
 
     return ControllerApp(module="controllers.fwlb.app", config=lambda lab: config(lab, mode))

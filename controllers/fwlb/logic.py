@@ -31,6 +31,9 @@ MPLS_LABEL_BASE = 100  # label 100 + n: "deliver to firewall n"
 SESSION_COOKIE = 0x5E550000  # learned session flows: cookie = SESSION_COOKIE + firewall
 T_SELECT, T_DELIVER, T_SESSIONS, T_LEARN = 0, 1, 5, 6
 ETH_IP, ETH_MPLS, TCP = 0x0800, 0x8847, 6
+# A failed firewall stays down this long before a port coming back up counts: taking a
+# box's links down makes OVS report its ports down, up and down again within ~20 ms.
+HOLD_DOWN = 1.0
 
 Action = tuple[Any, ...]
 
@@ -95,9 +98,12 @@ class Fabric:
 
     config: FabricConfig
     alive: dict[int, bool] = field(default_factory=dict)
+    ports_down: dict[int, set[tuple[int, int]]] = field(default_factory=dict)
+    down_since: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.alive = {f.number: True for f in self.config.firewalls}
+        self.ports_down = {f.number: set() for f in self.config.firewalls}
 
     # --- which firewall -------------------------------------------------------------
     def deliver_to(self, chosen: int) -> int:
@@ -246,12 +252,32 @@ class Fabric:
                 return fw.number
         return None
 
-    def port_changed(self, dpid: int, port: int, up: bool) -> list[Flow]:
-        """A firewall port went down (or up): move its hash slots (and so its sessions)."""
+    def port_changed(self, dpid: int, port: int, up: bool, now: float = 0.0) -> list[Flow]:
+        """A firewall's fabric port went down or up. The firewall is alive while all its
+        fabric ports are up; when that changes, its hash slots (and so its sessions) move.
+        Coming back is held down for HOLD_DOWN seconds after a failure (see `tick`)."""
         number = self.firewall_of_port(dpid, port)
-        if number is None or self.alive[number] == up:
+        if number is None:
             return []
-        self.alive[number] = up
+        if up:
+            self.ports_down[number].discard((dpid, port))
+        else:
+            self.ports_down[number].add((dpid, port))
+        return self._settle(number, now)
+
+    def tick(self, now: float) -> list[Flow]:
+        """Settle what the hold-down deferred (called periodically)."""
+        return [flow for number in sorted(self.alive) for flow in self._settle(number, now)]
+
+    def _settle(self, number: int, now: float) -> list[Flow]:
+        alive = not self.ports_down[number]
+        if alive == self.alive[number]:
+            return []
+        if alive and now - self.down_since.get(number, float("-inf")) < HOLD_DOWN:
+            return []
+        self.alive[number] = alive
+        if not alive:
+            self.down_since[number] = now
         changes = self._delivery(self.config.outside, "out") + self._delivery(self.config.inside, "in")
         if self.config.mode.startswith("correction"):
             for n, access in self.config.access.items():

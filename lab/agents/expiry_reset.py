@@ -18,7 +18,6 @@ Prints one JSON line per event: ready, reset, and what could not be reset and wh
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import select
 import signal
@@ -29,15 +28,12 @@ import threading
 import time
 
 from lab import conntrack
+from lab.apps.events import emit
 from lab.capture import EVENT_BUFFER, event_marker
 from lab.packets import ETH_P_IP, TcpSegment, build_tcp, parse_ethernet_tcp
 
 SO_MARK = 36
 PROBE_TIMEOUT = 1.0
-
-
-def emit(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
 
 
 def route_dev(address: str) -> str:

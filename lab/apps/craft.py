@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 
+from lab.apps.events import report
 from lab.packets import TcpSegment, build_tcp
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     seg = TcpSegment(args.src, args.dst, args.sport, args.dport, args.seq, args.ack, args.flags, 0)
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as tx:
         tx.sendto(build_tcp(seg), (args.dst, 0))
-    print(json.dumps({"sent": seg.__dict__}), flush=True)
+    report({"sent": seg.__dict__})
     return 0
 
 

@@ -2,69 +2,158 @@
 
 Every accept, every line received (with its text), every error (ECONNRESET) and close is
 logged with the peer, so a test can say whether the server ever saw a given segment.
+
+A line `push <seconds>` is not echoed: after <seconds> the server sends `pushed` on that
+connection by itself (logged as `push`), the service-initiated direction of a probe.
+On SIGTERM it aborts (RST) every open connection, logged as `abort`, and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import select
-import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
+
+from lab.apps.events import abort, emit, stop_on_sigterm
+
+PUSHED = b"pushed\n"
 
 
-def emit(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+@dataclass
+class Conn:
+    """One accepted connection: who, on which service port, and what it still owes."""
+
+    sock: socket.socket
+    peer: str  # the client's address:port
+    port: int  # the service port it came in on
+    pending: bytes = b""  # received, not yet a full line
+    pushes: list[float] = field(default_factory=list)  # monotonic times a `pushed` is due
+
+
+def push_delay(line: bytes) -> float | None:
+    """The delay asked by a `push <seconds>` line; None for any other line."""
+    words = line.split()
+    if len(words) != 2 or words[0] != b"push":
+        return None
+    try:
+        delay = float(words[1])
+    except ValueError:
+        return None
+    return delay if delay >= 0 else None
+
+
+class EchoServer:
+    """Listeners and connections in one select loop; pushes are timers of that loop."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[socket.socket, int] = {}
+        self.conns: dict[socket.socket, Conn] = {}
+
+    def listen(self, ports: list[int]) -> None:
+        for port in ports:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.listeners[sock] = port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", port))
+            sock.listen(128)
+            self.listeners[sock] = sock.getsockname()[1]  # the kernel's pick for port 0
+            emit("listening", port=self.listeners[sock])
+
+    def serve(self) -> None:
+        while True:
+            due = [d for c in self.conns.values() for d in c.pushes]
+            timeout = max(0.0, min(due) - time.monotonic()) if due else None
+            readable, _, _ = select.select([*self.listeners, *self.conns], [], [], timeout)
+            for sock in readable:
+                if sock in self.listeners:
+                    self._accept(sock)
+                else:
+                    self._read(self.conns[sock])
+            self._push_due()
+
+    def close(self) -> None:
+        """Abort every open connection (no FIN, no retransmission outlives the server)."""
+        for conn in self.conns.values():
+            emit("abort", peer=conn.peer, port=conn.port)
+            abort(conn.sock)
+        self.conns.clear()
+        for sock in self.listeners:
+            sock.close()
+        self.listeners.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        sock, (host, pport) = listener.accept()
+        conn = Conn(sock, f"{host}:{pport}", self.listeners[listener])
+        self.conns[sock] = conn
+        emit("accept", peer=conn.peer, port=conn.port)
+
+    def _read(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except OSError as exc:
+            self._error(conn, exc)
+            self._drop(conn, failed=True)
+            return
+        if not data:
+            emit("close", peer=conn.peer, port=conn.port)
+            self._drop(conn, failed=False)
+            return
+        conn.pending += data
+        while b"\n" in conn.pending:
+            line, conn.pending = conn.pending.split(b"\n", 1)
+            emit("recv", peer=conn.peer, port=conn.port, data=line.decode(errors="replace"))
+            delay = push_delay(line)
+            if delay is not None:
+                conn.pushes.append(time.monotonic() + delay)
+            else:
+                self._send(conn, line + b"\n")
+
+    def _push_due(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.conns.values()):
+            due = [d for d in conn.pushes if d <= now]
+            conn.pushes = [d for d in conn.pushes if d > now]
+            for _ in due:
+                # Logged first, as every line is before its echo: a client that has the
+                # line finds it in the log.
+                emit("push", peer=conn.peer, port=conn.port)
+                self._send(conn, PUSHED)
+
+    def _send(self, conn: Conn, data: bytes) -> None:
+        try:
+            conn.sock.sendall(data)
+        except OSError as exc:
+            self._error(conn, exc)
+
+    def _error(self, conn: Conn, exc: OSError) -> None:
+        emit("error", peer=conn.peer, port=conn.port, error=exc.__class__.__name__, errno=exc.errno)
+
+    def _drop(self, conn: Conn, failed: bool) -> None:
+        """Forget a connection the client ended: close it, or abort it if it failed."""
+        del self.conns[conn.sock]
+        if failed:
+            abort(conn.sock)
+        else:
+            conn.sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, action="append", required=True, help="port to listen on (repeat)")
+    parser.add_argument(
+        "--port", type=int, action="append", required=True, help="port to listen on (repeat; 0: any)"
+    )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-
-    listeners = {}
-    for port in args.port:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))
-        sock.listen(128)
-        listeners[sock] = port
-        emit("listening", port=port)
-    conns: dict[socket.socket, tuple[str, int, int, bytes]] = {}
-    while True:
-        readable, _, _ = select.select([*listeners, *conns], [], [])
-        for sock in readable:
-            if sock in listeners:
-                conn, peer = sock.accept()
-                conns[conn] = (peer[0], peer[1], listeners[sock], b"")
-                emit("accept", peer=f"{peer[0]}:{peer[1]}", port=listeners[sock])
-                continue
-            host, pport, port, pending = conns[sock]
-            peer = f"{host}:{pport}"
-            try:
-                data = sock.recv(65536)
-            except OSError as exc:
-                emit("error", peer=peer, port=port, error=exc.__class__.__name__, errno=exc.errno)
-                sock.close()
-                del conns[sock]
-                continue
-            if not data:
-                emit("close", peer=peer, port=port)
-                sock.close()
-                del conns[sock]
-                continue
-            pending += data
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                emit("recv", peer=peer, port=port, data=line.decode(errors="replace"))
-                try:
-                    sock.sendall(line + b"\n")
-                except OSError as exc:
-                    emit("error", peer=peer, port=port, error=exc.__class__.__name__, errno=exc.errno)
-            conns[sock] = (host, pport, port, pending)
+    stop_on_sigterm()
+    server = EchoServer()
+    try:
+        server.listen(args.port)
+        server.serve()
+    finally:
+        server.close()
+    return 0
 
 
 if __name__ == "__main__":

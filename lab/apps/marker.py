@@ -1,23 +1,29 @@
-"""Send one marker datagram out of an interface (limited broadcast, UDP port 9, discarded).
+"""Send one marker frame out of an interface: broadcast, a local experimental ethertype
+(0x88B5), no IP, so it reaches no address and any switch or host drops it harmlessly.
 
 A capture that sees the marker has seen everything sent out of that interface before it.
+It works on any interface, a switch port in the root namespace included.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 import sys
 
-MARKER_PORT = 9
+ETHERTYPE = 0x88B5
 PAYLOAD = b"sessionlab-capture-marker"
+
+
+def frame(source_mac: bytes) -> bytes:
+    return b"\xff" * 6 + source_mac + struct.pack("!H", ETHERTYPE) + PAYLOAD
 
 
 def main(argv: list[str] | None = None) -> int:
     (intf,) = argv if argv is not None else sys.argv[1:]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, intf.encode())
-        sock.sendto(PAYLOAD, ("255.255.255.255", MARKER_PORT))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((intf, 0))
+        sock.send(frame(sock.getsockname()[4]))
     return 0
 
 

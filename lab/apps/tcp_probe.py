@@ -4,40 +4,53 @@ The outcome is what the application experiences:
 - delivered: the line after the idle period was echoed;
 - hung: no answer and no error within the application's own timeout;
 - reset: the connection was reset (ECONNRESET), during the idle period or after the send.
+With --push the service speaks first after the idle period (the service direction): the
+probe asks the echo server for `pushed` in <idle> seconds, stays idle and waits for it
+until idle + app timeout; delivered if it came.
 Prints one JSON object. Times are seconds since the end of the first exchange.
 Options keep the session alive while idle: TCP keepalive, or an application heartbeat.
+A connection that did not deliver is aborted (RST), so none of its retransmissions outlive
+the probe.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import json
 import socket
 import sys
 import time
 
-
-def _recv_line(sock: socket.socket, deadline: float) -> bytes | None:
-    """One line, or None if the deadline passed first; raises OSError on reset."""
-    data = b""
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(4096)
-        except TimeoutError:
-            return None
-        if not chunk:
-            raise ConnectionResetError(errno.ECONNRESET, "closed by peer (FIN)")
-        data += chunk
-    return data.split(b"\n", 1)[0]
+from lab.apps.events import abort, connect, report, stop_on_sigterm
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    sock = socket.create_connection((args.server, args.port), timeout=args.app_timeout)
+class Lines:
+    """Lines read from a socket: answers that arrive together are still told apart."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = b""
+
+    def next(self, deadline: float) -> bytes | None:
+        """The next line, or None if the deadline passed first; raises OSError on reset."""
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                return None
+            if not chunk:
+                raise ConnectionResetError(errno.ECONNRESET, "closed by peer (FIN)")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+
+def probe(sock: socket.socket, args: argparse.Namespace) -> dict[str, object]:
+    """The exchange, the idle period and the answer after it, as a result record."""
     if args.tcp_keepalive:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, args.tcp_keepalive)
@@ -49,47 +62,78 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "server": f"{args.server}:{args.port}",
         "idle": args.idle,
         "app_timeout": args.app_timeout,
+        "push": args.push,
         "heartbeats": 0,
     }
+    lines = Lines(sock)
     sock.sendall(b"hello\n")
-    if _recv_line(sock, time.monotonic() + args.app_timeout) != b"hello":
+    if lines.next(time.monotonic() + args.app_timeout) != b"hello":
         raise SystemExit("probe: the first exchange failed; the path is broken before any idle time")
     start = time.monotonic()
     result["wall_start"] = time.time()
+    idle_end = start + args.idle
+    expected = b"pushed" if args.push else b"after-idle"
+    next_beat = start + args.heartbeat if args.heartbeat else None
+    beat_due: float | None = None  # the deadline of the heartbeat echo awaited
+    answer_due: float | None = None  # the deadline of the answer after idle
+    heartbeats = 0
     try:
+        if args.push:
+            sock.sendall(f"push {args.idle}\n".encode())
+            answer_due = idle_end + args.app_timeout
         # Idle: wait on the socket, so a reset during the idle period is seen when it comes.
-        idle_end = start + args.idle
-        next_beat = start + args.heartbeat if args.heartbeat else None
         while True:
             now = time.monotonic()
-            until = min(idle_end, next_beat) if next_beat else idle_end
-            if now >= idle_end:
+            if beat_due is not None and now >= beat_due:
+                result.update(outcome="hung", phase="heartbeat")
                 break
-            if next_beat and now >= next_beat:
+            if answer_due is not None and now >= answer_due:
+                result.update(outcome="hung", phase="after idle")
+                break
+            beating = beat_due is None and next_beat is not None and now < idle_end
+            if beating and next_beat is not None and now >= next_beat:
                 sock.sendall(b"heartbeat\n")
-                if _recv_line(sock, now + args.app_timeout) != b"heartbeat":
-                    result.update(outcome="hung", learned_after=time.monotonic() - start, phase="heartbeat")
-                    return result
-                result["heartbeats"] = int(result["heartbeats"]) + 1  # type: ignore[call-overload]
+                beat_due = now + args.app_timeout
                 next_beat += args.heartbeat
                 continue
-            sock.settimeout(max(0.001, until - now))
-            try:
-                chunk = sock.recv(4096)
-            except TimeoutError:
+            sending = not args.push and answer_due is None and beat_due is None
+            if sending and now >= idle_end:
+                result["sent_after"] = now - start
+                sock.sendall(b"after-idle\n")
+                answer_due = time.monotonic() + args.app_timeout
                 continue
-            if not chunk:
-                raise ConnectionResetError(errno.ECONNRESET, "closed by peer (FIN)")
-        result["sent_after"] = time.monotonic() - start
-        sock.sendall(b"after-idle\n")
-        answer = _recv_line(sock, time.monotonic() + args.app_timeout)
-        result["outcome"] = "delivered" if answer == b"after-idle" else "hung"
-        result["phase"] = "after idle"
+            # Every timer here lies ahead: the ones due were handled above.
+            timers = [beat_due, answer_due, next_beat if beating else None, idle_end if sending else None]
+            line = lines.next(min(t for t in timers if t is not None))
+            # The heartbeat echo and the answer after idle may come in either order.
+            if line == b"heartbeat" and beat_due is not None:
+                beat_due = None
+                heartbeats += 1
+                result["heartbeats"] = heartbeats
+            elif line == expected and answer_due is not None:
+                result.update(outcome="delivered", phase="after idle")
+                break
     except OSError as exc:
-        result.update(outcome="reset", error=errno.errorcode.get(exc.errno or 0, str(exc)))
-        result["phase"] = "after idle" if "sent_after" in result else "idle"
+        after = "sent_after" in result or (args.push and time.monotonic() >= idle_end)
+        result.update(
+            outcome="reset",
+            error=errno.errorcode.get(exc.errno or 0, str(exc)),
+            phase="after idle" if after else "idle",
+        )
     result["learned_after"] = time.monotonic() - start
-    sock.close()
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    sock = connect(args.server, args.port, args.sport, args.app_timeout)
+    result: dict[str, object] = {}
+    try:
+        result = probe(sock, args)
+    finally:
+        if result.get("outcome") == "delivered":
+            sock.close()
+        else:
+            abort(sock)
     return result
 
 
@@ -97,14 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--sport", type=int, default=0, help="source port (0: the kernel picks)")
     parser.add_argument("--idle", type=float, required=True, help="seconds to stay idle")
     parser.add_argument("--app-timeout", type=float, default=3.0, help="the application's own reply timeout")
     parser.add_argument("--tcp-keepalive", type=int, default=0, help="TCP keepalive period (s), 0: off")
     parser.add_argument(
         "--heartbeat", type=float, default=0.0, help="application heartbeat period (s), 0: off"
     )
+    parser.add_argument(
+        "--push", action="store_true", help="the server sends after the idle period (`push <idle>`)"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(run(args)), flush=True)
+    stop_on_sigterm()
+    report(run(args))
     return 0
 
 

@@ -1,17 +1,20 @@
 """Many short TCP sessions: connect, exchange a line, close. One JSON line per session.
 
 A session is `opened` when connect() succeeded and `data_ok` when the echo came back.
+A session that failed (timeout, reset, no echo) is aborted (RST), so none of its
+retransmissions outlive it; one that succeeded closes normally.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from lab.apps.events import abort, report, stop_on_sigterm
 
 
 def one(server: str, port: int, timeout: float, lock: threading.Lock, sport: int = 0) -> None:
@@ -38,10 +41,13 @@ def one(server: str, port: int, timeout: float, lock: threading.Lock, sport: int
     except OSError as exc:
         record["error"] = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
     finally:
-        sock.close()
+        if record["data_ok"]:
+            sock.close()
+        else:
+            abort(sock)
     record["elapsed"] = time.monotonic() - start
     with lock:
-        print(json.dumps(record), flush=True)
+        report(record)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,13 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         help="session i uses source port first-port + i (0: the kernel picks)",
     )
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     targets = [(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in args.server]
     lock = threading.Lock()
-    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+    pool = ThreadPoolExecutor(max_workers=args.concurrency)
+    try:
         for i in range(args.count):
             server, port = targets[i % len(targets)]
             sport = args.first_port + i if args.first_port else 0
             pool.submit(one, server, port, args.timeout, lock, sport)
+        pool.shutdown(wait=True)
+    finally:
+        # Stopped (SIGTERM): no new session starts; those under way end within --timeout.
+        pool.shutdown(wait=True, cancel_futures=True)
     return 0
 
 

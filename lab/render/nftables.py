@@ -7,8 +7,11 @@ from lab.config import FirewallPolicy, Service, TimeoutRule
 TABLE = "sessionlab"
 # Packets the reset agent crafts carry this mark, so the firewall's own conntrack ignores them.
 AGENT_MARK = 0x5E55
+# Packets handed to the peer firewall carry this mark; a routing rule sends them there.
+HANDOFF_MARK = 0x5E56
 # Named counters, read back as the reason a packet was dropped.
 DROP_COUNTERS = ("drop_invalid", "drop_new_not_syn", "drop_denied")
+HANDOFF_COUNTER = "handed_to_peer"
 
 
 def _match(proto: str, address: str | None, port: int | None) -> str:
@@ -42,13 +45,29 @@ def _inbound_rule(service: Service, inside: str, outside: str, strict: bool) -> 
     return f'\t\tiifname "{outside}" oifname "{inside}" {match}{syn} ct state new accept'
 
 
-def render_ruleset(policy: FirewallPolicy, inside: str, outside: str) -> str:
-    """The whole ruleset of a firewall whose interfaces are `inside` and `outside`.
+def _handoff_chain(inside: str, outside: str) -> list[str]:
+    # After conntrack: a TCP packet with no session here (invalid: a SYN-ACK or a
+    # mid-stream segment) that came in from either side, never from the peer, is marked.
+    return [
+        "\tchain peer_handoff {",
+        "\t\ttype filter hook prerouting priority mangle; policy accept;",
+        f'\t\tiifname {{ "{inside}", "{outside}" }} meta l4proto tcp ct state invalid '
+        f"meta mark set {HANDOFF_MARK:#x}",
+        "\t}",
+    ]
+
+
+def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link: str | None = None) -> str:
+    """The whole ruleset of a firewall whose interfaces are `inside` and `outside`;
+    `peer_link` is the interface towards the peer firewall that handed-off packets leave by.
 
     Starts with deleting the table, so loading it again replaces the policy atomically.
     """
+    handoff = policy.peer_handoff != "off"
+    if handoff and peer_link is None:
+        raise ValueError("peer_handoff needs the interface to the peer firewall")
     lines = [f"table inet {TABLE}", f"delete table inet {TABLE}", f"table inet {TABLE} {{"]
-    for name in DROP_COUNTERS:
+    for name in DROP_COUNTERS + ((HANDOFF_COUNTER,) if handoff else ()):
         lines.append(f"\tcounter {name} {{ }}")
     lines += _timeout_object("timeout_default_tcp", "tcp", policy.tcp_timeout)
     for i, rule in enumerate(policy.timeouts):
@@ -66,6 +85,10 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str) -> str:
     strict = not policy.loose_pickup
     lines += ["\tchain filter_forward {", "\t\ttype filter hook forward priority filter; policy drop;"]
     lines.append("\t\tct state established,related accept")
+    if handoff:
+        lines.append(
+            f'\t\tmeta mark {HANDOFF_MARK:#x} oifname "{peer_link}" counter name "{HANDOFF_COUNTER}" accept'
+        )
     lines.append('\t\tct state invalid counter name "drop_invalid" drop')
     if strict:
         # A TCP session starts with a SYN; anything else without a session is not let in.
@@ -79,6 +102,8 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str) -> str:
     lines.append('\t\tcounter name "drop_denied" drop')
     lines.append("\t}")
 
+    if handoff:
+        lines += _handoff_chain(inside, outside)
     if policy.reset_on_expiry:
         lines += [
             "\tchain agent_notrack {",
@@ -99,4 +124,8 @@ def render_sysctls(policy: FirewallPolicy) -> dict[str, str]:
         # Conntrack timestamps give each session's start in `conntrack -L -o timestamp`.
         "net.netfilter.nf_conntrack_timestamp": "1",
         "net.netfilter.nf_conntrack_tcp_be_liberal": "1" if policy.liberal_windows else "0",
+        # Per-direction packet and byte counts of every session: which firewall carried what.
+        "net.netfilter.nf_conntrack_acct": "1",
+        # A handed-off packet arrives from the peer with a source routed elsewhere.
+        "net.ipv4.conf.all.rp_filter": "0",
     }

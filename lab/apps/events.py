@@ -1,0 +1,70 @@
+"""What every lab app shares: its output (JSON lines on stdout) and how its connections end.
+
+- `emit`: an event, `{"event": ..., "t": <wall clock>, ...}`, one line, flushed at once so
+  a harness reading the log sees it while the app runs.
+- `report`: a result record (what a client app experienced), one line, no event name.
+- `connect`: a client connection from a chosen source port, so each case of a suite can
+  own a block of ports and its captures can be checked to hold only its own flows.
+- `abort`: end a connection with RST and no TCP state left behind, so nothing of a case
+  (retransmissions, FIN, TIME_WAIT) leaks into the traffic of a later case.
+- `stop_on_sigterm`: SIGTERM raises SystemExit(0), so the app's `finally` blocks run
+  (and abort its connections) and it exits 0 when the harness stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import struct
+import time
+from types import FrameType
+from typing import Any
+
+LINGER_ABORT = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger = 0}
+
+
+def emit(event: str, **fields: object) -> None:
+    """Print one event line: its name, the wall-clock time, then `fields`."""
+    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+
+
+def report(record: dict[str, Any]) -> None:
+    """Print one result record (the harness reads it as the app's last line)."""
+    print(json.dumps(record), flush=True)
+
+
+def connect(server: str, port: int, sport: int = 0, timeout: float | None = None) -> socket.socket:
+    """A TCP connection to `server`:`port` from source port `sport` (0: the kernel picks);
+    SO_REUSEADDR, so a port a previous case left in TIME_WAIT can be bound again."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", sport))
+        sock.settimeout(timeout)
+        sock.connect((server, port))
+    except BaseException:
+        abort(sock)
+        raise
+    return sock
+
+
+def abort(sock: socket.socket) -> None:
+    """Close `sock` with SO_LINGER (on, 0): the kernel sends RST and forgets the connection
+    at once (no FIN, no retransmission of unacknowledged data, no TIME_WAIT)."""
+    # Already closed or reset: then a plain close sends nothing either.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ABORT)
+    sock.close()
+
+
+def _exit(signum: int, frame: FrameType | None) -> None:
+    # A second SIGTERM must not interrupt the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(0)
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit(0) in the main thread (cleanup runs, exit status 0)."""
+    signal.signal(signal.SIGTERM, _exit)

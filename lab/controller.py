@@ -1,0 +1,175 @@
+"""The controller's lifecycle: an os-ken app the lab runs for its OpenFlow switches.
+
+Started on a free loopback port before the switches, ready when the app reports every
+switch configured (after a barrier), restarted per mode, stopped by PID. A switch that
+never connects is named.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.conntrack import Session
+from lab.errors import LabError, LabTimeout
+from lab.procs import Proc, host_run
+from lab.wait import wait_until
+
+if TYPE_CHECKING:
+    from lab.net import Lab
+
+
+@dataclass
+class ControllerApp:
+    """An os-ken controller app the lab runs for its OpenFlow switches.
+
+    `config` computes the app's configuration from the built (not yet started) lab, so it
+    can name switch ports by their OpenFlow numbers.
+    """
+
+    module: str
+    config: Callable[[Lab], dict[str, Any]]
+    name: str = "controller"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ovs(*args: str) -> str:
+    """An ovs-vsctl query's answer (empty when it fails)."""
+    return host_run(["ovs-vsctl", "--timeout=3", *args], check=False).strip()
+
+
+def controller_record(bridge: str) -> str:
+    """The UUID of the bridge's controller record, or empty."""
+    return _ovs("get", "bridge", bridge, "controller").strip("[]")
+
+
+class Controller:
+    """The running controller of one lab."""
+
+    def __init__(self, lab: Lab, app: ControllerApp):
+        self.lab = lab
+        self.app = app
+        self.port = free_port()
+        self.proc: Proc | None = None
+
+    def start(self, **overrides: Any) -> Proc:
+        """(Re)start the app with its configuration (plus `overrides`)."""
+        if self.proc is not None:
+            self.lab.stop(self.proc)
+        config = {**self.app.config(self.lab), **overrides}
+        path = self.lab.paths.root / f"{self.app.name}-config.json"
+        path.write_text(json.dumps(config, indent=1))
+        argv = [sys.executable, "-m", "controllers.run", self.app.module, "--port", str(self.port)]
+        argv += ["--config", str(path)]
+        self.proc = self.lab.start(None, argv, self.app.name, ready=r"controller listening", keep=True)
+        return self.proc
+
+    def fast_reconnect(self) -> None:
+        """OVS backs off up to 8 s between reconnects; a restarted controller is back in 1 s."""
+        for sw in self.lab.net.switches:
+            record = controller_record(sw.name)
+            if record:
+                host_run(["ovs-vsctl", "set", "controller", record, "max_backoff=1000"])
+
+    def wait_switches(self, timeout: float = 20) -> None:
+        """Wait until the app reports every switch configured; name those missing."""
+        assert self.proc is not None
+        proc = self.proc
+        expected = {int(sw.dpid, 16): self.lab.logical(sw.name) for sw in self.lab.net.switches}
+
+        def missing() -> dict[int, str]:
+            if not proc.running():
+                raise LabError(
+                    f"the controller exited {proc.popen.returncode}: {proc.output().strip()[-400:]}"
+                )
+            ready = {int(m) for m in re.findall(r'"switch_ready".*?"dpid": (\d+)', proc.output())}
+            return {d: n for d, n in expected.items() if d not in ready}
+
+        deadline = time.monotonic() + timeout
+        while missing():
+            if time.monotonic() > deadline:
+                waiting = missing()
+                never = sorted(n for n in waiting.values() if not self.connected(self.lab.names.get(n, n)))
+                unready = sorted(n for n in waiting.values() if n not in never)
+                problems = []
+                if never:
+                    problems.append(f"switch {', '.join(never)} never connected to the controller")
+                if unready:
+                    problems.append(
+                        f"switch {', '.join(unready)} connected but the controller never configured it"
+                    )
+                raise LabTimeout(f"{'; '.join(problems)} within {timeout:g} s (log: {proc.log_path})")
+            time.sleep(0.05)
+
+    @staticmethod
+    def connected(bridge: str) -> bool:
+        """What Open vSwitch says of the bridge's controller connection."""
+        record = controller_record(bridge)
+        return bool(record) and _ovs("get", "controller", record, "is_connected") == "true"
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The app's logged events of one kind (JSON lines with "event": name)."""
+        if self.proc is None:
+            return []
+        rows = [line for line in self.proc.output().splitlines() if line.startswith("{")]
+        return [e for e in (json.loads(r) for r in rows) if e.get("event") == name]
+
+
+class ControllerTable:
+    """The session table a controller app writes (`session_file`, JSON) as a session
+    source: each session with the device each direction crossed (`via`, `reply_via`)."""
+
+    def __init__(self, path: Path, name: str = "controller"):
+        self.path = path
+        self.name = name
+
+    def sessions(self) -> list[Session]:
+        if not self.path.exists():
+            return []
+        rows = json.loads(self.path.read_text())["sessions"]
+        out = []
+        for row in rows:
+            src, sport = row["client"].rsplit(":", 1)
+            dst, dport = row["server"].rsplit(":", 1)
+            out.append(
+                Session(
+                    proto="tcp",
+                    src=src,
+                    dst=dst,
+                    sport=int(sport),
+                    dport=int(dport),
+                    state=None,
+                    timeout=None,
+                    packets=row.get("packets_in"),
+                    reply_packets=row.get("packets_out"),
+                    via=f"fw{row['inbound_fw']}" if row.get("inbound_fw") else None,
+                    reply_via=f"fw{row['return_fw']}" if row.get("return_fw") else None,
+                )
+            )
+        return out
+
+    def wait_for(self, sessions: set[tuple[str, int]], timeout: float = 5) -> dict[tuple[str, int], Session]:
+        """The table once it lists both directions of every (client, port) in `sessions`
+        in a file written after this call (the app writes it every poll)."""
+        start = time.time()
+
+        def table() -> dict[tuple[str, int], Session] | None:
+            if not self.path.exists() or self.path.stat().st_mtime < start:
+                return None
+            rows = {(s.src, s.sport or 0): s for s in self.sessions() if (s.src, s.sport) in sessions}
+            complete = [s for s in rows.values() if s.via and s.reply_via]
+            return rows if len(complete) >= len(sessions) else None
+
+        return wait_until(table, timeout, f"the controller's table to list {len(sessions)} sessions")

@@ -1,0 +1,413 @@
+"""The lab apps and their wrappers in lab.traffic, run for real on loopback (no root).
+
+Every node of the `Loopback` lab is this machine: addresses are 127.0.0.1, servers listen
+on ports the kernel picks, clients bind free ports. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from lab.apps.echo_server import push_delay
+from lab.apps.events import abort
+from lab.errors import ConfigError
+from lab.procs import Proc
+from lab.traffic import (
+    IdleProbe,
+    bulk_outcome,
+    bulk_series,
+    listening_ports,
+    run_probes,
+    run_sessions,
+    run_sessions_from,
+    server_events,
+    start_bulk_receiver,
+    start_bulk_sender,
+    start_echo_server,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = "127.0.0.1"
+T = TypeVar("T")
+# /proc/net/tcp state codes (include/net/tcp_states.h)
+TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+class Loopback:
+    """What lab.traffic needs of a `Lab` (run, start, stop, ip), for nodes that are all
+    this machine: commands run here, unprivileged, every address is 127.0.0.1."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.procs: list[Proc] = []
+
+    def ip(self, node: str) -> str:
+        return HERE
+
+    def run(self, node: str, argv: Sequence[str], timeout: float = 30, check: bool = True) -> str:
+        done = subprocess.run(
+            list(argv), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout
+        )
+        text = done.stdout.decode(errors="replace")
+        assert not check or done.returncode == 0, f"`{' '.join(argv)}` exited {done.returncode}: {text}"
+        return text
+
+    def start(
+        self,
+        node: str | None,
+        argv: Sequence[str],
+        name: str,
+        ready: str | None = None,
+        ready_timeout: float = 10,
+    ) -> Proc:
+        path = self.logs / f"{name}.log"
+        with open(path, "wb") as out:
+            popen = subprocess.Popen(
+                list(argv), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        proc = Proc(name=name, node=node or "here", argv=list(argv), popen=popen, log_path=path)
+        self.procs.append(proc)
+        if ready is not None:
+            proc.wait_for_output(ready, ready_timeout)
+        return proc
+
+    def stop(self, proc: Proc, timeout: float = 5) -> int | None:
+        """SIGTERM, then SIGKILL if it outlives `timeout`; the exit status."""
+        if proc.running():
+            proc.popen.terminate()
+            try:
+                proc.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait(5)
+        return proc.popen.returncode
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Iterator[Loopback]:
+    lab = Loopback(tmp_path)
+    yield lab
+    for proc in reversed(lab.procs):
+        lab.stop(proc)
+
+
+@pytest.fixture
+def echo(loop: Loopback) -> tuple[Proc, int]:
+    """An echo server on a port the kernel picked: the process and the port."""
+    proc = start_echo_server(loop, "server", [0], "echo")
+    return proc, listening_ports(proc)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HERE, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_block(n: int) -> int:
+    """The first of `n` consecutive ports below the ephemeral range that nothing holds."""
+
+    def bindable(port: int) -> bool:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                return False
+        return True
+
+    for _ in range(100):
+        first = random.randrange(20000, 32000 - n)
+        if all(bindable(p) for p in range(first, first + n)):
+            return first
+    pytest.skip(f"no {n} consecutive free ports found")
+
+
+def tcp_states(port: int) -> list[str]:
+    """The states of every IPv4 TCP socket of this namespace with `port` at either end."""
+    states = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if port in (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)):
+            states.append(TCP_STATES.get(state, state))
+    return states
+
+
+def poll(check: Callable[[], T], done: Callable[[T], bool], timeout: float = 3.0) -> T:
+    """`check()` until `done` holds for its value or `timeout` s passed; the last value."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        value = check()
+    return value
+
+
+def read_line(sock: socket.socket) -> bytes:
+    """One line (the socket's timeout bounds the wait)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data[:-1]
+
+
+def client(port: int) -> socket.socket:
+    return socket.create_connection((HERE, port), timeout=5)
+
+
+def peer_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()
+    return f"{host}:{port}"
+
+
+# --- the echo server --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "delay"),
+    [
+        (b"push 0.3", 0.3),
+        (b"push 2", 2.0),
+        (b"push", None),
+        (b"push x", None),
+        (b"push -1", None),
+        (b"hi", None),
+    ],
+)
+def test_push_line(line, delay):
+    assert push_delay(line) == delay
+
+
+def test_echo_server_echoes_at_once_and_pushes_later(echo):
+    proc, port = echo
+    with client(port) as sock:
+        sock.sendall(b"hello\n")
+        assert read_line(sock) == b"hello"
+        asked = time.monotonic()
+        sock.sendall(b"push 0.3\nnow\n")
+        assert read_line(sock) == b"now", "a line after `push` is echoed at once"
+        assert time.monotonic() - asked < 0.25
+        assert read_line(sock) == b"pushed"
+        after = time.monotonic() - asked
+        assert 0.28 <= after <= 1.0, f"`pushed` came {after:.3f}s after `push 0.3`"
+        events = server_events(proc, peer_of(sock))
+    pushes = [e for e in events if e["event"] == "push"]
+    asked_at = next(e["t"] for e in events if e["event"] == "recv" and e["data"] == "push 0.3")
+    assert len(pushes) == 1 and pushes[0]["port"] == port, events
+    assert 0.28 <= pushes[0]["t"] - asked_at <= 1.0, events
+
+
+def test_echo_server_on_sigterm_resets_its_connections_and_exits_0(loop, echo):
+    proc, port = echo
+    with client(port) as sock:
+        sock.sendall(b"hello\n")
+        assert read_line(sock) == b"hello"
+        assert loop.stop(proc) == 0, proc.output()
+        with pytest.raises(ConnectionResetError):
+            sock.recv(100)
+        me = peer_of(sock)
+    assert [e["event"] for e in server_events(proc, me)][-1] == "abort", proc.output()
+
+
+# --- abort ------------------------------------------------------------------------------
+
+
+def test_abort_leaves_no_connection_state():
+    with socket.socket() as listener:
+        listener.bind((HERE, 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        # A plain close for comparison: the closing end waits in FIN_WAIT2 / TIME_WAIT.
+        closed = client(port)
+        closed_port = closed.getsockname()[1]
+        served, _ = listener.accept()
+        closed.close()
+        states = poll(lambda: tcp_states(closed_port), lambda s: "FIN_WAIT2" in s)
+        assert "FIN_WAIT2" in states, f"a plain close should leave FIN_WAIT2: {states}"
+        served.close()
+        # abort: RST, and nothing is left of the connection on either end.
+        aborted = client(port)
+        aborted_port = aborted.getsockname()[1]
+        with listener.accept()[0] as other:
+            other.settimeout(5)
+            other.sendall(b"x")
+            abort(aborted)
+            with pytest.raises(ConnectionResetError):
+                other.recv(10)
+            states = poll(lambda: tcp_states(aborted_port), lambda s: not s)
+            assert states == [], f"sockets left after abort: {states}"
+
+
+# --- tcp_probe --------------------------------------------------------------------------
+
+
+def test_probe_push_is_delivered_with_and_without_heartbeat(loop, echo):
+    proc, port = echo
+    probes = [
+        IdleProbe(port, 0.3, app_timeout=1.0, push=True),
+        IdleProbe(port, 0.5, app_timeout=1.0, heartbeat=0.1, push=True),
+    ]
+    plain, beating = run_probes(loop, "client", HERE, probes)
+    for r in (plain, beating):
+        assert r.outcome == "delivered", r.raw
+        assert r.probe.idle - 0.02 <= r.learned_after <= r.probe.idle + 0.5, r.raw
+        seen = [(e["event"], e.get("data")) for e in server_events(proc, r.client)]
+        assert ("recv", f"push {r.probe.idle}") in seen and ("push", None) in seen, seen
+    assert plain.raw["heartbeats"] == 0
+    assert beating.raw["heartbeats"] >= 3, beating.raw
+
+
+def test_probe_without_push_is_delivered(loop, echo):
+    _, port = echo
+    (r,) = run_probes(loop, "client", HERE, [IdleProbe(port, 0.2, app_timeout=1.0)])
+    assert r.outcome == "delivered" and r.raw["phase"] == "after idle", r.raw
+    assert 0.18 <= r.raw["sent_after"] <= 0.5, r.raw
+
+
+def test_probe_binds_its_source_port(loop, echo):
+    _, port = echo
+    sport = free_port()
+    (r,) = run_probes(loop, "client", HERE, [IdleProbe(port, 0.1, 1.0, sport=sport)])
+    assert r.client.endswith(f":{sport}") and r.sport == sport, r.raw
+    assert r.outcome == "delivered", r.raw
+
+
+def test_probes_may_not_share_a_source_port(loop):
+    with pytest.raises(ConfigError, match="share source port 20000"):
+        run_probes(loop, "client", HERE, [IdleProbe(80, 1, sport=20000), IdleProbe(81, 1, sport=20000)])
+
+
+def test_probe_that_hangs_aborts_its_connection(loop):
+    """A server that never pushes: the probe reports hung at idle + app timeout, then resets."""
+    with socket.socket() as listener:
+        listener.bind((HERE, 0))
+        listener.listen(1)
+        listener.settimeout(5)
+        port = listener.getsockname()[1]
+        probe = IdleProbe(port, 0.2, app_timeout=0.5, push=True)
+        proc = loop.start("client", probe.argv(HERE), "probe")
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            assert read_line(conn) == b"hello"
+            conn.sendall(b"hello\n")
+            assert read_line(conn) == b"push 0.2"
+            with pytest.raises(ConnectionResetError):
+                conn.recv(100)  # nothing comes until the probe gives up and aborts
+        assert proc.popen.wait(5) == 0, proc.output()
+    raw = json.loads(proc.output().strip().splitlines()[-1])
+    assert raw["outcome"] == "hung" and raw["phase"] == "after idle", raw
+    assert 0.68 <= raw["learned_after"] <= 2.0, raw
+
+
+# --- tcp_sessions -----------------------------------------------------------------------
+
+
+def test_sessions_from_clients_use_disjoint_port_ranges(loop, echo):
+    """Two clients on one address: only disjoint source ports let every session open."""
+    _, port = echo
+    first = free_block(10)
+    records = run_sessions_from(
+        loop,
+        ["a", "b"],
+        [f"{HERE}:{port}"],
+        10,
+        concurrency=4,
+        timeout=2.0,
+        first_port=first,
+    )
+    assert all(r["data_ok"] for r in records), records
+    assert sorted(r["sport"] for r in records) == list(range(first, first + 10)), records
+
+
+def test_failed_session_is_aborted(loop):
+    """A service that accepts and never answers: the session times out and leaves nothing."""
+    with socket.socket() as listener:
+        listener.bind((HERE, 0))
+        listener.listen(4)  # the kernel completes the handshake; no one reads
+        sport = free_block(1)
+        (r,) = run_sessions(
+            loop,
+            "client",
+            [f"{HERE}:{listener.getsockname()[1]}"],
+            1,
+            timeout=0.3,
+            first_port=sport,
+        )
+        assert r["opened"] and not r["data_ok"] and r["error"] == "timeout", r
+        states = poll(lambda: tcp_states(sport), lambda s: not s)
+        assert states == [], f"the failed session left {states}"
+
+
+# --- bulk -------------------------------------------------------------------------------
+
+
+def test_bulk_transfer_completes_from_its_source_port(loop):
+    receiver = start_bulk_receiver(loop, "server", 0, "bulk-rx", interval=0.05)
+    port = listening_ports(receiver)[0]
+    sport = free_port()
+    sender = start_bulk_sender(
+        loop,
+        "client",
+        HERE,
+        port,
+        "bulk-tx",
+        duration=0.3,
+        sport=sport,
+        rate=1_000_000,
+    )
+    connected = server_events(sender)[0]
+    assert connected["event"] == "connected" and connected["client"].endswith(f":{sport}"), connected
+    sender.wait_for_output(r'"event": "done"', 10)
+    outcome = bulk_outcome(sender)
+    assert outcome is not None and outcome["outcome"] == "completed", sender.output()
+    assert receiver.popen.wait(5) == 0, receiver.output()
+    series = bulk_series(receiver)
+    close = [e for e in server_events(receiver) if e["event"] == "close"]
+    assert len(series) >= 3 and all(isinstance(b, int) for _, b in series), series
+    assert close and close[0]["total"] == outcome["sent"], receiver.output()
+    assert sum(b for _, b in series) <= outcome["sent"]
+
+
+def test_bulk_receiver_stopped_mid_transfer_breaks_and_resets_it(loop):
+    receiver = start_bulk_receiver(loop, "server", 0, "bulk-rx", interval=0.05)
+    port = listening_ports(receiver)[0]
+    sender = start_bulk_sender(loop, "client", HERE, port, "bulk-tx", duration=10)
+    poll(lambda: bulk_series(receiver), lambda s: sum(b for _, b in s) > 0)
+    assert loop.stop(receiver) == 0, receiver.output()
+    assert server_events(receiver)[-1]["event"] == "abort", receiver.output()
+    sender.wait_for_output(r'"event": "done"', 5)
+    outcome = bulk_outcome(sender)
+    assert outcome is not None and outcome["outcome"] == "broken", sender.output()
+    assert sender.popen.wait(5) == 0, sender.output()
+
+
+def test_every_app_runs_as_a_module():
+    for name in ("echo_server", "tcp_probe", "tcp_sessions", "bulk", "craft"):
+        done = subprocess.run(
+            [sys.executable, "-m", f"lab.apps.{name}", "--help"], cwd=ROOT, capture_output=True, timeout=30
+        )
+        assert done.returncode == 0, (name, done.stderr)
