@@ -13,6 +13,7 @@ taken alone.
 
 from __future__ import annotations
 
+import ipaddress
 import statistics
 import time
 from collections import Counter
@@ -77,10 +78,13 @@ MODES = {
 }
 
 
-def policy(mode: Mode) -> FirewallPolicy:
+def policy(lab, mode: Mode) -> FirewallPolicy:
+    """The servers' subnet (from the topology) published on the service and bulk ports."""
+    intf = lab.node(SERVER_HOSTS[0]).defaultIntf()
+    inside = str(ipaddress.ip_interface(f"{intf.IP()}/{intf.prefixLen}").network)
     return FirewallPolicy(
         tcp_timeout=120,
-        allow_inbound=(Service(SERVICE, address="10.0.1.0/24"), Service(BULK, address="10.0.1.0/24")),
+        allow_inbound=(Service(SERVICE, address=inside), Service(BULK, address=inside)),
         peer_handoff=mode.handoff,
     )
 
@@ -104,7 +108,7 @@ def prepare(lab, mode: Mode, external_cache: bool = False) -> None:
     for name in FIREWALLS:
         fw = lab.node(name)
         fw.stop_sync()
-        fw.apply_policy(policy(mode))
+        fw.apply_policy(policy(lab, mode))
         fw.reset()
     if mode.sync:
         for name in FIREWALLS:

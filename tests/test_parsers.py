@@ -71,3 +71,17 @@ def test_pcap_reader(tmp_path: Path):
     (seg,) = read_tcp_pcap(path)
     assert seg.time == 10.5 and seg.flags == "SA" and (seg.seq, seg.ack) == (5, 6)
     assert parse_ethernet_tcp(arp) is None
+
+
+def test_conntrack_accounting_per_direction():
+    line = (
+        "tcp      6 115 TIME_WAIT src=10.0.0.11 dst=10.0.1.11 sport=10006 dport=8080 packets=6 bytes=328 "
+        "src=10.0.1.11 dst=10.0.0.11 sport=8080 dport=10006 packets=4 bytes=250 [ASSURED] mark=0 use=1"
+    )
+    session = conntrack.parse_line(line)
+    assert session is not None and (session.packets, session.reply_packets) == (6, 4)
+    unreplied = conntrack.parse_line(
+        "tcp 6 100 SYN_SENT src=10.0.0.11 dst=10.0.1.11 sport=1 dport=2 packets=3 bytes=180 [UNREPLIED] "
+        "src=10.0.1.11 dst=10.0.0.11 sport=2 dport=1 packets=0 bytes=0 mark=0 use=1"
+    )
+    assert unreplied is not None and (unreplied.packets, unreplied.reply_packets) == (3, 0)

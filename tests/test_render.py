@@ -19,12 +19,13 @@ POLICIES = {
         timeouts=(TimeoutRule(20, port=9000), TimeoutRule(30, address="10.0.2.0/24", proto="udp")),
         reset_on_expiry=True,
     ),
+    "handoff": FirewallPolicy(tcp_timeout=120, allow_inbound=(Service(8080),), peer_handoff="route"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_ruleset_matches_golden(name):
-    text = render_ruleset(POLICIES[name], "fw-in", "fw-out")
+    text = render_ruleset(POLICIES[name], "fw-in", "fw-out", "fw-sync")
     path = GOLDEN / f"{name}.nft"
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)
@@ -37,6 +38,17 @@ def test_strict_drops_non_syn_without_session_and_loose_does_not():
     assert "!= syn" in strict and "!= syn" not in loose
     assert render_sysctls(POLICIES["strict"])["net.netfilter.nf_conntrack_tcp_loose"] == "0"
     assert render_sysctls(POLICIES["loose"])["net.netfilter.nf_conntrack_tcp_loose"] == "1"
+
+
+def test_handoff_marks_only_what_came_from_either_side_and_lets_it_out_to_the_peer():
+    text = render_ruleset(POLICIES["handoff"], "a", "b", "sync")
+    mark = next(line for line in text.splitlines() if "meta mark set" in line)
+    assert 'iifname { "a", "b" }' in mark and "ct state invalid" in mark  # never from the peer: no loop
+    forward = text.split("chain filter_forward")[1]
+    assert forward.index('oifname "sync"') < forward.index('counter name "drop_invalid"')
+    assert "meta mark set" not in render_ruleset(POLICIES["strict"], "a", "b")
+    with pytest.raises(ValueError, match="interface to the peer"):
+        render_ruleset(POLICIES["handoff"], "a", "b")
 
 
 def test_first_timeout_rule_wins_and_default_comes_last():

@@ -8,7 +8,7 @@ from mininet.topo import Topo
 
 from lab import topology
 from lab.errors import ConfigError
-from lab.net import Lab, topology_problems
+from lab.net import Lab, _tagged_topo, topology_problems
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="probing netem needs root")
 
@@ -44,3 +44,39 @@ def test_bad_node_names_are_refused():
     topo = Topo()
     topo.addHost("Bad-Name")
     assert any("Bad-Name" in p for p in topology_problems(topo))
+
+
+def test_a_switch_name_too_long_for_its_tagged_interfaces_is_refused():
+    topo = Topo()
+    topo.addSwitch("core1", dpid="1")
+    topo.addLink(topo.addHost("h1"), "core1")
+    (problem,) = topology_problems(topo)
+    assert problem.startswith("switch 'core1': its interface names would be 16 characters")
+    assert "at most 4 characters" in problem
+
+
+def test_duplicate_dpids_are_refused_and_missing_ones_never_collide():
+    topo = Topo()
+    topo.addSwitch("so", dpid="1")
+    topo.addSwitch("si", dpid="0000000000000001")
+    assert any("same dpid 0x1" in p for p in topology_problems(topo))
+    plain = Topo()
+    for name in ("s1", "a1", "so", "si"):  # Mininet's default dpids (the digits) collide here
+        plain.addSwitch(name)
+    tagged, names = _tagged_topo(plain, "sl0000")
+    dpids = [tagged.nodeInfo(names[n])["dpid"] for n in ("s1", "a1", "so", "si")]
+    assert len(set(dpids)) == 4
+
+
+def test_roles_map_to_device_classes_layered_on_the_topology_class():
+    from mininet.node import Node
+
+    from lab.devices import Firewall, device_class
+
+    class Router(Node):
+        pass
+
+    cls = device_class("firewall", Router)
+    assert issubclass(cls, Firewall) and issubclass(cls, Router)
+    with pytest.raises(ConfigError, match="unknown role 'balancer'"):
+        device_class("balancer")
