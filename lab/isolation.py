@@ -27,11 +27,13 @@ class PortBlocks:
         self.first, self.last, self.size = first, last, size
         self.next = first
 
-    def take(self) -> range:
-        if self.next + self.size > self.last:
+    def take(self, size: int | None = None) -> range:
+        """The next block: `size` ports (default: the usual block)."""
+        size = size or self.size
+        if self.next + size > self.last:
             self.next = self.first
-        block = range(self.next, self.next + self.size)
-        self.next += self.size
+        block = range(self.next, self.next + size)
+        self.next += size
         return block
 
 

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -176,6 +176,12 @@ class Lab:
         self.net: Any = None
         self.names: dict[str, str] = {}
         self.supervisor = Supervisor(self.paths.logs, self.tag, lambda node: self.node(node).popen)
+        # Commands and processes are the supervisor's (see lab.procs); the lab names nodes.
+        self.run = self.supervisor.run
+        self.start = self.supervisor.start
+        self.stop = self.supervisor.stop
+        self.crashed = self.supervisor.crashed
+        self.runtime_dir = self.supervisor.runtime_dir
         self._cleanups: list[Callable[[], None]] = []
         self.controller = Controller(self, controller) if controller is not None else None
 
@@ -356,43 +362,6 @@ class Lab:
     @property
     def procs(self) -> list[Proc]:
         return self.supervisor.procs
-
-    def runtime_dir(self) -> Path:
-        """A short per-run directory for UNIX sockets and lock files (not under results/)."""
-        return self.supervisor.runtime_dir()
-
-    def run(
-        self,
-        node: str | None,
-        argv: Sequence[str],
-        timeout: float = 30,
-        check: bool = True,
-        merge: bool = True,
-    ) -> str:
-        """Run a command in a node's namespace (None: the root namespace, for a capture on a
-        switch-to-switch link) to completion; its output (stdout+stderr, or with `merge`
-        off stdout alone)."""
-        return self.supervisor.run(node, argv, timeout, check, merge)
-
-    def start(
-        self,
-        node: str | None,
-        argv: Sequence[str],
-        name: str,
-        ready: str | None = None,
-        ready_timeout: float = 10,
-        keep: bool = False,
-    ) -> Proc:
-        """Start a long-running process in a node (None: the root namespace, for the
-        controller on loopback), owned by the lab and stopped by PID with its case."""
-        return self.supervisor.start(node, argv, name, ready, ready_timeout, keep)
-
-    def stop(self, proc: Proc, sig: int = signal.SIGTERM, timeout: float = 5) -> int | None:
-        return self.supervisor.stop(proc, sig, timeout)
-
-    def crashed(self) -> list[Proc]:
-        """Processes that ended without being asked to."""
-        return self.supervisor.crashed()
 
     def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         return wait_until(check, timeout, what)

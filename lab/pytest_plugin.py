@@ -32,6 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ports(n): the case needs a block of n TCP ports (default 500)")
     config.stash[_CASES] = []
     config.stash[_PORTS] = PortBlocks()
 
@@ -64,7 +65,8 @@ def case(request: pytest.FixtureRequest, run_dir: Path) -> Case:
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
         title += f" [{callspec.id}]"  # parametrized cases share a docstring
-    ports = request.config.stash[_PORTS].take()
+    wanted = item.get_closest_marker("ports")  # @pytest.mark.ports(N): a case that needs more
+    ports = request.config.stash[_PORTS].take(int(wanted.args[0]) if wanted else None)
     result = Case(name=name, path=run_dir / name, title=title, ports=ports)
     result.path.mkdir(parents=True, exist_ok=True)
     item.stash[_ITEM_CASE] = result

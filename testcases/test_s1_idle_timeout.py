@@ -22,6 +22,12 @@ from lab.plot import outcome_figure, packet_timeline, session_timeline
 from lab.results import Case, safe_name
 from lab.traffic import IdleProbe, ProbeResult, run_probes, send_segment, server_events, start_echo_server
 
+
+def dashed(value: str) -> str:
+    """A case id without spaces, so that `-k` and node ids select it as typed."""
+    return value.replace(" ", "-")
+
+
 LAB_TOPOLOGY = "s1"
 T = 2  # the firewall's TCP idle timeout in this lab (s)
 IDLES = (0.5 * T, 1.5 * T, 3 * T)
@@ -353,9 +359,10 @@ def test_fix_b_loose_pickup_delivers(lab, fw, servers, case, outcomes):
     assert gone and back, (
         f"session table ({case.path / 'sessions.json'}) should show the entry expire and come back"
     )
-    case.figure(
-        "session absent, then re-created by the mid-stream segment at (s)",
-        round(back[0] - late.wall_start, 2),
+    recreated = back[0] - late.wall_start
+    case.figure("session absent, then re-created by the mid-stream segment at (s)", round(recreated, 2))
+    assert late.probe.idle - 0.1 <= recreated <= late.probe.idle + 0.5, (
+        f"the entry should come back with the segment after {late.probe.idle:g}s idle: {recreated:.2f}s"
     )
 
 
@@ -487,7 +494,7 @@ def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, outcomes):
     )
 
 
-@pytest.mark.parametrize("keepalive", ["tcp keepalive", "heartbeat"])
+@pytest.mark.parametrize("keepalive", ["tcp keepalive", "heartbeat"], ids=dashed)
 def test_fix_d_keepalive_survives_idle(lab, fw, servers, case, outcomes, keepalive):
     """Fix d: application keepalive (period < T) keeps the session through any idle time"""
     run = run_sweep(lab, fw, case, SWEEPS[f"fix d: {keepalive}"], outcomes)
@@ -526,7 +533,7 @@ def test_fix_d_keepalive_survives_idle(lab, fw, servers, case, outcomes, keepali
         assert probes[f"idle {IDLES[-1]:g}s"] >= 1, f"no keepalive crossed the firewall: {probes}"
 
 
-@pytest.mark.parametrize("fix", ["no fix", "loose pick-up", "tcp keepalive"])
+@pytest.mark.parametrize("fix", ["no fix", "loose pick-up", "tcp keepalive"], ids=dashed)
 def test_service_direction_server_push(lab, fw, servers, case, outcomes, fix):
     """Service direction: the server speaks first after idle; loose pick-up cannot save it, keepalive can"""
     run = run_sweep(lab, fw, case, SWEEPS[f"push: {fix}"], outcomes)

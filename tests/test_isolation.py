@@ -14,6 +14,7 @@ def test_blocks_are_disjoint_and_wrap_round():
     a, b, c = blocks.take(), blocks.take(), blocks.take()
     assert (a, b) == (range(1000, 1400), range(1400, 1800))
     assert c == a  # 1800 + 400 > 2000: round again
+    assert blocks.take(500) == range(1400, 1900)
 
 
 def test_a_flow_of_another_case_is_named(tmp_path: Path):

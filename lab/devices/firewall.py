@@ -137,6 +137,7 @@ class Firewall(Node):
             return
         assert self.sync is not None and self.peer is not None
         via, dev = self.peer, self.sync
+        table = ["table", str(HANDOFF_TABLE)]
         if mode == "vxlan":
             assert self.tunnel is not None
             local = self.intf(self.sync).IP()
@@ -152,13 +153,9 @@ class Firewall(Node):
             via, dev = str(next(h for h in net.hosts() if h != mine)), VXLAN_DEV
             # The encapsulated packet keeps the mark, so its own route lookup meets this
             # table too: the peer's link address must resolve here, not into the tunnel.
-            table = ["table", str(HANDOFF_TABLE)]
             run(self.name, ["ip", "route", "replace", self.peer, "dev", self.sync, *table])
-        run(
-            self.name,
-            ["ip", "route", "replace", "default", "via", via, "dev", dev, "table", str(HANDOFF_TABLE)],
-        )
-        run(self.name, ["ip", "rule", "add", "fwmark", hex(HANDOFF_MARK), "table", str(HANDOFF_TABLE)])
+        run(self.name, ["ip", "route", "replace", "default", "via", via, "dev", dev, *table])
+        run(self.name, ["ip", "rule", "add", "fwmark", hex(HANDOFF_MARK), *table])
         self.handoff = mode
 
     # --- owned processes ------------------------------------------------------------
