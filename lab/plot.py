@@ -47,7 +47,7 @@ def outcome_figure(rows: Sequence[Mapping[str, Any]], timeout: float, path: Path
     left.set_title("outcome of the first segment after idle")
     for outcome, (color, marker) in OUTCOME_STYLE.items():
         left.scatter([], [], c=color, marker=marker, label=outcome)
-    left.legend(loc="lower right", fontsize=8)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncols=3, fontsize=8)
     top = max([r["idle"] for r in rows] + [timeout])
     right.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1, label="idle time")
     right.axhline(timeout, color="grey", linestyle="--", linewidth=1, label=f"timeout {timeout:g}s")
