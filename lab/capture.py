@@ -191,14 +191,15 @@ class SocketRecorder(Sampler):
         super().__enter__()
         return self
 
-    def states(self, host: str, peer_port: int, since: float, until: float) -> list[str]:
-        """The states that `host`'s socket whose peer port is `peer_port` showed in a window."""
+    def states(self, host: str, port: int, since: float, until: float, local: bool = False) -> list[str]:
+        """The states `host`'s socket showed in a window; the socket is the one whose peer
+        port (or, with `local`, own port) is `port`."""
         return [
             s.state
             for t, h, sockets in self.snapshots
             if h == host and since <= t <= until
             for s in sockets
-            if s.peer.endswith(f":{peer_port}")
+            if (s.local_port if local else int(s.peer.rsplit(":", 1)[1])) == port
         ]
 
     def save(self, path: Path) -> Path:

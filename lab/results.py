@@ -58,12 +58,16 @@ class Case:
     duration: float = 0.0
     taken: int = 0  # ports of the block handed out so far
 
+    def take_ports(self, count: int) -> range:
+        """The next `count` unused ports of this case's block (clients' source ports)."""
+        if self.taken + count > len(self.ports):
+            raise LabError(f"case {self.name} needs more than the {len(self.ports)} ports of its block")
+        self.taken += count
+        return self.ports[self.taken - count : self.taken]
+
     def take_port(self) -> int:
         """The next unused port of this case's block (for a client's source port)."""
-        if self.taken >= len(self.ports):
-            raise LabError(f"case {self.name} used all {len(self.ports)} ports of its block")
-        self.taken += 1
-        return self.ports[self.taken - 1]
+        return self.take_ports(1)[0]
 
     def figure(self, name: str, value: Any) -> None:
         """Record a measured figure; saved to figures.json and shown in the report."""

@@ -272,7 +272,7 @@ def test_failure_idle_past_timeout_hangs(lab, fw, servers, case, outcomes):
         # While the client hangs, both ends still believe the session is up.
         hang = (r.wall_start + idle + 0.3, r.wall_start + r.learned_after - 0.3)
         server_states = set(run.sockets.states("server", r.sport, *hang))
-        client_states = set(_client_states(run, r, hang))
+        client_states = set(run.sockets.states("client", r.sport, *hang, local=True))
         believed[f"idle {idle:g}s"] = {"server": sorted(server_states), "client": sorted(client_states)}
         assert server_states == {"ESTAB"}, (
             f"idle {idle:g}s: the server's socket should stay ESTABLISHED while the client hangs, "
@@ -309,17 +309,6 @@ def test_failure_idle_past_timeout_hangs(lab, fw, servers, case, outcomes):
         ),
         f"idle {worst.probe.idle:g}s > T={T}s: segments in (fw-in) and out (fw-out) of the firewall",
     )
-
-
-def _client_states(run: Run, r: ProbeResult, window: tuple[float, float]) -> list[str]:
-    """The client's own socket (local port = the probe's source port) in a window."""
-    return [
-        s.state
-        for t, host, sockets in run.sockets.snapshots
-        if host == "client" and window[0] <= t <= window[1]
-        for s in sockets
-        if s.local_port == r.sport
-    ]
 
 
 def test_fix_a_longer_timeout_for_one_service(lab, fw, servers, case, outcomes):

@@ -159,9 +159,7 @@ def link_capture(lab, mode: Mode, folder) -> Capture:
 def sessions_case(lab, case: Case, mode: Mode, folder) -> dict[str, Any]:
     """Run SESSIONS sessions through the fabric in `mode`; every figure from evidence."""
     prepare(lab, mode)
-    first = case.take_port()
-    for _ in range(SESSIONS - 1):
-        case.take_port()
+    first = case.take_ports(SESSIONS).start
     caps = [Capture(lab, fw, f"{fw}-in", folder, f"{fw}-in-synack", bpf=SYN_ACK) for fw in FIREWALLS]
     caps.append(link_capture(lab, mode, folder))
     with ExitStack() as running:
@@ -312,9 +310,7 @@ def test_sync_race(lab, servers, case: Case, cache):
         for fw in FIREWALLS
         for side in ("in", "out")
     }
-    first = case.take_port()
-    for _ in range(99):
-        case.take_port()
+    first = case.take_ports(100).start
     with ExitStack() as running:
         for ctx in [*events.values(), *caps.values()]:
             running.enter_context(ctx)
