@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,7 +22,7 @@ import pytest
 from lab.apps.echo_server import push_delay
 from lab.apps.events import abort
 from lab.errors import ConfigError
-from lab.procs import Proc
+from lab.procs import Proc, Supervisor
 from lab.traffic import (
     IdleProbe,
     bulk_outcome,
@@ -55,62 +56,24 @@ TCP_STATES = {
 }
 
 
-class Loopback:
-    """What lab.traffic needs of a `Lab` (run, start, stop, ip), for nodes that are all
-    this machine: commands run here, unprivileged, every address is 127.0.0.1."""
+class Loopback(Supervisor):
+    """What lab.traffic needs of a Lab, with every node this machine: the lab's own
+    process supervision, commands run here, unprivileged, every address is 127.0.0.1."""
 
     def __init__(self, logs: Path):
-        self.logs = logs
-        self.procs: list[Proc] = []
+        super().__init__(
+            logs, f"sltest{random.getrandbits(24):06x}", lambda node: partial(subprocess.Popen, cwd=ROOT)
+        )
 
     def ip(self, node: str) -> str:
         return HERE
-
-    def run(self, node: str, argv: Sequence[str], timeout: float = 30, check: bool = True) -> str:
-        done = subprocess.run(
-            list(argv), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout
-        )
-        text = done.stdout.decode(errors="replace")
-        assert not check or done.returncode == 0, f"`{' '.join(argv)}` exited {done.returncode}: {text}"
-        return text
-
-    def start(
-        self,
-        node: str | None,
-        argv: Sequence[str],
-        name: str,
-        ready: str | None = None,
-        ready_timeout: float = 10,
-    ) -> Proc:
-        path = self.logs / f"{name}.log"
-        with open(path, "wb") as out:
-            popen = subprocess.Popen(
-                list(argv), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        proc = Proc(name=name, node=node or "here", argv=list(argv), popen=popen, log_path=path)
-        self.procs.append(proc)
-        if ready is not None:
-            proc.wait_for_output(ready, ready_timeout)
-        return proc
-
-    def stop(self, proc: Proc, timeout: float = 5) -> int | None:
-        """SIGTERM, then SIGKILL if it outlives `timeout`; the exit status."""
-        if proc.running():
-            proc.popen.terminate()
-            try:
-                proc.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait(5)
-        return proc.popen.returncode
 
 
 @pytest.fixture
 def loop(tmp_path: Path) -> Iterator[Loopback]:
     lab = Loopback(tmp_path)
     yield lab
-    for proc in reversed(lab.procs):
-        lab.stop(proc)
+    lab.close()
 
 
 @pytest.fixture
