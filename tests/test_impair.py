@@ -1,0 +1,71 @@
+"""Link impairments: Mininet-style options parsed and refused in one line, and the relay
+element's scheduling (delay, jitter, loss, duplication, reordering) decided offline."""
+
+import random
+import statistics
+
+import pytest
+
+from lab.config import Impairment, impairment_from
+from lab.errors import ConfigError
+from lab.impair import Direction, Wheel
+
+
+def test_mininet_style_options():
+    imp = impairment_from("fw1-a1", {"delay": "25ms", "jitter": "500us", "loss": 2, "bw": 100})
+    assert imp == Impairment(delay=0.025, jitter=0.0005, loss=2.0)
+    assert impairment_from("a-b", {"delay": "1.5s"}).delay == 1.5
+    assert not impairment_from("a-b", {}).active
+
+
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ({"delay": "-5ms"}, "link fw1-a1: delay '-5ms' is negative"),
+        ({"loss": 101}, "link fw1-a1: loss 101 is not a percentage (0-100)"),
+        ({"delay": "10 parsecs"}, "link fw1-a1: delay '10 parsecs' is not a duration with a unit"),
+        ({"delay": 5}, "link fw1-a1: delay 5 is not a duration with a unit"),
+        ({"jitter": "5ms"}, "link fw1-a1: jitter needs a delay"),
+        ({"delay": "1ms", "jitter": "5ms"}, "link fw1-a1: jitter '5ms' is larger than the delay '1ms'"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_link(options, problem):
+    with pytest.raises(ConfigError) as caught:
+        impairment_from("fw1-a1", options)
+    assert str(caught.value).startswith(problem)
+
+
+def test_every_problem_at_once():
+    with pytest.raises(ConfigError) as caught:
+        impairment_from("a-b", {"delay": "-1ms", "loss": 200, "duplicate": -1})
+    assert len(caught.value.problems) == 3
+
+
+def plans(imp: Impairment, n: int = 20000) -> list[list[float]]:
+    direction = Direction(imp, random.Random(7))
+    return [direction.plan(100.0) for _ in range(n)]
+
+
+def test_delay_and_jitter():
+    sent = [p[0] - 100.0 for p in plans(Impairment(delay=0.010, jitter=0.002))]
+    assert min(sent) >= 0.008 and max(sent) <= 0.012
+    assert statistics.median(sent) == pytest.approx(0.010, abs=0.0002)
+
+
+def test_loss_duplication_and_reordering_rates():
+    lost = sum(1 for p in plans(Impairment(loss=5)) if not p) / 20000
+    assert lost == pytest.approx(0.05, abs=0.01)
+    doubled = sum(1 for p in plans(Impairment(duplicate=10)) if len(p) == 2) / 20000
+    assert doubled == pytest.approx(0.10, abs=0.01)
+    early = sum(1 for p in plans(Impairment(delay=0.01, reorder=20)) if p[0] == 100.0) / 20000
+    assert early == pytest.approx(0.20, abs=0.01)
+
+
+def test_the_wheel_sends_in_time_order_and_ties_in_arrival_order():
+    wheel: Wheel[str] = Wheel()
+    for when, name in ((3.0, "late"), (1.0, "first"), (1.0, "second"), (2.0, "middle")):
+        wheel.add(when, name)
+    assert wheel.next_time() == 1.0
+    assert wheel.due(0.5) == []
+    assert wheel.due(2.0) == ["first", "second", "middle"]
+    assert len(wheel) == 1 and wheel.due(10.0) == ["late"] and wheel.next_time() is None
