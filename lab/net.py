@@ -9,6 +9,7 @@ links and bridges it created. Switch names carry a tag unique to the run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -16,24 +17,25 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from lab.config import IMPAIRMENT_OPTIONS, impairment_from
 from lab.controller import Controller, ControllerApp
 from lab.devices import SessionDevice, device_class
 from lab.errors import ConfigError, LabError
+from lab.links import Element, asks_impairment, directions, element_name, without_impairments
 from lab.procs import Proc, Supervisor, host_run
 from lab.wait import wait_until
 
 log = logging.getLogger(__name__)
 
 IFNAME_MAX = 15
-# Link options that need netem, which stock Mininet accepts and then silently ignores
-# when the kernel lacks it.
-NETEM_OPTIONS = ("delay", "jitter", "loss")
 
 
 @dataclass
@@ -119,20 +121,21 @@ def topology_problems(topo: Any) -> list[str]:
             problems.append(f"switches {dpids[number]!r} and {name!r} have the same dpid {number:#x}")
         dpids[number] = name
     for src, dst, info in topo.links(withInfo=True):
-        wanted = [k for k in NETEM_OPTIONS if info.get(k) not in (None, 0, "0", "0ms")]
-        if wanted and not kernel_has_netem():
-            problems.append(
-                f"link {src}-{dst}: {', '.join(wanted)} needs netem, which this kernel lacks "
-                "(Mininet would silently ignore it); use rate limits or nftables loss instead"
-            )
+        if asks_impairment(info):
+            try:
+                directions(f"{src}-{dst}", info)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
         for side in ("intfName1", "intfName2"):
             if side in info and len(info[side]) > IFNAME_MAX:
                 problems.append(f"link {src}-{dst}: interface name {info[side]!r} is over 15 characters")
     return problems
 
 
-def _tagged_topo(topo: Any, tag: str) -> tuple[Any, dict[str, str]]:
-    """A copy of `topo` whose switches carry the run's tag; returns it and logical->real names."""
+def _tagged_topo(topo: Any, tag: str, elements: list[Element] | None = None) -> tuple[Any, dict[str, str]]:
+    """A copy of `topo` whose switches carry the run's tag; returns it and logical->real
+    names. With `elements` (a list to fill), every link that asks for an impairment gets
+    an impairment element in its middle (for kernels without netem)."""
     from mininet.topo import Topo
 
     names = {n: (f"{tag}{n}" if topo.isSwitch(n) else n) for n in topo.nodes()}
@@ -150,9 +153,33 @@ def _tagged_topo(topo: Any, tag: str) -> tuple[Any, dict[str, str]]:
             copy.addHost(node, **info)
     for _src, _dst, info in topo.links(sort=True, withInfo=True):
         info = dict(info)
-        for end in ("node1", "node2"):
-            info[end] = names[info[end]]
-        copy.addLink(info.pop("node1"), info.pop("node2"), **info)
+        a, b = info.pop("node1"), info.pop("node2")
+        if elements is None or not asks_impairment(info):
+            copy.addLink(names[a], names[b], **info)
+            continue
+        name = element_name(len(elements), set(names))
+        elements.append(Element(name, a, b, directions(f"{a}-{b}", info)))
+        names[name] = name
+        # An element has no address: it only carries frames between its two interfaces.
+        copy.addHost(name, ip=None)
+        shared = {k: v for k, v in without_impairments(info).items() if not k.endswith(("1", "2"))}
+        end_a = {k: v for k, v in info.items() if k in ("intfName1", "addr1")}
+        end_b = {k: v for k, v in info.items() if k in ("intfName2", "addr2")}
+        copy.addLink(
+            names[a],
+            name,
+            **shared,
+            **end_a,
+            params1=without_impairments(info.get("params1") or {}),
+            intfName2=f"{name}-a",
+        )
+        copy.addLink(
+            name,
+            names[b],
+            intfName1=f"{name}-b",
+            **end_b,
+            params2=without_impairments(info.get("params2") or {}),
+        )
     return copy, names
 
 
@@ -184,6 +211,7 @@ class Lab:
         self.runtime_dir = self.supervisor.runtime_dir
         self._cleanups: list[Callable[[], None]] = []
         self.controller = Controller(self, controller) if controller is not None else None
+        self.elements: list[Element] = []
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -210,7 +238,9 @@ class Lab:
         # Mininet's own warnings (a remote controller not up yet: it starts after the
         # build, on purpose) are noise here; the lab reports what goes wrong itself.
         setLogLevel("error")
-        topo, self.names = _tagged_topo(self.topo, self.tag)
+        # Without netem, impaired links get an element of ours (with it, TCLink uses netem).
+        elements = None if kernel_has_netem() else self.elements
+        topo, self.names = _tagged_topo(self.topo, self.tag, elements)
         for name in topo.hosts():
             info = topo.nodeInfo(name)
             if info.get("role") is not None:
@@ -233,6 +263,8 @@ class Lab:
             for intf in host.intfList():
                 if intf.name != "lo":
                     self.run(host.name, ["ethtool", "-K", intf.name, "tx", "off"])
+        for element in self.elements:
+            self._start_element(element)
         for host in self.net.hosts:
             starter = getattr(host, "lab_start", None)
             if starter is not None:
@@ -288,6 +320,43 @@ class Lab:
         for host in self.net.hosts:
             self.run(host.name, ["ss", "-K", "-t", *expr.split()], check=False)
 
+    # --- impaired links ------------------------------------------------------------------
+    def _start_element(self, element: Element) -> None:
+        element.control = str(self.runtime_dir() / f"{element.name}.ctl")
+        initial = json.dumps({side: asdict(imp) for side, imp in element.impairments.items()})
+        argv = [sys.executable, "-m", "lab.agents.impair_relay", "--a", f"{element.name}-a"]
+        argv += ["--b", f"{element.name}-b", "--control", element.control, "--impairment", initial]
+        self.start(element.name, argv, f"impair-{element.name}", ready='"event": "ready"', keep=True)
+        element.record(time.time())
+        self._save_links()
+
+    def element(self, a: str, b: str) -> tuple[Element, bool]:
+        """The element in the link between `a` and `b`, and whether `a` is its side a."""
+        for element in self.elements:
+            if (element.a, element.b) in ((a, b), (b, a)):
+                return element, element.a == a
+        impairable = ", ".join(e.link for e in self.elements) or "none"
+        raise ConfigError(
+            f"link {a}-{b}: not impairable (links that name an impairment in the topology: {impairable})"
+        )
+
+    def impair(self, a: str, b: str, one_way: bool = False, **options: Any) -> None:
+        """Change a link's impairments while the lab runs, Mininet-style options
+        (delay="10ms", loss=1, ...): both directions, or with `one_way` only from a to b."""
+        element, forward = self.element(a, b)
+        unknown = sorted(set(options) - set(IMPAIRMENT_OPTIONS))
+        if unknown:
+            raise ConfigError(f"link {a}-{b}: unknown impairment {', '.join(unknown)}")
+        new = impairment_from(f"{a}-{b}", options)
+        sides = {"a" if forward else "b"} if one_way else {"a", "b"}
+        element.set({s: new if s in sides else element.impairments[s] for s in ("a", "b")}, time.time())
+        self._save_links()
+
+    def _save_links(self) -> None:
+        """What each impaired link had, and when (`links.json` beside the lab's logs)."""
+        data = {e.link: e.history for e in self.elements}
+        (self.paths.root / "links.json").write_text(json.dumps(data, indent=1))
+
     # --- the controller ---------------------------------------------------------------
     def port_map(self) -> dict[str, dict[str, Any]]:
         """Each switch (logical name): its dpid and OpenFlow port numbers by peer. A peer is
@@ -300,11 +369,18 @@ class Lab:
                 link = getattr(intf, "link", None)
                 if link is None:
                     continue
-                peer = link.intf2 if link.intf1 is intf else link.intf1
+                peer = self._beyond_element(link.intf2 if link.intf1 is intf else link.intf1)
                 key = logical.get(peer.node.name, peer.name) if peer.node in self.net.switches else peer.name
                 ports[key] = int(number)
             out[logical[sw.name]] = {"dpid": int(sw.dpid, 16), "ports": ports}
         return out
+
+    def _beyond_element(self, intf: Any) -> Any:
+        """The interface at the far end of an impairment element (or `intf` itself)."""
+        if not any(intf.node.name == e.name for e in self.elements):
+            return intf
+        other = next(i for i in intf.node.intfList() if i is not intf and i.name != "lo")
+        return other.link.intf2 if other.link.intf1 is other else other.link.intf1
 
     def _controller(self) -> Controller:
         if self.controller is None:

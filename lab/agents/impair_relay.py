@@ -71,15 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     wheel: Wheel[tuple[str, bytes]] = Wheel()
     stats = {side: {"received": 0, "sent": 0, "lost": 0} for side in socks}
     by_fd = {s.fileno(): side for side, s in socks.items()}
-    poller = select.epoll()
-    for sock in [*socks.values(), control]:
-        poller.register(sock.fileno(), select.EPOLLIN)
+    # select(), not epoll: its timeout has microseconds, epoll's milliseconds (a frame
+    # would leave up to 1 ms late).
+    watched = [*socks.values(), control]
     emit("ready", a=args.a, b=args.b)
     try:
         while True:
             due = wheel.next_time()
-            timeout = -1.0 if due is None else max(0.0, due - time.monotonic())
-            for fd, _ in poller.poll(timeout):
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            readable, _, _ = select.select(watched, [], [], timeout)
+            for fd in (r.fileno() for r in readable):
                 if fd == control.fileno():
                     configure(control.recv(65536).decode())
                     continue
