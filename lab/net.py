@@ -163,8 +163,8 @@ def _tagged_topo(topo: Any, tag: str, elements: list[Element] | None = None) -> 
         # An element has no address: it only carries frames between its two interfaces.
         copy.addHost(name, ip=None)
         shared = {k: v for k, v in without_impairments(info).items() if not k.endswith(("1", "2"))}
-        end_a = {k: v for k, v in info.items() if k in ("intfName1", "addr1")}
-        end_b = {k: v for k, v in info.items() if k in ("intfName2", "addr2")}
+        end_a = {k: v for k, v in info.items() if k in ("intfName1", "addr1", "port1")}
+        end_b = {k: v for k, v in info.items() if k in ("intfName2", "addr2", "port2")}
         copy.addLink(
             names[a],
             name,
@@ -424,11 +424,15 @@ class Lab:
 
     def link_intf(self, name: str, peer: str) -> tuple[str | None, str]:
         """Where to capture on the link from `name` to `peer`: the namespace (None for a
-        switch: the root namespace) and `name`'s interface on that link."""
+        switch: the root namespace) and `name`'s interface on that link (towards the
+        impairment element, where the link has one)."""
         node, other = self.node(name), self.node(peer)
         for intf in node.intfList():
             link = getattr(intf, "link", None)
-            if link is not None and other in (link.intf1.node, link.intf2.node):
+            if (
+                link is not None
+                and self._beyond_element(link.intf2 if link.intf1 is intf else link.intf1).node is other
+            ):
                 return (None if node in self.net.switches else name), intf.name
         raise ConfigError(f"no link between {name} and {peer}")
 

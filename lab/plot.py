@@ -141,7 +141,7 @@ def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     left.set_ylabel("sessions that opened and carried data (%)")
     left.set_title("success rate per mode")
     xs = range(len(names))
-    per_fw = "sessions per firewall (conntrack, SYN direction)"
+    per_fw = "sessions per firewall (SYN captured entering it)"
     fw1 = [modes[m][per_fw].get("fw1", 0) for m in names]
     fw2 = [modes[m][per_fw].get("fw2", 0) for m in names]
     split = [modes[m]["sessions whose directions the fabric split (controller)"] for m in names]
@@ -150,7 +150,7 @@ def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     right.bar([x + 0.25 for x in xs], split, 0.25, label="directions split by the fabric", color="grey")
     right.set_xticks(list(xs), names)
     right.set_ylabel("sessions")
-    right.set_title("sessions per firewall (its conntrack, inbound direction)")
+    right.set_title("sessions per firewall (SYN captured entering it)")
     right.set_ylim(0, 1.35 * max([*fw1, *fw2, *split, 1]))
     right.legend(fontsize=8, ncols=3, loc="upper center")
     for ax in (left, right):
@@ -204,6 +204,40 @@ def failover_figure(
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def race_sweep_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Share of split sessions whose SYN-ACK beat the synced entry (left) and how long
+    those took to open (right), against the delay on the FW1-FW2 link."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+    delays = [r["delay (ms)"] for r in rows]
+    left.plot(delays, [100 * r["share"] for r in rows], marker="o", color="tab:red")
+    for r in rows:
+        left.annotate(
+            f"{r['raced']}/{r['split']}",
+            (r["delay (ms)"], 100 * r["share"]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=8,
+        )
+    left.set_ylim(-5, 110)
+    left.set_xlabel("delay on the FW1-FW2 link, each way (ms)")
+    left.set_ylabel("split sessions that lost the race (%)")
+    left.set_title("SYN-ACK at the peer before the synced entry")
+    opened = [(r["delay (ms)"], r["raced sessions' median time to open (s)"]) for r in rows]
+    opened = [(d, t) for d, t in opened if t is not None]
+    right.plot([d for d, _ in opened], [t for _, t in opened], marker="o")
+    right.set_ylim(bottom=0)
+    right.set_xlabel("delay on the FW1-FW2 link, each way (ms)")
+    right.set_ylabel("median time to open (s)")
+    right.set_title("raced sessions open after the SYN-ACK retransmission")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -27,7 +27,7 @@ from lab import conntrack
 from lab.capture import Capture, SessionEvents
 from lab.config import FirewallPolicy, Service
 from lab.controller import ControllerTable
-from lab.plot import failover_figure, mode_figure, sync_lag_figure
+from lab.plot import failover_figure, mode_figure, race_sweep_figure, sync_lag_figure
 from lab.results import Case, safe_name
 from lab.traffic import (
     bulk_outcome,
@@ -51,6 +51,7 @@ SERVICE, BULK = 8080, 9000
 SESSIONS = 200
 FIREWALLS = ("fw1", "fw2")
 SYN_ACK = "tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)"
+SYN = "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn"
 INTERVAL = 0.02  # the bulk receiver's reporting interval (s)
 MPLS_BASE = 100  # controllers.fwlb.logic.MPLS_LABEL_BASE: label 100 + n = deliver to fwN
 
@@ -162,6 +163,7 @@ def sessions_case(lab, case: Case, mode: Mode, folder) -> dict[str, Any]:
     first = case.take_ports(SESSIONS).start
     caps = [Capture(lab, fw, f"{fw}-in", folder, f"{fw}-in-synack", bpf=SYN_ACK) for fw in FIREWALLS]
     caps.append(link_capture(lab, mode, folder))
+    caps += [Capture(lab, fw, f"{fw}-out", folder, f"{fw}-out-syn", bpf=SYN) for fw in FIREWALLS]
     with ExitStack() as running:
         for c in caps:
             running.enter_context(c)
@@ -175,17 +177,27 @@ def sessions_case(lab, case: Case, mode: Mode, folder) -> dict[str, Any]:
         case.keep(c.path, f"capture {c.name}")
     synacks = {c.node: Counter((s.dst, s.dport) for s in c.segments()) for c in caps[:2]}
     link = caps[2].segments()
+    # The firewall each SYN entered (captured on its outside interface).
+    syn_fw = {(s.src, s.sport): c.node for c in caps[3:] for s in c.segments()}
 
     opened = {(r["client"], int(r["sport"])) for r in results if r["data_ok"]}
     split = {k for k, s in table.items() if s.via != s.reply_via}
     # Cross-checks of the controller's table against the firewalls' own tables.
     disagree = []
+    # With sync, the peer's update replaces a firewall's own entry, counters and all
+    # (conntrackd), so the counters can name no firewall for some sessions: those are
+    # counted, and the SYN capture alone names their firewall.
+    replaced = 0
     for key, s in table.items():
-        if kernel[key]["in"] != {s.via}:
+        if syn_fw.get(key) != s.via:
+            disagree.append(f"{key}: SYN via {s.via} (controller), captured entering {syn_fw.get(key)}")
+        if mode.sync and not kernel[key]["in"]:
+            replaced += 1
+        elif kernel[key]["in"] != {s.via}:
             disagree.append(
                 f"{key}: SYN via {s.via} (controller), conntrack counted it on {kernel[key]['in']}"
             )
-        if key not in opened:
+        if key not in opened or mode.sync:
             continue
         wanted = {s.via} if mode.corrects else {s.reply_via}
         if kernel[key]["out"] != wanted:
@@ -222,14 +234,16 @@ def sessions_case(lab, case: Case, mode: Mode, folder) -> dict[str, Any]:
             corrected[marked_for_owner] += bool(marked)
     per_fw = Counter(s.via for s in table.values())
     per_fw_kernel = Counter(name for k in mine for name in kernel[k]["in"])
+    per_fw_captured = Counter(syn_fw.get(k) for k in mine)
     figures: dict[str, Any] = {
         "sessions": len(results),
         "opened and carried data": len(opened),
         "success rate": len(opened) / len(results),
         "sessions per firewall (conntrack, SYN direction)": dict(sorted(per_fw_kernel.items())),
+        "sessions per firewall (SYN captured entering it)": dict(sorted(per_fw_captured.items())),
         "sessions per firewall (controller)": dict(sorted(per_fw.items())),
         "sessions whose directions the fabric split (controller)": len(split),
-        "controller and conntrack disagree": len(disagree),
+        "controller and conntrack or captures disagree": len(disagree),
         "failure reasons": dict(reasons),
         **corrected,
     }
@@ -239,8 +253,11 @@ def sessions_case(lab, case: Case, mode: Mode, folder) -> dict[str, Any]:
     ev = f"(evidence in {folder})"
     assert len(results) == SESSIONS, f"the clients reported {len(results)} of {SESSIONS} sessions"
     assert not disagree, f"the controller's table and the firewalls' conntrack disagree: {disagree[:5]} {ev}"
-    assert min(per_fw_kernel.get("fw1", 0), per_fw_kernel.get("fw2", 0)) >= SESSIONS // 5, (
-        f"not spread: {per_fw_kernel}"
+    if mode.sync:
+        figures["entries whose counters the peer's sync replaced"] = replaced
+        case.figure("entries whose counters the peer's sync replaced", replaced)
+    assert min(per_fw_captured.get("fw1", 0), per_fw_captured.get("fw2", 0)) >= SESSIONS // 5, (
+        f"not spread: {per_fw_captured}"
     )
     if mode.name == "independent":
         assert 0.2 * SESSIONS <= len(mine - opened) <= 0.8 * SESSIONS, (
@@ -297,25 +314,33 @@ def test_mode_figure(lab, servers, case: Case, modes_run):
     )
 
 
-@pytest.mark.parametrize("cache", ["direct to kernel", "external cache"], ids=dashed)
-def test_sync_race(lab, servers, case: Case, cache):
-    """Session sync: delay from a session's creation on one firewall to its entry on the other"""
-    external = cache == "external cache"
-    prepare(lab, MODES["sync"], external_cache=external)
-    events = {fw: SessionEvents(lab, fw, f"{fw}-events", only="NEW") for fw in FIREWALLS}
+@dataclass
+class Race:
+    """One run of sessions through synced firewalls, read from captures and event streams."""
+
+    figures: dict[str, Any]
+    split: set[tuple[str, int]]
+    raced: set[tuple[str, int]]  # split sessions whose SYN-ACK the return firewall dropped
+    late: set[tuple[str, int]]  # sessions that opened only after a retransmission
+    lags: list[float]
+
+
+def race_run(lab, case: Case, folder, sessions: int = 100) -> Race:
+    """`sessions` sessions through the synced firewalls (prepared by the caller)."""
+    events = {fw: SessionEvents(lab, fw, f"{fw}-events-{folder.name}", only="NEW") for fw in FIREWALLS}
     # SYN-ACKs into each firewall (inside) and out of it (outside): one that went in and
     # never came out was dropped, having come before the synced entry.
     caps = {
-        (fw, side): Capture(lab, fw, f"{fw}-{side}", case.path, f"{fw}-{side}-synack", bpf=SYN_ACK)
+        (fw, side): Capture(lab, fw, f"{fw}-{side}", folder, f"{fw}-{side}-synack", bpf=SYN_ACK)
         for fw in FIREWALLS
         for side in ("in", "out")
     }
-    first = case.take_ports(100).start
+    first = case.take_ports(sessions).start
     with ExitStack() as running:
         for ctx in [*events.values(), *caps.values()]:
             running.enter_context(ctx)
         results = run_sessions_from(
-            lab, CLIENTS, servers_of(lab), 100, concurrency=4, timeout=3.0, first_port=first
+            lab, CLIENTS, servers_of(lab), sessions, concurrency=4, timeout=3.0, first_port=first
         )
     mine = {(r["client"], int(r["sport"])) for r in results}
     table = ControllerTable(lab.paths.root / "controller-sessions.json").wait_for(mine)
@@ -358,25 +383,84 @@ def test_sync_race(lab, servers, case: Case, cache):
         figures["time to open of raced sessions (s)"] = sorted(
             round(opened[k]["connect_time"], 2) for k in raced if k in opened
         )
+    assert len(results) == sessions, f"the clients reported {len(results)} of {sessions} sessions"
+    assert len(split) >= sessions // 5, f"the independent fabric should split about half: {figures}"
+    return Race(figures, split, raced, late, lags)
+
+
+@pytest.mark.parametrize("cache", ["direct to kernel", "external cache"], ids=dashed)
+def test_sync_race(lab, servers, case: Case, cache):
+    """Session sync: delay from a session's creation on one firewall to its entry on the other"""
+    external = cache == "external cache"
+    prepare(lab, MODES["sync"], external_cache=external)
+    race = race_run(lab, case, case.path)
+    figures, lags = race.figures, race.lags
     for key, value in figures.items():
         case.figure(key, value)
     sync_lag_figure(lags, case.plot_path("lag", f"sync lag ({cache})"), f"conntrackd FTFW, {cache}")
-    assert len(split) >= 20, f"the independent fabric should split about half: {figures}"
     if external:
         assert lags == [], f"with the external cache no entry should reach the peer's kernel table: {figures}"
-        assert len(opened) < 0.8 * len(results), (
+        assert figures["opened and carried data"] < 0.8 * figures["sessions"], (
             f"without entries in the kernel, split sessions must fail: {figures}"
         )
-        assert mine - set(opened) <= split, f"only split sessions may fail: {figures}"
+        assert figures["sessions"] - figures["opened and carried data"] <= len(race.split), (
+            f"only split sessions may fail: {figures}"
+        )
     else:
-        assert len(lags) >= 0.9 * len(results), f"entries missing on the peer: {figures}"
-        assert len(opened) == len(results), f"with direct sync every session should open: {figures}"
+        assert len(lags) >= 0.9 * figures["sessions"], f"entries missing on the peer: {figures}"
+        assert figures["opened and carried data"] == figures["sessions"], (
+            f"with direct sync every session should open: {figures}"
+        )
         assert statistics.median(lags) < 0.05 and max(lags) < 1.0, f"sync lag {figures}"
+        late, raced = race.late, race.raced
         # The race and the late openings are the same sessions, both ways.
         assert late == raced, (
             f"late sessions {sorted(late - raced)} had no dropped SYN-ACK; raced sessions "
             f"{sorted(raced - late)} opened at once {figures}"
         )
+
+
+SYNC_DELAYS = (0, 1, 2, 5, 10, 20)  # ms each way on the FW1-FW2 link (a1-a2)
+
+
+@pytest.mark.ports(len(SYNC_DELAYS) * 100)
+def test_sync_race_against_link_delay(lab, servers, case: Case):
+    """Session sync over a slower FW1-FW2 link: how many split sessions lose the race"""
+    prepare(lab, MODES["sync"])
+    rows = []
+    try:
+        for delay in SYNC_DELAYS:
+            lab.impair("a1", "a2", delay=f"{delay}ms")
+            folder = case.path / f"delay-{delay}ms"
+            folder.mkdir(exist_ok=True)
+            race = race_run(lab, case, folder)
+            opened = race.figures["time to open of raced sessions (s)"] if race.raced else []
+            rows.append(
+                {
+                    "delay (ms)": delay,
+                    "split": len(race.split),
+                    "raced": len(race.raced),
+                    "share": race.figures["share of split sessions whose SYN-ACK was dropped"],
+                    "late": len(race.late),
+                    "raced sessions' median time to open (s)": statistics.median(opened) if opened else None,
+                    "sync lag median (ms)": race.figures.get("sync lag median (ms)"),
+                }
+            )
+            assert race.late == race.raced, (
+                f"{delay} ms: late sessions and raced sessions differ: {sorted(race.late ^ race.raced)[:5]}"
+            )
+            assert race.figures["opened and carried data"] == race.figures["sessions"], race.figures
+    finally:
+        lab.impair("a1", "a2", delay="0ms")
+    case.figure("split sessions that lost the race, by delay on the FW1-FW2 link", rows)
+    race_sweep_figure(
+        rows, case.plot_path("race", "split sessions whose SYN-ACK beat the synced entry, by link delay")
+    )
+    by_delay = {r["delay (ms)"]: r for r in rows}
+    assert by_delay[SYNC_DELAYS[-1]]["share"] >= 0.9, (
+        f"at {SYNC_DELAYS[-1]} ms nearly every split session should race: {rows}"
+    )
+    assert by_delay[SYNC_DELAYS[-1]]["share"] >= by_delay[0]["share"], rows
 
 
 def gaps_ms(times: list[float], since: float) -> float:

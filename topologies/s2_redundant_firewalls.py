@@ -22,7 +22,7 @@ firewall a packet crosses: the switch rewrites the virtual MAC to the chosen fir
 Stock Mininet loads it with a remote controller:
 
     mn --custom topologies/s2_redundant_firewalls.py --topo s2 \
-       --switch ovs,datapath=user,protocols=OpenFlow13 --controller remote
+       --switch ovs,datapath=user,protocols=OpenFlow13 --controller remote --link tc
 """
 
 import inspect
@@ -100,7 +100,8 @@ class RedundantFirewallTopo(Topo):
                 fw, a, intfName1=f"fw{n}-sync", addr1=fw_mac(n, "sync"), params1={"ip": f"10.0.3.{n}/24"}
             )
             self.addLink(a, si)
-        self.addLink(access[0], access[1])
+        # The FW1-FW2 link can be slowed down (delay 0 here): cases sweep it.
+        self.addLink(access[0], access[1], delay="0ms")
 
 
 topos = {"s2": RedundantFirewallTopo}
