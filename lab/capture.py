@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from lab import conntrack
 from lab.apps.marker import ETHERTYPE as MARKER_ETHERTYPE
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 class Capture:
     """tcpdump on one interface of a node (None: the root namespace, where switch-to-switch
-    links are), written to `<folder>/<name>.pcap`. `started`/`ended` bound its window."""
+    links are), written to `<folder>/<name>.pcap`."""
 
     def __init__(self, lab: Lab, node: str | None, intf: str, folder: Path, name: str, bpf: str = "tcp"):
         self.lab = lab
@@ -34,7 +34,6 @@ class Capture:
         self.name = name
         self.bpf = bpf
         self.proc: Proc | None = None
-        self.started = self.ended = 0.0
 
     def __enter__(self) -> Capture:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +42,6 @@ class Capture:
         argv = ["tcpdump", "-i", self.intf, "-n", "-U", "-s", "256", "-Z", "root", "-w", str(self.path), bpf]
         # "listening on" is printed once the socket is bound: nothing is missed after it.
         self.proc = self.lab.start(self.node, argv, f"tcpdump-{self.name}", ready="listening on")
-        self.started = time.time()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,7 +54,6 @@ class Capture:
         frame goes out of the interface first and the stop waits until it is written.
         """
         if self.proc is not None and not self.proc.stopped:
-            self.ended = time.time()
             before = self._markers()
             self.lab.run(self.node, [sys.executable, "-m", "lab.apps.marker", self.intf])
             self.lab.wait(lambda: self._markers() > before, 5, f"the marker in capture {self.path.name}")
@@ -103,7 +100,7 @@ class Sampler:
         except BaseException as exc:  # re-raised in the test by stop()
             self._error = exc
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
@@ -133,10 +130,6 @@ class SessionRecorder(Sampler):
         text = self.lab.run(self.firewall, ["conntrack", "-L"], timeout=10, merge=False)
         self.snapshots.append(Snapshot(time.time(), conntrack.parse_table(text)))
 
-    def __enter__(self) -> SessionRecorder:
-        super().__enter__()
-        return self
-
     def save(self, path: Path) -> Path:
         data = [{"time": s.time, "sessions": [x.to_dict() for x in s.sessions]} for s in self.snapshots]
         path.write_text(json.dumps(data, indent=1))
@@ -163,6 +156,10 @@ class Socket:
     def local_port(self) -> int:
         return int(self.local.rsplit(":", 1)[1])
 
+    @property
+    def peer_port(self) -> int:
+        return int(self.peer.rsplit(":", 1)[1])
+
 
 class SocketRecorder(Sampler):
     """Snapshots of the TCP sockets of the case's ports on some hosts (`ss -tan`): what
@@ -182,14 +179,9 @@ class SocketRecorder(Sampler):
                 words = line.split()
                 if len(words) >= 5 and words[0] != "LISTEN":
                     sock = Socket(words[0], words[3], words[4])
-                    ports = (sock.local_port, int(sock.peer.rsplit(":", 1)[1]))
-                    if any(p in self.ports for p in ports):
+                    if sock.local_port in self.ports or sock.peer_port in self.ports:
                         sockets.append(sock)
             self.snapshots.append((now, host, sockets))
-
-    def __enter__(self) -> SocketRecorder:
-        super().__enter__()
-        return self
 
     def states(self, host: str, port: int, since: float, until: float, local: bool = False) -> list[str]:
         """The states `host`'s socket showed in a window; the socket is the one whose peer
@@ -199,7 +191,7 @@ class SocketRecorder(Sampler):
             for t, h, sockets in self.snapshots
             if h == host and since <= t <= until
             for s in sockets
-            if (s.local_port if local else int(s.peer.rsplit(":", 1)[1])) == port
+            if (s.local_port if local else s.peer_port) == port
         ]
 
     def save(self, path: Path) -> Path:

@@ -173,9 +173,18 @@ def read_pcap(path: Path) -> Iterator[tuple[float, bytes]]:
 
 def read_tcp_pcap(path: Path) -> list[TcpSegment]:
     """Every IPv4/TCP segment of a pcap file, in capture order, through 802.1Q tags, MPLS
-    labels and VXLAN; other frames (ARP, UDP, markers, IPv6, fragments) are skipped."""
+    labels and VXLAN; other frames (ARP, UDP, markers, IPv6, fragments) are skipped.
+
+    A case reads its captures several times (its assertions, then the isolation check)
+    and dissecting is slow, so a file is dissected again only when it has changed."""
+    stat = path.stat()
+    return list(_read_tcp_pcap(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _read_tcp_pcap(path: Path, mtime_ns: int, size: int) -> tuple[TcpSegment, ...]:
     segments = (_dissect_tcp(frame, stamp) for stamp, frame in read_pcap(path))
-    return [seg for seg in segments if seg is not None]
+    return tuple(seg for seg in segments if seg is not None)
 
 
 def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
