@@ -208,6 +208,19 @@ class Impairment:
     def active(self) -> bool:
         return any((self.delay, self.jitter, self.loss, self.reorder, self.duplicate))
 
+    def describe(self) -> str:
+        """In a report's words: "25 ms +/- 5 ms, loss 2 %", or "none"."""
+        parts = []
+        if self.delay:
+            parts.append(
+                f"{self.delay * 1000:g} ms" + (f" +/- {self.jitter * 1000:g} ms" if self.jitter else "")
+            )
+        parts += [f"{name} {value:g} %" for name, value in self._shares() if value]
+        return ", ".join(parts) or "none"
+
+    def _shares(self) -> tuple[tuple[str, float], ...]:
+        return (("loss", self.loss), ("reorder", self.reorder), ("duplicate", self.duplicate))
+
 
 def _duration(value: object, key: str, problems: list[str]) -> float:
     """Seconds from a Mininet-style duration ("25ms", "1.5s", "200us")."""

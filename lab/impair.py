@@ -61,3 +61,30 @@ class Wheel(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._heap)
+
+
+@dataclass
+class Alarm:
+    """When to wake up for the next frame. A sleeping process wakes late (a VM's timers:
+    0.3-0.6 ms here), which would add to every delay; so it sleeps shorter by the lateness
+    it measured (a moving average, at most `max_early`) and spins the rest."""
+
+    max_early: float = 0.002
+    early: float = 0.0
+    _target: float | None = None
+
+    def timeout(self, due: float | None, now: float) -> float | None:
+        """How long to sleep for a frame due at `due` (None: nothing waiting)."""
+        if due is None:
+            self._target = None
+            return None
+        timeout = max(0.0, due - now - self.early)
+        self._target = now + timeout if timeout > 0 else None
+        return timeout
+
+    def woke(self, now: float, by_timer: bool) -> None:
+        """After the sleep: learn how late the timer woke us (only a real sleep counts)."""
+        if by_timer and self._target is not None:
+            late = max(0.0, now - self._target)
+            self.early = min(self.max_early, 0.9 * self.early + 0.1 * late)
+        self._target = None

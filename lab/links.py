@@ -75,6 +75,22 @@ class Element:
             }
         )
 
+    def during(self, start: float, end: float) -> list[dict[str, Any]]:
+        """What the link had from `start` to `end` (wall clock): the setting in force at
+        `start`, then each change, with times relative to `start`; [] if it did nothing."""
+        before = [h for h in self.history if h["time"] <= start][-1:]
+        window = before + [h for h in self.history if start < h["time"] <= end]
+        directions = (f"{self.a}->{self.b}", f"{self.b}->{self.a}")
+        if not any(Impairment(**h[d]).active for h in window for d in directions):
+            return []
+        return [
+            {
+                "from": round(max(0.0, h["time"] - start), 3),
+                **{d: Impairment(**h[d]).describe() for d in directions},
+            }
+            for h in window
+        ]
+
 
 def element_name(index: int, taken: set[str]) -> str:
     name = f"{ELEMENT_PREFIX}{index}"

@@ -357,6 +357,10 @@ class Lab:
         data = {e.link: e.history for e in self.elements}
         (self.paths.root / "links.json").write_text(json.dumps(data, indent=1))
 
+    def links_during(self, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
+        """Each impaired link's settings from `start` to `end` (see `Element.during`)."""
+        return {e.link: e.during(start, end) for e in self.elements if e.during(start, end)}
+
     # --- the controller ---------------------------------------------------------------
     def port_map(self) -> dict[str, dict[str, Any]]:
         """Each switch (logical name): its dpid and OpenFlow port numbers by peer. A peer is

@@ -7,7 +7,9 @@ once per module and removes it afterwards, failed tests or not.
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,10 +105,16 @@ def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     result: Case | None = request.getfixturevalue("case") if "case" in request.fixturenames else None
     mark = running.begin_case()
+    started = time.time()
     yield
     dead = running.crashed()  # before the case's processes are stopped on purpose
     running.end_case(mark, result.ports if result is not None else None)
     if result is not None:
+        result.links = running.links_during(started, time.time())
+        if result.links:
+            result.path.mkdir(parents=True, exist_ok=True)
+            (result.path / "links.json").write_text(json.dumps(result.links, indent=1))
+            result.keep(result.path / "links.json", "impaired links during the case")
         folder = result.path / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         for proc in running.procs[mark:]:

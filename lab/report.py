@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from lab.results import Case
 
@@ -30,6 +31,20 @@ def _value(value: object) -> str:
     if isinstance(value, (dict, list)):
         return html.escape(json.dumps(value, default=str))
     return html.escape(str(value))
+
+
+def _links_table(links: dict[str, list[dict[str, Any]]]) -> str:
+    """The impaired links of a case: each setting and from when it held."""
+    rows = [
+        "<table><tr><th>impaired link</th><th>from (s into the case)</th><th>direction: impairment</th></tr>"
+    ]
+    for link, settings in links.items():
+        for setting in settings:
+            directions = "; ".join(f"{d}: {v}" for d, v in setting.items() if d != "from")
+            rows.append(
+                f"<tr><td>{html.escape(link)}</td><td>{setting['from']:g}</td><td>{html.escape(directions)}</td></tr>"
+            )
+    return "\n".join([*rows, "</table>"])
 
 
 def write_report(run: Path, cases: list[Case], title: str = "sessionlab report") -> Path:
@@ -65,6 +80,8 @@ def write_report(run: Path, cases: list[Case], title: str = "sessionlab report")
             for key, value in case.figures.items():
                 parts.append(f"<tr><th>{html.escape(key)}</th><td>{_value(value)}</td></tr>")
             parts.append("</table>")
+        if case.links:
+            parts.append(_links_table(case.links))
         for caption, path in case.plots:
             if path.exists():
                 parts.append(

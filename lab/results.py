@@ -57,6 +57,7 @@ class Case:
     message: str = ""
     duration: float = 0.0
     taken: int = 0  # ports of the block handed out so far
+    links: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # impaired links, as run
 
     def take_ports(self, count: int) -> range:
         """The next `count` unused ports of this case's block (clients' source ports)."""
@@ -100,4 +101,5 @@ class Case:
             "figures": self.figures,
             "plots": [[c, str(p)] for c, p in self.plots],
             "evidence": [[w, str(p)] for w, p in self.evidence],
+            "links": self.links,
         }

@@ -16,15 +16,21 @@ DELAY = 0.010  # one way, each direction: the RTT grows by twice this
 LOSS = 10  # percent, one way (h1 to s1)
 
 
+RATE = 20  # Mbit/s, the h3-s1 link's rate limit (HTB, as TCLink's bw)
+
+
 class ImpairedTopo(Topo):
-    """h1 -[impairable]- s1 - h2: the h1-s1 link names an impairment (0 ms), so it gets an
-    element the cases change while the lab runs."""
+    """h1 -[impairable]- s1 - h2 and h3 -[impairable, 20 Mbit/s]- s1 - h4: links that name an
+    impairment (0 ms) get an element the cases change while the lab runs."""
 
     def build(self):
         h1, h2 = self.addHost("h1", ip="10.0.9.1/24"), self.addHost("h2", ip="10.0.9.2/24")
+        h3, h4 = self.addHost("h3", ip="10.0.9.3/24"), self.addHost("h4", ip="10.0.9.4/24")
         s1 = self.addSwitch("s1")
         self.addLink(h1, s1, delay="0ms")
         self.addLink(s1, h2)
+        self.addLink(h3, s1, delay="0ms", bw=RATE)
+        self.addLink(s1, h4)
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +41,10 @@ def lab(run_dir):
         yield running
 
 
-def rtts(lab, count: int, interval: float) -> tuple[list[float], int]:
-    """Round-trip times (ms) of `count` pings h1 -> h2, and how many were sent."""
+def rtts(lab, count: int, interval: float, src: str = "h1", dst: str = "h2") -> tuple[list[float], int]:
+    """Round-trip times (ms) of `count` pings `src` -> `dst`, and how many were sent."""
     out = lab.run(
-        "h1", ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "1", "10.0.9.2"], check=False
+        src, ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "1", lab.ip(dst)], check=False
     )
     return [float(x) for x in re.findall(r"time=([\d.]+)", out)], count
 
@@ -85,3 +91,26 @@ def test_bad_impairment_is_refused_naming_the_link(lab):
         lab.impair("h1", "s1", loss=120)
     with pytest.raises(ConfigError, match=r"link s1-h2: not impairable"):
         lab.impair("s1", "h2", delay="1ms")
+
+
+def test_rate_limit_and_delay_on_one_link(lab, case: Case):
+    """Rate and delay on one link: HTB keeps the rate (TCLink's bw) while the element adds the delay"""
+    base = statistics.median(rtts(lab, 50, 0.01, "h3", "h4")[0])
+    lab.impair("h3", "s1", delay=f"{DELAY * 1000:g}ms")
+    delayed = statistics.median(rtts(lab, 50, 0.01, "h3", "h4")[0])
+    port, cport = case.take_port(), case.take_port()
+    lab.start("h4", ["iperf3", "-s", "-p", str(port), "--forceflush"], "iperf3-h4", ready="Server listening")
+    argv = ["iperf3", "-c", lab.ip("h4"), "-p", str(port), "--cport", str(cport), "-t", "4", "-J"]
+    report = json.loads(lab.run("h3", argv, timeout=40))
+    (case.path / "iperf3.json").write_text(json.dumps(report, indent=1))
+    case.keep(case.path / "iperf3.json", "iperf3's report (receiver's throughput)")
+    rate = report["end"]["sum_received"]["bits_per_second"] / 1e6
+    added = delayed - base
+    case.figure(
+        f"throughput over {RATE} Mbit/s with {DELAY * 1000:g} ms each way (Mbit/s, iperf3)", round(rate, 2)
+    )
+    case.figure("added RTT (ms, ping median)", round(added, 3))
+    want = 2 * DELAY * 1000
+    assert abs(added - want) <= 0.5 + 0.02 * want, f"added RTT {added:.3f} ms, configured {want:g} ms"
+    assert 0.85 * RATE <= rate <= 1.05 * RATE, f"{rate:.2f} Mbit/s through a {RATE} Mbit/s link (iperf3.json)"
+    lab.impair("h3", "s1", delay="0ms")

@@ -10,7 +10,9 @@ and a firewall with an empty table and zeroed counters.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import re
+import statistics
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ def dashed(value: str) -> str:
 
 
 LAB_TOPOLOGY = "s1"
+LAB_TOPOLOGY_PARAMS = {"wan_delay": "0ms"}  # the s2-server link can become a WAN link
 T = 2  # the firewall's TCP idle timeout in this lab (s)
 IDLES = (0.5 * T, 1.5 * T, 3 * T)
 APP_TIMEOUT = 3.0  # how long the application waits for a reply
@@ -426,22 +429,29 @@ def next_expected(segments: list[TcpSegment], flow: tuple[str, int, str, int], b
     return last
 
 
-def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, outcomes):
-    """Fix c: the firewall resets both ends at expiry; both applications learn at about T"""
-    run = run_sweep(lab, fw, case, SWEEPS["fix c"], outcomes)
-    case.figure("outcomes", assert_as_expected(run))
+def check_reset_at_expiry(lab, run: Run, servers, case: Case, rtt: float = 0.0) -> None:
+    """Fix c's evidence: both ends reset after T, exactly one RST per side with the
+    receiver's next expected number. The agent probes both ends and resets once both have
+    answered, so the client learns after T + RTT and the server after T + 1.5 RTT (`rtt`:
+    between the firewall and the server; the client is next to it)."""
     client, server = lab.ip("client"), lab.ip("server")
-    learned, rsts = {}, {}
+    learned, rsts, waits = {}, {}, {}
     for idle in IDLES[1:]:
         r = run.by_idle(idle)
         assert r.raw.get("error") == "ECONNRESET", f"idle {idle}s: {r.raw} (agent log)"
-        assert T - 0.1 <= r.learned_after <= T + 1.0, (
-            f"client reset after {r.learned_after:.2f}s, expected ~{T}s"
+        window = (T - 0.1 + rtt, T + 1.0 + rtt)
+        assert window[0] <= r.learned_after <= window[1], (
+            f"client reset after {r.learned_after:.2f}s, expected {window[0]:.2f}-{window[1]:.2f}s "
+            f"(T = {T}s, RTT {rtt * 1000:g} ms)"
         )
         errors = [e for e in server_events(servers["server"], r.client) if e["event"] == "error"]
         assert errors and errors[0]["error"] == "ConnectionResetError", f"server log for {r.client}: {errors}"
         server_after = errors[0]["t"] - r.wall_start
-        assert T - 0.1 <= server_after <= T + 1.0, f"server reset after {server_after:.2f}s, expected ~{T}s"
+        window = (T - 0.1 + 1.5 * rtt, T + 1.0 + 1.5 * rtt)
+        assert window[0] <= server_after <= window[1], (
+            f"server reset after {server_after:.2f}s, expected {window[0]:.2f}-{window[1]:.2f}s "
+            f"(T = {T}s, RTT {rtt * 1000:g} ms)"
+        )
         learned[f"idle {idle:g}s"] = {"client": round(r.learned_after, 2), "server": round(server_after, 2)}
         # One RST per side, each with exactly the sequence number its receiver expects.
         ends = {
@@ -464,16 +474,33 @@ def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, outcomes):
                 "seq": resets[0].seq,
                 "receiver's RCV.NXT": expected,
             }
+            if side.startswith("server"):
+                # Between the agent's probe of the server and its RST, the server's answer
+                # crossed the WAN and back: at least one RTT, on the capture's clock.
+                probe = next(s for s in to_receiver if s.time >= r.wall_start + T - 0.1 and not s.payload_len)
+                waits[f"idle {idle:g}s"] = round((resets[0].time - probe.time) * 1000, 1)
+                assert resets[0].time - probe.time >= 0.9 * rtt, (
+                    f"idle {idle:g}s: RST {1000 * (resets[0].time - probe.time):.1f} ms after the probe of "
+                    f"the server, less than the RTT {rtt * 1000:g} ms ({capture.path})"
+                )
     case.figure("reset seen after (s)", learned)
     case.figure("RSTs and the receivers' next expected sequence numbers (captures)", rsts)
+    case.figure("server probed, then reset after (ms, capture on fw-out)", waits)
     again = run_probes(lab, "client", server, [IdleProbe(SERVICE, 0.2, APP_TIMEOUT, sport=case.take_port())])[
         0
     ]
     assert again.outcome == "delivered", f"the application could not reconnect after the reset: {again.raw}"
+
+
+def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, outcomes):
+    """Fix c: the firewall resets both ends at expiry; both applications learn at about T"""
+    run = run_sweep(lab, fw, case, SWEEPS["fix c"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
+    check_reset_at_expiry(lab, run, servers, case)
     worst = run.by_idle(IDLES[-1])
     packet_timeline(
         {"server side (fw-out)": run.outside.segments(), "client side (fw-in)": run.inside.segments()},
-        (client, worst.sport),
+        (lab.ip("client"), worst.sport),
         worst.wall_start,
         {f"timeout T={T}s": worst.wall_start + T},
         case.plot_path(
@@ -552,6 +579,79 @@ def test_service_direction_server_push(lab, fw, servers, case, outcomes, fix):
             f"loose pick-up makes the pushed segment a new session from outside, which the "
             f"default-deny policy drops: {drops}"
         )
+
+
+WAN_RTT = 0.050  # s: the WAN cases' round trip between the firewall and the server
+WAN_SWEEPS = {
+    name: Sweep(
+        f"{name}, {WAN_RTT * 1000:g} ms RTT",
+        SWEEPS[name].policy,
+        tuple(replace(s, label=f"{s.label}, {WAN_RTT * 1000:g} ms RTT") for s in SWEEPS[name].series),
+    )
+    for name in ("no fix", "fix c")
+}
+
+
+def median_rtt(lab, count: int = 20) -> float:
+    """The client's median ping RTT to the server (s)."""
+    out = lab.run("client", ["ping", "-n", "-c", str(count), "-i", "0.01", "-W", "1", lab.ip("server")])
+    return statistics.median(float(x) for x in re.findall(r"time=([\d.]+)", out)) / 1000
+
+
+@pytest.fixture
+def wan(lab, fw, case):
+    """For this case the server is behind a WAN link: the s2-server link delays each
+    direction by half of WAN_RTT (the lab's impairment element); the RTT is measured before
+    and after, and the link goes back to 0 ms after the case."""
+    lan = median_rtt(lab)
+    lab.impair("server", "s2", delay=f"{WAN_RTT * 500:g}ms")
+    try:
+        wan_rtt = median_rtt(lab)
+        case.figure(
+            "client-server RTT, LAN then WAN (ms, ping median)",
+            [round(lan * 1000, 2), round(wan_rtt * 1000, 2)],
+        )
+        added = (wan_rtt - lan) * 1000
+        assert abs(added - WAN_RTT * 1000) <= 0.5 + 0.02 * WAN_RTT * 1000, (
+            f"the WAN link added {added:.2f} ms to the RTT, configured {WAN_RTT * 1000:g} ms (links.json)"
+        )
+        yield wan_rtt
+    finally:
+        lab.impair("server", "s2", delay="0ms")
+
+
+def handshake_rtts(run: Run, server: str) -> list[float]:
+    """Each probe's SYN to SYN-ACK time on the firewall's outside (ms): the WAN's RTT."""
+    segments = run.outside.segments()
+    rtts = []
+    for r in run.results:
+        syn = next(s for s in segments if s.sport == r.sport and s.flags == "S")
+        synack = next(s for s in segments if s.src == server and s.dport == r.sport and s.flags == "SA")
+        rtts.append(round((synack.time - syn.time) * 1000, 2))
+    return rtts
+
+
+def test_over_wan_failure_idle_past_timeout_hangs(lab, fw, servers, case, outcomes, wan):
+    """Failure over a 50 ms RTT WAN: idle past T still drops the next segment and the application hangs"""
+    run = run_sweep(lab, fw, case, WAN_SWEEPS["no fix"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
+    rtts = handshake_rtts(run, lab.ip("server"))
+    case.figure("SYN to SYN-ACK on fw-out, per probe (ms)", rtts)
+    assert min(rtts) >= WAN_RTT * 1000, f"handshakes faster than the WAN's RTT: {rtts} ({run.outside.path})"
+    for idle in IDLES[1:]:
+        assert_expired_and_hung(run, servers, run.by_idle(idle), lab.ip("client"))
+    delivered = run.by_idle(IDLES[0])
+    case.figure(f"idle {IDLES[0]:g}s: echo after (s)", round(delivered.learned_after - IDLES[0], 3))
+    assert delivered.learned_after - IDLES[0] >= 0.9 * wan, (
+        f"the echo after idle came back in less than the RTT: {delivered.raw}"
+    )
+
+
+def test_over_wan_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, outcomes, wan):
+    """Fix c over a 50 ms RTT WAN: both ends reset at expiry, the server one and a half RTTs later"""
+    run = run_sweep(lab, fw, case, WAN_SWEEPS["fix c"], outcomes)
+    case.figure("outcomes", assert_as_expected(run))
+    check_reset_at_expiry(lab, run, servers, case, rtt=wan)
 
 
 def test_outcome_figure(lab, fw, servers, case, outcomes):

@@ -8,7 +8,7 @@ import pytest
 
 from lab.config import Impairment, impairment_from
 from lab.errors import ConfigError
-from lab.impair import Direction, Wheel
+from lab.impair import Alarm, Direction, Wheel
 
 
 def test_mininet_style_options():
@@ -69,3 +69,55 @@ def test_the_wheel_sends_in_time_order_and_ties_in_arrival_order():
     assert wheel.due(0.5) == []
     assert wheel.due(2.0) == ["first", "second", "middle"]
     assert len(wheel) == 1 and wheel.due(10.0) == ["late"] and wheel.next_time() is None
+
+
+def test_alarm_learns_how_late_timers_wake_and_wakes_that_much_earlier():
+    alarm = Alarm(max_early=0.002)
+    assert alarm.timeout(None, 0.0) is None  # nothing waiting: sleep until a frame comes
+    now = 0.0
+    for _ in range(100):  # every sleep ends 0.5 ms after the time asked for
+        timeout = alarm.timeout(now + 0.010, now)
+        assert timeout is not None
+        now += timeout + 0.0005
+        alarm.woke(now, by_timer=True)
+        now += 0.010
+    assert alarm.early == pytest.approx(0.0005, rel=0.01)
+    assert alarm.timeout(1.010, 1.0) == pytest.approx(0.0095, rel=1e-4)
+
+
+def test_alarm_spins_when_due_soon_and_learns_only_from_real_sleeps():
+    alarm = Alarm(max_early=0.002, early=0.001)
+    assert alarm.timeout(1.0005, 1.0) == 0.0  # due within the margin: spin, no sleep
+    alarm.woke(1.0004, by_timer=True)
+    assert alarm.early == 0.001  # a spin teaches nothing
+    alarm.timeout(2.0, 1.0)
+    alarm.woke(1.5, by_timer=False)  # a frame arrived first: not the timer's lateness
+    assert alarm.early == 0.001
+    for _ in range(200):  # a very late timer: the margin stays capped
+        alarm.woke(alarm.timeout(5.0, 1.0) + 1.0 + 0.05, by_timer=True)  # type: ignore[operator]
+    assert alarm.early == 0.002
+
+
+def test_impairments_read_as_a_report_says_them():
+    assert Impairment().describe() == "none"
+    assert Impairment(delay=0.025, jitter=0.005, loss=2).describe() == "25 ms +/- 5 ms, loss 2 %"
+    assert Impairment(reorder=10, duplicate=0.5).describe() == "reorder 10 %, duplicate 0.5 %"
+
+
+def test_a_case_sees_the_settings_its_link_had_during_it():
+    from lab.links import Element
+
+    quiet = {"a": Impairment(), "b": Impairment()}
+    element = Element("imp0", "server", "s2", quiet)
+    element.record(100.0)  # built with no impairment
+    assert element.during(110.0, 120.0) == []  # nothing happened to this case's traffic
+    element.impairments = {"a": Impairment(delay=0.025), "b": Impairment(delay=0.025)}
+    element.record(121.0)
+    element.impairments = quiet
+    element.record(125.0)
+    assert element.during(120.0, 130.0) == [
+        {"from": 0.0, "server->s2": "none", "s2->server": "none"},
+        {"from": 1.0, "server->s2": "25 ms", "s2->server": "25 ms"},
+        {"from": 5.0, "server->s2": "none", "s2->server": "none"},
+    ]
+    assert element.during(130.0, 140.0) == []

@@ -24,9 +24,9 @@ def tool(name: str) -> str:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ruff", "check", "lab", "controllers", "tests", "testcases", "topologies"],
-        ["ruff", "format", "--check", "lab", "controllers", "tests", "testcases", "topologies"],
-        ["mypy", "lab", "controllers"],
+        ["ruff", "check", "lab", "controllers", "bench", "tests", "testcases", "topologies"],
+        ["ruff", "format", "--check", "lab", "controllers", "bench", "tests", "testcases", "topologies"],
+        ["mypy", "lab", "controllers", "bench"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )

@@ -4,6 +4,9 @@
   10.0.1.10        10.0.1.1        10.0.2.1          10.0.2.10
         inside 10.0.1.0/24            outside 10.0.2.0/24
 
+`wan_delay` ("25ms" each way; "0ms" makes the link changeable while the lab runs) puts
+the server behind a WAN link (s2 - server), delayed as stock Mininet's TCLink does.
+
 The firewall is a Linux router; the harness gives it its stateful nftables policy (node
 role "firewall"). Stock Mininet loads this file too, with the firewall as a plain router:
 
@@ -24,9 +27,9 @@ from _sessionlab_nodes import Router  # noqa: E402
 
 
 class FirewallTopo(Topo):
-    """client - s1 - fw - s2 - server, two /24s."""
+    """client - s1 - fw - s2 - server, two /24s; the s2-server link optionally a WAN link."""
 
-    def build(self):
+    def build(self, wan_delay=None):
         fw = self.addHost(
             "fw", cls=Router, ip="10.0.1.1/24", role="firewall", inside="fw-in", outside="fw-out"
         )
@@ -37,7 +40,7 @@ class FirewallTopo(Topo):
         self.addLink(client, s1)
         self.addLink(fw, s1, intfName1="fw-in", params1={"ip": "10.0.1.1/24"})
         self.addLink(fw, s2, intfName1="fw-out", params1={"ip": "10.0.2.1/24"})
-        self.addLink(server, s2)
+        self.addLink(server, s2, **({} if wan_delay is None else {"delay": wan_delay}))
 
 
 topos = {"s1": FirewallTopo}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lab.apps.events import emit, stop_on_sigterm
 from lab.config import Impairment
-from lab.impair import Direction, Wheel
+from lab.impair import Alarm, Direction, Wheel
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -74,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     # select(), not epoll: its timeout has microseconds, epoll's milliseconds (a frame
     # would leave up to 1 ms late).
     watched = [*socks.values(), control]
+    alarm = Alarm()
     emit("ready", a=args.a, b=args.b)
     try:
         while True:
-            due = wheel.next_time()
-            timeout = None if due is None else max(0.0, due - time.monotonic())
+            timeout = alarm.timeout(wheel.next_time(), time.monotonic())
             readable, _, _ = select.select(watched, [], [], timeout)
+            alarm.woke(time.monotonic(), by_timer=not readable)
             for fd in (r.fileno() for r in readable):
                 if fd == control.fileno():
                     configure(control.recv(65536).decode())
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:
         pass
     finally:
-        emit("stats", **stats)
+        emit("stats", early_ms=round(alarm.early * 1000, 3), **stats)
     return 0
 
 

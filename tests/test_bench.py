@@ -1,0 +1,66 @@
+"""The benchmarks' pure helpers: ping and iperf3 output read as data, the statistics quoted."""
+
+import pytest
+
+from bench.measure import (
+    Reply,
+    duplicate_share,
+    iperf_tcp,
+    iperf_udp,
+    late_share,
+    lost_share,
+    percentile,
+    ping_replies,
+    ping_sent,
+    prompt_share,
+    summary,
+)
+
+PING = """PING 10.0.9.2 (10.0.9.2) 56(84) bytes of data.
+64 bytes from 10.0.9.2: icmp_seq=1 ttl=64 time=0.412 ms
+64 bytes from 10.0.9.2: icmp_seq=3 ttl=64 time=10.5 ms
+64 bytes from 10.0.9.2: icmp_seq=2 ttl=64 time=201 ms
+64 bytes from 10.0.9.2: icmp_seq=2 ttl=64 time=201 ms (DUP!)
+
+--- 10.0.9.2 ping statistics ---
+4 packets transmitted, 3 received, +1 duplicates, 25% packet loss, time 3ms
+"""
+
+
+def test_ping_output_as_replies_in_arrival_order():
+    replies = ping_replies(PING)
+    assert replies == [
+        Reply(1, 0.412, False),
+        Reply(3, 10.5, False),
+        Reply(2, 201.0, False),
+        Reply(2, 201.0, True),
+    ]
+    assert ping_sent(PING) == 4
+    assert lost_share(replies, 4) == 25.0
+    assert duplicate_share(replies, 4) == 25.0
+    assert prompt_share(replies, 5.0) == 25.0
+    with pytest.raises(ValueError, match="no ping statistics"):
+        ping_sent("ping: connect: Network is unreachable")
+
+
+def test_late_arrivals_are_the_overtaken_ones():
+    assert late_share([1, 2, 3, 4]) == 0.0
+    assert late_share([3, 1, 2, 4]) == 50.0  # 1 and 2 came after 3
+    assert late_share([]) == 0.0
+
+
+def test_percentiles_by_nearest_rank():
+    values = list(range(1, 101))
+    assert percentile(values, 0.99) == 99
+    assert percentile(values, 0.01) == 1
+    assert summary([1.0, 2.0, 3.0])["median"] == 2.0
+    with pytest.raises(ValueError):
+        percentile([], 0.5)
+
+
+def test_iperf3_reports():
+    assert iperf_tcp({"end": {"sum_received": {"bits_per_second": 2.5e9}}}) == 2.5
+    udp = {"end": {"sum_received": {"seconds": 2.0, "packets": 1000, "lost_packets": 10}}}
+    assert iperf_udp(udp) == {"sent_pps": 500, "delivered_pps": 495, "lost_percent": 1.0}
+    older = {"end": {"sum": {"seconds": 1.0, "packets": 0, "lost_packets": 0}}}
+    assert iperf_udp(older)["lost_percent"] == 100.0
