@@ -29,7 +29,15 @@ from lab.config import IMPAIRMENT_OPTIONS, impairment_from
 from lab.controller import Controller, ControllerApp
 from lab.devices import SessionDevice, device_class
 from lab.errors import ConfigError, LabError
-from lab.links import Element, asks_impairment, directions, element_name, without_impairments
+from lab.links import (
+    Element,
+    ImpairedLink,
+    NetemLink,
+    asks_impairment,
+    directions,
+    element_name,
+    without_impairments,
+)
 from lab.procs import Proc, Supervisor, host_run
 from lab.wait import wait_until
 
@@ -132,10 +140,13 @@ def topology_problems(topo: Any) -> list[str]:
     return problems
 
 
-def _tagged_topo(topo: Any, tag: str, elements: list[Element] | None = None) -> tuple[Any, dict[str, str]]:
+def _tagged_topo(
+    topo: Any, tag: str, impaired: list[ImpairedLink] | None = None, netem: bool = False
+) -> tuple[Any, dict[str, str]]:
     """A copy of `topo` whose switches carry the run's tag; returns it and logical->real
-    names. With `elements` (a list to fill), every link that asks for an impairment gets
-    an impairment element in its middle (for kernels without netem)."""
+    names. With `impaired` (a list to fill), every link that asks for an impairment is
+    listed there: with `netem`, as a link whose ends get netem once built; without, with an
+    impairment element in its middle. TCLink keeps only the rate options either way."""
     from mininet.topo import Topo
 
     names = {n: (f"{tag}{n}" if topo.isSwitch(n) else n) for n in topo.nodes()}
@@ -154,11 +165,18 @@ def _tagged_topo(topo: Any, tag: str, elements: list[Element] | None = None) -> 
     for _src, _dst, info in topo.links(sort=True, withInfo=True):
         info = dict(info)
         a, b = info.pop("node1"), info.pop("node2")
-        if elements is None or not asks_impairment(info):
+        if impaired is None or not asks_impairment(info):
             copy.addLink(names[a], names[b], **info)
             continue
-        name = element_name(len(elements), set(names))
-        elements.append(Element(name, a, b, directions(f"{a}-{b}", info)))
+        if netem:
+            impaired.append(NetemLink(f"{a}-{b}", a, b, directions(f"{a}-{b}", info)))
+            plain = without_impairments(info)
+            for params in ("params1", "params2"):
+                plain[params] = without_impairments(info.get(params) or {})
+            copy.addLink(names[a], names[b], **plain)
+            continue
+        name = element_name(len(impaired), set(names))
+        impaired.append(Element(name, a, b, directions(f"{a}-{b}", info)))
         names[name] = name
         # An element has no address: it only carries frames between its two interfaces.
         copy.addHost(name, ip=None)
@@ -196,8 +214,10 @@ class Lab:
         results: Path,
         tag: str | None = None,
         controller: ControllerApp | None = None,
+        netem: bool | None = None,
     ):
         self.topo = topo
+        self.netem = netem  # impair links with netem; None: where the kernel has it
         self.paths = LabPaths(Path(results))
         self.tag = tag or f"sl{secrets.token_hex(2)}"
         self.net: Any = None
@@ -211,7 +231,7 @@ class Lab:
         self.runtime_dir = self.supervisor.runtime_dir
         self._cleanups: list[Callable[[], None]] = []
         self.controller = Controller(self, controller) if controller is not None else None
-        self.elements: list[Element] = []
+        self.impaired: list[ImpairedLink] = []
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -238,9 +258,10 @@ class Lab:
         # Mininet's own warnings (a remote controller not up yet: it starts after the
         # build, on purpose) are noise here; the lab reports what goes wrong itself.
         setLogLevel("error")
-        # Without netem, impaired links get an element of ours (with it, TCLink uses netem).
-        elements = None if kernel_has_netem() else self.elements
-        topo, self.names = _tagged_topo(self.topo, self.tag, elements)
+        # Impaired links get netem where the kernel has it, else an element of ours.
+        if self.netem is None:
+            self.netem = kernel_has_netem()
+        topo, self.names = _tagged_topo(self.topo, self.tag, self.impaired, self.netem)
         for name in topo.hosts():
             info = topo.nodeInfo(name)
             if info.get("role") is not None:
@@ -265,6 +286,9 @@ class Lab:
                     self.run(host.name, ["ethtool", "-K", intf.name, "tx", "off"])
         for element in self.elements:
             self._start_element(element)
+        for link in self.impaired:
+            if isinstance(link, NetemLink):
+                self._start_netem(link, topo)
         for host in self.net.hosts:
             starter = getattr(host, "lab_start", None)
             if starter is not None:
@@ -330,12 +354,33 @@ class Lab:
         element.record(time.time())
         self._save_links()
 
-    def element(self, a: str, b: str) -> tuple[Element, bool]:
-        """The element in the link between `a` and `b`, and whether `a` is its side a."""
-        for element in self.elements:
-            if (element.a, element.b) in ((a, b), (b, a)):
-                return element, element.a == a
-        impairable = ", ".join(e.link for e in self.elements) or "none"
+    def _start_netem(self, link: NetemLink, topo: Any) -> None:
+        """Netem on both ends of the built link (below TCLink's HTB class where it has a rate)."""
+        node_a, node_b = self.node(link.a), self.node(link.b)
+        built = self.net.linksBetween(node_a, node_b)[0]
+        info = next(
+            i for x, y, i in topo.links(withInfo=True) if {x, y} == {self.names[link.a], self.names[link.b]}
+        )
+        link.run = lambda node, argv: self.run(node, argv)
+        for side, node in (("a", node_a), ("b", node_b)):
+            intf = built.intf1 if built.intf1.node is node else built.intf2
+            params = info.get("params1" if node.name == info["node1"] else "params2") or {}
+            rated = "bw" in info or "bw" in params
+            link.ends[side] = (node.name, intf.name, "parent 5:1" if rated else "root")
+        link.set(link.impairments, time.time())
+        self._save_links()
+
+    @property
+    def elements(self) -> list[Element]:
+        """The impairment elements of this lab (kernels without netem)."""
+        return [link for link in self.impaired if isinstance(link, Element)]
+
+    def impaired_link(self, a: str, b: str) -> tuple[ImpairedLink, bool]:
+        """The impaired link between `a` and `b`, and whether `a` is its side a."""
+        for link in self.impaired:
+            if (link.a, link.b) in ((a, b), (b, a)):
+                return link, link.a == a
+        impairable = ", ".join(e.link for e in self.impaired) or "none"
         raise ConfigError(
             f"link {a}-{b}: not impairable (links that name an impairment in the topology: {impairable})"
         )
@@ -343,23 +388,23 @@ class Lab:
     def impair(self, a: str, b: str, one_way: bool = False, **options: Any) -> None:
         """Change a link's impairments while the lab runs, Mininet-style options
         (delay="10ms", loss=1, ...): both directions, or with `one_way` only from a to b."""
-        element, forward = self.element(a, b)
+        link, forward = self.impaired_link(a, b)
         unknown = sorted(set(options) - set(IMPAIRMENT_OPTIONS))
         if unknown:
             raise ConfigError(f"link {a}-{b}: unknown impairment {', '.join(unknown)}")
         new = impairment_from(f"{a}-{b}", options)
         sides = {"a" if forward else "b"} if one_way else {"a", "b"}
-        element.set({s: new if s in sides else element.impairments[s] for s in ("a", "b")}, time.time())
+        link.set({s: new if s in sides else link.impairments[s] for s in ("a", "b")}, time.time())
         self._save_links()
 
     def _save_links(self) -> None:
         """What each impaired link had, and when (`links.json` beside the lab's logs)."""
-        data = {e.link: e.history for e in self.elements}
+        data = {e.link: e.history for e in self.impaired}
         (self.paths.root / "links.json").write_text(json.dumps(data, indent=1))
 
     def links_during(self, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
         """Each impaired link's settings from `start` to `end` (see `Element.during`)."""
-        return {e.link: e.during(start, end) for e in self.elements if e.during(start, end)}
+        return {e.link: e.during(start, end) for e in self.impaired if e.during(start, end)}
 
     # --- the controller ---------------------------------------------------------------
     def port_map(self) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,7 @@ import pytest
 from mininet.topo import Topo
 
 from lab import topology
+from lab.config import Impairment
 from lab.errors import ConfigError
 from lab.net import Lab, _tagged_topo, topology_problems
 
@@ -54,6 +55,38 @@ def test_an_impaired_link_gets_an_element_with_the_ends_as_they_were():
     first = links[("fw1", "imp0")]
     assert first["intfName1"] == "fw1-sync" and first["params1"] == {"ip": "10.0.3.1/24"}
     assert "delay" not in first and links[("imp0", "sl0000a1")]["intfName1"] == "imp0-b"
+
+
+def test_with_netem_an_impaired_link_stays_whole_and_keeps_its_rate_for_tclink():
+    from lab.links import NetemLink, netem_argv
+
+    topo = Topo()
+    topo.addHost("h1")
+    topo.addSwitch("s1", dpid="1")
+    topo.addLink("h1", "s1", delay="5ms", jitter="1ms", bw=20, params2={"reorder": 10})
+    impaired: list = []
+    tagged, _ = _tagged_topo(topo, "sl0000", impaired, netem=True)
+    (link,) = impaired
+    assert isinstance(link, NetemLink) and link.link == "h1-s1"
+    assert link.impairments["b"].reorder == 10 and link.impairments["a"].reorder == 0
+    ((_, _, info),) = tagged.links(withInfo=True)
+    assert info["bw"] == 20 and "delay" not in info and "jitter" not in info
+    assert "reorder" not in info["params2"]
+    assert netem_argv("h1-eth0", link.impairments["b"], "parent 5:1") == [
+        "tc", "qdisc", "replace", "dev", "h1-eth0", "parent", "5:1", "handle", "10:", "netem",
+        "delay", "5000us", "1000us", "reorder", "10%",
+    ]  # fmt: skip
+    assert netem_argv("h1-eth0", Impairment()) == [
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        "h1-eth0",
+        "root",
+        "handle",
+        "10:",
+        "netem",
+    ]
 
 
 def test_bad_node_names_are_refused():
