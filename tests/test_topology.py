@@ -129,3 +129,18 @@ def test_roles_map_to_device_classes_layered_on_the_topology_class():
     assert issubclass(cls, Firewall) and issubclass(cls, Router)
     with pytest.raises(ConfigError, match="unknown role 'balancer'"):
         device_class("balancer")
+
+
+def test_stock_mininet_builds_s1_with_a_wan_link_from_its_command_line():
+    import runpy
+
+    from mininet.util import buildTopo
+
+    from lab.topology import TOPOLOGY_DIR
+
+    topos = runpy.run_path(str(TOPOLOGY_DIR / "s1_idle_timeout.py"))["topos"]
+    delays = {
+        (a, b): i.get("delay") for a, b, i in buildTopo(topos, "s1,wan_delay=25ms").links(withInfo=True)
+    }
+    assert delays[("server", "s2")] == "25ms"
+    assert all(d is None for link, d in delays.items() if link != ("server", "s2"))

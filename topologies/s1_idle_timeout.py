@@ -12,6 +12,8 @@ role "firewall"). Stock Mininet loads this file too, with the firewall as a plai
 
     mn --custom topologies/s1_idle_timeout.py --topo s1 \
        --switch ovs,datapath=user,failMode=standalone --controller none
+
+(with a WAN: `--topo s1,wan_delay=25ms --link tc`, which needs netem in stock Mininet).
 """
 
 import inspect
