@@ -22,13 +22,30 @@ HANDOFF_MODES = ("off", "route", "vxlan")
 LINUX_ESTABLISHED_TIMEOUT = 432000
 
 
+# Kernel conntrack helpers (ALGs) a policy may assign to a service port.
+HELPER_TYPES = ("ftp", "tftp", "irc", "sip")
+
+
 @dataclass(frozen=True)
 class Service:
-    """A published inside service: new sessions from outside to it are allowed."""
+    """A published inside service: new sessions from outside to it are allowed. With
+    `port_end`, every port from `port` to `port_end` (an FTP server's passive range)."""
 
     port: int
     proto: str = "tcp"
     address: str | None = None  # inside address or prefix; None: any inside address
+    port_end: int | None = None
+
+
+@dataclass(frozen=True)
+class Helper:
+    """An ALG: the kernel's conntrack helper `type` follows the sessions to `port` (FTP's
+    control session) and expects the data session they announce, which the firewall then
+    lets through as related (and, with source NAT, rewrites the address announced)."""
+
+    port: int
+    type: str = "ftp"
+    proto: str = "tcp"
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,8 @@ class FirewallPolicy:
     # link address: the destination MAC is rewritten) or "vxlan" (Ethernet in UDP: a second
     # MAC header). Packets that came from the peer are never handed back (no loops).
     peer_handoff: str = "off"
+    helpers: tuple[Helper, ...] = ()  # ALGs on service ports; none: no helper runs at all
+    snat: bool = False  # source NAT: what leaves by the outside takes its address (masquerade)
 
     def with_changes(self, **changes: Any) -> FirewallPolicy:
         policy = replace(self, **changes)
@@ -67,9 +86,9 @@ class FirewallPolicy:
         return policy
 
 
-def _check_port(port: object, where: str, problems: list[str]) -> None:
+def _check_port(port: object, where: str, problems: list[str], key: str = "port") -> None:
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        problems.append(f"{where}.port: {port!r} is not a port number (1-65535)")
+        problems.append(f"{where}.{key}: {port!r} is not a port number (1-65535)")
 
 
 def _check_proto(proto: object, where: str, problems: list[str]) -> None:
@@ -110,7 +129,25 @@ def policy_problems(policy: FirewallPolicy) -> list[str]:
         _check_port(service.port, where, problems)
         _check_proto(service.proto, where, problems)
         _check_address(service.address, where, problems)
-    for name in ("allow_outbound", "loose_pickup", "reset_on_expiry", "liberal_windows"):
+        if service.port_end is not None:
+            _check_port(service.port_end, where, problems, "port_end")
+            if (
+                isinstance(service.port, int)
+                and isinstance(service.port_end, int)
+                and service.port_end < service.port
+            ):
+                problems.append(
+                    f"{where}: port range {service.port}-{service.port_end} is reversed (port_end below port)"
+                )
+    for i, helper in enumerate(policy.helpers):
+        where = f"helpers[{i}]"
+        _check_port(helper.port, where, problems)
+        _check_proto(helper.proto, where, problems)
+        if helper.type not in HELPER_TYPES:
+            problems.append(
+                f"{where}.type: {helper.type!r} is not a conntrack helper (known: {', '.join(HELPER_TYPES)})"
+            )
+    for name in ("allow_outbound", "loose_pickup", "reset_on_expiry", "liberal_windows", "snat"):
         if not isinstance(getattr(policy, name), bool):
             problems.append(f"{name}: {getattr(policy, name)!r} is not true or false")
     if policy.peer_handoff not in HANDOFF_MODES:
@@ -165,6 +202,7 @@ def policy_from_dict(data: Mapping[str, Any]) -> FirewallPolicy:
     top = _take(FirewallPolicy, data, "policy", problems)
     top["timeouts"] = _items(data, "timeouts", TimeoutRule, problems)
     top["allow_inbound"] = _items(data, "allow_inbound", Service, problems)
+    top["helpers"] = _items(data, "helpers", Helper, problems)
     policy = FirewallPolicy(**top)
     problems.extend(policy_problems(policy))
     if problems:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import FirewallPolicy, Service, TimeoutRule, load_policy, policy_from_dict
+from lab.config import FirewallPolicy, Helper, Service, TimeoutRule, load_policy, policy_from_dict
 from lab.errors import ConfigError
 
 
@@ -58,3 +58,25 @@ def test_bad_toml_names_the_file(tmp_path: Path):
     path.write_text("tcp_timeout = = 3")
     with pytest.raises(ConfigError, match="broken.toml: not valid TOML"):
         load_policy(path)
+
+
+def test_ftp_options_from_toml_and_their_bad_values(tmp_path: Path):
+    good = tmp_path / "ftp.toml"
+    good.write_text(
+        "snat = true\n[[helpers]]\nport = 2121\n[[allow_inbound]]\nport = 30000\nport_end = 30009\n"
+    )
+    policy = load_policy(good)
+    assert policy.snat and policy.helpers == (Helper(2121),)
+    assert policy.allow_inbound == (Service(30000, port_end=30009),)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[helpers]]\nport = 21\ntype = "ftpx"\n[[allow_inbound]]\nport = 30009\nport_end = 30000\n'
+        "[[allow_inbound]]\nport = 1\nport_end = 70000\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_policy(bad)
+    assert err.value.problems == [
+        f"{bad}: allow_inbound[0]: port range 30009-30000 is reversed (port_end below port)",
+        f"{bad}: allow_inbound[1].port_end: 70000 is not a port number (1-65535)",
+        f"{bad}: helpers[0].type: 'ftpx' is not a conntrack helper (known: ftp, tftp, irc, sip)",
+    ]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import FirewallPolicy, Service, TimeoutRule
+from lab.config import FirewallPolicy, Helper, Service, TimeoutRule
 from lab.render.nftables import render_ruleset, render_sysctls
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -20,6 +20,13 @@ POLICIES = {
         reset_on_expiry=True,
     ),
     "handoff": FirewallPolicy(tcp_timeout=120, allow_inbound=(Service(8080),), peer_handoff="route"),
+    "ftp_alg_nat": FirewallPolicy(
+        tcp_timeout=30,
+        allow_inbound=(Service(21), Service(30000, port_end=30009, address="10.0.4.10")),
+        helpers=(Helper(21), Helper(2121)),
+        snat=True,
+        timeouts=(TimeoutRule(600, port=21),),
+    ),
 }
 
 
@@ -71,3 +78,13 @@ def test_conntrackd_config_matches_golden():
         SyncSettings("10.0.3.1", "10.0.3.2", "fw1-sync", external_cache=True), Path("/x"), "a"
     )
     assert "DisableExternalCache off" in cached
+
+
+def test_ftp_helpers_only_on_their_ports_and_nat_only_outwards():
+    text = render_ruleset(POLICIES["ftp_alg_nat"], "fw-in", "fw-out")
+    assert 'ct state new tcp dport 2121 ct helper set "ftp_2121"' in text
+    assert 'type "ftp" protocol tcp' in text
+    assert 'oifname "fw-out" masquerade' in text
+    assert "tcp dport 30000-30009 tcp flags" in text
+    plain = render_ruleset(FirewallPolicy(), "fw-in", "fw-out")
+    assert "helper" not in plain and "masquerade" not in plain

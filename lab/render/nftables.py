@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.config import FirewallPolicy, Service, TimeoutRule
+from lab.config import FirewallPolicy, Helper, Service, TimeoutRule
 
 TABLE = "sessionlab"
 # Packets the reset agent crafts carry this mark, so the firewall's own conntrack ignores them.
@@ -14,14 +14,37 @@ DROP_COUNTERS = ("drop_invalid", "drop_new_not_syn", "drop_denied")
 HANDOFF_COUNTER = "handed_to_peer"
 
 
-def _match(proto: str, address: str | None, port: int | None) -> str:
+def _match(proto: str, address: str | None, port: int | None, port_end: int | None = None) -> str:
     parts = []
     if address is not None:
         parts.append(f"ip daddr {address}")
     parts.append(f"meta l4proto {proto}")
     if port is not None:
-        parts.append(f"{proto} dport {port}")
+        parts.append(f"{proto} dport {port}" + (f"-{port_end}" if port_end not in (None, port) else ""))
     return " ".join(parts)
+
+
+def helper_name(helper: Helper) -> str:
+    """The name of a helper's object in the ruleset (and in `conntrack -L`'s helper=)."""
+    return f"{helper.type}_{helper.port}"
+
+
+def _helper_lines(helpers: tuple[Helper, ...]) -> list[str]:
+    # Linux assigns no helper by itself (since 4.7): only the ports named here get one.
+    lines = []
+    for helper in helpers:
+        lines += [
+            f"\tct helper {helper_name(helper)} {{",
+            f'\t\ttype "{helper.type}" protocol {helper.proto}',
+            "\t\tl3proto ip",
+            "\t}",
+        ]
+    lines += ["\tchain alg {", "\t\ttype filter hook prerouting priority filter; policy accept;"]
+    for helper in helpers:
+        lines.append(
+            f'\t\tct state new {helper.proto} dport {helper.port} ct helper set "{helper_name(helper)}"'
+        )
+    return [*lines, "\t}"]
 
 
 def _timeout_object(name: str, proto: str, seconds: int) -> list[str]:
@@ -41,7 +64,7 @@ def _rule_name(i: int, rule: TimeoutRule) -> str:
 
 def _inbound_rule(service: Service, inside: str, outside: str, strict: bool) -> str:
     syn = " tcp flags & (fin | syn | rst | ack) == syn" if strict and service.proto == "tcp" else ""
-    match = _match(service.proto, service.address, service.port)
+    match = _match(service.proto, service.address, service.port, service.port_end)
     return f'\t\tiifname "{outside}" oifname "{inside}" {match}{syn} ct state new accept'
 
 
@@ -102,6 +125,15 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
     lines.append('\t\tcounter name "drop_denied" drop')
     lines.append("\t}")
 
+    if policy.helpers:
+        lines += _helper_lines(policy.helpers)
+    if policy.snat:
+        lines += [
+            "\tchain source_nat {",
+            "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+            f'\t\toifname "{outside}" masquerade',
+            "\t}",
+        ]
     if handoff:
         lines += _handoff_chain(inside, outside)
     if policy.reset_on_expiry:
