@@ -224,6 +224,35 @@ def load_policy(path: Path) -> FirewallPolicy:
         raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None
 
 
+# --- FTP server ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FtpServerConfig:
+    """An FTP server (vsftpd): anonymous downloads from `root`, the control port, the
+    passive range it announces, and how long it waits for a data connection (s)."""
+
+    root: str
+    port: int = 21
+    pasv_min: int = 30000
+    pasv_max: int = 30009
+    data_timeout: int = 3  # connect (active) or accept (passive) a data connection
+    idle_timeout: int = 300  # a control session with no command
+
+
+def ftp_server_problems(config: FtpServerConfig) -> list[str]:
+    problems: list[str] = []
+    for key in ("port", "pasv_min", "pasv_max"):
+        _check_port(getattr(config, key), "ftp_server", problems, key)
+    if (
+        isinstance(config.pasv_min, int)
+        and isinstance(config.pasv_max, int)
+        and config.pasv_max < config.pasv_min
+    ):
+        problems.append(f"ftp_server: passive range {config.pasv_min}-{config.pasv_max} is reversed")
+    for key in ("data_timeout", "idle_timeout"):
+        _check_timeout(getattr(config, key), f"ftp_server.{key}", problems)
+    return problems
+
+
 # --- link impairments -----------------------------------------------------------------
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(us|ms|s)\s*$")

@@ -97,3 +97,53 @@ def parse_line(line: str) -> Session | None:
 def parse_table(text: str) -> list[Session]:
     """Every entry of `conntrack -L` output (summary lines are skipped)."""
     return [s for s in (parse_line(line) for line in text.splitlines()) if s is not None]
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """An opening a helper (ALG) made (`conntrack -L expect`): the data session it lets
+    in as related, for how many more seconds, and the control session that announced it."""
+
+    timeout: int
+    proto: str
+    src: str  # who may connect (the expected source address)
+    dst: str
+    dport: int
+    master: tuple[str, int, str, int]  # the control session: src, sport, dst, dport
+    helper: str
+    event: str | None = None  # NEW / DESTROY in `conntrack -E expect` lines
+
+
+_PROTO_NUMBERS = {"6": "tcp", "17": "udp"}
+
+
+def parse_expectations(text: str) -> list[Expectation]:
+    """The lines of `conntrack -L expect`. Its keys repeat (sport/dport of the expected
+    tuple, of the mask, and of the master), so they are read in order."""
+    found = []
+    for line in text.splitlines():
+        words = line.split()
+        event = None
+        if words and words[0] in ("[NEW]", "[DESTROY]", "[UPDATE]"):
+            event = words.pop(0).strip("[]")
+        if not words or not words[0].isdigit():
+            continue
+        pairs = [(k, v) for k, _, v in (w.partition("=") for w in words[1:] if "=" in w)]
+        ports = [int(v) for k, v in pairs if k in ("sport", "dport")]
+        values: dict[str, str] = dict(pairs)
+        if len(ports) < 6 or "master-src" not in values:
+            continue
+        proto = values.get("proto", "")
+        found.append(
+            Expectation(
+                timeout=int(words[0]),
+                proto=_PROTO_NUMBERS.get(proto, proto),
+                src=values["src"],
+                dst=values["dst"],
+                dport=ports[1],
+                master=(values["master-src"], ports[4], values["master-dst"], ports[5]),
+                helper=values.get("helper", ""),
+                event=event,
+            )
+        )
+    return found

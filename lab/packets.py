@@ -40,6 +40,7 @@ class TcpSegment:
     mpls: tuple[int, ...] = ()  # label stack, outermost first
     vxlan: int | None = None  # the VNI when the segment came inside VXLAN
     inner_eth_dst: str = ""  # the Ethernet destination inside VXLAN
+    payload: bytes = b""  # what the capture kept of the data (its snaplen may cut it)
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -211,6 +212,7 @@ def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
             ip = layer.underlayer
             if type(ip) is not IP:
                 return None
+            data_len = max(0, ip.len - ip.ihl * 4 - layer.dataofs * 4)
             return TcpSegment(
                 src=ip.src,
                 dst=ip.dst,
@@ -219,13 +221,15 @@ def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
                 seq=layer.seq,
                 ack=layer.ack,
                 flags=bits_to_flags(int(layer.flags)),
-                payload_len=max(0, ip.len - ip.ihl * 4 - layer.dataofs * 4),
+                payload_len=data_len,
                 time=time,
                 eth_src=outer.src,
                 eth_dst=outer.dst,
                 mpls=tuple(labels),
                 vxlan=vni,
                 inner_eth_dst=inner_dst,
+                # Ethernet padding of a short frame follows the data: cut by the IP length.
+                payload=bytes(layer.payload)[:data_len],
             )
         layer = layer.payload
     return None

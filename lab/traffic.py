@@ -260,3 +260,57 @@ def bulk_outcome(proc: Proc) -> dict[str, Any] | None:
     """The bulk sender's `done` event (outcome completed / broken, bytes sent), None before."""
     done = [e for e in server_events(proc) if e["event"] == "done"]
     return done[-1] if done else None
+
+
+@dataclass(frozen=True)
+class FtpDownload:
+    """One FTP download to run: mode (PORT, EPRT, PASV, EPSV), the file, the ports the
+    client uses (control source port; data: where it listens or binds), and a NOOP period
+    during the transfer (0: none)."""
+
+    mode: str
+    file: str
+    sport: int
+    data_port: int
+    port: int = 21
+    timeout: float = 5.0
+    noop: float = 0.0
+    label: str = ""
+
+    def argv(self, server: str) -> list[str]:
+        return app_argv(
+            "ftp_client",
+            "--server",
+            server,
+            "--port",
+            str(self.port),
+            "--mode",
+            self.mode,
+            "--file",
+            self.file,
+            "--sport",
+            str(self.sport),
+            "--data-port",
+            str(self.data_port),
+            "--timeout",
+            str(self.timeout),
+            "--noop",
+            str(self.noop),
+        )
+
+
+def run_ftp(lab: Lab, client: str, server: str, downloads: list[FtpDownload]) -> list[dict[str, Any]]:
+    """Run the downloads at once from `client`; each one's result record (ftp_client) with
+    its events (`events`) and its download (`download`)."""
+
+    def one(download: FtpDownload) -> dict[str, Any]:
+        out = lab.run(client, download.argv(server), timeout=6 * download.timeout + 60)
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        events = [x for x in lines if "event" in x]
+        records = [x for x in lines if "event" not in x]
+        if not records:
+            raise LabError(f"ftp_client {download.mode} on {client} reported nothing: {out[-300:]}")
+        return {**records[-1], "events": events, "download": asdict(download)}
+
+    with ThreadPoolExecutor(max_workers=max(1, len(downloads))) as pool:
+        return list(pool.map(one, downloads))

@@ -85,3 +85,39 @@ def test_conntrack_accounting_per_direction():
         "src=10.0.1.11 dst=10.0.0.11 sport=2 dport=1 packets=0 bytes=0 mark=0 use=1"
     )
     assert unreplied is not None and (unreplied.packets, unreplied.reply_packets) == (3, 0)
+
+
+EXPECT = """\
+    [NEW] 300 proto=6 src=10.0.3.10 dst=10.0.1.10 sport=0 dport=20210 mask-src=255.255.255.255 \
+mask-dst=255.255.255.255 sport=0 dport=65535 master-src=10.0.1.10 master-dst=10.0.3.10 sport=20200 \
+dport=21 class=0 helper=ftp
+297 proto=6 src=10.0.1.10 dst=10.0.3.10 sport=0 dport=30004 mask-src=255.255.255.255 \
+mask-dst=255.255.255.255 sport=0 dport=65535 master-src=10.0.1.10 master-dst=10.0.3.10 sport=20403 \
+dport=21 class=0 helper=ftp
+conntrack v1.4.7 (conntrack-tools): 2 expectation events have been shown.
+"""
+
+
+def test_expectations_as_data():
+    from lab.conntrack import Expectation, parse_expectations
+
+    active, passive = parse_expectations(EXPECT)
+    assert active == Expectation(
+        300, "tcp", "10.0.3.10", "10.0.1.10", 20210, ("10.0.1.10", 20200, "10.0.3.10", 21), "ftp", "NEW"
+    )
+    assert (passive.event, passive.dport, passive.timeout) == (None, 30004, 297)
+
+
+def test_vsftpd_log_as_data():
+    from lab.devices.ftp_server import FtpLogLine, parse_vsftpd_log
+
+    log = (
+        'Sat Nov 28 21:40:01 2026 [pid 4711] CONNECT: Client "10.0.2.1"\n'
+        'Sat Nov 28 21:40:01 2026 [pid 4711] FTP command: Client "10.0.2.1", "PORT 10,0,1,10,78,52"\n'
+        'Sat Nov 28 21:40:01 2026 [pid 4711] FTP response: Client "10.0.2.1", "500 Illegal PORT command."\n'
+        'Sat Nov 28 21:40:02 2026 [pid 4712] [ftp] OK DOWNLOAD: Client "10.0.1.10", "/file.bin", 26 bytes\n'
+    )
+    lines = parse_vsftpd_log(log)
+    assert lines[1] == FtpLogLine(4711, "FTP command", "10.0.2.1", "PORT 10,0,1,10,78,52")
+    assert lines[2].text == "500 Illegal PORT command."
+    assert (lines[3].kind, lines[3].client) == ("OK DOWNLOAD", "10.0.1.10")

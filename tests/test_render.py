@@ -88,3 +88,18 @@ def test_ftp_helpers_only_on_their_ports_and_nat_only_outwards():
     assert "tcp dport 30000-30009 tcp flags" in text
     plain = render_ruleset(FirewallPolicy(), "fw-in", "fw-out")
     assert "helper" not in plain and "masquerade" not in plain
+
+
+def test_vsftpd_config_matches_golden():
+    from lab.config import FtpServerConfig, ftp_server_problems
+    from lab.render.vsftpd import render_vsftpd
+
+    config = FtpServerConfig(root="/run/sessionlab/x/ftp", port=2121, pasv_min=30000, pasv_max=30004)
+    assert ftp_server_problems(config) == []
+    text = render_vsftpd(config, "/run/sessionlab/x/vsftpd.log", "/run/sessionlab/x/empty")
+    path = GOLDEN / "vsftpd.conf"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    reversed_range = FtpServerConfig(root="/x", pasv_min=30009, pasv_max=30000)
+    assert ftp_server_problems(reversed_range) == ["ftp_server: passive range 30009-30000 is reversed"]

@@ -24,11 +24,13 @@ class StaticHost(Node):
 
 class Router(Node):
     """A Linux host that forwards IPv4; `neighbors` maps each interface to its static
-    neighbours (address to MAC)."""
+    neighbours (address to MAC); `routes` are `ip route` arguments ("10.0.3.0/24 via ...")."""
 
-    def config(self, neighbors=None, **params):
+    def config(self, neighbors=None, routes=(), **params):
         result = super().config(**params)
         self.cmd("sysctl -qw net.ipv4.ip_forward=1")
         for intf, table in (neighbors or {}).items():
             static_neighbors(self, table, intf)
+        for route in routes:
+            self.cmd(f"ip route replace {route}")
         return result
