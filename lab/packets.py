@@ -46,6 +46,10 @@ class TcpSegment:
     def key(self) -> tuple[str, int, str, int]:
         return (self.src, self.sport, self.dst, self.dport)
 
+    def to_dict(self) -> dict[str, object]:
+        """As JSON-ready data (the payload in hex)."""
+        return {**{k: v for k, v in self.__dict__.items() if k != "payload"}, "payload": self.payload.hex()}
+
 
 def checksum(data: bytes) -> int:
     """The Internet checksum (RFC 1071)."""

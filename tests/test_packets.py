@@ -151,3 +151,10 @@ def test_frames_cut_inside_the_headers_and_a_record_still_being_written(tmp_path
     path.write_bytes(path.read_bytes()[:-60])  # tcpdump is midway through the last record
     segments = read_tcp_pcap(path)
     assert [(s.flags, s.payload_len) for s in segments] == [("PA", 100), ("PA", 100)]
+
+
+def test_a_segment_as_json_data():
+    import json
+
+    seg = TcpSegment("10.0.2.10", "10.0.1.10", 13000, 2222, 1, 0, "A", 4, payload=b"PORT")
+    assert json.loads(json.dumps(seg.to_dict()))["payload"] == b"PORT".hex()

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     seg = TcpSegment(args.src, args.dst, args.sport, args.dport, args.seq, args.ack, args.flags, 0)
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as tx:
         tx.sendto(build_tcp(seg), (args.dst, 0))
-    report({"sent": seg.__dict__})
+    report({"sent": seg.to_dict()})
     return 0
 
 
