@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -257,3 +259,58 @@ class SessionEvents:
         """Whether the kernel reported events it could not deliver (ENOBUFS). Even with a
         large buffer this happens now and then in a burst; a case says so in its figures."""
         return self.proc is not None and "ENOBUFS" in self.proc.output()
+
+
+# Netlink groups of expectation events (NFNLGRP_CONNTRACK_EXP_NEW/UPDATE/DESTROY = 4, 5, 6).
+_EXPECT_GROUPS = 0b111000
+_NETLINK_NETFILTER = 12
+
+
+class ExpectationEvents:
+    """`conntrack -E expect` in a firewall for the duration of a block: every opening its
+    helpers (ALGs) create and remove (`<name>.log` in the lab's logs, copied to the case).
+
+    Ready once its netlink socket has joined the expectation event groups (read from the
+    namespace's /proc/net/netlink): no event is missed after that."""
+
+    def __init__(self, lab: Lab, firewall: str, name: str):
+        self.lab, self.firewall, self.name = lab, firewall, name
+        self.proc: Proc | None = None
+
+    def __enter__(self) -> ExpectationEvents:
+        self.proc = self.lab.start(self.firewall, ["conntrack", "-E", "expect"], self.name)
+        self.lab.wait(self._subscribed, 5, f"conntrack -E expect on {self.firewall} to subscribe")
+        return self
+
+    def _subscribed(self) -> bool:
+        """Whether one of the process's own netlink sockets (by inode) has joined the groups."""
+        sockets = set()
+        for fd in Path(f"/proc/{self.proc_pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    sockets.add(target[len("socket:[") : -1])
+        table = self.lab.run(self.firewall, ["cat", "/proc/net/netlink"])
+        for line in table.splitlines()[1:]:
+            words = line.split()  # sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+            ours = len(words) >= 10 and words[1] == str(_NETLINK_NETFILTER) and words[9] in sockets
+            if ours and int(words[3], 16) & _EXPECT_GROUPS == _EXPECT_GROUPS:
+                return True
+        return False
+
+    @property
+    def proc_pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.lab.stop(self.proc)
+
+    @property
+    def path(self) -> Path:
+        assert self.proc is not None
+        return self.proc.log_path
+
+    def events(self) -> list[conntrack.Expectation]:
+        return conntrack.parse_expectations(self.proc.output() if self.proc is not None else "")

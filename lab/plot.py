@@ -242,3 +242,44 @@ def race_sweep_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+FTP_OUTCOME_COLOURS = {
+    "ok": "#4caf50",
+    "dropped at fwc": "#e53935",
+    "dropped at fws": "#fb8c00",
+    "refused: private address": "#8e24aa",
+}
+
+
+def ftp_matrix_figure(
+    table: Mapping[str, Mapping[str, str]],
+    times: Mapping[str, Mapping[str, float | None]],
+    modes: Sequence[str],
+    path: Path,
+) -> Path:
+    """The FTP matrix as a heat map: a row per setup (position, ALG, NAT), a column per
+    mode; colour = outcome, label = transfer time or what failed."""
+    from matplotlib.colors import ListedColormap
+
+    rows = list(table)
+    outcomes = list(FTP_OUTCOME_COLOURS)
+    other = len(outcomes)  # anything unforeseen: grey
+    grid = [[outcomes.index(table[r][m]) if table[r][m] in outcomes else other for m in modes] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.8))
+    cmap = ListedColormap([*FTP_OUTCOME_COLOURS.values(), "#9e9e9e"])
+    ax.imshow(grid, cmap=cmap, vmin=0, vmax=other, aspect="auto")
+    for y, row in enumerate(rows):
+        for x, mode in enumerate(modes):
+            outcome = table[row][mode]
+            seconds = times[row][mode]
+            label = f"{seconds:.2f} s" if outcome == "ok" and seconds is not None else outcome
+            ax.text(x, y, label, ha="center", va="center", fontsize=7, color="white")
+    ax.set_xticks(range(len(modes)), modes)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_title("FTP download: outcome (transfer time when it worked)", pad=24)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,6 +62,8 @@ class FtpServer:
         problems = ftp_server_problems(config)
         if problems:
             raise ConfigError(problems)
+        if shutil.which("vsftpd") is None:
+            raise LabError("vsftpd is not installed: run scripts/bootstrap.sh")
         self.lab, self.node, self.config, self.name = lab, node, config, name
         runtime = lab.runtime_dir()
         empty = runtime / "vsftpd-empty"
