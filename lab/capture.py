@@ -211,16 +211,36 @@ def event_marker(attempt: int) -> list[str]:
     return ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.2", "--sport", str(9000 + attempt), "--dport", "9"]
 
 
-class SessionEvents:
-    """`conntrack -E` in a firewall for the duration of a block: every session created,
-    updated and destroyed, with timestamps (`<folder>/<name>.log`)."""
+class _EventStream:
+    """A `conntrack -E ...` process in a firewall for the duration of a block; its log is
+    the evidence (`<name>.log` among the lab's logs, copied to the case)."""
 
-    def __init__(self, lab: Lab, firewall: str, name: str, only: str | None = None):
+    def __init__(self, lab: Lab, firewall: str, name: str):
         self.lab = lab
         self.firewall = firewall
         self.name = name
-        self.only = only  # an event type (NEW, UPDATE, DESTROY): fewer messages to carry
         self.proc: Proc | None = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.lab.stop(self.proc)
+
+    @property
+    def path(self) -> Path:
+        assert self.proc is not None
+        return self.proc.log_path
+
+    def output(self) -> str:
+        return self.proc.output() if self.proc is not None else ""
+
+
+class SessionEvents(_EventStream):
+    """`conntrack -E` in a firewall for the duration of a block: every session created,
+    updated and destroyed, with timestamps."""
+
+    def __init__(self, lab: Lab, firewall: str, name: str, only: str | None = None):
+        super().__init__(lab, firewall, name)
+        self.only = only  # an event type (NEW, UPDATE, DESTROY): fewer messages to carry
 
     def __enter__(self) -> SessionEvents:
         argv = ["conntrack", "-E", "-o", "timestamp", "--buffer-size", str(EVENT_BUFFER)]
@@ -240,19 +260,9 @@ class SessionEvents:
                 self.lab.run(self.firewall, ["conntrack", "-D", *marker], check=False)
         raise LabTimeout(f"conntrack -E on {self.firewall} showed none of 20 marker entries in 5 s")
 
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.lab.stop(self.proc)
-
-    @property
-    def path(self) -> Path:
-        assert self.proc is not None
-        return self.proc.log_path
-
     def events(self) -> list[conntrack.Session]:
         """Every TCP event so far (see `lost`)."""
-        text = self.proc.output() if self.proc is not None else ""
-        return [s for s in conntrack.parse_table(text) if s.proto == "tcp"]
+        return [s for s in conntrack.parse_table(self.output()) if s.proto == "tcp"]
 
     @property
     def lost(self) -> bool:
@@ -266,16 +276,12 @@ _EXPECT_GROUPS = 0b111000
 _NETLINK_NETFILTER = 12
 
 
-class ExpectationEvents:
+class ExpectationEvents(_EventStream):
     """`conntrack -E expect` in a firewall for the duration of a block: every opening its
-    helpers (ALGs) create and remove (`<name>.log` in the lab's logs, copied to the case).
+    helpers (ALGs) create and remove.
 
     Ready once its netlink socket has joined the expectation event groups (read from the
     namespace's /proc/net/netlink): no event is missed after that."""
-
-    def __init__(self, lab: Lab, firewall: str, name: str):
-        self.lab, self.firewall, self.name = lab, firewall, name
-        self.proc: Proc | None = None
 
     def __enter__(self) -> ExpectationEvents:
         self.proc = self.lab.start(self.firewall, ["conntrack", "-E", "expect"], self.name)
@@ -303,14 +309,5 @@ class ExpectationEvents:
         assert self.proc is not None
         return self.proc.pid
 
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.lab.stop(self.proc)
-
-    @property
-    def path(self) -> Path:
-        assert self.proc is not None
-        return self.proc.log_path
-
     def events(self) -> list[conntrack.Expectation]:
-        return conntrack.parse_expectations(self.proc.output() if self.proc is not None else "")
+        return conntrack.parse_expectations(self.output())

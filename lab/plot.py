@@ -283,3 +283,41 @@ def ftp_matrix_figure(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def sessions_timeline(
+    rows: Mapping[str, Sequence[tuple[float, str]]],
+    markers: Mapping[str, float],
+    path: Path,
+    title: str,
+) -> Path:
+    """Several sessions side by side over time: a row per session (label -> (time, what)
+    for each captured segment, `what` naming its direction or kind), and vertical markers
+    (label -> time). Every series is drawn with its own marker so none hides another."""
+    fig, ax = plt.subplots(figsize=(11, 0.9 * len(rows) + 2))
+    kinds = sorted({what for points in rows.values() for _, what in points})
+    styles = dict(zip(kinds, ("o", "s", "^", "v", "D", "x", "P", "*"), strict=False))
+    colours = dict(zip(kinds, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    labelled: set[str] = set()
+    for y, points in enumerate(rows.values()):
+        for kind in kinds:
+            xs = [t for t, what in points if what == kind]
+            if xs:
+                offset = (kinds.index(kind) - (len(kinds) - 1) / 2) * 0.12
+                label = None if kind in labelled else kind
+                labelled.add(kind)
+                ax.scatter(
+                    xs, [y + offset] * len(xs), marker=styles[kind], color=colours[kind], s=14, label=label
+                )
+    for i, (label, t) in enumerate(markers.items()):
+        ax.axvline(t, color="grey", linestyle=("--", ":", "-.")[i % 3], linewidth=1)
+        ax.annotate(label, (t, len(rows) - 0.4), rotation=90, fontsize=7, va="top", ha="right")
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

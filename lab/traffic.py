@@ -265,8 +265,8 @@ def bulk_outcome(proc: Proc) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class FtpDownload:
     """One FTP download to run: mode (PORT, EPRT, PASV, EPSV), the file, the ports the
-    client uses (control source port; data: where it listens or binds), and a NOOP period
-    during the transfer (0: none)."""
+    client uses (control source port; data: where it listens or binds), a NOOP period
+    during the transfer (0: none), and a hold between announcing a data port and using it."""
 
     mode: str
     file: str
@@ -276,10 +276,13 @@ class FtpDownload:
     timeout: float = 5.0
     noop: float = 0.0
     label: str = ""
+    hold: float = 0.0
 
     def argv(self, server: str) -> list[str]:
         return app_argv(
             "ftp_client",
+            "--hold",
+            str(self.hold),
             "--server",
             server,
             "--port",
@@ -314,3 +317,21 @@ def run_ftp(lab: Lab, client: str, server: str, downloads: list[FtpDownload]) ->
 
     with ThreadPoolExecutor(max_workers=max(1, len(downloads))) as pool:
         return list(pool.map(one, downloads))
+
+
+def start_ftp(lab: Lab, client: str, server: str, download: FtpDownload, name: str) -> Proc:
+    """Start one download in the background (owned by the case); `finish_ftp` waits for
+    it and reads its record."""
+    return lab.start(client, download.argv(server), name)
+
+
+def finish_ftp(lab: Lab, proc: Proc, timeout: float) -> dict[str, Any]:
+    """Wait (at most `timeout` s) for a download started with `start_ftp` to end, reap it
+    (an app that ended as it should is no crash), and return its record and events."""
+    lab.wait(lambda: not proc.running(), timeout, f"{proc.name} to end")
+    code = lab.stop(proc)
+    lines = [json.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
+    records = [x for x in lines if "event" not in x]
+    if code != 0 or not records:
+        raise LabError(f"{proc.name} exited {code}: {proc.output()[-300:]}")
+    return {**records[-1], "events": [x for x in lines if "event" in x]}

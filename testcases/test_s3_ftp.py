@@ -18,19 +18,22 @@ import contextlib
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab import conntrack
 from lab.capture import Capture, ExpectationEvents
-from lab.config import FirewallPolicy, FtpServerConfig, Helper, Service
+from lab.config import FirewallPolicy, FtpServerConfig, Helper, Service, TimeoutRule
 from lab.devices.ftp_server import FtpLogLine, FtpServer, make_file
 from lab.packets import TcpSegment
-from lab.plot import ftp_matrix_figure
+from lab.plot import ftp_matrix_figure, sessions_timeline
 from lab.results import Case
-from lab.traffic import FtpDownload, run_ftp
+from lab.traffic import FtpDownload, finish_ftp, run_ftp, run_sessions, start_ftp
 
 LAB_TOPOLOGY = "s3"
+LAB_TOPOLOGY_PARAMS = {"server_bw": 10}  # Mbit/s: a long transfer takes seconds
 MODES = ("PORT", "EPRT", "PASV", "EPSV")
 ACTIVE = ("PORT", "EPRT")
 POSITIONS = ("client side", "server side", "both")
@@ -113,9 +116,10 @@ def cells() -> dict[str, dict[str, dict[str, Any]]]:
     return {}
 
 
-def commands(capture: Capture, verb: bytes) -> list[TcpSegment]:
-    """The control-session segments carrying an FTP command or reply that starts with `verb`."""
-    return [s for s in capture.segments() if 21 in (s.sport, s.dport) and s.payload.startswith(verb)]
+def commands(capture: Capture, verb: bytes, port: int = 21) -> list[TcpSegment]:
+    """The control-session segments (server `port`) carrying an FTP command or reply that
+    starts with `verb`."""
+    return [s for s in capture.segments() if port in (s.sport, s.dport) and s.payload.startswith(verb)]
 
 
 def stopped_at(syns: dict[str, list[TcpSegment]], active: bool) -> str:
@@ -197,39 +201,48 @@ def announcements(captures: dict[str, Capture], result: dict[str, Any]) -> dict[
     sport = result["download"]["sport"]
     out = {}
     for intf, capture in captures.items():
-        for s in commands(capture, verb):
+        for s in commands(capture, verb, result["download"]["port"]):
             if sport in (s.sport, s.dport):
                 out[intf] = s.payload.decode(errors="replace").strip()
     return out
 
 
-def run_setup(
-    lab, case: Case, setup: Setup, server: FtpServer, sha256: str, cells
+def run_downloads(
+    lab,
+    case: Case,
+    label: str,
+    policies: dict[str, FirewallPolicy],
+    modes: tuple[str, ...],
+    server: FtpServer,
+    sha256: str,
 ) -> dict[str, dict[str, Any]]:
-    """Load the setup's policies, run one download per mode at once with captures on every
-    firewall interface and the helpers' expectation events; keep the evidence."""
-    folder = case.path / dashed(setup.name)
+    """Load the firewalls' policies, run one download per mode at once to `server` with
+    captures on every firewall interface and the helpers' expectation events; keep the
+    evidence in a folder named after `label`; each download's outcome from evidence."""
+    folder = case.path / dashed(label)
     folder.mkdir(parents=True, exist_ok=True)
     firewalls = {name: lab.node(name) for name in ("fwc", "fws")}
-    for name, policy in setup.policies().items():
-        case.keep(firewalls[name].apply_policy(policy), f"ruleset {name}, {setup.name}")
+    for name, policy in policies.items():
+        case.keep(firewalls[name].apply_policy(policy), f"ruleset {name}, {label}")
+    port = server.config.port
     downloads = [
-        FtpDownload(mode, FILE, case.take_port(), case.take_port(), timeout=STEP_TIMEOUT, label=mode)
-        for mode in MODES
+        FtpDownload(
+            mode, FILE, case.take_port(), case.take_port(), port=port, timeout=STEP_TIMEOUT, label=mode
+        )
+        for mode in modes
     ]
     captures = {intf: Capture(lab, intf.split("-")[0], intf, folder, intf) for intf in CAPTURES}
-    tag = dashed(setup.name)
-    expect = {name: ExpectationEvents(lab, name, f"expect-{name}-{tag}") for name in firewalls}
+    expect = {name: ExpectationEvents(lab, name, f"expect-{name}-{dashed(label)}") for name in firewalls}
     with contextlib.ExitStack() as stack:
         for item in [*captures.values(), *expect.values()]:
             stack.enter_context(item)
         results = run_ftp(lab, "client", SERVER_IP, downloads)
     for intf, capture in captures.items():
-        case.keep(capture.path, f"capture {intf}, {setup.name}")
+        case.keep(capture.path, f"capture {intf}, {label}")
     for name, events in expect.items():
-        case.keep(events.path, f"expectations {name}, {setup.name}")
+        case.keep(events.path, f"expectations {name}, {label}")
     (folder / "downloads.json").write_text(json.dumps(results, indent=1))
-    case.keep(folder / "downloads.json", f"the client's steps, {setup.name}")
+    case.keep(folder / "downloads.json", f"the client's steps, {label}")
     log = server.log()
     out = {}
     for result in results:
@@ -239,17 +252,28 @@ def run_setup(
             name: [e for e in ev.events() if e.master[1] == sport and e.event == "NEW"]
             for name, ev in expect.items()
         }
+        announced = [e["port"] for e in result["events"] if e["event"] == "announced"]
         out[result["mode"]] = {
-            "predicted": setup.predict(result["mode"]),
             "observed": observe(result, captures, replies, sha256),
             "client": {k: result.get(k) for k in ("outcome", "step", "error", "transfer_s")},
             "server_replies": replies,
             "expectations": {n: [f"{e.src} -> {e.dst}:{e.dport}" for e in evs] for n, evs in opened.items()},
             "announced": announcements(captures, result),
+            "data_port": announced[0] if announced else None,
             "server_saw_client": sorted({line.client for line in log if line.kind == "CONNECT"}),
         }
-    cells[setup.name] = out
     return out
+
+
+def run_setup(
+    lab, case: Case, setup: Setup, server: FtpServer, sha256: str, cells
+) -> dict[str, dict[str, Any]]:
+    """One row of the matrix: its policies, a download in every mode, and the predictions."""
+    row = run_downloads(lab, case, setup.name, setup.policies(), MODES, server, sha256)
+    for mode, cell in row.items():
+        cell["predicted"] = setup.predict(mode)
+    cells[setup.name] = row
+    return row
 
 
 def assert_cell(setup: Setup, mode: str, cell: dict[str, Any], folder) -> None:
@@ -322,3 +346,214 @@ def test_ftp_matrix_heat_map(lab, ftp_server, ftp_root, case, cells):
     )
     (case.path / "matrix.json").write_text(json.dumps(cells, indent=1))
     case.keep(case.path / "matrix.json", "every cell with its evidence summary")
+
+
+NON_STANDARD = 2121
+
+
+@pytest.mark.parametrize("helper_port", [21, NON_STANDARD])
+def test_alg_on_a_non_standard_port(lab, ftp_root, case, helper_port):
+    """ALG on a non-standard port: the server on 2121; a helper on 21 does not help, one on 2121 does"""
+    config = FtpServerConfig(root=ftp_root[0], port=NON_STANDARD, data_timeout=DATA_TIMEOUT)
+    server = FtpServer(lab, "server", config, f"vsftpd-{NON_STANDARD}").start()
+    helpers = (Helper(helper_port),)
+    policies = {
+        "fwc": CLIENT_SIDE.with_changes(helpers=helpers),
+        "fws": FirewallPolicy(allow_inbound=(Service(NON_STANDARD, address=SERVER_IP),), helpers=helpers),
+    }
+    label = f"server on {NON_STANDARD}, helper on {helper_port}"
+    row = run_downloads(lab, case, label, policies, ("PORT", "PASV"), server, ftp_root[1])
+    predicted = (
+        {"PORT": "ok", "PASV": "ok"}
+        if helper_port == NON_STANDARD
+        else {"PORT": "dropped at fwc", "PASV": "dropped at fws"}
+    )
+    observed = {mode: cell["observed"] for mode, cell in row.items()}
+    case.figure(f"outcome, {label}", observed)
+    case.figure("expectations the ALGs created", {m: c["expectations"] for m, c in row.items()})
+    assert observed == predicted, f"{label}: predicted {predicted}, observed {row} ({case.path})"
+    for mode, cell in row.items():
+        made = any(cell["expectations"].values())
+        assert made == (helper_port == NON_STANDARD), f"{mode}: expectations {cell['expectations']}"
+
+
+HOLD = 2.0  # s the client waits between the announcement and its data connection
+
+
+def expectations_now(lab, firewall: str) -> list[conntrack.Expectation]:
+    return conntrack.parse_expectations(lab.run(firewall, ["conntrack", "-L", "expect"], merge=False))
+
+
+def test_alg_opens_only_what_was_announced(lab, ftp_server, ftp_root, case):
+    """What the ALG opens, and nothing more: no other host may use the announced port; it goes with its use"""
+    policies = {"fwc": CLIENT_SIDE.with_changes(helpers=ALG), "fws": SERVER_SIDE.with_changes(helpers=ALG)}
+    for name, policy in policies.items():
+        case.keep(lab.node(name).apply_policy(policy), f"ruleset {name}")
+    download = FtpDownload("PASV", FILE, case.take_port(), case.take_port(), timeout=STEP_TIMEOUT, hold=HOLD)
+    with (
+        Capture(lab, "fws", "fws-out", case.path, "fws-out") as outside,
+        Capture(lab, "fws", "fws-in", case.path, "fws-in") as inside,
+        ExpectationEvents(lab, "fws", "expect-fws") as events,
+    ):
+        proc = start_ftp(lab, "client", SERVER_IP, download, "ftp-held")
+        announced = json.loads(proc.wait_for_output(r'\{"event": "announced".*\}', 10)[0])
+        port = announced["port"]
+        during = [e for e in expectations_now(lab, "fws") if e.dport == port]
+        intruder = run_sessions(
+            lab, "other", [f"{SERVER_IP}:{port}"], 1, timeout=1.0, first_port=case.take_port()
+        )
+        result = finish_ftp(lab, proc, HOLD + 4 * STEP_TIMEOUT)
+        after = [e for e in expectations_now(lab, "fws") if e.dport == port]
+        again = run_sessions(
+            lab, "client", [f"{SERVER_IP}:{port}"], 1, timeout=1.0, first_port=case.take_port()
+        )
+    case.keep(events.path, "expectation events on fws")
+    case.keep(outside.path, "capture fws-out")
+    case.keep(inside.path, "capture fws-in")
+    syns = {
+        who: {
+            intf: len(
+                [
+                    s
+                    for s in cap.segments()
+                    if s.flags == "S" and s.sport == record["sport"] and s.dport == port
+                ]
+            )
+            for intf, cap in (("fws-out", outside), ("fws-in", inside))
+        }
+        for who, record in (("other host", intruder[0]), ("client, after the transfer", again[0]))
+    }
+    opening = [f"{e.src} -> {e.dst}:{e.dport}, {e.timeout} s left" for e in during]
+    case.figure("expectation on fws while the client held (conntrack -L expect)", opening)
+    case.figure("announced passive port", port)
+    case.figure("the held download", {k: result.get(k) for k in ("outcome", "step", "error")})
+    case.figure("SYNs to the announced port, arriving (fws-out) and let through (fws-in)", syns)
+    case.figure("expectations for the port after the transfer", len(after))
+    evidence = f"({case.path})"
+    assert [(e.src, e.dst) for e in during] == [(CLIENT_IP, SERVER_IP)], f"expectations {opening} {evidence}"
+    assert result["outcome"] == "ok" and result["sha256"] == ftp_root[1], f"the held download: {result}"
+    assert not intruder[0]["opened"], f"the other host connected to the announced port: {intruder}"
+    assert syns["other host"]["fws-out"] >= 1 and syns["other host"]["fws-in"] == 0, (
+        f"the other host's SYN should stop at fws: {syns} {evidence}"
+    )
+    assert after == [], f"the expectation outlived its use: {after}"
+    destroyed = [e for e in events.events() if e.event == "DESTROY" and e.dport == port]
+    assert destroyed, f"no DESTROY event for the expectation of port {port} ({events.path})"
+    assert not again[0]["opened"] and syns["client, after the transfer"]["fws-in"] == 0, (
+        f"after the transfer the port should be closed again at fws: {again}, {syns} {evidence}"
+    )
+
+
+@pytest.mark.parametrize("server_range", ["inside the opened range", "outside it"], ids=dashed)
+def test_passive_range_opened_on_the_server_side_firewall(lab, ftp_root, case, server_range):
+    """Passive range: fws opens 30000-30009, no ALG; a server announcing from it works, from outside not"""
+    low = 30000 if server_range == "inside the opened range" else 31000
+    config = FtpServerConfig(root=ftp_root[0], pasv_min=low, pasv_max=low + 9, data_timeout=DATA_TIMEOUT)
+    server = FtpServer(lab, "server", config, f"vsftpd-{low}").start()
+    policies = {
+        "fwc": OPEN,
+        "fws": FirewallPolicy(
+            allow_inbound=(Service(21, address=SERVER_IP), Service(30000, address=SERVER_IP, port_end=30009))
+        ),
+    }
+    label = f"server range {low}-{low + 9}, fws opens 30000-30009"
+    row = run_downloads(lab, case, label, policies, ("PASV", "EPSV"), server, ftp_root[1])
+    expected = "ok" if low == 30000 else "dropped at fws"
+    observed = {mode: cell["observed"] for mode, cell in row.items()}
+    refused = {mode: cell["data_port"] for mode, cell in row.items() if cell["observed"] != "ok"}
+    case.figure(f"outcome, {label}", observed)
+    case.figure("refused data ports (announced, SYN stopped at fws)", refused)
+    assert set(observed.values()) == {expected}, f"{label}: expected {expected}, observed {row}"
+    for mode, port in refused.items():
+        assert port is not None and low <= port <= low + 9, (
+            f"{mode}: refused port {port} not in the server's range"
+        )
+
+
+LONG_FILE, LONG_SIZE = "long.bin", 5 * 1024 * 1024  # 4 s over the server's 10 Mbit/s link
+CONTROL_TIMEOUT = 2  # s: the client-side firewall's timeout for port 21 in this case
+FIXES = {
+    "no fix": ({"timeouts": (TimeoutRule(CONTROL_TIMEOUT, port=21),)}, 0.0, "hung"),
+    "NOOP keepalive every 1 s": ({"timeouts": (TimeoutRule(CONTROL_TIMEOUT, port=21),)}, 1.0, "ok"),
+    "longer timeout for port 21": ({"timeouts": (TimeoutRule(600, port=21),)}, 0.0, "ok"),
+    "the FTP helper": ({"timeouts": (TimeoutRule(CONTROL_TIMEOUT, port=21),), "helpers": ALG}, 0.0, "hung"),
+}
+
+
+@pytest.fixture(scope="module")
+def long_file(ftp_root) -> str:
+    return make_file(Path(ftp_root[0]), LONG_FILE, LONG_SIZE)
+
+
+@pytest.mark.parametrize("fix", list(FIXES), ids=dashed)
+def test_idle_control_session_during_a_long_transfer(lab, ftp_server, long_file, case, fix):
+    """Idle control session: the data arrives, the 226 after a transfer longer than 21's timeout is lost"""
+    changes, noop, expected = FIXES[fix]
+    policies = {"fwc": CLIENT_SIDE.with_changes(**changes), "fws": OPEN}
+    for name, policy in policies.items():
+        case.keep(lab.node(name).apply_policy(policy), f"ruleset {name}")
+    download = FtpDownload(
+        "PASV", LONG_FILE, case.take_port(), case.take_port(), timeout=STEP_TIMEOUT, noop=noop
+    )
+    with (
+        Capture(lab, "fwc", "fwc-in", case.path, "fwc-in") as inside,
+        Capture(lab, "fwc", "fwc-out", case.path, "fwc-out") as outside,
+    ):
+        (result,) = run_ftp(lab, "client", SERVER_IP, [download])
+    case.keep(inside.path, "capture fwc-in (client side)")
+    case.keep(outside.path, "capture fwc-out")
+    control = (CLIENT_IP, download.sport)
+    finals = {
+        intf: [s for s in cap.segments() if (s.dst, s.dport) == control and s.payload.startswith(b"226")]
+        for intf, cap in (("fwc-out", outside), ("fwc-in", inside))
+    }
+    outcome = (
+        "ok" if result["outcome"] == "ok" else "hung" if result.get("step") == "final reply" else "failed"
+    )
+    drops = lab.node("fwc").counters()
+    case.figure("the client", {k: result.get(k) for k in ("outcome", "step", "error", "transfer_s", "noops")})
+    case.figure("file complete (SHA-256 matches)", result.get("sha256") == long_file)
+    case.figure(
+        "226 arriving at fwc (fwc-out), reaching the client side (fwc-in)",
+        {k: len(v) for k, v in finals.items()},
+    )
+    case.figure("fwc drop counters", drops)
+    evidence = f"({case.path})"
+    assert result.get("sha256") == long_file, f"the data should arrive complete in every variant: {result}"
+    assert outcome == expected, f"{fix}: expected {expected}, got {result} {evidence}"
+    assert finals["fwc-out"], f"the server's 226 never reached the firewall {evidence}"
+    if expected == "hung":
+        assert finals["fwc-in"] == [], f"the 226 crossed the firewall, yet the client hung {evidence}"
+        assert drops["drop_invalid"] + drops["drop_new_not_syn"] >= 1, f"no drop counted: {drops}"
+    else:
+        assert finals["fwc-in"], f"the 226 did not reach the client {evidence}"
+    t0 = result["wall_start"]
+    rows = {}
+    for name, cap in (("control (21), client side", inside), ("control (21), outside", outside)):
+        rows[name] = [
+            (s.time - t0, "from server" if s.sport == 21 else "to server")
+            for s in cap.segments()
+            if download.sport in (s.sport, s.dport)
+        ]
+    data = [s for s in inside.segments() if download.data_port in (s.sport, s.dport)]
+    rows["data, client side (every 20th segment)"] = [
+        (s.time - t0, "from server" if s.dport == download.data_port else "to server") for s in data[::20]
+    ]
+    last_control = max(
+        (
+            s.time
+            for s in inside.segments()
+            if download.sport in (s.sport, s.dport) and s.time < data[-1].time
+        ),
+        default=t0,
+    )
+    markers = {
+        f"control expires (last packet + {CONTROL_TIMEOUT} s)": last_control + CONTROL_TIMEOUT - t0,
+        "226 sent (fwc-out)": finals["fwc-out"][0].time - t0,
+    }
+    sessions_timeline(
+        rows,
+        markers,
+        case.plot_path("timeline", f"{fix}: control and data sessions side by side"),
+        f"{fix}: the control session idles while the data session transfers",
+    )

@@ -8,7 +8,8 @@
 Both firewalls are Linux routers; the harness gives them their stateful nftables policies
 (node role "firewall"): fwc protects the client (and may source-NAT it to 10.0.2.1), fws
 protects the FTP server. `other` is a host on the transit network that tries to use data
-ports announced to someone else. Stock Mininet loads this file too, with plain routers:
+ports announced to someone else. `server_bw` (Mbit/s) makes the server's link a slow one.
+Stock Mininet loads this file too, with plain routers:
 
     mn --custom topologies/s3_ftp.py --topo s3 \
        --switch ovs,datapath=user,failMode=standalone --controller none
@@ -27,9 +28,10 @@ from _sessionlab_nodes import Router  # noqa: E402
 
 
 class FtpTopo(Topo):
-    """client - fwc - transit - fws - server, and a third host on the transit network."""
+    """client - fwc - transit - fws - server, and a third host on the transit network;
+    `server_bw` (Mbit/s) rate-limits the server's link (TCLink's HTB)."""
 
-    def build(self):
+    def build(self, server_bw=None):
         fwc = self.addHost(
             "fwc",
             cls=Router,
@@ -57,7 +59,7 @@ class FtpTopo(Topo):
         self.addLink(fwc, s2, intfName1="fwc-out", params1={"ip": "10.0.2.1/24"})
         self.addLink(fws, s2, intfName1="fws-out", params1={"ip": "10.0.2.2/24"})
         self.addLink(fws, s3, intfName1="fws-in", params1={"ip": "10.0.3.1/24"})
-        self.addLink(server, s3)
+        self.addLink(server, s3, **({} if server_bw is None else {"bw": server_bw}))
         self.addLink(other, s2)
 
 

@@ -3,7 +3,8 @@
 Modes: PORT and EPRT (active: the server connects back to a port this client listens on)
 and PASV and EPSV (passive: this client connects to the port the server announced). The
 control connection and the data connection use source or listening ports the harness
-gives (the case's port block). With `--noop`, the client sends NOOP on the control
+gives (the case's port block). With `--hold`, it waits between the announcement and its
+use (so another host can try the announced port first). With `--noop`, the client sends NOOP on the control
 session every so many seconds during the transfer (the keepalive FTP clients offer).
 
 Prints JSON events (connected, reply to each command, data_connected, transferred) and
@@ -47,8 +48,11 @@ def command(ftp: ftplib.FTP, line: str, step: str) -> str:
     return reply
 
 
-def open_data(ftp: ftplib.FTP, mode: str, data_port: int, timeout: float, path: str) -> socket.socket:
-    """Set up the data connection of RETR `path` in `mode`; returns its socket."""
+def open_data(
+    ftp: ftplib.FTP, mode: str, data_port: int, timeout: float, path: str, hold: float = 0.0
+) -> socket.socket:
+    """Set up the data connection of RETR `path` in `mode`; returns its socket. With
+    `hold`, wait that long after the announcement before using it."""
     control = ftp.sock
     assert control is not None
     if mode in PASSIVE:
@@ -57,6 +61,7 @@ def open_data(ftp: ftplib.FTP, mode: str, data_port: int, timeout: float, path: 
         else:
             host, port = ftplib.parse229(command(ftp, "EPSV", "data command"), control.getpeername())
         emit("announced", mode=mode, host=host, port=port)
+        time.sleep(hold)
         try:
             data = connect(host, port, data_port, timeout)
         except OSError as exc:
@@ -79,6 +84,7 @@ def open_data(ftp: ftplib.FTP, mode: str, data_port: int, timeout: float, path: 
             line = f"EPRT |1|{host}|{data_port}|"
         command(ftp, line, "data command")
         emit("announced", mode=mode, host=host, port=data_port)
+        time.sleep(hold)
         ftp.putcmd(f"RETR {path}")
         # The server connects back, then answers 150; or answers 425 when it cannot.
         ready, _, _ = select.select([listener, control], [], [], timeout)
@@ -126,7 +132,7 @@ def download(args: argparse.Namespace, result: dict[str, Any]) -> None:
         command(ftp, "PASS lab@", "login")
         command(ftp, "TYPE I", "login")
         started = time.monotonic()
-        data = open_data(ftp, args.mode, args.data_port, args.timeout, args.file)
+        data = open_data(ftp, args.mode, args.data_port, args.timeout, args.file, args.hold)
         digest, size = hashlib.sha256(), 0
         next_noop = time.monotonic() + args.noop if args.noop else None
         data.settimeout(args.timeout)
@@ -179,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="each step's wait (s)")
     parser.add_argument("--noop", type=float, default=0.0, help="NOOP every so many s during a transfer")
+    parser.add_argument("--hold", type=float, default=0.0, help="wait this long after the announcement (s)")
     args = parser.parse_args(argv)
     stop_on_sigterm()
     result: dict[str, Any] = {
