@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.errors import ConfigError, LabError
+from lab.errors import CommandError, ConfigError, LabError
 
 if TYPE_CHECKING:
     from lab.net import Lab
@@ -335,3 +335,51 @@ def finish_ftp(lab: Lab, proc: Proc, timeout: float) -> dict[str, Any]:
     if code != 0 or not records:
         raise LabError(f"{proc.name} exited {code}: {proc.output()[-300:]}")
     return {**records[-1], "events": [x for x in lines if "event" in x]}
+
+
+FTP_TOOLS = ("curl", "lftp")
+
+
+def ftp_tool_argv(
+    tool: str, mode: str, url: str, out: str, data_ports: range, timeout: float, address: str
+) -> list[str]:
+    """The command line of a real FTP client downloading `url` to `out` in `mode`: curl
+    (PORT, EPRT, PASV, EPSV) or lftp (PORT, PASV). In active mode it announces `address`
+    and a port of `data_ports`; every other port it takes is an ephemeral one."""
+    active = f"{data_ports.start}-{data_ports.stop - 1}"
+    if tool == "curl":
+        argv = ["curl", "-sS", "--max-time", f"{timeout:g}", "-o", out, "-w", "%{response_code}"]
+        argv += {
+            # curl takes no "-" (the control session's address) with a port range
+            "PORT": ["--disable-eprt", "-P", f"{address}:{active}"],
+            "EPRT": ["-P", f"{address}:{active}"],
+            "PASV": ["--disable-epsv"],
+            "EPSV": [],
+        }[mode]
+        return [*argv, url]
+    if tool == "lftp" and mode in ("PORT", "PASV"):
+        settings = [
+            f"set ftp:passive-mode {'on' if mode == 'PASV' else 'off'}",
+            "set ftp:prefer-epsv off",
+            f"set ftp:port-range {active}",
+            f"set net:timeout {timeout:g}",
+            "set net:max-retries 1",
+            "set net:persist-retries 0",
+            f"get {url.rsplit('/', 1)[1]} -o {out}",
+            "bye",
+        ]
+        return ["lftp", "-e", "; ".join(settings), url.rsplit("/", 1)[0]]
+    raise ConfigError(f"{tool}: no FTP mode {mode!r} (curl: PORT, EPRT, PASV, EPSV; lftp: PORT, PASV)")
+
+
+def run_ftp_tool(
+    lab: Lab, client: str, tool: str, mode: str, url: str, out: str, data_ports: range, timeout: float
+) -> dict[str, Any]:
+    """Run one download with curl or lftp on `client`; its exit code and what it printed."""
+    argv = ftp_tool_argv(tool, mode, url, out, data_ports, timeout, lab.ip(client))
+    try:
+        text = lab.run(client, argv, timeout=4 * timeout + 30)
+        code = 0
+    except CommandError as exc:
+        text, code = exc.output, exc.rc
+    return {"tool": tool, "mode": mode, "exit": code, "output": text.strip()[-300:], "argv": argv}

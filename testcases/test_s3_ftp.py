@@ -15,8 +15,10 @@ helpers' expectations (`conntrack -E expect`), and the transferred file's checks
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from lab.devices.ftp_server import FtpLogLine, FtpServer, make_file
 from lab.packets import TcpSegment
 from lab.plot import ftp_matrix_figure, sessions_timeline
 from lab.results import Case
-from lab.traffic import FtpDownload, finish_ftp, run_ftp, run_sessions, start_ftp
+from lab.traffic import FTP_TOOLS, FtpDownload, finish_ftp, run_ftp, run_ftp_tool, run_sessions, start_ftp
 
 LAB_TOPOLOGY = "s3"
 LAB_TOPOLOGY_PARAMS = {"server_bw": 10}  # Mbit/s: a long transfer takes seconds
@@ -134,7 +136,8 @@ def stopped_at(syns: dict[str, list[TcpSegment]], active: bool) -> str:
 
 def data_syns(captures: dict[str, Capture], result: dict[str, Any]) -> dict[str, list[TcpSegment]]:
     """The SYNs (without ACK) of this download's data session on each captured interface:
-    from the client's data port (passive), or to the announced port (active, NAT or not)."""
+    to the announced port from the client's data port (passive; any port when the client
+    picked it), or from port 20 to the announced port (active, NAT or not)."""
     announced = [e for e in result["events"] if e["event"] == "announced"]
     port = result["download"]["data_port"]
     out = {}
@@ -144,7 +147,7 @@ def data_syns(captures: dict[str, Capture], result: dict[str, Any]) -> dict[str,
             out[intf] = [s for s in segments if s.sport == 20 and s.dport == port]
         else:
             target = announced[0]["port"] if announced else None
-            out[intf] = [s for s in segments if s.sport == port and s.dport == target]
+            out[intf] = [s for s in segments if port in (None, s.sport) and s.dport == target]
     return out
 
 
@@ -207,6 +210,52 @@ def announcements(captures: dict[str, Capture], result: dict[str, Any]) -> dict[
     return out
 
 
+@contextlib.contextmanager
+def evidence(lab, case: Case, label: str, policies: dict[str, FirewallPolicy]):
+    """Load the firewalls' policies; around the block, captures on every firewall interface
+    and the helpers' expectation events, kept in a folder named after `label`."""
+    folder = case.path / dashed(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, policy in policies.items():
+        case.keep(lab.node(name).apply_policy(policy), f"ruleset {name}, {label}")
+    captures = {intf: Capture(lab, intf.split("-")[0], intf, folder, intf) for intf in CAPTURES}
+    expect = {name: ExpectationEvents(lab, name, f"expect-{name}-{dashed(label)}") for name in policies}
+    with contextlib.ExitStack() as stack:
+        for item in [*captures.values(), *expect.values()]:
+            stack.enter_context(item)
+        yield folder, captures, expect
+    for intf, capture in captures.items():
+        case.keep(capture.path, f"capture {intf}, {label}")
+    for name, events in expect.items():
+        case.keep(events.path, f"expectations {name}, {label}")
+
+
+def cell_of(
+    result: dict[str, Any],
+    captures: dict[str, Capture],
+    expect: dict[str, ExpectationEvents],
+    log: list[FtpLogLine],
+    sha256: str,
+) -> dict[str, Any]:
+    """One download's outcome from evidence, and the evidence's summary."""
+    sport = result["download"]["sport"]
+    replies = server_replies(log, result)
+    opened = {
+        name: [e for e in ev.events() if e.master[1] == sport and e.event == "NEW"]
+        for name, ev in expect.items()
+    }
+    announced = [e["port"] for e in result["events"] if e["event"] == "announced"]
+    return {
+        "observed": observe(result, captures, replies, sha256),
+        "client": {k: result.get(k) for k in ("outcome", "step", "error", "transfer_s")},
+        "server_replies": replies,
+        "expectations": {n: [f"{e.src} -> {e.dst}:{e.dport}" for e in evs] for n, evs in opened.items()},
+        "announced": announcements(captures, result),
+        "data_port": announced[0] if announced else None,
+        "server_saw_client": sorted({line.client for line in log if line.kind == "CONNECT"}),
+    }
+
+
 def run_downloads(
     lab,
     case: Case,
@@ -216,14 +265,8 @@ def run_downloads(
     server: FtpServer,
     sha256: str,
 ) -> dict[str, dict[str, Any]]:
-    """Load the firewalls' policies, run one download per mode at once to `server` with
-    captures on every firewall interface and the helpers' expectation events; keep the
-    evidence in a folder named after `label`; each download's outcome from evidence."""
-    folder = case.path / dashed(label)
-    folder.mkdir(parents=True, exist_ok=True)
-    firewalls = {name: lab.node(name) for name in ("fwc", "fws")}
-    for name, policy in policies.items():
-        case.keep(firewalls[name].apply_policy(policy), f"ruleset {name}, {label}")
+    """One ftplib download per mode at once to `server`, with the evidence around them;
+    each download's outcome from evidence."""
     port = server.config.port
     downloads = [
         FtpDownload(
@@ -231,38 +274,12 @@ def run_downloads(
         )
         for mode in modes
     ]
-    captures = {intf: Capture(lab, intf.split("-")[0], intf, folder, intf) for intf in CAPTURES}
-    expect = {name: ExpectationEvents(lab, name, f"expect-{name}-{dashed(label)}") for name in firewalls}
-    with contextlib.ExitStack() as stack:
-        for item in [*captures.values(), *expect.values()]:
-            stack.enter_context(item)
+    with evidence(lab, case, label, policies) as (folder, captures, expect):
         results = run_ftp(lab, "client", SERVER_IP, downloads)
-    for intf, capture in captures.items():
-        case.keep(capture.path, f"capture {intf}, {label}")
-    for name, events in expect.items():
-        case.keep(events.path, f"expectations {name}, {label}")
     (folder / "downloads.json").write_text(json.dumps(results, indent=1))
     case.keep(folder / "downloads.json", f"the client's steps, {label}")
     log = server.log()
-    out = {}
-    for result in results:
-        sport = result["download"]["sport"]
-        replies = server_replies(log, result)
-        opened = {
-            name: [e for e in ev.events() if e.master[1] == sport and e.event == "NEW"]
-            for name, ev in expect.items()
-        }
-        announced = [e["port"] for e in result["events"] if e["event"] == "announced"]
-        out[result["mode"]] = {
-            "observed": observe(result, captures, replies, sha256),
-            "client": {k: result.get(k) for k in ("outcome", "step", "error", "transfer_s")},
-            "server_replies": replies,
-            "expectations": {n: [f"{e.src} -> {e.dst}:{e.dport}" for e in evs] for n, evs in opened.items()},
-            "announced": announcements(captures, result),
-            "data_port": announced[0] if announced else None,
-            "server_saw_client": sorted({line.client for line in log if line.kind == "CONNECT"}),
-        }
-    return out
+    return {result["mode"]: cell_of(result, captures, expect, log, sha256) for result in results}
 
 
 def run_setup(
@@ -557,3 +574,87 @@ def test_idle_control_session_during_a_long_transfer(lab, ftp_server, long_file,
         case.plot_path("timeline", f"{fix}: control and data sessions side by side"),
         f"{fix}: the control session idles while the data session transfers",
     )
+
+
+TOOL_MODES = {"curl": ("PORT", "EPRT", "PASV", "EPSV"), "lftp": ("PORT", "PASV")}
+TOOL_SETUPS = (Setup("both", True, True), Setup("client side", False, False))
+ANNOUNCING = {"PORT": b"PORT", "EPRT": b"EPRT", "PASV": b"227", "EPSV": b"229"}
+
+
+def tool_result(tool: dict[str, Any], captures: dict[str, Capture], out: Path, sha256: str) -> dict[str, Any]:
+    """A curl or lftp download in the shape of an ftplib record, from evidence: its control
+    session and the port announced in it from the client-side capture (`fwc-in`), the file
+    it wrote checked against the served one."""
+    mode = tool["mode"]
+    announced = [s for s in commands(captures["fwc-in"], ANNOUNCING[mode]) if s.payload]
+    sport = (announced[0].sport if announced[0].dport == 21 else announced[0].dport) if announced else None
+    port = announced_port(announced[0].payload.decode(errors="replace")) if announced else None
+    digest = hashlib.sha256(out.read_bytes()).hexdigest() if out.exists() else None
+    out.unlink(missing_ok=True)
+    ok = tool["exit"] == 0 and digest == sha256
+    return {
+        "mode": mode,
+        "outcome": "ok" if ok else "failed",
+        "sha256": digest,
+        "error": None if ok else f"exit {tool['exit']}: {tool['output']}",
+        "events": [{"event": "announced", "port": port}] if port is not None else [],
+        "download": {"sport": sport, "data_port": port if mode in ACTIVE else None, "port": 21},
+    }
+
+
+@pytest.mark.parametrize("tool", FTP_TOOLS)
+def test_real_ftp_clients_behave_as_predicted(lab, ftp_server, ftp_root, case, tool):
+    """curl and lftp: the predictions hold for them too, with ALG and NAT on both firewalls and without"""
+    modes = TOOL_MODES[tool]
+    # The tool picks its own ports: in the client's namespace, its ephemeral range is the
+    # upper half of this case's block for the case's duration.
+    half = case.ports[len(case.ports) // 2 :]
+    original = lab.run("client", ["sysctl", "-n", "net.ipv4.ip_local_port_range"]).split()
+    lab.run("client", ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={half.start} {half.stop - 1}"])
+    rows = {}
+    try:
+        for setup in TOOL_SETUPS:
+            outputs = {mode: case.path / f"{tool}-{mode}-{dashed(setup.name)}.bin" for mode in modes}
+            jobs = [
+                (
+                    tool,
+                    mode,
+                    f"ftp://{SERVER_IP}/{FILE}",
+                    str(outputs[mode]),
+                    case.take_ports(10),
+                    STEP_TIMEOUT,
+                )
+                for mode in modes
+            ]
+            with (
+                evidence(lab, case, f"{tool}, {setup.name}", setup.policies()) as (_, captures, expect),
+                ThreadPoolExecutor(len(jobs)) as pool,
+            ):
+                ran = list(pool.map(lambda job: run_ftp_tool(lab, "client", *job), jobs))
+            log = ftp_server.log()
+            row = {}
+            for record in ran:
+                result = tool_result(record, captures, outputs[record["mode"]], ftp_root[1])
+                cell = (
+                    cell_of(result, captures, expect, log, ftp_root[1]) if result["download"]["sport"] else {}
+                )
+                cell.update(
+                    predicted=setup.predict(record["mode"]), exit=record["exit"], command=record["argv"]
+                )
+                row[record["mode"]] = cell
+            rows[setup.name] = row
+    finally:
+        lab.run("client", ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={original[0]} {original[1]}"])
+    (case.path / "downloads.json").write_text(json.dumps(rows, indent=1, default=str))
+    case.keep(case.path / "downloads.json", f"{tool}: every download with its evidence summary")
+    case.figure(
+        f"{tool}: outcome per setup and mode",
+        {n: {m: c.get("observed") for m, c in r.items()} for n, r in rows.items()},
+    )
+    case.figure(f"{tool}: exit codes", {n: {m: c["exit"] for m, c in r.items()} for n, r in rows.items()})
+    for name, row in rows.items():
+        for mode, cell in row.items():
+            assert "observed" in cell, (
+                f"{tool} {mode}, {name}: no {mode} announcement captured on fwc-in: {cell}"
+            )
+            assert_cell(SETUPS[name], mode, cell, case.path)

@@ -374,3 +374,21 @@ def test_every_app_runs_as_a_module():
             [sys.executable, "-m", f"lab.apps.{name}", "--help"], cwd=ROOT, capture_output=True, timeout=30
         )
         assert done.returncode == 0, (name, done.stderr)
+
+
+def test_real_ftp_clients_command_lines():
+    from lab.errors import ConfigError
+    from lab.traffic import ftp_tool_argv
+
+    ports = range(15000, 15010)
+    url = "ftp://10.0.3.10/file.bin"
+    port = ftp_tool_argv("curl", "PORT", url, "/tmp/out", ports, 5, "10.0.1.10")
+    assert (
+        port[-1] == url and "--disable-eprt" in port and port[port.index("-P") + 1] == "10.0.1.10:15000-15009"
+    )
+    assert "-P" not in ftp_tool_argv("curl", "EPSV", url, "/tmp/out", ports, 5, "10.0.1.10")
+    lftp = ftp_tool_argv("lftp", "PASV", url, "/tmp/out", ports, 5, "10.0.1.10")
+    assert lftp[0] == "lftp" and lftp[-1] == "ftp://10.0.3.10"
+    assert "set ftp:passive-mode on" in lftp[2] and "get file.bin -o /tmp/out" in lftp[2]
+    with pytest.raises(ConfigError, match="lftp: no FTP mode 'EPSV'"):
+        ftp_tool_argv("lftp", "EPSV", url, "/tmp/out", ports, 5, "10.0.1.10")
