@@ -224,6 +224,64 @@ def load_policy(path: Path) -> FirewallPolicy:
         raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None
 
 
+# --- L4 balancers ----------------------------------------------------------------------
+BALANCE_ALGORITHMS = ("round-robin", "weighted", "source-hash")
+
+
+@dataclass(frozen=True)
+class RealServer:
+    """A real server behind a balancer: its address, port and weight (weighted only)."""
+
+    address: str
+    port: int
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class L4Balancer:
+    """A kernel L4 balancer (nftables DNAT): clients address `vip`:`port`, each new session
+    goes to one real server by `algorithm`; with `snat`, the servers see the balancer's
+    address (masquerade on `server_side`) so their replies come back through it."""
+
+    vip: str
+    port: int
+    servers: tuple[RealServer, ...]
+    algorithm: str = "round-robin"
+    proto: str = "tcp"
+    snat: bool = False
+
+
+def balancer_problems(config: L4Balancer) -> list[str]:
+    """Every problem with a balancer, each naming the attribute."""
+    problems: list[str] = []
+    try:
+        ipaddress.IPv4Address(str(config.vip))
+    except ValueError:
+        problems.append(f"balancer.vip: {config.vip!r} is not an IPv4 address")
+    _check_port(config.port, "balancer", problems)
+    _check_proto(config.proto, "balancer", problems)
+    if config.algorithm not in BALANCE_ALGORITHMS:
+        problems.append(
+            f"balancer.algorithm: {config.algorithm!r} is not one of {', '.join(BALANCE_ALGORITHMS)}"
+        )
+    if not config.servers:
+        problems.append("balancer.servers: no real server")
+    for i, server in enumerate(config.servers):
+        where = f"balancer.servers[{i}]"
+        _check_address(server.address, where, problems)
+        _check_port(server.port, where, problems)
+        if (
+            not isinstance(server.weight, int)
+            or isinstance(server.weight, bool)
+            or not 1 <= server.weight <= 100
+        ):
+            problems.append(f"{where}.weight: {server.weight!r} is not a weight (1-100)")
+    seen = [(s.address, s.port) for s in config.servers]
+    for twice in sorted({x for x in seen if seen.count(x) > 1}):
+        problems.append(f"balancer.servers: {twice[0]}:{twice[1]} is listed more than once")
+    return problems
+
+
 # --- FTP server ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FtpServerConfig:

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import FirewallPolicy, Helper, Service, TimeoutRule
+from lab.config import FirewallPolicy, Helper, L4Balancer, RealServer, Service, TimeoutRule
+from lab.errors import ConfigError
+from lab.render.balancer import render_balancer
 from lab.render.nftables import render_ruleset, render_sysctls
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -103,3 +105,54 @@ def test_vsftpd_config_matches_golden():
     assert text == path.read_text()
     reversed_range = FtpServerConfig(root="/x", pasv_min=30009, pasv_max=30000)
     assert ftp_server_problems(reversed_range) == ["ftp_server: passive range 30009-30000 is reversed"]
+
+
+BALANCERS = {
+    "lb_round_robin": L4Balancer(
+        "10.0.2.100", 80, (RealServer("10.0.3.11", 8080), RealServer("10.0.3.12", 8080))
+    ),
+    "lb_weighted_snat": L4Balancer(
+        "10.0.2.100",
+        80,
+        (RealServer("10.0.3.11", 8080, weight=3), RealServer("10.0.3.12", 8080)),
+        algorithm="weighted",
+        snat=True,
+    ),
+    "lb_source_hash": L4Balancer(
+        "10.0.2.100", 443, tuple(RealServer(f"10.0.3.{n}", 443) for n in (11, 12, 13)), "source-hash"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BALANCERS))
+def test_balancer_ruleset_matches_golden_and_nft_accepts_it(name):
+    import shutil
+    import subprocess
+
+    text = render_balancer(BALANCERS[name], "lb-srv")
+    path = GOLDEN / f"{name}.nft"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    if shutil.which("nft") is None or os.geteuid() != 0:
+        pytest.skip("nft -c needs nft and root")
+    check = subprocess.run(["nft", "-c", "-f", "-"], input=text, text=True, capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_bad_balancers_are_refused_naming_each_problem():
+    bad = L4Balancer(
+        "10.0.2.300",
+        80,
+        (RealServer("10.0.3.11", 8080, weight=0), RealServer("10.0.3.11", 8080)),
+        algorithm="fastest",
+        snat=True,
+    )
+    with pytest.raises(ConfigError) as err:
+        render_balancer(bad)
+    problems = err.value.problems
+    assert "balancer.vip: '10.0.2.300' is not an IPv4 address" in problems
+    assert "balancer.algorithm: 'fastest' is not one of round-robin, weighted, source-hash" in problems
+    assert "balancer.servers[0].weight: 0 is not a weight (1-100)" in problems
+    assert "balancer.servers: 10.0.3.11:8080 is listed more than once" in problems
+    assert "balancer.snat: needs the interface towards the servers" in problems
