@@ -50,6 +50,8 @@ class Flow:
     goto: int | None = None
     cookie: int = 0
     command: str = "add"
+    idle_timeout: int = 0  # s; 0: the flow stays
+    notify_removed: bool = False  # the switch reports its removal (OFPFF_SEND_FLOW_REM)
 
 
 @dataclass(frozen=True)
