@@ -282,6 +282,141 @@ def balancer_problems(config: L4Balancer) -> list[str]:
     return problems
 
 
+# --- L7 balancer (ADC) and redundancy -------------------------------------------------
+ADC_ALGORITHMS = ("roundrobin", "leastconn", "source")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How a balancer checks a real server: a TCP connect or an HTTP GET of `path`, every
+    `interval_ms`; `fall` failures take it out, `rise` successes put it back."""
+
+    kind: str = "tcp"  # "tcp" or "http"
+    path: str = "/health"
+    interval_ms: int = 200
+    rise: int = 2
+    fall: int = 2
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A group of real servers behind the ADC (an haproxy backend)."""
+
+    name: str
+    servers: tuple[RealServer, ...]
+    algorithm: str = "roundrobin"
+    check: HealthCheck | None = None
+    cookie: bool = False  # persistence: the ADC inserts a cookie naming the server
+    tls: bool = False  # re-encrypt towards the servers (HTTPS to them)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Requests to `pool` when the path starts with `path_prefix` and/or a header has a value."""
+
+    pool: str
+    path_prefix: str | None = None
+    header: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Adc:
+    """An L7 balancer (haproxy): clients speak HTTP, or HTTPS with `certificate` (TLS
+    termination), to `vip`:`port`; requests go to a pool by route, else to the first pool."""
+
+    vip: str
+    port: int
+    pools: tuple[Pool, ...]
+    routes: tuple[Route, ...] = ()
+    certificate: str | None = None  # PEM with key: terminate TLS here
+    forwarded_for: bool = True  # add X-Forwarded-For
+    compression: bool = False  # gzip text responses
+    deny_pattern: str | None = None  # a request path regex refused with 403 (WAF-style)
+    redirects: tuple[tuple[str, str], ...] = ()  # (path prefix, location): 302
+
+
+def adc_problems(adc: Adc) -> list[str]:
+    problems: list[str] = []
+    try:
+        ipaddress.IPv4Address(str(adc.vip))
+    except ValueError:
+        problems.append(f"adc.vip: {adc.vip!r} is not an IPv4 address")
+    _check_port(adc.port, "adc", problems)
+    names = [p.name for p in adc.pools]
+    if not names:
+        problems.append("adc.pools: no pool")
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"adc.pools: {name!r} is defined more than once")
+    for i, pool in enumerate(adc.pools):
+        where = f"adc.pools[{i}]"
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", pool.name):
+            problems.append(f"{where}.name: {pool.name!r} is not a name (letters, digits, _ and -)")
+        if pool.algorithm not in ADC_ALGORITHMS:
+            problems.append(
+                f"{where}.algorithm: {pool.algorithm!r} is not one of {', '.join(ADC_ALGORITHMS)}"
+            )
+        if not pool.servers:
+            problems.append(f"{where}.servers: no real server")
+        for j, server in enumerate(pool.servers):
+            _check_address(server.address, f"{where}.servers[{j}]", problems)
+            _check_port(server.port, f"{where}.servers[{j}]", problems)
+        check = pool.check
+        if check is not None:
+            if check.kind not in ("tcp", "http"):
+                problems.append(f"{where}.check.kind: {check.kind!r} is not tcp or http")
+            for key in ("interval_ms", "rise", "fall"):
+                value = getattr(check, key)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    problems.append(f"{where}.check.{key}: {value!r} is not a positive whole number")
+    for i, route in enumerate(adc.routes):
+        where = f"adc.routes[{i}]"
+        if route.pool not in names:
+            problems.append(f"{where}.pool: no pool {route.pool!r} (pools: {', '.join(names)})")
+        if route.path_prefix is None and route.header is None:
+            problems.append(f"{where}: matches nothing (give path_prefix and/or header)")
+        if (route.header is None) != (route.value is None):
+            problems.append(f"{where}: a header route needs both header and value")
+    if adc.deny_pattern is not None:
+        try:
+            re.compile(adc.deny_pattern)
+        except re.error as exc:
+            problems.append(f"adc.deny_pattern: {adc.deny_pattern!r} is not a regex ({exc})")
+    return problems
+
+
+@dataclass(frozen=True)
+class VrrpInstance:
+    """One side of an active/standby pair (keepalived, VRRPv3): the virtual address moves
+    to the standby when the active one stops advertising (every `advert_s`)."""
+
+    interface: str
+    router_id: int
+    priority: int
+    vip: str  # with its prefix, e.g. 10.0.2.100/24
+    advert_s: float = 0.1
+    peer: str | None = None  # unicast to this peer address (multicast without)
+
+
+def vrrp_problems(vrrp: VrrpInstance) -> list[str]:
+    problems: list[str] = []
+    if not isinstance(vrrp.router_id, int) or not 1 <= vrrp.router_id <= 255:
+        problems.append(f"vrrp.router_id: {vrrp.router_id!r} is not 1-255")
+    if not isinstance(vrrp.priority, int) or not 1 <= vrrp.priority <= 254:
+        problems.append(f"vrrp.priority: {vrrp.priority!r} is not 1-254")
+    try:
+        ipaddress.IPv4Interface(str(vrrp.vip))
+        if "/" not in str(vrrp.vip):
+            raise ValueError("no prefix")
+    except ValueError:
+        problems.append(f"vrrp.vip: {vrrp.vip!r} is not an address with its prefix (10.0.2.100/24)")
+    if not 0.01 <= vrrp.advert_s <= 40:
+        problems.append(f"vrrp.advert_s: {vrrp.advert_s!r} is not 0.01-40 s (VRRPv3 centiseconds)")
+    if vrrp.peer is not None:
+        _check_address(vrrp.peer, "vrrp.peer", problems)
+    return problems
+
+
 # --- FTP server ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FtpServerConfig:

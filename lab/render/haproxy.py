@@ -1,0 +1,80 @@
+"""Adc -> haproxy.cfg text: the L7 balancer. Pure: golden-file tested, checked with
+`haproxy -c` before it starts.
+
+haproxy runs in the foreground (`-db`), logs every request to stdout (the lab keeps it),
+and answers on a stats socket (server states: up, down, and why).
+"""
+
+from __future__ import annotations
+
+from lab.config import Adc, Pool, adc_problems
+from lab.errors import ConfigError
+
+COMPRESSED_TYPES = "text/html text/plain text/css application/json application/javascript"
+
+
+def _pool_lines(pool: Pool) -> list[str]:
+    lines = [f"backend {pool.name}", f"    balance {pool.algorithm}"]
+    if pool.cookie:
+        lines.append("    cookie SRV insert indirect nocache")
+    check = pool.check
+    if check is not None:
+        if check.kind == "http":
+            lines.append(f"    option httpchk GET {check.path}")
+        lines.append(f"    default-server inter {check.interval_ms}ms rise {check.rise} fall {check.fall}")
+    for i, server in enumerate(pool.servers, start=1):
+        options = []
+        if check is not None:
+            options.append("check")
+        if pool.cookie:
+            options.append(f"cookie {pool.name}{i}")
+        if pool.tls:
+            options.append("ssl verify none")  # the lab's servers: encrypted, not authenticated
+        lines.append(
+            f"    server {pool.name}{i} {server.address}:{server.port}" + "".join(f" {o}" for o in options)
+        )
+    return lines
+
+
+def render_haproxy(adc: Adc, stats_socket: str) -> str:
+    """The whole haproxy.cfg; `stats_socket` is the path of its admin socket."""
+    problems = adc_problems(adc)
+    if problems:
+        raise ConfigError(problems)
+    tls = f" ssl crt {adc.certificate}" if adc.certificate else ""
+    lines = [
+        "global",
+        "    log stdout format raw local0 info",
+        f"    stats socket {stats_socket} mode 600 level admin",
+        "    maxconn 4096",
+        "",
+        "defaults",
+        "    mode http",
+        "    log global",
+        "    option httplog",
+        "    timeout connect 2s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        "",
+        "frontend adc",
+        f"    bind {adc.vip}:{adc.port}{tls}",
+    ]
+    if adc.forwarded_for:
+        lines.append("    option forwardfor")
+    if adc.compression:
+        lines += ["    compression algo gzip", f"    compression type {COMPRESSED_TYPES}"]
+    if adc.deny_pattern is not None:
+        lines.append(f"    http-request deny deny_status 403 if {{ path_reg {adc.deny_pattern} }}")
+    for prefix, location in adc.redirects:
+        lines.append(f"    http-request redirect location {location} code 302 if {{ path_beg {prefix} }}")
+    for route in adc.routes:
+        conditions = []
+        if route.path_prefix is not None:
+            conditions.append(f"{{ path_beg {route.path_prefix} }}")
+        if route.header is not None:
+            conditions.append(f"{{ req.hdr({route.header}) -m str {route.value} }}")
+        lines.append(f"    use_backend {route.pool} if {' '.join(conditions)}")
+    lines.append(f"    default_backend {adc.pools[0].name}")
+    for pool in adc.pools:
+        lines += ["", *_pool_lines(pool)]
+    return "\n".join(lines) + "\n"
