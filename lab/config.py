@@ -334,6 +334,8 @@ class Adc:
     compression: bool = False  # gzip text responses
     deny_pattern: str | None = None  # a request path regex refused with 403 (WAF-style)
     redirects: tuple[tuple[str, str], ...] = ()  # (path prefix, location): 302
+    cache_pattern: str | None = None  # responses to paths matching this regex are cached
+    cache_seconds: int = 60
 
 
 def adc_problems(adc: Adc) -> list[str]:
@@ -377,11 +379,14 @@ def adc_problems(adc: Adc) -> list[str]:
             problems.append(f"{where}: matches nothing (give path_prefix and/or header)")
         if (route.header is None) != (route.value is None):
             problems.append(f"{where}: a header route needs both header and value")
-    if adc.deny_pattern is not None:
-        try:
-            re.compile(adc.deny_pattern)
-        except re.error as exc:
-            problems.append(f"adc.deny_pattern: {adc.deny_pattern!r} is not a regex ({exc})")
+    for key in ("deny_pattern", "cache_pattern"):
+        pattern = getattr(adc, key)
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                problems.append(f"adc.{key}: {pattern!r} is not a regex ({exc})")
+    _check_timeout(adc.cache_seconds, "adc.cache_seconds", problems)
     return problems
 
 

@@ -24,6 +24,7 @@ from lab.render.balancer import render_balancer
 from lab.render.haproxy import render_haproxy
 from lab.render.keepalived import render_keepalived
 from lab.render.nftables import render_ruleset, render_sysctls
+from lab.render.nginx import render_nginx
 
 GOLDEN = Path(__file__).parent / "golden"
 POLICIES = {
@@ -200,28 +201,33 @@ def daemon_check(argv: list[str]) -> None:
     import shutil
     import subprocess
 
-    tool = argv[4] if argv[:3] == ["ip", "netns", "exec"] else argv[0]
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed (scripts/bootstrap.sh)")
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (scripts/bootstrap.sh)")
     check = subprocess.run(argv, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_haproxy_config_matches_golden_and_haproxy_accepts_it(tmp_path):
+def throwaway_certificate(folder: Path) -> Path:
+    """A self-signed certificate with its key in one PEM file, for the daemons' checks."""
     import subprocess
 
+    key, cert, pem = folder / "key.pem", folder / "cert.pem", folder / "adc.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lab",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pem.write_text(key.read_text() + cert.read_text())
+    return pem
+
+
+def test_haproxy_config_matches_golden_and_haproxy_accepts_it(tmp_path):
     text = render_haproxy(ADC, "/run/sessionlab/x/haproxy.sock")
     path = GOLDEN / "haproxy.cfg"
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)
     assert text == path.read_text()
-    pem = tmp_path / "adc.pem"  # haproxy -c loads the certificate: a throwaway one
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lab",
-         "-keyout", str(pem), "-out", str(tmp_path / "cert.pem")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    pem.write_text(pem.read_text() + (tmp_path / "cert.pem").read_text())
+    pem = throwaway_certificate(tmp_path)  # haproxy -c loads the certificate
     checked = tmp_path / "haproxy.cfg"
     checked.write_text(render_haproxy(replace(ADC, certificate=str(pem)), str(tmp_path / "haproxy.sock")))
     daemon_check(["haproxy", "-c", "-q", "-f", str(checked)])
@@ -233,22 +239,60 @@ def test_keepalived_config_matches_golden_and_keepalived_accepts_it(tmp_path):
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)
     assert text == path.read_text()
-    # keepalived -t also wants the interface to exist (and not be loopback): the check runs
-    # in a throwaway namespace with an interface of that name (a veth), removed after.
+    # keepalived -t also wants the interface to exist (and not be loopback).
+    (tmp_path / "keepalived.conf").write_text(text)
+    link = ["link", "add", VRRP.interface, "type", "veth", "peer", "name", "peer0"]
+    in_throwaway_namespace([link], ["keepalived", "-t", "-f", str(tmp_path / "keepalived.conf")])
+
+
+def in_throwaway_namespace(setup: list[list[str]], argv: list[str]) -> None:
+    """Run a daemon's check in a network namespace of its own, prepared by `ip` commands
+    (`setup`), and removed after: checks that bind the VIP or want an interface."""
     import secrets
+    import shutil
     import subprocess
 
     if os.geteuid() != 0:
         pytest.skip("the check needs a network namespace (root)")
-    (tmp_path / "keepalived.conf").write_text(text)
-    ns = f"slkatest{secrets.token_hex(3)}"
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed (scripts/bootstrap.sh)")
+    ns = f"slcheck{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        link = ["ip", "-n", ns, "link", "add", VRRP.interface, "type", "veth", "peer", "name", "peer0"]
-        subprocess.run(link, check=True)
-        daemon_check(["ip", "netns", "exec", ns, "keepalived", "-t", "-f", str(tmp_path / "keepalived.conf")])
+        for command in setup:
+            subprocess.run(["ip", "-n", ns, *command], check=True)
+        check = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+NGINX_ADC = replace(
+    ADC, pools=tuple(replace(p, cookie=False) for p in ADC.pools), cache_pattern=r"\.(css|js|png)$"
+)
+
+
+def test_nginx_config_matches_golden_and_nginx_accepts_it(tmp_path):
+    text = render_nginx(NGINX_ADC, "/run/sessionlab/x/nginx")
+    path = GOLDEN / "nginx.conf"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    pem = throwaway_certificate(tmp_path)
+    (tmp_path / "nginx.conf").write_text(
+        render_nginx(replace(NGINX_ADC, certificate=str(pem)), str(tmp_path))
+    )
+    # nginx -t binds the VIP: in a namespace where loopback has it.
+    setup = [["link", "set", "lo", "up"], ["addr", "add", f"{ADC.vip}/32", "dev", "lo"]]
+    in_throwaway_namespace(
+        setup, ["nginx", "-t", "-q", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)]
+    )
+
+
+def test_nginx_refuses_what_nginx_oss_cannot_do():
+    with pytest.raises(ConfigError) as err:
+        render_nginx(ADC, "/tmp/x")
+    assert err.value.problems == ["adc.pools: 'web' asks for cookie persistence, which nginx OSS has not"]
 
 
 def test_bad_adc_and_vrrp_values_are_refused_naming_each():

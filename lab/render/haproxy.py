@@ -56,6 +56,10 @@ def render_haproxy(adc: Adc, stats_socket: str) -> str:
         "    timeout client 30s",
         "    timeout server 30s",
         "",
+    ]
+    if adc.cache_pattern is not None:
+        lines += ["cache static", "    total-max-size 16", f"    max-age {adc.cache_seconds}", ""]
+    lines += [
         "frontend adc",
         f"    bind {adc.vip}:{adc.port}{tls}",
     ]
@@ -67,6 +71,11 @@ def render_haproxy(adc: Adc, stats_socket: str) -> str:
         lines.append(f"    http-request deny deny_status 403 if {{ path_reg {adc.deny_pattern} }}")
     for prefix, location in adc.redirects:
         lines.append(f"    http-request redirect location {location} code 302 if {{ path_beg {prefix} }}")
+    if adc.cache_pattern is not None:
+        lines += [
+            f"    http-request cache-use static if {{ path_reg {adc.cache_pattern} }}",
+            f"    http-response cache-store static if {{ path_reg {adc.cache_pattern} }}",
+        ]
     for route in adc.routes:
         conditions = []
         if route.path_prefix is not None:
