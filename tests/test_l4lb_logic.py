@@ -82,3 +82,23 @@ def test_unknown_algorithm_and_no_backend_are_refused():
     with pytest.raises(ValueError, match="no backend"):
         RoundRobin(())
     assert set(IN_SWITCH) == {"weighted", "source-hash"}
+
+
+def test_in_switch_pipeline_needs_no_packet_in():
+    from controllers.l4lb.logic import GROUP_ID, T_CHOOSE, in_switch_pipeline
+
+    lb = Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A, B), "weighted", idle_timeout=5)
+    group, flows = in_switch_pipeline(lb)
+    assert [w for w, _ in group.buckets] == [3, 1] and group.fields == ()
+    first = group.buckets[0][1]
+    assert first[0] == ("learn_session", 0, SESSION_COOKIE, 5, 0)  # pinned before it is sent
+    assert first[-1] == ("output", A.port)
+    assert not any(a[0] == "controller" for f in flows for a in f.actions)
+    to_group = [f for f in flows if f.table == T_CHOOSE]
+    assert to_group and to_group[0].actions == (("group", GROUP_ID),)
+    replies = [f for f in flows if dict(f.match).get("ipv4_src") in (A.ip, B.ip)]
+    assert len(replies) == 2 and all(("set_field", "ipv4_src", "10.0.2.100") in f.actions for f in replies)
+    hashed, _ = in_switch_pipeline(Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A, B), "source-hash"))
+    assert hashed.fields == ("ip_src",) and [w for w, _ in hashed.buckets] == [1, 1]
+    with pytest.raises(ValueError, match="round-robin is decided by the controller"):
+        in_switch_pipeline(Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A, B), "round-robin"))

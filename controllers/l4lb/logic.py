@@ -199,5 +199,55 @@ class Balancer:
         return counts
 
 
+@dataclass(frozen=True)
+class Group:
+    """An OpenFlow select group: each new session takes one bucket (weight, actions),
+    chosen by a hash of `fields` (OVS `selection_method=hash`; empty: the whole 5-tuple)."""
+
+    dpid: int
+    group_id: int
+    buckets: tuple[tuple[int, tuple[tuple[object, ...], ...]], ...]
+    fields: tuple[str, ...] = ()
+    command: str = "add"
+
+
+T_CHOOSE = 1  # table: a session not pinned yet goes to the group
+GROUP_ID = 1
+
+
+def in_switch_pipeline(lb: Balancer) -> tuple[Group, list[Flow]]:
+    """For weighted and source-hash: everything installed ahead, no packet-in.
+
+    Table 0 holds the pinned sessions (learned) and, per backend, the rewrite of its
+    replies back to the VIP; a client's first packet to the VIP misses the sessions and
+    goes to the select group, whose bucket learns the session into table 0 (so it keeps
+    its backend whatever the group becomes later) and rewrites it to the backend."""
+    if lb.algorithm not in IN_SWITCH:
+        raise ValueError(f"{lb.algorithm} is decided by the controller (a packet-in per session)")
+    fields = ("ip_src",) if lb.algorithm == "source-hash" else ()
+    buckets = []
+    for index, backend in enumerate(lb.backends):
+        weight = backend.weight if lb.algorithm == "weighted" else 1
+        actions = (
+            ("learn_session", T_SESSIONS, SESSION_COOKIE + index, lb.idle_timeout, index),
+            ("set_field", "eth_dst", backend.mac),
+            ("set_field", "ipv4_dst", backend.ip),
+            ("output", backend.port),
+        )
+        buckets.append((weight, actions))
+    group = Group(lb.dpid, GROUP_ID, tuple(buckets), fields)
+    to_vip = _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_dst=lb.vip, tcp_dst=lb.vport)
+    flows = [
+        Flow(lb.dpid, T_SESSIONS, 0, (), (("normal",),)),
+        Flow(lb.dpid, T_SESSIONS, 10, to_vip, (), goto=T_CHOOSE),
+        Flow(lb.dpid, T_CHOOSE, 10, to_vip, (("group", GROUP_ID),)),
+    ]
+    for backend in lb.backends:
+        replies = _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_src=backend.ip, tcp_src=lb.vport)
+        rewrite = (("set_field", "eth_src", lb.vmac), ("set_field", "ipv4_src", lb.vip), ("normal",))
+        flows.append(Flow(lb.dpid, T_SESSIONS, 10, replies, rewrite))
+    return group, flows
+
+
 def _m(**fields: object) -> tuple[tuple[str, object], ...]:
     return tuple(sorted(fields.items()))
