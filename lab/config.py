@@ -105,6 +105,14 @@ def _check_address(address: object, where: str, problems: list[str]) -> None:
         problems.append(f"{where}.address: {address!r} is not an IPv4 address or prefix ({exc})")
 
 
+def _check_host(address: object, key: str, problems: list[str]) -> None:
+    """One IPv4 address (no prefix): a VIP, a peer."""
+    try:
+        ipaddress.IPv4Address(str(address))
+    except ValueError:
+        problems.append(f"{key}: {address!r} is not an IPv4 address")
+
+
 def _check_timeout(value: object, where: str, problems: list[str]) -> None:
     # conntrack keeps timeouts in whole seconds; 2**31 / 1000 keeps jiffies in range.
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2_000_000:
@@ -254,10 +262,7 @@ class L4Balancer:
 def balancer_problems(config: L4Balancer) -> list[str]:
     """Every problem with a balancer, each naming the attribute."""
     problems: list[str] = []
-    try:
-        ipaddress.IPv4Address(str(config.vip))
-    except ValueError:
-        problems.append(f"balancer.vip: {config.vip!r} is not an IPv4 address")
+    _check_host(config.vip, "balancer.vip", problems)
     _check_port(config.port, "balancer", problems)
     _check_proto(config.proto, "balancer", problems)
     if config.algorithm not in BALANCE_ALGORITHMS:
@@ -340,10 +345,7 @@ class Adc:
 
 def adc_problems(adc: Adc) -> list[str]:
     problems: list[str] = []
-    try:
-        ipaddress.IPv4Address(str(adc.vip))
-    except ValueError:
-        problems.append(f"adc.vip: {adc.vip!r} is not an IPv4 address")
+    _check_host(adc.vip, "adc.vip", problems)
     _check_port(adc.port, "adc", problems)
     names = [p.name for p in adc.pools]
     if not names:
@@ -418,7 +420,7 @@ def vrrp_problems(vrrp: VrrpInstance) -> list[str]:
     if not 0.01 <= vrrp.advert_s <= 40:
         problems.append(f"vrrp.advert_s: {vrrp.advert_s!r} is not 0.01-40 s (VRRPv3 centiseconds)")
     if vrrp.peer is not None:
-        _check_address(vrrp.peer, "vrrp.peer", problems)
+        _check_host(vrrp.peer, "vrrp.peer", problems)
     return problems
 
 
