@@ -134,6 +134,19 @@ def stopped_at(syns: dict[str, list[TcpSegment]], active: bool) -> str:
     return ""
 
 
+def dropped_packet(captures: dict[str, Capture], result: dict[str, Any]) -> str:
+    """The packet a firewall dropped, as captured arriving at it: the data session's first
+    SYN on the ingress where it stopped ("" when nothing stopped it)."""
+    syns = data_syns(captures, result)
+    where = stopped_at(syns, result["mode"] in ACTIVE)
+    if not where:
+        return ""
+    firewall = where.removeprefix("dropped at ")
+    ingress = next(i for i in CAPTURES if i.startswith(firewall) and syns[i])
+    s = syns[ingress][0]
+    return f"SYN {s.src}:{s.sport} > {s.dst}:{s.dport}, captured on {ingress}, x{len(syns[ingress])}"
+
+
 def data_syns(captures: dict[str, Capture], result: dict[str, Any]) -> dict[str, list[TcpSegment]]:
     """The SYNs (without ACK) of this download's data session on each captured interface:
     to the announced port from the client's data port (passive; any port when the client
@@ -247,6 +260,7 @@ def cell_of(
     announced = [e["port"] for e in result["events"] if e["event"] == "announced"]
     return {
         "observed": observe(result, captures, replies, sha256),
+        "dropped": dropped_packet(captures, result),
         "client": {k: result.get(k) for k in ("outcome", "step", "error", "transfer_s")},
         "server_replies": replies,
         "expectations": {n: [f"{e.src} -> {e.dst}:{e.dport}" for e in evs] for n, evs in opened.items()},
@@ -336,6 +350,8 @@ def test_ftp_matrix_row(lab, ftp_server, ftp_root, case, cells, name):
     assert clients == {NAT_IP if setup.nat else CLIENT_IP}, f"the server's log shows clients {clients}"
     drops = {n: lab.node(n).counters() for n in ("fwc", "fws")}
     case.figure("drop counters", drops)
+    dropped = {m: c["dropped"] for m, c in row.items() if c["dropped"]}
+    case.figure("the dropped data-session packet, where it arrived", dropped)
     for mode, cell in row.items():
         if cell["observed"].startswith("dropped at "):
             firewall = cell["observed"].removeprefix("dropped at ")
