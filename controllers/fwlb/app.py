@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ SYMMETRIC_L3L4 = 2  # OVS nx_hash_fields: addresses, protocol and ports, the sam
 
 
 def log(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+    # One write per line: print() writes the text and its newline apart, and two of the
+    # app's green threads interleaved there once (two events on one line).
+    sys.stdout.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
+    sys.stdout.flush()
 
 
 class FirewallFabric(app_manager.OSKenApp):

@@ -18,6 +18,7 @@ import json
 import signal
 import socket
 import struct
+import sys
 import time
 from types import FrameType
 from typing import Any
@@ -27,12 +28,16 @@ LINGER_ABORT = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger =
 
 def emit(event: str, **fields: object) -> None:
     """Print one event line: its name, the wall-clock time, then `fields`."""
-    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+    # One write per line: print() writes the text and its newline apart, so threads
+    # printing at once could put two events on one line.
+    sys.stdout.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
+    sys.stdout.flush()
 
 
 def report(record: dict[str, Any]) -> None:
     """Print one result record (the harness reads it as the app's last line)."""
-    print(json.dumps(record), flush=True)
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
 
 
 def connect(server: str, port: int, sport: int = 0, timeout: float | None = None) -> socket.socket:
