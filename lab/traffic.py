@@ -308,12 +308,10 @@ def run_ftp(lab: Lab, client: str, server: str, downloads: list[FtpDownload]) ->
 
     def one(download: FtpDownload) -> dict[str, Any]:
         out = lab.run(client, download.argv(server), timeout=6 * download.timeout + 60)
-        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        events = [x for x in lines if "event" in x]
-        records = [x for x in lines if "event" not in x]
-        if not records:
+        record = _ftp_record(out)
+        if record is None:
             raise LabError(f"ftp_client {download.mode} on {client} reported nothing: {out[-300:]}")
-        return {**records[-1], "events": events, "download": asdict(download)}
+        return {**record, "download": asdict(download)}
 
     with ThreadPoolExecutor(max_workers=max(1, len(downloads))) as pool:
         return list(pool.map(one, downloads))
@@ -330,11 +328,17 @@ def finish_ftp(lab: Lab, proc: Proc, timeout: float) -> dict[str, Any]:
     (an app that ended as it should is no crash), and return its record and events."""
     lab.wait(lambda: not proc.running(), timeout, f"{proc.name} to end")
     code = lab.stop(proc)
-    lines = [json.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
-    records = [x for x in lines if "event" not in x]
-    if code != 0 or not records:
+    record = _ftp_record(proc.output())
+    if code != 0 or record is None:
         raise LabError(f"{proc.name} exited {code}: {proc.output()[-300:]}")
-    return {**records[-1], "events": [x for x in lines if "event" in x]}
+    return record
+
+
+def _ftp_record(output: str) -> dict[str, Any] | None:
+    """The ftp_client's result record (its last non-event line) with its events, or None."""
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    records = [x for x in lines if "event" not in x]
+    return {**records[-1], "events": [x for x in lines if "event" in x]} if records else None
 
 
 FTP_TOOLS = ("curl", "lftp")
