@@ -234,6 +234,7 @@ def load_policy(path: Path) -> FirewallPolicy:
 
 # --- L4 balancers ----------------------------------------------------------------------
 BALANCE_ALGORITHMS = ("round-robin", "weighted", "source-hash")
+BALANCE_MODES = ("nat", "dsr")
 
 
 @dataclass(frozen=True)
@@ -247,9 +248,11 @@ class RealServer:
 
 @dataclass(frozen=True)
 class L4Balancer:
-    """A kernel L4 balancer (nftables DNAT): clients address `vip`:`port`, each new session
-    goes to one real server by `algorithm`; with `snat`, the servers see the balancer's
-    address (masquerade on `server_side`) so their replies come back through it."""
+    """A kernel L4 balancer: clients address `vip`:`port`, each new session goes to one
+    real server by `algorithm`. `mode` "nat": nftables DNAT (with `snat`, the servers see
+    the balancer's address, so their replies come back through it); "dsr": direct server
+    return, the balancer only rewrites the frame's MAC and the servers answer the clients
+    themselves from the VIP (on their loopback)."""
 
     vip: str
     port: int
@@ -257,6 +260,7 @@ class L4Balancer:
     algorithm: str = "round-robin"
     proto: str = "tcp"
     snat: bool = False
+    mode: str = "nat"
 
 
 def balancer_problems(config: L4Balancer) -> list[str]:
@@ -284,7 +288,35 @@ def balancer_problems(config: L4Balancer) -> list[str]:
     seen = [(s.address, s.port) for s in config.servers]
     for twice in sorted({x for x in seen if seen.count(x) > 1}):
         problems.append(f"balancer.servers: {twice[0]}:{twice[1]} is listed more than once")
+    if config.mode not in BALANCE_MODES:
+        problems.append(f"balancer.mode: {config.mode!r} is not one of {', '.join(BALANCE_MODES)}")
+    if config.mode == "dsr":
+        if config.snat:
+            problems.append("balancer.snat: direct server return rewrites no address (mode dsr)")
+        for i, server in enumerate(config.servers):
+            if server.port != config.port:
+                problems.append(
+                    f"balancer.servers[{i}].port: {server.port!r} is not the VIP's port {config.port!r} "
+                    "(direct server return keeps the port)"
+                )
     return problems
+
+
+def balancer_from_dict(data: Mapping[str, Any]) -> L4Balancer:
+    """A validated L4 balancer from plain data (servers: a list of tables)."""
+    problems: list[str] = []
+    top = _take(L4Balancer, data, "balancer", problems)
+    top["servers"] = _items(data, "servers", RealServer, problems)
+    for key in ("vip", "port"):
+        if key not in top:
+            problems.append(f"balancer: missing {key!r}")
+    if problems:
+        raise ConfigError(problems)
+    config = L4Balancer(**top)
+    problems = balancer_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 # --- L7 balancer (ADC) and redundancy -------------------------------------------------

@@ -31,6 +31,9 @@ class Session:
     # Which device carried each direction, where a source knows it (a fabric's table).
     via: str | None = None
     reply_via: str | None = None
+    # The reply direction's addresses: differ from dst/src where the device NATs.
+    reply_src: str | None = None
+    reply_dst: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int | None, str, int | None]:
@@ -50,6 +53,8 @@ class Session:
             "reply_packets": self.reply_packets,
             "via": self.via,
             "reply_via": self.reply_via,
+            "reply_src": self.reply_src,
+            "reply_dst": self.reply_dst,
         }
 
 
@@ -91,6 +96,8 @@ def parse_line(line: str) -> Session | None:
         stamp=float(stamp) if stamp else None,
         packets=int(values["packets"]) if "packets" in values else None,
         reply_packets=int(reply["packets"]) if "packets" in reply else None,
+        reply_src=reply.get("src"),
+        reply_dst=reply.get("dst"),
     )
 
 

@@ -321,3 +321,66 @@ def sessions_timeline(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def distribution_figure(
+    counts: Mapping[str, Mapping[str, int]], servers: Sequence[str], path: Path, title: str
+) -> Path:
+    """Requests per real server, a bar per server stacked by client (client -> server ->
+    requests), with each bar's total above it."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bottom = [0] * len(servers)
+    for client, per_server in counts.items():
+        heights = [per_server.get(s, 0) for s in servers]
+        ax.bar(servers, heights, bottom=bottom, label=client)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    for x, total in enumerate(bottom):
+        ax.annotate(str(total), (x, total), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("requests answered (servers' logs)")
+    ax.set_title(title)
+    ax.legend(title="client", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def requests_timeline(
+    series: Mapping[str, Sequence[float]],
+    failures: Sequence[float],
+    markers: Mapping[str, float],
+    path: Path,
+    title: str,
+    bin_s: float = 0.25,
+) -> Path:
+    """Requests per second over time: a line per real server (the times each answered,
+    from its log), failed requests as red crosses per bin, and vertical event markers."""
+    ends = [t for ts in series.values() for t in ts] + list(failures) + list(markers.values())
+    span = max(ends, default=1.0) + bin_s
+    bins = [i * bin_s for i in range(int(span / bin_s) + 1)]
+
+    def rate(times: Sequence[float]) -> list[float]:
+        counts = [0] * len(bins)
+        for t in times:
+            counts[min(int(t / bin_s), len(bins) - 1)] += 1
+        return [c / bin_s for c in counts]
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    styles = ("o", "s", "^", "v", "D", "P")
+    for i, (name, times) in enumerate(series.items()):
+        ax.plot(bins, rate(times), marker=styles[i % len(styles)], markersize=3, linewidth=1, label=name)
+    if failures:
+        failed = rate(failures)
+        xs = [x for x, r in zip(bins, failed, strict=True) if r]
+        ax.scatter(xs, [r for r in failed if r], marker="x", color="red", s=30, label="failed", zorder=5)
+    for i, (label, t) in enumerate(markers.items()):
+        ax.axvline(t, color="grey", linestyle=("--", ":", "-.")[i % 3], linewidth=1)
+        ax.annotate(label, (t, ax.get_ylim()[1]), rotation=90, fontsize=7, va="top", ha="right")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("requests/s")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -387,3 +387,105 @@ def run_ftp_tool(
     except CommandError as exc:
         text, code = exc.output, exc.rc
     return {"tool": tool, "mode": mode, "exit": code, "output": text.strip()[-300:], "argv": argv}
+
+
+# --- HTTP through balancers -------------------------------------------------------------
+def start_http_server(lab: Lab, node: str, name: str, port: int = 80) -> Proc:
+    """A real server on `node` answering as `name` (see lab.apps.http_server); ready when
+    it listens. Ended with the case."""
+    argv = app_argv("http_server", "--name", name, "--port", str(port))
+    return lab.start(node, argv, f"http-{name}", ready=listening())
+
+
+def http_log(proc: Proc) -> list[dict[str, Any]]:
+    """The requests a server saw (its `request` events), in order."""
+    return _events(proc, "request")
+
+
+def _events(proc: Proc, name: str) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
+    return [r for r in rows if r.get("event") == name]
+
+
+@dataclass(frozen=True)
+class HttpLoad:
+    """HTTP requests from one client to `server`:`port`: `count` of them, each a new
+    connection from source port `first_port` + i (or all over one, `keepalive`), started
+    `rate` per second (0: as fast as `concurrency` allows)."""
+
+    server: str
+    count: int
+    first_port: int
+    port: int = 80
+    path: str = "/"
+    rate: float = 0.0
+    concurrency: int = 4
+    timeout: float = 2.0
+    keepalive: bool = False
+    headers: tuple[str, ...] = ()
+
+    def argv(self) -> list[str]:
+        argv = app_argv(
+            "http_client",
+            "--server",
+            self.server,
+            "--port",
+            str(self.port),
+            "--path",
+            self.path,
+            "--count",
+            str(self.count),
+            "--rate",
+            str(self.rate),
+            "--concurrency",
+            str(self.concurrency),
+            "--timeout",
+            str(self.timeout),
+            "--first-port",
+            str(self.first_port),
+        )
+        for header in self.headers:
+            argv += ["--header", header]
+        return argv + (["--keepalive"] if self.keepalive else [])
+
+    def budget(self) -> float:
+        """How long the whole load may take (s), generously."""
+        paced = self.count / self.rate if self.rate else 0.0
+        return paced + self.count * (self.timeout + 0.5) / max(1, self.concurrency) + 30
+
+
+def http_records(output: str) -> list[dict[str, Any]]:
+    """The http_client's records (one per request, in start order); raises without its
+    closing line (it was cut short)."""
+    rows = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    if not rows or not rows[-1].get("done"):
+        raise LabError(f"http_client ended early: {output.strip()[-300:]}")
+    return sorted((r for r in rows if "i" in r), key=lambda r: r["i"])
+
+
+def run_http(lab: Lab, loads: dict[str, HttpLoad]) -> dict[str, list[dict[str, Any]]]:
+    """Run each client's load at once (client node -> load); each client's records."""
+
+    def one(item: tuple[str, HttpLoad]) -> tuple[str, list[dict[str, Any]]]:
+        client, load = item
+        try:
+            out = lab.run(client, load.argv(), timeout=load.budget())
+        except CommandError as exc:
+            raise LabError(f"http_client on {client} exited {exc.rc}: {exc.output[-300:]}") from None
+        return client, http_records(out)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(loads))) as pool:
+        return dict(pool.map(one, loads.items()))
+
+
+def start_http(lab: Lab, client: str, load: HttpLoad, name: str) -> Proc:
+    """Start one client's load in the background (owned by the case); `finish_http` reads it."""
+    return lab.start(client, load.argv(), name)
+
+
+def finish_http(lab: Lab, proc: Proc, timeout: float) -> list[dict[str, Any]]:
+    lab.wait(lambda: not proc.running(), timeout, f"{proc.name} to end")
+    code = lab.stop(proc)
+    if code != 0:
+        raise LabError(f"{proc.name} exited {code}: {proc.output()[-300:]}")
+    return http_records(proc.output())

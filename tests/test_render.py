@@ -20,7 +20,7 @@ from lab.config import (
     VrrpInstance,
 )
 from lab.errors import ConfigError
-from lab.render.balancer import render_balancer
+from lab.render.balancer import DsrPorts, render_balancer
 from lab.render.haproxy import render_haproxy
 from lab.render.keepalived import render_keepalived
 from lab.render.nftables import render_ruleset, render_sysctls
@@ -154,6 +154,41 @@ def test_balancer_ruleset_matches_golden_and_nft_accepts_it(name):
         pytest.skip("nft -c needs nft and root")
     check = subprocess.run(["nft", "-c", "-f", "-"], input=text, text=True, capture_output=True)
     assert check.returncode == 0, check.stderr
+
+
+DSR = DsrPorts(
+    "lb1-c",
+    "lb1-s",
+    "02:00:00:00:01:02",
+    {"10.0.2.11": "02:00:00:00:02:11", "10.0.2.12": "02:00:00:00:02:12"},
+)
+
+
+def test_dsr_ruleset_matches_golden_and_nft_accepts_it(tmp_path):
+    servers = (RealServer("10.0.2.11", 80, weight=2), RealServer("10.0.2.12", 80))
+    text = render_balancer(L4Balancer("10.0.1.100", 80, servers, "weighted", mode="dsr"), dsr=DSR)
+    path = GOLDEN / "lb_dsr_weighted.nft"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    # A netdev chain names its device: nft -c wants it to exist.
+    (tmp_path / "dsr.nft").write_text(text)
+    setup = [["link", "add", "lb1-c", "type", "veth", "peer", "name", "lb1-s"]]
+    in_throwaway_namespace(setup, ["nft", "-c", "-f", str(tmp_path / "dsr.nft")])
+
+
+def test_dsr_keeps_ports_and_needs_each_servers_mac():
+    servers = (RealServer("10.0.2.11", 8080), RealServer("10.0.2.13", 80))
+    with pytest.raises(ConfigError) as err:
+        render_balancer(L4Balancer("10.0.1.100", 80, servers, mode="dsr", snat=True), "lb1-s", DSR)
+    assert err.value.problems == [
+        "balancer.snat: direct server return rewrites no address (mode dsr)",
+        "balancer.servers[0].port: 8080 is not the VIP's port 80 (direct server return keeps the port)",
+        "balancer.servers[1]: no MAC known for 10.0.2.13",
+    ]
+    with pytest.raises(ConfigError) as err:
+        render_balancer(L4Balancer("10.0.1.100", 80, servers[1:], mode="direct"))
+    assert err.value.problems == ["balancer.mode: 'direct' is not one of nat, dsr"]
 
 
 def test_bad_balancers_are_refused_naming_each_problem():

@@ -18,6 +18,16 @@ def test_s1_loads_without_building_anything():
     assert topology_problems(topo) == []
 
 
+@pytest.mark.parametrize("name", sorted(topology.available()))
+def test_every_topology_loads_and_the_lab_can_honour_it(name):
+    topo = topology.load(name)
+    assert topology_problems(topo) == []
+    from lab.devices import ROLES
+
+    roles = {topo.nodeInfo(h).get("role") for h in topo.hosts()} - {None}
+    assert roles <= set(ROLES), f"{name}: roles without a device class: {roles - set(ROLES)}"
+
+
 def test_unknown_topology():
     with pytest.raises(ConfigError, match="unknown topology 'nope'"):
         topology.load("nope")
@@ -127,8 +137,8 @@ def test_roles_map_to_device_classes_layered_on_the_topology_class():
 
     cls = device_class("firewall", Router)
     assert issubclass(cls, Firewall) and issubclass(cls, Router)
-    with pytest.raises(ConfigError, match="unknown role 'balancer'"):
-        device_class("balancer")
+    with pytest.raises(ConfigError, match=r"unknown role 'switch' \(known: balancer, firewall\)"):
+        device_class("switch")
 
 
 def test_stock_mininet_builds_s1_with_a_wan_link_from_its_command_line():

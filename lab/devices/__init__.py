@@ -7,7 +7,8 @@ router or neighbour set-up runs first and the file still loads in stock Mininet.
 
 from __future__ import annotations
 
+from lab.devices.balancer import Balancer
 from lab.devices.base import ROLES, SessionDevice, SessionSource, device_class, register
 from lab.devices.firewall import Firewall
 
-__all__ = ["ROLES", "Firewall", "SessionDevice", "SessionSource", "device_class", "register"]
+__all__ = ["ROLES", "Balancer", "Firewall", "SessionDevice", "SessionSource", "device_class", "register"]

@@ -1,18 +1,42 @@
 """L4Balancer -> nftables ruleset text: the kernel balancer. Pure: golden-file tested,
 checked with `nft -c` before it is loaded.
 
-New sessions to the VIP are DNATed to a real server chosen by `numgen inc` (round robin),
-`numgen inc` over weight-sized slots (weighted), or `jhash ip saddr` (source hash: one
-client, one server). Conntrack keeps each session on its server (the NAT binding is made
-once, at the first packet) and rewrites the replies back to the VIP.
+NAT mode: new sessions to the VIP are DNATed to a real server chosen by `numgen inc`
+(round robin), `numgen inc` over weight-sized slots (weighted), or `jhash ip saddr`
+(source hash: one client, one server). Conntrack keeps each session on its server (the
+NAT binding is made once, at the first packet) and rewrites the replies back to the VIP.
+
+DSR mode (direct server return): a netdev ingress chain on the client side rewrites the
+frame's destination MAC to a server's and forwards it out of the server side unchanged
+otherwise; the server holds the VIP on its loopback and answers the client directly. The
+balancer sees one direction only and keeps no session, so the choice is a hash: of the
+client's address (source hash) or of its address and port (one choice per session; round
+robin and weighted become a per-session hash over the same slots).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from lab.config import L4Balancer, balancer_problems
 from lab.errors import ConfigError
 
 BALANCER_TABLE = "sessionlab_lb"
+DSR_TABLE = "sessionlab_dsr"
+
+
+@dataclass(frozen=True)
+class DsrPorts:
+    """What direct server return needs of the balancer's node: its client- and server-side
+    interfaces, the server side's MAC (the frames' new source) and each server's MAC."""
+
+    client_side: str
+    server_side: str
+    source_mac: str
+    server_macs: Mapping[str, str]
+
+
 HASH_SEED = 0x5E55  # jhash's seed: fixed, so a client maps to the same server every run
 
 
@@ -32,22 +56,44 @@ def slot_count(config: L4Balancer) -> int:
     return sum(s.weight for s in config.servers) if config.algorithm == "weighted" else len(config.servers)
 
 
-def render_balancer(config: L4Balancer, server_side: str | None = None) -> str:
+def clear_lines() -> list[str]:
+    """Delete both of the balancer's tables (each created first, so deleting never fails)."""
+    return [
+        f"table ip {BALANCER_TABLE}",
+        f"delete table ip {BALANCER_TABLE}",
+        f"table netdev {DSR_TABLE}",
+        f"delete table netdev {DSR_TABLE}",
+    ]
+
+
+def render_balancer(config: L4Balancer, server_side: str | None = None, dsr: DsrPorts | None = None) -> str:
     """The balancer's ruleset; `server_side` is the interface towards the real servers
-    (needed with `snat`). Starts with deleting the table: loading it again replaces it."""
+    (needed with `snat`), `dsr` the node's ports (needed in mode dsr). Starts with deleting
+    the balancer's tables: loading it again replaces them."""
     problems = balancer_problems(config)
     if config.snat and server_side is None:
         problems.append("balancer.snat: needs the interface towards the servers")
+    if config.mode == "dsr":
+        if dsr is None:
+            problems.append("balancer.mode: dsr needs the node's interfaces and the servers' MACs")
+        else:
+            problems += [
+                f"balancer.servers[{i}]: no MAC known for {s.address}"
+                for i, s in enumerate(config.servers)
+                if s.address not in dsr.server_macs
+            ]
     if problems:
         raise ConfigError(problems)
+    if config.mode == "dsr":
+        assert dsr is not None
+        return _render_dsr(config, dsr)
     chooser = (
         f"jhash ip saddr mod {slot_count(config)} seed {HASH_SEED:#x}"
         if config.algorithm == "source-hash"
         else f"numgen inc mod {slot_count(config)}"
     )
     lines = [
-        f"table ip {BALANCER_TABLE}",
-        f"delete table ip {BALANCER_TABLE}",
+        *clear_lines(),
         f"table ip {BALANCER_TABLE} {{",
         "\tchain to_servers {",
         "\t\ttype nat hook prerouting priority dstnat; policy accept;",
@@ -64,3 +110,32 @@ def render_balancer(config: L4Balancer, server_side: str | None = None) -> str:
         ]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _render_dsr(config: L4Balancer, dsr: DsrPorts) -> str:
+    key = "ip saddr" if config.algorithm == "source-hash" else f"ip saddr . {config.proto} sport"
+    slots = []
+    first = 0
+    for server in config.servers:
+        width = server.weight if config.algorithm == "weighted" else 1
+        index = f"{first}" if width == 1 else f"{first}-{first + width - 1}"
+        slots.append(f"{index} : {dsr.server_macs[server.address]}")
+        first += width
+    return (
+        "\n".join(
+            [
+                *clear_lines(),
+                f"table netdev {DSR_TABLE} {{",
+                "\tchain to_servers {",
+                f'\t\ttype filter hook ingress device "{dsr.client_side}" priority filter; policy accept;',
+                f"\t\tip daddr {config.vip} {config.proto} dport {config.port} "
+                f"ether saddr set {dsr.source_mac} "
+                f"ether daddr set jhash {key} mod {slot_count(config)} seed {HASH_SEED:#x} "
+                f"map {{ {', '.join(slots)} }} "
+                f'fwd to "{dsr.server_side}"',
+                "\t}",
+                "}",
+            ]
+        )
+        + "\n"
+    )

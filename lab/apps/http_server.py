@@ -1,0 +1,106 @@
+"""A real server behind a balancer: HTTP/1.1 on one port, naming itself in every answer.
+
+Every request is logged as an event with what the server saw: the peer's address and
+port (the client's, or the balancer's when it source-NATs or proxies), the path, Host and
+X-Forwarded-For. So a case asserts which server answered, and what the server learned of
+the client, from the server's own log, not from the balancer.
+
+Paths: `/health` (200, or 503 while in maintenance), `/static/<name>` (a cacheable text
+body), `/text/<n>` (n KiB of compressible text), anything else: a short text naming the
+server. SIGUSR1 toggles maintenance (a draining server: up, but failing its health check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+
+from lab.apps.events import emit, stop_on_sigterm
+
+LOREM = (
+    "A stateful device keeps a session per flow; when it forgets one, the flow's next packet is new to it.\n"
+)
+
+
+class State:
+    maintenance = False
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "sessionlab-http"
+    protocol_version = "HTTP/1.1"  # keep-alive: one connection may carry many requests
+    name = "server"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        path = self.path.split("?", 1)[0]
+        status, body, kind, extra = 200, f"served by {self.name}\n", "text/plain", {}
+        if path == "/health":
+            status = 503 if State.maintenance else 200
+            body = "maintenance\n" if State.maintenance else "ok\n"
+        elif path.startswith("/static/"):
+            body = f"static {path[8:]} from {self.name}\n"
+            extra = {"Cache-Control": "public, max-age=60"}
+        elif path.startswith("/text/"):
+            size = int(path[6:]) if path[6:].isdigit() else 1
+            body = (LOREM * (size * 1024 // len(LOREM) + 1))[: size * 1024]
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Served-By", self.name)
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+        emit(
+            "request",
+            server=self.name,
+            peer=self.client_address[0],
+            peer_port=self.client_address[1],
+            path=self.path,
+            status=status,
+            host=self.headers.get("Host"),
+            xff=self.headers.get("X-Forwarded-For"),
+            proto=self.headers.get("X-Forwarded-Proto"),
+            bytes=len(data),
+        )
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # the request event above is the log
+
+
+def _toggle(signum: int, frame: FrameType | None) -> None:
+    State.maintenance = not State.maintenance
+    emit("maintenance", on=State.maintenance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", required=True, help="the name it answers with (X-Served-By)")
+    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--bind", default="0.0.0.0")
+    args = parser.parse_args(argv)
+    stop_on_sigterm()
+    signal.signal(signal.SIGUSR1, _toggle)
+    Handler.name = args.name
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 512
+    server = ThreadingHTTPServer((args.bind, args.port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    emit("listening", port=args.port, name=args.name)
+    try:
+        thread.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

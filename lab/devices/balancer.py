@@ -1,0 +1,138 @@
+"""The kernel L4 balancer: a Linux router whose VIP is DNATed (or, in DSR mode, MAC-
+forwarded) to real servers by an nftables ruleset, with optional health checks.
+
+Lifecycle: L4Balancer -> render (`lab/render/balancer.py`) -> `nft -c` -> `nft -f` (return
+code checked) -> the VIP on the client side -> session table from conntrack. Health
+checks run as an owned agent (`lab.agents.health_check`) that reloads the ruleset when a
+server goes down or comes back. `reset` (between cases) removes the balancer's tables, the
+VIP and every session: each case configures the balancer it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mininet.node import Node
+
+from lab import conntrack
+from lab.config import HealthCheck, L4Balancer, balancer_problems
+from lab.devices.base import register
+from lab.errors import CommandError, ConfigError, LabError
+from lab.render.balancer import DsrPorts, clear_lines, render_balancer
+
+if TYPE_CHECKING:
+    from lab.net import Lab
+    from lab.procs import Proc
+
+log = logging.getLogger(__name__)
+
+
+@register("balancer")
+class Balancer(Node):
+    """A balancer between a `client_side` and a `server_side` interface."""
+
+    def config(  # noqa: N802
+        self, client_side: str = "lb-c", server_side: str = "lb-s", **params: Any
+    ) -> Any:
+        result = super().config(**params)
+        self.client_side = client_side
+        self.server_side = server_side
+        self.lab: Lab | None = None
+        self.balancer: L4Balancer | None = None
+        self.health: Proc | None = None
+        self._dsr: DsrPorts | None = None
+        self.loads = 0
+        return result
+
+    def lab_start(self, lab: Lab) -> None:
+        self.lab = lab
+        names = {i.name for i in self.intfList()}
+        missing = [n for n in (self.client_side, self.server_side) if n not in names]
+        if missing:
+            raise ConfigError(
+                f"balancer {self.name}: no interface {', '.join(missing)} (has {', '.join(sorted(names))})"
+            )
+
+    def _lab(self) -> Lab:
+        if self.lab is None:
+            raise LabError(f"balancer {self.name} is not part of a running lab")
+        return self.lab
+
+    def dsr_ports(self, config: L4Balancer) -> DsrPorts:
+        """The interfaces and MACs direct server return needs (servers' MACs by ARP)."""
+        lab = self._lab()
+        macs = {}
+        for server in config.servers:
+            lab.run(self.name, ["ping", "-c", "1", "-W", "1", server.address], check=False)
+            out = lab.run(self.name, ["ip", "neigh", "show", server.address, "dev", self.server_side])
+            words = out.split()
+            if "lladdr" in words:
+                macs[server.address] = words[words.index("lladdr") + 1]
+        return DsrPorts(self.client_side, self.server_side, self.intf(self.server_side).MAC(), macs)
+
+    def apply(self, config: L4Balancer) -> Path:
+        """Render, check (`nft -c`) and load a balancer; the VIP goes on the client side."""
+        lab = self._lab()
+        problems = balancer_problems(config)
+        if problems:
+            raise ConfigError([f"balancer {self.name}: {p}" for p in problems])
+        dsr = self.dsr_ports(config) if config.mode == "dsr" else None
+        self.loads += 1
+        path = lab.paths.root / f"{self.name}-balancer-{self.loads}.nft"
+        path.write_text(render_balancer(config, self.server_side, dsr))
+        try:
+            lab.run(self.name, ["nft", "-c", "-f", str(path)])
+        except CommandError as exc:
+            raise ConfigError(f"balancer {self.name}: nft rejects {path}: {exc.output}") from None
+        lab.run(self.name, ["nft", "-f", str(path)])
+        lab.run(self.name, ["ip", "addr", "replace", f"{config.vip}/32", "dev", self.client_side])
+        self.balancer = config
+        self._dsr = dsr
+        return path
+
+    def start_health(self, check: HealthCheck, ports: range) -> Proc:
+        """Health-check the applied balancer's servers from source ports `ports` (the
+        case's); the agent is the case's and ends with it."""
+        lab = self._lab()
+        if self.balancer is None:
+            raise LabError(f"balancer {self.name}: apply a balancer before its health checks")
+        config = {
+            "balancer": asdict(self.balancer),
+            "check": asdict(check),
+            "server_side": self.server_side,
+            "dsr": asdict(self._dsr) if self._dsr is not None else None,
+        }
+        argv = [sys.executable, "-m", "lab.agents.health_check", "--config", json.dumps(config)]
+        argv += ["--first-port", str(ports.start), "--ports", str(len(ports))]
+        timeout = 5 + check.interval_ms / 1000 * 2
+        self.health = lab.start(
+            self.name, argv, f"{self.name}-health", ready='"event": "ready"', ready_timeout=timeout
+        )
+        return self.health
+
+    def health_events(self) -> list[dict[str, Any]]:
+        if self.health is None:
+            return []
+        rows = [line for line in self.health.output().splitlines() if line.startswith("{")]
+        return [json.loads(r) for r in rows]
+
+    # --- the session table ----------------------------------------------------------
+    def sessions(self) -> list[conntrack.Session]:
+        return conntrack.parse_table(self._lab().run(self.name, ["conntrack", "-L"], merge=False))
+
+    def reset(self) -> None:
+        """A case starts clean: no balancer tables, no VIP, no sessions."""
+        lab = self._lab()
+        clear = lab.paths.root / f"{self.name}-clear.nft"
+        clear.write_text("\n".join(clear_lines()) + "\n")
+        lab.run(self.name, ["nft", "-f", str(clear)])
+        if self.balancer is not None:
+            vip = f"{self.balancer.vip}/32"
+            lab.run(self.name, ["ip", "addr", "del", vip, "dev", self.client_side], check=False)
+        self.balancer, self._dsr, self.health = None, None, None
+        lab.run(self.name, ["conntrack", "-F"], check=False)

@@ -1,0 +1,69 @@
+"""S4: load balancers between clients and real servers, and a router that bypasses them.
+
+      c1 10.0.1.11 --+                                        +-- r1 10.0.2.11
+      c2 10.0.1.12 --+-- s1 --[lb1-c  lb1  lb1-s]-- s2 -------+-- r2 10.0.2.12
+      c3 10.0.1.13 --+    |   10.0.1.2     10.0.2.2   |       +-- r3 10.0.2.13
+                          +---[gw-c   gw   gw-s ]-----+       +-- r4 10.0.2.14
+                          |   10.0.1.1     10.0.2.1   |
+                          +---[lb2-c  lb2  lb2-s]-----+
+                              10.0.1.3     10.0.2.3
+   clients 10.0.1.0/24, VIP 10.0.1.100          servers 10.0.2.0/24
+
+Clients reach the VIP on their own network; everything else goes through `gw`, a plain
+router, and so do the servers' replies unless a case routes them back through a balancer:
+the NAT-mode return path problem. lb1 and lb2 are Linux hosts that the harness turns into
+balancers (node role "balancer": nftables DNAT, health checks, or an ADC daemon). With
+topology `s4-sdn` (the same network) the controller on s1 balances instead (the `l4lb`
+app): it answers ARP for the VIP and rewrites sessions to a server behind gw. `server_bw` (Mbit/s) limits each
+server's link. Stock Mininet loads it with plain routers:
+
+    mn --custom topologies/s4_balancers.py --topo s4 \
+       --switch ovs,datapath=user,failMode=standalone --controller none
+"""
+
+import inspect
+import os
+import sys
+
+from mininet.topo import Topo
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(inspect.currentframe().f_code.co_filename)))
+from _sessionlab_nodes import Router  # noqa: E402
+
+CLIENTS = {"c1": "10.0.1.11", "c2": "10.0.1.12", "c3": "10.0.1.13"}
+SERVERS = {"r1": "10.0.2.11", "r2": "10.0.2.12", "r3": "10.0.2.13", "r4": "10.0.2.14"}
+BALANCERS = {"lb1": ("10.0.1.2", "10.0.2.2"), "lb2": ("10.0.1.3", "10.0.2.3")}
+GATEWAY = ("10.0.1.1", "10.0.2.1")
+VIP = "10.0.1.100"
+
+
+class BalancerTopo(Topo):
+    """Clients - s1 - {lb1, gw, lb2} - s2 - real servers; `server_bw` (Mbit/s) on each
+    server's link."""
+
+    def build(self, server_bw=None):
+        s1, s2 = self.addSwitch("s1"), self.addSwitch("s2")
+        gw = self.addHost("gw", cls=Router, ip=f"{GATEWAY[0]}/24")
+        self.addLink(gw, s1, intfName1="gw-c", params1={"ip": f"{GATEWAY[0]}/24"})
+        self.addLink(gw, s2, intfName1="gw-s", params1={"ip": f"{GATEWAY[1]}/24"})
+        for name, (client_side, server_side) in BALANCERS.items():
+            lb = self.addHost(
+                name,
+                cls=Router,
+                ip=f"{client_side}/24",
+                role="balancer",
+                client_side=f"{name}-c",
+                server_side=f"{name}-s",
+            )
+            self.addLink(lb, s1, intfName1=f"{name}-c", params1={"ip": f"{client_side}/24"})
+            self.addLink(lb, s2, intfName1=f"{name}-s", params1={"ip": f"{server_side}/24"})
+        for name, address in CLIENTS.items():
+            self.addLink(self.addHost(name, ip=f"{address}/24", defaultRoute=f"via {GATEWAY[0]}"), s1)
+        rate = {} if server_bw is None else {"bw": server_bw}
+        for name, address in SERVERS.items():
+            self.addLink(self.addHost(name, ip=f"{address}/24", defaultRoute=f"via {GATEWAY[1]}"), s2, **rate)
+
+
+# s4-sdn: the same network; the lab runs the balancing controller for it.
+topos = {"s4": BalancerTopo, "s4-sdn": BalancerTopo}
+controllers = {"s4-sdn": "controllers.l4lb.harness"}
