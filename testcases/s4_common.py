@@ -3,14 +3,20 @@ gives them, and the evidence each case reads (servers' logs, the clients' record
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lab.traffic import http_log, start_http_server
+from lab.config import HealthCheck
+from lab.plot import requests_timeline
+from lab.traffic import HttpLoad, finish_http, http_log, start_http, start_http_server
 
 if TYPE_CHECKING:
     from lab.net import Lab
     from lab.procs import Proc
+    from lab.results import Case
 
 VIP = "10.0.1.100"
 SERVERS = {"r1": "10.0.2.11", "r2": "10.0.2.12", "r3": "10.0.2.13", "r4": "10.0.2.14"}
@@ -85,3 +91,80 @@ def mismatches(records: dict[str, list[dict[str, Any]]], seen: dict[tuple[str, i
             if r.get("ok") and logged != r.get("served_by"):
                 problems.append(f"{client}:{r['sport']} answered by {r.get('served_by')}, logged by {logged}")
     return problems
+
+
+def partial_records(proc: Proc) -> list[dict[str, Any]]:
+    """The records an http_client has written so far (it is still running)."""
+    return [json.loads(line) for line in proc.output().splitlines() if line.startswith('{"i"')]
+
+
+def timeline_of(procs: list[tuple[str, Proc]], t0: float) -> dict[str, list[float]]:
+    """Server -> the times (s after t0) it answered a request, from every process that
+    served as it (a restarted server has two logs)."""
+    out: dict[str, list[float]] = {}
+    for name, proc in procs:
+        out.setdefault(name, []).extend(r["t"] - t0 for r in http_log(proc) if r["path"] != "/health")
+    return {name: sorted(times) for name, times in out.items()}
+
+
+def dead_server_case(
+    lab: Lab,
+    case: Case,
+    check: HealthCheck,
+    servers: dict[str, Proc],
+    title: str,
+    effective: Callable[[str, float], dict[str, Any] | None] | None = None,
+) -> None:
+    """Load at 40 requests/s from c1 for 6 s; r2's server is stopped at 1.5 s and started
+    again at 3.5 s. The health checks (lb1's agent, already running) take it out and put
+    it back; `effective(event, after)` gives the event when each change took effect on
+    the balancer (default: the agent's own, which reloads the kernel's ruleset itself)."""
+    agent_events = lab.node("lb1").health_events
+    effective = effective or (
+        lambda name, after: next((e for e in agent_events() if e["event"] == name), None)
+    )
+    rate, seconds = 40, 6.0
+    count = int(rate * seconds)
+    load = HttpLoad(VIP, count, case.take_ports(count).start, rate=rate, concurrency=8, timeout=1.0)
+    t0 = time.time()
+    client = start_http(lab, "c1", load, "http-c1")
+    lab.wait(lambda: time.time() - t0 > 1.5, 3, "1.5 s of load")
+    first_r2 = servers["r2"]
+    lab.stop(first_r2)
+    killed = time.time() - t0
+    down = lab.wait(lambda: effective("down", t0 + killed), 3, "r2 taken out")
+    lab.wait(lambda: time.time() - t0 > 3.5, 3, "r2 out for a while")
+    servers["r2"] = start_http_server(lab, "r2", "r2")
+    restarted = time.time() - t0
+    up = lab.wait(lambda: effective("up", t0 + restarted), 3, "r2 put back")
+    records = finish_http(lab, client, load.budget())
+    checks = [e for e in agent_events() if e["event"] in ("down", "up")]
+    down_at, up_at = down["t"] - t0, up["t"] - t0
+    failures = [r["wall_start"] - t0 for r in records if not r["ok"]]
+    times = timeline_of([*servers.items(), ("r2", first_r2)], t0)
+    case.figure("r2 stopped at (s)", round(killed, 2))
+    case.figure("taken out after (s)", round(down_at - killed, 2))
+    case.figure("restarted at (s)", round(restarted, 2))
+    case.figure("put back after (s)", round(up_at - restarted, 2))
+    case.figure("failed requests", len(failures))
+    case.figure("requests r2 answered after it was put back", sum(1 for t in times["r2"] if t > up_at))
+    requests_timeline(
+        times,
+        failures,
+        {"r2 stopped": killed, "taken out": down_at, "r2 restarted": restarted, "put back": up_at},
+        case.plot_path("timeline", "requests/s per server (servers' logs) and failed requests"),
+        title,
+        bin_s=0.5,
+    )
+    assert [(e["event"], e["server"]) for e in checks] == [
+        ("down", "10.0.2.12:80"),
+        ("up", "10.0.2.12:80"),
+    ], f"the checks should take r2 out once and put it back once: {checks}"
+    interval = check.interval_ms / 1000
+    # Detection: `fall` failed checks, the first up to one interval after the stop.
+    assert down_at - killed <= (check.fall + 1) * interval + 0.3, f"taken out {down_at - killed:.2f} s after"
+    assert up_at - restarted <= (check.rise + 1) * interval + 0.3, f"put back {up_at - restarted:.2f} s after"
+    late = [round(t, 2) for t in failures if not killed - 0.1 <= t <= down_at + 0.1]
+    assert not late, f"requests failed outside the detection window {killed:.2f}-{down_at:.2f} s: {late}"
+    assert all(not killed < t < up_at for t in times["r2"]), "r2 answered while it was out"
+    assert any(t > up_at for t in times["r2"]), "r2 got no request after it was put back"

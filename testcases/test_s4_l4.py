@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -22,8 +21,8 @@ import pytest
 
 from lab.capture import Capture
 from lab.config import HealthCheck, L4Balancer, RealServer
-from lab.plot import distribution_figure, requests_timeline
-from lab.traffic import HttpLoad, finish_http, http_log, run_http, start_http, start_http_server
+from lab.plot import distribution_figure
+from lab.traffic import HttpLoad, finish_http, http_log, run_http, start_http
 from testcases.s4_common import (
     BY_ADDRESS,
     CLIENTS,
@@ -32,7 +31,9 @@ from testcases.s4_common import (
     SERVERS,
     VIP,
     answered,
+    dead_server_case,
     mismatches,
+    partial_records,
     per_server,
     set_return_path,
     start_servers,
@@ -183,15 +184,6 @@ def test_return_path(lab, case, mode):
         assert from_servers_at_lb and not from_servers_at_gw, "the replies should come back through lb1"
 
 
-def timeline_of(procs: list[tuple[str, Any]], t0: float) -> dict[str, list[float]]:
-    """Server -> the times (s after t0) it answered a request, from every process that
-    served as it (a restarted server has two logs)."""
-    out: dict[str, list[float]] = {}
-    for name, proc in procs:
-        out.setdefault(name, []).extend(r["t"] - t0 for r in http_log(proc) if r["path"] != "/health")
-    return {name: sorted(times) for name, times in out.items()}
-
-
 @pytest.mark.parametrize("kind", ["tcp", "http"])
 def test_health_check_takes_a_dead_server_out_and_back(lab, case, kind):
     """Kernel L4: health checks (fall 2, rise 2, every 200 ms) take a failed server out and put it back"""
@@ -200,62 +192,10 @@ def test_health_check_takes_a_dead_server_out_and_back(lab, case, kind):
     set_return_path(lab, "route back")
     lb = lab.node("lb1")
     lb.apply(balancer())
-    agent = lb.start_health(check, case.ports[-100:])
-    rate, seconds = 40, 6.0
-    load = HttpLoad(
-        VIP,
-        int(rate * seconds),
-        case.take_ports(int(rate * seconds)).start,
-        rate=rate,
-        concurrency=8,
-        timeout=1.0,
+    lb.start_health(check, case.ports[-100:])
+    dead_server_case(
+        lab, case, check, servers, f"kernel balancer, {kind} check every 200 ms, fall 2 / rise 2"
     )
-    t0 = time.time()
-    client = start_http(lab, "c1", load, "http-c1")
-    lab.wait(lambda: time.time() - t0 > 1.5, 3, "1.5 s of load")
-    first_r2 = servers["r2"]
-    lab.stop(first_r2)
-    killed = time.time() - t0
-    down = lab.wait(
-        lambda: next((e for e in lb.health_events() if e["event"] == "down"), None), 3, "r2 taken out"
-    )
-    lab.wait(lambda: time.time() - t0 > 3.5, 3, "r2 out for a while")
-    servers["r2"] = start_http_server(lab, "r2", "r2")
-    restarted = time.time() - t0
-    up = lab.wait(lambda: next((e for e in lb.health_events() if e["event"] == "up"), None), 3, "r2 back")
-    records = finish_http(lab, client, load.budget())
-    lab.stop(agent)
-    down_at, up_at = down["t"] - t0, up["t"] - t0
-    failures = [r["wall_start"] - t0 for r in records if not r["ok"]]
-    times = timeline_of([*servers.items(), ("r2", first_r2)], t0)
-    case.figure("r2 stopped at (s)", round(killed, 2))
-    case.figure("taken out after (s)", round(down_at - killed, 2))
-    case.figure("restarted at (s)", round(restarted, 2))
-    case.figure("put back after (s)", round(up_at - restarted, 2))
-    case.figure("failed requests", len(failures))
-    case.figure("requests r2 answered after it was put back", sum(1 for t in times["r2"] if t > up_at))
-    requests_timeline(
-        times,
-        failures,
-        {"r2 stopped": killed, "taken out": down_at, "r2 restarted": restarted, "put back": up_at},
-        case.plot_path("timeline", f"health check {kind}: requests/s per server"),
-        f"kernel balancer, {kind} check every 200 ms, fall 2 / rise 2",
-        bin_s=0.5,
-    )
-    assert down["server"] == "10.0.2.12:80" and up["server"] == "10.0.2.12:80", (down, up)
-    interval = check.interval_ms / 1000
-    # Detection: `fall` failed checks, the first up to one interval after the stop.
-    assert down_at - killed <= (check.fall + 1) * interval + 0.3, f"taken out {down_at - killed:.2f} s after"
-    assert up_at - restarted <= (check.rise + 1) * interval + 0.3, f"put back {up_at - restarted:.2f} s after"
-    late = [t for t in failures if not killed - 0.1 <= t <= down_at + 0.1]
-    assert not late, f"requests failed outside the detection window {killed:.2f}-{down_at:.2f} s: {late}"
-    assert all(not killed < t < up_at for t in times["r2"]), "r2 answered while it was out"
-    assert any(t > up_at for t in times["r2"]), "r2 got no request after it was put back"
-
-
-def partial_records(proc: Any) -> list[dict[str, Any]]:
-    """The records an http_client has written so far (it is still running)."""
-    return [json.loads(line) for line in proc.output().splitlines() if line.startswith('{"i"')]
 
 
 def test_health_check_drains_a_server_in_maintenance(lab, case):

@@ -5,8 +5,11 @@ from collections import Counter
 import pytest
 
 from controllers.l4lb.logic import (
+    FIN,
     IN_SWITCH,
+    RST,
     SESSION_COOKIE,
+    T_CHOOSE,
     Backend,
     Balancer,
     LeastConnections,
@@ -54,51 +57,85 @@ def test_source_hash_keeps_a_client_and_spreads_clients():
     assert set(spread) == {"srv1", "srv2", "srv3"} and min(spread.values()) > 40
 
 
-def test_a_session_is_pinned_by_two_rewriting_flows_and_ends_when_removed():
-    lb = Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A, B), "least-connections", idle_timeout=5)
-    inbound, outbound = lb.new_session(("10.0.1.10", 20001), client_port=1, now=0.0)
+def lb(algorithm, backends=(A, B), **kw):
+    return Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, backends, algorithm, **kw)
+
+
+def test_a_controller_decided_session_is_pinned_by_one_rewriting_flow():
+    rr = lb("round-robin", idle_timeout=5)
+    backend, flows = rr.new_session(("10.0.1.10", 20001), now=0.0)
+    (inbound,) = flows
+    assert backend is A
     assert dict(inbound.match)["ipv4_dst"] == "10.0.2.100" and dict(inbound.match)["tcp_src"] == 20001
     assert inbound.actions == (
         ("set_field", "eth_dst", A.mac),
         ("set_field", "ipv4_dst", A.ip),
         ("output", A.port),
     )
-    assert dict(outbound.match)["ipv4_src"] == A.ip
-    assert ("set_field", "ipv4_src", "10.0.2.100") in outbound.actions and ("output", 1) in outbound.actions
-    assert inbound.cookie == outbound.cookie == SESSION_COOKIE
-    assert inbound.notify_removed and inbound.idle_timeout == 5
+    assert inbound.cookie == SESSION_COOKIE and inbound.notify_removed and inbound.idle_timeout == 5
     # The same session again (a retransmitted SYN) keeps its backend.
-    assert lb.new_session(("10.0.1.10", 20001), 1, 0.1)[0].actions == inbound.actions
-    lb.new_session(("10.0.1.11", 20002), 1, 0.2)
-    assert lb.open_sessions() == {"srv1": 1, "srv2": 1}
-    lb.session_removed(("10.0.1.10", 20001))
-    assert lb.open_sessions() == {"srv1": 0, "srv2": 1}
-    assert lb.new_session(("10.0.1.12", 20003), 1, 0.3)[0].actions[-1] == ("output", A.port)
+    assert rr.new_session(("10.0.1.10", 20001), 0.1)[0] is A
+    assert rr.new_session(("10.0.1.11", 20002), 0.2)[0] is B
+    assert rr.open_sessions() == {"srv1": 1, "srv2": 1}
+    assert rr.session_ended(("10.0.1.10", 20001)) is A and rr.session_ended(("10.0.1.10", 20001)) is None
+
+
+def test_least_connections_hears_each_end_from_a_copy_sent_before_the_rewrite():
+    lc = lb("least-connections")
+    _, flows = lc.new_session(("10.0.1.10", 20001), 0.0)
+    ends = [f for f in flows if f.priority > 100]
+    assert sorted(dict(f.match)["tcp_flags"] for f in ends) == [(FIN, FIN), (RST, RST)]
+    assert all(f.actions[0] == ("controller",) and f.actions[-1] == ("output", A.port) for f in ends)
+    assert lc.new_session(("10.0.1.11", 20002), 0.1)[0] is B
+    lc.session_ended(("10.0.1.10", 20001))
+    assert lc.new_session(("10.0.1.12", 20003), 0.2)[0] is A  # A is free again
+
+
+def test_static_flows_answer_arp_rewrite_replies_and_send_new_sessions_to_the_controller():
+    flows = lb("round-robin").static_flows()
+    arp = [f for f in flows if dict(f.match).get("arp_tpa") == "10.0.2.100"]
+    assert arp and arp[0].actions == (("controller",),)
+    replies = [f for f in flows if dict(f.match).get("ipv4_src") in (A.ip, B.ip)]
+    assert len(replies) == 2 and all(("set_field", "ipv4_src", "10.0.2.100") in f.actions for f in replies)
+    to_vip = [f for f in flows if dict(f.match).get("ipv4_dst") == "10.0.2.100"]
+    assert [f.actions for f in to_vip] == [(("controller",),)]
+
+
+def test_in_switch_algorithms_need_no_packet_in():
+    weighted = lb("weighted", idle_timeout=5)
+    flows = weighted.static_flows()
+    assert not any(a == ("controller",) for f in flows if "arp_tpa" not in dict(f.match) for a in f.actions)
+    (hashed,) = [f for f in flows if dict(f.match).get("ipv4_dst") == "10.0.2.100"]
+    assert hashed.actions == (("multipath", "symmetric_l3l4", 4, "reg0"), ("resubmit", T_CHOOSE))
+    slots = [f for f in flows if f.table == T_CHOOSE and f.command == "add"]
+    assert [dict(f.match)["reg0"] for f in slots] == [0, 1, 2, 3]  # A's weight 3, B's 1
+    assert [f.actions[-1] for f in slots] == [("output", A.port)] * 3 + [("output", B.port)]
+    learn = slots[0].actions[1]
+    assert learn == ("learn_session", 0, SESSION_COOKIE, 5, A.mac, A.ip)  # pinned before it is sent
+    assert slots[0].actions[0] == ("set_field", "reg1", A.port)
+    source = lb("source-hash").static_flows()
+    assert any(a[:2] == ("multipath", "symmetric_l3") for f in source for a in f.actions)
+
+
+def test_health_changes_only_new_sessions():
+    weighted = lb("weighted", backends=(A, B, C))
+    flows = weighted.set_in_service({"srv2", "srv3"})
+    assert flows[0].command == "delete" and flows[0].table == T_CHOOSE
+    assert len([f for f in flows if f.table == T_CHOOSE and f.command == "add"]) == 2
+    assert weighted.set_in_service(set())[-1].actions == ()  # none in service: refused
+    rr = lb("round-robin", backends=(A, B, C))
+    rr.new_session(("10.0.1.10", 1), 0.0)
+    assert rr.set_in_service({"srv3"}) == []
+    assert rr.new_session(("10.0.1.10", 1), 0.1)[0] is A  # an open session keeps its backend
+    assert rr.new_session(("10.0.1.10", 2), 0.2)[0] is C
+    rr.set_in_service(set())
+    with pytest.raises(LookupError):
+        rr.new_session(("10.0.1.10", 3), 0.3)
 
 
 def test_unknown_algorithm_and_no_backend_are_refused():
     with pytest.raises(ValueError, match="unknown algorithm 'fastest'"):
-        Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A,), "fastest")
+        lb("fastest", backends=(A,))
     with pytest.raises(ValueError, match="no backend"):
         RoundRobin(())
     assert set(IN_SWITCH) == {"weighted", "source-hash"}
-
-
-def test_in_switch_pipeline_needs_no_packet_in():
-    from controllers.l4lb.logic import GROUP_ID, T_CHOOSE, in_switch_pipeline
-
-    lb = Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A, B), "weighted", idle_timeout=5)
-    group, flows = in_switch_pipeline(lb)
-    assert [w for w, _ in group.buckets] == [3, 1] and group.fields == ()
-    first = group.buckets[0][1]
-    assert first[0] == ("learn_session", 0, SESSION_COOKIE, 5, 0)  # pinned before it is sent
-    assert first[-1] == ("output", A.port)
-    assert not any(a[0] == "controller" for f in flows for a in f.actions)
-    to_group = [f for f in flows if f.table == T_CHOOSE]
-    assert to_group and to_group[0].actions == (("group", GROUP_ID),)
-    replies = [f for f in flows if dict(f.match).get("ipv4_src") in (A.ip, B.ip)]
-    assert len(replies) == 2 and all(("set_field", "ipv4_src", "10.0.2.100") in f.actions for f in replies)
-    hashed, _ = in_switch_pipeline(Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A, B), "source-hash"))
-    assert hashed.fields == ("ip_src",) and [w for w, _ in hashed.buckets] == [1, 1]
-    with pytest.raises(ValueError, match="round-robin is decided by the controller"):
-        in_switch_pipeline(Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A, B), "round-robin"))

@@ -121,3 +121,15 @@ def test_vsftpd_log_as_data():
     assert lines[1] == FtpLogLine(4711, "FTP command", "10.0.2.1", "PORT 10,0,1,10,78,52")
     assert lines[2].text == "500 Illegal PORT command."
     assert (lines[3].kind, lines[3].client) == ("OK DOWNLOAD", "10.0.1.10")
+
+
+def test_ovs_flows_parse_with_their_counters_and_matches():
+    from lab.ovs import parse_flows
+
+    text = (Path(__file__).parent / "samples" / "ovs-dump-flows.txt").read_text()
+    arp_flow, session, miss = parse_flows(text)
+    assert (arp_flow.priority, arp_flow.n_packets, arp_flow.actions) == (200, 3, "CONTROLLER:65535")
+    assert arp_flow.match == {"arp": "", "arp_tpa": "10.0.1.100"}
+    assert session.cookie == 0x4C420001 and session.idle_timeout == 10
+    assert session.match["nw_src"] == "10.0.1.12" and session.match["tp_src"] == "22100"
+    assert (miss.table, miss.priority, miss.match) == (1, 0, {})

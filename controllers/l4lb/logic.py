@@ -5,14 +5,20 @@ packets to one real server (its IP and MAC) and the server's replies back to the
 a session stays on its server for its life. Where the choice is made:
 
 - in the switch, installed ahead (no packet of a session goes to the controller):
-  source-hash (an OpenFlow select group hashing the client's address) and weighted (a
-  select group whose buckets carry the weights, hashing the session);
+  source-hash and weighted. A client's first packet to the VIP is hashed by OVS's
+  `multipath` (the client's address, or the whole session) into a slot, one per backend
+  or as many as its weight; the slot's flow `learn`s the session into the session table
+  (so it keeps its backend whatever changes later) and rewrites the packet;
 - by the controller, one packet-in per new session: round-robin (a counter the switch
-  cannot keep) and least-connections (it must also hear each session's end: the session
-  flows are removed after an idle time and report it). That packet-in is this design's cost.
+  cannot keep) and least-connections, which must also hear each session's end: its FIN
+  or RST is copied to the controller (a second packet-in), and an idle session flow's
+  removal is reported. Those packet-ins are this design's cost.
 
-Here the controller's side: the choosers, each taking `now`, and the session flows they
-install; tested offline. The adapter (`app.py`) only translates.
+Replies need no per-session state: every packet from a backend's service port is
+rewritten back to the VIP. ARP for the VIP is answered by the controller (per client).
+
+Here the controller's side: the choosers, each taking `now`, and the flows; tested
+offline. The adapter (`app.py`) only translates.
 """
 
 from __future__ import annotations
@@ -24,10 +30,15 @@ from dataclasses import dataclass, field
 from controllers.fwlb.logic import Flow
 
 ALGORITHMS = ("round-robin", "weighted", "least-connections", "source-hash")
-IN_SWITCH = ("weighted", "source-hash")  # decided by a select group, no packet-in
+IN_SWITCH = ("weighted", "source-hash")  # decided by a hash in the switch, no packet-in
 SESSION_COOKIE = 0x4C420000  # session flows: cookie = SESSION_COOKIE + backend index
-T_SESSIONS = 0
-ETH_IP, TCP = 0x0800, 6
+T_SESSIONS, T_CHOOSE = 0, 1  # pinned sessions and the static flows; the hash's slots
+ETH_IP, ETH_ARP, TCP = 0x0800, 0x0806, 6
+FIN, RST = 0x01, 0x04
+SLOT_REG, PORT_REG = "reg0", "reg1"  # the hash's slot; the backend's port, for learn
+# OVS multipath's fields: the addresses only (the VIP is the same for every client, so
+# one client, one slot; OVS 3.1's "nw_src" always gives slot 0), or the whole session.
+HASH_FIELDS = {"source-hash": "symmetric_l3", "weighted": "symmetric_l3l4"}
 
 Session = tuple[str, int]  # the client's address and port (the VIP and port are the balancer's)
 
@@ -38,7 +49,7 @@ class Backend:
 
     name: str
     ip: str
-    mac: str
+    mac: str  # the next hop's MAC towards it (its own, or a router's)
     port: int
     weight: int = 1
 
@@ -117,8 +128,8 @@ CHOOSERS: dict[str, type[Chooser]] = {
 
 @dataclass
 class Balancer:
-    """The controller's balancer on one switch: a backend for each new session, the two
-    flows that pin it (client to server, server to client), and its session table."""
+    """The controller's balancer on one switch: its flows, a backend for each new session
+    (controller-decided algorithms), the backends in service, and its session table."""
 
     dpid: int
     vip: str
@@ -128,68 +139,138 @@ class Balancer:
     algorithm: str = "round-robin"
     idle_timeout: int = 10  # s: a session flow idle this long is removed (and reported)
     sessions: dict[Session, Backend] = field(default_factory=dict)
+    in_service: tuple[Backend, ...] = ()
     chooser: Chooser = field(init=False)
 
     def __post_init__(self) -> None:
         if self.algorithm not in CHOOSERS:
             raise ValueError(f"unknown algorithm {self.algorithm!r} (known: {', '.join(ALGORITHMS)})")
-        self.chooser = CHOOSERS[self.algorithm](self.backends)
+        self.in_service = self.in_service or self.backends
+        self.chooser = CHOOSERS[self.algorithm](self.in_service)
 
-    def new_session(self, session: Session, client_port: int, now: float) -> list[Flow]:
-        """A client's first packet to the VIP came in on `client_port`: choose, pin, and
-        return the flows (the packet itself is then sent through them)."""
+    @property
+    def in_switch(self) -> bool:
+        return self.algorithm in IN_SWITCH
+
+    def cookie(self, backend: Backend) -> int:
+        return SESSION_COOKIE + self.backends.index(backend)
+
+    def rewrite(self, backend: Backend) -> tuple[tuple[object, ...], ...]:
+        """What a client's packet to the VIP becomes: the backend's MAC (next hop) and address."""
+        return (
+            ("set_field", "eth_dst", backend.mac),
+            ("set_field", "ipv4_dst", backend.ip),
+            ("output", backend.port),
+        )
+
+    def _to_vip(self, **more: object) -> tuple[tuple[str, object], ...]:
+        return _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_dst=self.vip, tcp_dst=self.vport, **more)
+
+    def static_flows(self) -> list[Flow]:
+        """Everything installed when the switch connects."""
+        flows = [
+            Flow(self.dpid, T_SESSIONS, 0, (), (("normal",),)),
+            Flow(self.dpid, T_SESSIONS, 200, _m(eth_type=ETH_ARP, arp_tpa=self.vip), (("controller",),)),
+        ]
+        for backend in self.backends:
+            replies = _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_src=backend.ip, tcp_src=self.vport)
+            back = (("set_field", "eth_src", self.vmac), ("set_field", "ipv4_src", self.vip), ("normal",))
+            flows.append(Flow(self.dpid, T_SESSIONS, 10, replies, back))
+        return flows + self.choice_flows()
+
+    def choice_flows(self) -> list[Flow]:
+        """Where a new session to the VIP goes: to the controller, or through the hash's
+        slots over the backends in service (sent again when that changes)."""
+        if not self.in_switch:
+            return [Flow(self.dpid, T_SESSIONS, 10, self._to_vip(), (("controller",),))]
+        slots = [b for b in self.in_service for _ in range(b.weight if self.algorithm == "weighted" else 1)]
+        if not slots:
+            return [Flow(self.dpid, T_CHOOSE, 0, (), (), command="delete"), self._refuse()]
+        hashed = (
+            ("multipath", HASH_FIELDS[self.algorithm], len(slots), SLOT_REG),
+            ("resubmit", T_CHOOSE),
+        )
+        flows = [
+            Flow(self.dpid, T_CHOOSE, 0, (), (), command="delete"),
+            Flow(self.dpid, T_SESSIONS, 10, self._to_vip(), hashed),
+        ]
+        for slot, backend in enumerate(slots):
+            learn = (
+                "learn_session",
+                T_SESSIONS,
+                self.cookie(backend),
+                self.idle_timeout,
+                backend.mac,
+                backend.ip,
+            )
+            actions = (("set_field", PORT_REG, backend.port), learn, *self.rewrite(backend))
+            # The match names IP and TCP: OpenFlow refuses to rewrite an address otherwise.
+            slot_match = _m(eth_type=ETH_IP, ip_proto=TCP, **{SLOT_REG: slot})
+            flows.append(Flow(self.dpid, T_CHOOSE, 10, slot_match, actions))
+        return flows
+
+    def _refuse(self) -> Flow:
+        """No backend in service: new sessions to the VIP are dropped."""
+        return Flow(self.dpid, T_SESSIONS, 10, self._to_vip(), ())
+
+    def set_in_service(self, names: set[str]) -> list[Flow]:
+        """Health checks changed which backends take new sessions; sessions keep theirs."""
+        self.in_service = tuple(b for b in self.backends if b.name in names)
+        if not self.in_switch:
+            open_now = getattr(self.chooser, "open", None)
+            self.chooser = CHOOSERS[self.algorithm](self.in_service or self.backends)
+            if open_now is not None:
+                self.chooser.open = {b.name: open_now.get(b.name, 0) for b in self.in_service}  # type: ignore[attr-defined]
+            return [] if self.in_service else [self._refuse()]
+        return self.choice_flows()
+
+    def new_session(self, session: Session, now: float) -> tuple[Backend, list[Flow]]:
+        """A client's first packet to the VIP reached the controller: choose a backend and
+        return it with the flows that pin the session (the packet itself is then sent
+        with `rewrite`). With least-connections the session's FIN and RST are copied to
+        the controller, so it hears the end."""
+        if not self.in_service:
+            raise LookupError("no backend in service")
         backend = self.sessions.get(session) or self.chooser.choose(session, now)
         self.sessions[session] = backend
-        cookie = SESSION_COOKIE + self.backends.index(backend)
         client, cport = session
-        inbound = Flow(
-            self.dpid,
-            T_SESSIONS,
-            100,
-            _m(
-                eth_type=ETH_IP,
-                ip_proto=TCP,
-                ipv4_src=client,
-                tcp_src=cport,
-                ipv4_dst=self.vip,
-                tcp_dst=self.vport,
-            ),
-            (
-                ("set_field", "eth_dst", backend.mac),
-                ("set_field", "ipv4_dst", backend.ip),
-                ("output", backend.port),
-            ),
-            cookie=cookie,
-            idle_timeout=self.idle_timeout,
-            notify_removed=True,  # its removal ends the session in the controller's table
-        )
-        outbound = Flow(
-            self.dpid,
-            T_SESSIONS,
-            100,
-            _m(
-                eth_type=ETH_IP,
-                ip_proto=TCP,
-                ipv4_src=backend.ip,
-                tcp_src=self.vport,
-                ipv4_dst=client,
-                tcp_dst=cport,
-            ),
-            (
-                ("set_field", "eth_src", self.vmac),
-                ("set_field", "ipv4_src", self.vip),
-                ("output", client_port),
-            ),
-            cookie=cookie,
-            idle_timeout=self.idle_timeout,
-        )
-        return [inbound, outbound]
+        match = self._to_vip(ipv4_src=client, tcp_src=cport)
+        flows = [
+            Flow(
+                self.dpid,
+                T_SESSIONS,
+                100,
+                match,
+                self.rewrite(backend),
+                cookie=self.cookie(backend),
+                idle_timeout=self.idle_timeout,
+                notify_removed=True,  # its removal ends the session in the controller's table
+            )
+        ]
+        if self.algorithm == "least-connections":
+            for flag in (FIN, RST):
+                ending = (*match, ("tcp_flags", (flag, flag)))
+                # The copy first: it must reach the controller as the client sent it.
+                actions = (("controller",), *self.rewrite(backend))
+                flows.append(
+                    Flow(
+                        self.dpid,
+                        T_SESSIONS,
+                        110,
+                        ending,
+                        actions,
+                        cookie=self.cookie(backend),
+                        idle_timeout=self.idle_timeout,
+                    )
+                )
+        return backend, flows
 
-    def session_removed(self, session: Session) -> None:
-        """The switch removed a session's inbound flow (idle): the session has ended."""
+    def session_ended(self, session: Session) -> Backend | None:
+        """The session ended (FIN, RST, or its flow was removed idle); its backend."""
         backend = self.sessions.pop(session, None)
         if backend is not None:
             self.chooser.closed(backend)
+        return backend
 
     def open_sessions(self) -> dict[str, int]:
         """Open sessions per backend, as the controller sees them."""
@@ -197,56 +278,6 @@ class Balancer:
         for backend in self.sessions.values():
             counts[backend.name] += 1
         return counts
-
-
-@dataclass(frozen=True)
-class Group:
-    """An OpenFlow select group: each new session takes one bucket (weight, actions),
-    chosen by a hash of `fields` (OVS `selection_method=hash`; empty: the whole 5-tuple)."""
-
-    dpid: int
-    group_id: int
-    buckets: tuple[tuple[int, tuple[tuple[object, ...], ...]], ...]
-    fields: tuple[str, ...] = ()
-    command: str = "add"
-
-
-T_CHOOSE = 1  # table: a session not pinned yet goes to the group
-GROUP_ID = 1
-
-
-def in_switch_pipeline(lb: Balancer) -> tuple[Group, list[Flow]]:
-    """For weighted and source-hash: everything installed ahead, no packet-in.
-
-    Table 0 holds the pinned sessions (learned) and, per backend, the rewrite of its
-    replies back to the VIP; a client's first packet to the VIP misses the sessions and
-    goes to the select group, whose bucket learns the session into table 0 (so it keeps
-    its backend whatever the group becomes later) and rewrites it to the backend."""
-    if lb.algorithm not in IN_SWITCH:
-        raise ValueError(f"{lb.algorithm} is decided by the controller (a packet-in per session)")
-    fields = ("ip_src",) if lb.algorithm == "source-hash" else ()
-    buckets = []
-    for index, backend in enumerate(lb.backends):
-        weight = backend.weight if lb.algorithm == "weighted" else 1
-        actions = (
-            ("learn_session", T_SESSIONS, SESSION_COOKIE + index, lb.idle_timeout, index),
-            ("set_field", "eth_dst", backend.mac),
-            ("set_field", "ipv4_dst", backend.ip),
-            ("output", backend.port),
-        )
-        buckets.append((weight, actions))
-    group = Group(lb.dpid, GROUP_ID, tuple(buckets), fields)
-    to_vip = _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_dst=lb.vip, tcp_dst=lb.vport)
-    flows = [
-        Flow(lb.dpid, T_SESSIONS, 0, (), (("normal",),)),
-        Flow(lb.dpid, T_SESSIONS, 10, to_vip, (), goto=T_CHOOSE),
-        Flow(lb.dpid, T_CHOOSE, 10, to_vip, (("group", GROUP_ID),)),
-    ]
-    for backend in lb.backends:
-        replies = _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_src=backend.ip, tcp_src=lb.vport)
-        rewrite = (("set_field", "eth_src", lb.vmac), ("set_field", "ipv4_src", lb.vip), ("normal",))
-        flows.append(Flow(lb.dpid, T_SESSIONS, 10, replies, rewrite))
-    return group, flows
 
 
 def _m(**fields: object) -> tuple[tuple[str, object], ...]:

@@ -8,6 +8,9 @@ reloads the balancer's ruleset with the servers in service (rendered by
 kernel still holds to a server taken out are listed with the event: they stay on it
 (conntrack keeps their NAT binding); only new sessions avoid it.
 
+With a `service_file` instead (an SDN balancer: the controller decides), each change
+writes the addresses in service there, as JSON; the controller follows that file.
+
 Checks leave from the source ports given (the case's block), closed with RST. Prints one
 JSON line per event: ready (after the first round), down, up, and what went wrong.
 """
@@ -23,6 +26,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 from lab import conntrack
 from lab.apps.events import abort, connect, emit, stop_on_sigterm
@@ -48,6 +52,13 @@ def check_once(kind: str, path: str, address: str, port: int, sport: int, timeou
     finally:
         if sock is not None:
             abort(sock)
+
+
+def write_service(path: str, addresses: list[str]) -> None:
+    """The addresses in service, replaced whole (the reader never sees half a file)."""
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"in_service": addresses, "t": time.time()}))
+    tmp.replace(path)
 
 
 def load(text: str) -> None:
@@ -81,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     health = {name: ServerHealth(name, check.rise, check.fall) for name in servers}
     ports = itertools.cycle(range(args.first_port, args.first_port + args.ports))
     interval = check.interval_ms / 1000
+    service_file = data.get("service_file")
+    if service_file:
+        write_service(service_file, [s.address for s in balancer.servers])
     first = True
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
         while True:
@@ -98,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                 change = health[name].record(ok, now)
                 if change:
                     changes.append((name, change, why))
-            if changes:
+            if changes and service_file:
+                write_service(service_file, [servers[n].address for n in live(health)])
+            elif changes:
                 up = [servers[n] for n in live(health)]
                 text = (
                     render_balancer(replace(balancer, servers=tuple(up)), data.get("server_side"), dsr)
@@ -106,13 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                     else "\n".join(clear_lines()) + "\n"
                 )
                 load(text)
-                for name, change, why in changes:
-                    held = (
-                        sessions_to(servers[name].address, balancer.vip)
-                        if change == "down" and dsr is None
-                        else []
-                    )
-                    emit(change, server=name, reason=why, in_service=live(health), sessions_kept=held)
+            for name, change, why in changes:
+                # The kernel's NAT keeps a removed server's sessions: list them (a
+                # controller keeps its own; DSR keeps none).
+                kept = change == "down" and dsr is None and not service_file
+                held = sessions_to(servers[name].address, balancer.vip) if kept else []
+                emit(change, server=name, reason=why, in_service=live(health), sessions_kept=held)
             if first:
                 emit("ready", servers=list(servers), interval_ms=check.interval_ms)
                 first = False

@@ -95,17 +95,26 @@ class Balancer(Node):
         self._dsr = dsr
         return path
 
-    def start_health(self, check: HealthCheck, ports: range) -> Proc:
-        """Health-check the applied balancer's servers from source ports `ports` (the
-        case's); the agent is the case's and ends with it."""
+    def start_health(
+        self,
+        check: HealthCheck,
+        ports: range,
+        servers: L4Balancer | None = None,
+        service_file: str | None = None,
+    ) -> Proc:
+        """Health-check the applied balancer's servers (or, with `service_file`, those of
+        `servers` for a balancer elsewhere: a controller that follows that file) from
+        source ports `ports` (the case's); the agent is the case's and ends with it."""
         lab = self._lab()
-        if self.balancer is None:
+        target = servers or self.balancer
+        if target is None:
             raise LabError(f"balancer {self.name}: apply a balancer before its health checks")
         config = {
-            "balancer": asdict(self.balancer),
+            "balancer": asdict(target),
             "check": asdict(check),
             "server_side": self.server_side,
-            "dsr": asdict(self._dsr) if self._dsr is not None else None,
+            "dsr": asdict(self._dsr) if self._dsr is not None and service_file is None else None,
+            "service_file": service_file,
         }
         argv = [sys.executable, "-m", "lab.agents.health_check", "--config", json.dumps(config)]
         argv += ["--first-port", str(ports.start), "--ports", str(len(ports))]

@@ -1,0 +1,68 @@
+"""Open vSwitch's own view, as data: a switch's flow table (`ovs-ofctl dump-flows`).
+
+The switch is the evidence for what a controller installed or what a `learn` action
+pinned: its counters say how many packets took each flow (how many went to the
+controller), independent of the controller's own report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.net import Lab
+
+_KEYS = ("cookie", "duration", "table", "n_packets", "n_bytes", "idle_timeout", "priority")
+
+
+@dataclass(frozen=True)
+class OvsFlow:
+    """One flow entry: its cookie, table, priority, packet count, match fields and actions."""
+
+    cookie: int
+    table: int
+    priority: int
+    n_packets: int
+    match: dict[str, str] = field(default_factory=dict)
+    actions: str = ""
+    idle_timeout: int = 0
+
+
+def parse_flows(text: str) -> list[OvsFlow]:
+    """Every flow of `ovs-ofctl dump-flows` output (the reply header is skipped)."""
+    flows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("cookie=") or " actions=" not in line:
+            continue
+        head, actions = line.split(" actions=", 1)
+        values: dict[str, str] = {}
+        match: dict[str, str] = {}
+        for item in re.split(r",\s*|\s+", head):
+            if not item:
+                continue
+            key, _, value = item.partition("=")
+            if key in _KEYS:
+                values[key] = value
+            else:
+                match[key] = value  # a protocol shorthand (tcp, arp) has no value
+        flows.append(
+            OvsFlow(
+                cookie=int(values.get("cookie", "0"), 16),
+                table=int(values.get("table", "0")),
+                priority=int(values.get("priority", "32768")),
+                n_packets=int(values.get("n_packets", "0")),
+                match=match,
+                actions=actions,
+                idle_timeout=int(values.get("idle_timeout", "0")),
+            )
+        )
+    return flows
+
+
+def dump_flows(lab: Lab, switch: str) -> tuple[str, list[OvsFlow]]:
+    """A switch's flow table (logical name): the raw text, to keep, and its flows."""
+    text = lab.run(None, ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", lab.names.get(switch, switch)])
+    return text, parse_flows(text)

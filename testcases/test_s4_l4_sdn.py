@@ -1,0 +1,229 @@
+"""S4, the L4 balancer in the switch (SCENARIOS.md): the same network as the kernel suite,
+balanced by an os-ken app on s1 instead of lb1.
+
+The switch answers ARP for the VIP 10.0.1.100 and rewrites each session to a real
+server behind gw (gw's MAC, the server's address); every reply from a server's port 80
+is rewritten back to the VIP. Weighted and source-hash are decided in the switch (OVS
+`multipath` over slots, the session `learn`ed into the flow table: no packet-in);
+round-robin and least-connections by the controller (a packet-in per new session, and
+for least-connections a copy of each session's FIN or RST). Evidence: the servers' logs,
+the answers the clients got, and the switch's own flow table (a flow per pinned session,
+its cookie naming the server; the counters of the flows that send to the controller).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controllers.l4lb.harness import service_file
+from controllers.l4lb.logic import SESSION_COOKIE
+from lab.config import HealthCheck, L4Balancer, RealServer
+from lab.ovs import OvsFlow, dump_flows
+from lab.plot import distribution_figure
+from lab.traffic import HttpLoad, run_http, start_http
+from testcases.s4_common import (
+    CLIENTS,
+    SERVERS,
+    VIP,
+    answered,
+    dead_server_case,
+    mismatches,
+    partial_records,
+    per_server,
+    set_return_path,
+    start_servers,
+)
+
+LAB_TOPOLOGY = "s4-sdn"
+PER_CLIENT = 24
+WEIGHTS = {"r1": 3, "r2": 2, "r3": 1, "r4": 1}
+ORDER = list(SERVERS)  # backend index = cookie - SESSION_COOKIE
+
+
+@pytest.fixture
+def sdn(lab):
+    """Restart the balancing controller with an algorithm (and weights) for this case;
+    no health file of an earlier case is left for it to read."""
+
+    def start(algorithm: str, weights: dict[str, int] | None = None) -> None:
+        Path(service_file(lab)).unlink(missing_ok=True)
+        backends = [
+            {**b, "weight": (weights or {}).get(b["name"], 1)}
+            for b in lab.controller.app.config(lab)["backends"]
+        ]
+        lab.restart_controller(algorithm=algorithm, backends=backends)
+
+    return start
+
+
+def switch_table(lab: Any, case: Any) -> list[OvsFlow]:
+    """s1's flow table now, kept as evidence."""
+    text, flows = dump_flows(lab, "s1")
+    path = case.path / "s1-flows.txt"
+    path.write_text(text)
+    case.keep(path, "s1's flow table after the requests (ovs-ofctl dump-flows)")
+    return flows
+
+
+def pinned(flows: list[OvsFlow]) -> dict[str, int]:
+    """Sessions per server pinned in the switch (one flow each; the cookie names the server)."""
+    counts = Counter(
+        ORDER[f.cookie - SESSION_COOKIE]
+        for f in flows
+        if f.priority == 100 and f.match.get("nw_dst") == VIP and f.cookie >= SESSION_COOKIE
+    )
+    return {n: counts.get(n, 0) for n in SERVERS}
+
+
+def endpoint(text: str) -> tuple[str, int]:
+    """("10.0.1.11", 12000) from "10.0.1.11:12000"."""
+    address, port = text.rsplit(":", 1)
+    return address, int(port)
+
+
+def to_controller(flows: list[OvsFlow]) -> int:
+    """Packets of sessions to the VIP the switch sent to the controller (ARP excluded)."""
+    return sum(f.n_packets for f in flows if "CONTROLLER" in f.actions and "arp" not in f.match)
+
+
+@pytest.mark.parametrize("algorithm", ["round-robin", "weighted", "least-connections", "source-hash"])
+def test_distribution(lab, case, sdn, algorithm):
+    """SDN L4 balancer: how an algorithm spreads 72 new sessions from 3 clients over 4 servers"""
+    weights = WEIGHTS if algorithm == "weighted" else None
+    sdn(algorithm, weights)
+    servers = start_servers(lab)
+    set_return_path(lab, "bypass")  # the switch is on both paths: nothing to fix
+    ports = case.take_ports(PER_CLIENT * len(CLIENTS))
+    loads = {
+        c: HttpLoad(VIP, PER_CLIENT, ports[i * PER_CLIENT], concurrency=1) for i, c in enumerate(CLIENTS)
+    }
+    started = time.time()
+    records = run_http(lab, loads)
+    flows = switch_table(lab, case)
+    seen = answered(servers)
+    counts = per_server(records, seen)
+    totals = {n: sum(counts[c][n] for c in CLIENTS) for n in SERVERS}
+    total = sum(totals.values())
+    failed = [
+        f"{c}:{r['sport']} {r.get('error')}" for c, rows in records.items() for r in rows if not r["ok"]
+    ]
+    assert not failed, f"requests failed: {failed}"
+    assert not mismatches(records, seen), mismatches(records, seen)
+    assert total == PER_CLIENT * len(CLIENTS), f"the servers logged {totals}"
+    in_switch = pinned(flows)
+    assert in_switch == totals, f"s1 pins {in_switch} sessions per server, the servers logged {totals}"
+    punted = to_controller(flows)
+    decisions = [e for e in lab.controller.events("session") if e["t"] >= started]
+    case.figure("requests per server (servers' logs)", totals)
+    case.figure("requests per server and client", counts)
+    case.figure("sessions pinned in s1 per server (its flow table)", in_switch)
+    case.figure("packets s1 sent to the controller per session", round(punted / total, 2))
+    case.figure("decisions the controller logged", len(decisions))
+    if algorithm in ("weighted", "source-hash"):
+        assert punted == 0 and not decisions, (
+            f"decided in the switch, yet {punted} packets went to the controller ({len(decisions)} decisions)"
+        )
+    else:
+        assert punted >= total and len(decisions) == total, (
+            f"{punted} packets to the controller and {len(decisions)} decisions for {total} sessions"
+        )
+        by_client = {(CLIENTS[c], r["sport"]): r["served_by"] for c, rows in records.items() for r in rows}
+        wrong = [d for d in decisions if by_client.get(endpoint(d["client"])) != d["backend"]]
+        assert not wrong, f"the controller's decisions disagree with the servers that answered: {wrong[:3]}"
+    if algorithm == "round-robin":
+        assert max(totals.values()) - min(totals.values()) <= 1, totals
+    elif algorithm == "weighted":
+        # A hash, not a counter: each server's count is binomial around its weight share.
+        weight_sum = sum(WEIGHTS.values())
+        for name, count in totals.items():
+            p = WEIGHTS[name] / weight_sum
+            sd = math.sqrt(total * p * (1 - p))
+            assert abs(count - total * p) <= 4 * sd, (
+                f"{name}: {count} sessions, share {total * p:.1f} +/- {sd:.1f}"
+            )
+        case.figure("weights", WEIGHTS)
+    elif algorithm == "least-connections":
+        for d in decisions:
+            fewest = min(d["open_before"].values())
+            assert d["open_before"][d["backend"]] == fewest, f"not the least loaded server: {d}"
+    else:
+        for client, per in counts.items():
+            assert len([n for n, k in per.items() if k]) == 1, f"{client}'s requests went to {per}"
+        case.figure(
+            "server per client", {c: next(n for n, k in per.items() if k) for c, per in counts.items()}
+        )
+    distribution_figure(
+        counts,
+        ORDER,
+        case.plot_path("distribution", f"{algorithm}: requests per server"),
+        f"SDN balancer (s1), {algorithm}: {total} new sessions",
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["round-robin", "least-connections"])
+def test_long_sessions_and_least_connections(lab, case, sdn, algorithm):
+    """SDN L4: three long sessions hold r1-r3; where 8 new short sessions go, by algorithm"""
+    sdn(algorithm)
+    servers = start_servers(lab)
+    set_return_path(lab, "bypass")
+    held = []
+    for i in range(3):  # one at a time, each pinned before the next
+        load = HttpLoad(VIP, 40, case.take_port(), rate=4, keepalive=True, timeout=1.0)
+        proc = start_http(lab, "c2", load, f"http-c2-held{i}")
+        held.append(lab.wait(lambda p=proc: partial_records(p)[:1], 3, f"long session {i} answered")[0])
+    holders = [h["served_by"] for h in held]
+    started = time.time()
+    short = run_http(lab, {"c1": HttpLoad(VIP, 8, case.take_ports(8).start, concurrency=1)})["c1"]
+    flows = switch_table(lab, case)
+    seen = answered(servers)
+    got = Counter(seen[(CLIENTS["c1"], r["sport"])] for r in short if (CLIENTS["c1"], r["sport"]) in seen)
+    ends = [e for e in lab.controller.events("session_end") if e["t"] >= started]
+    case.figure("servers holding a long session", holders)
+    case.figure("short sessions per server (servers' logs)", {n: got.get(n, 0) for n in SERVERS})
+    case.figure("session ends the controller heard (FIN/RST copies)", len(ends))
+    case.figure("packets s1 sent to the controller", to_controller(flows))
+    assert all(r["ok"] for r in short), [r for r in short if not r["ok"]]
+    assert sorted(holders) == ["r1", "r2", "r3"], f"the long sessions should hold r1-r3, held {holders}"
+    if algorithm == "least-connections":
+        assert dict(got) == {"r4": 8}, f"every short session should go to r4 (no long session): {dict(got)}"
+        assert len(ends) >= 8, f"the controller heard {len(ends)} ends of 8 short sessions"
+    else:
+        assert dict(got) == {n: 2 for n in SERVERS}, f"round robin ignores the long sessions: {dict(got)}"
+    distribution_figure(
+        {"c1 (short)": {n: got.get(n, 0) for n in SERVERS}},
+        ORDER,
+        case.plot_path("short", f"{algorithm}: where the short sessions went"),
+        f"{algorithm}: 8 short sessions while r1-r3 hold a long one each",
+    )
+
+
+def test_health_check_takes_a_dead_server_out_and_back(lab, case, sdn):
+    """SDN L4: lb1's health checks (tcp, fall 2, rise 2, every 200 ms) steer the switch round a dead server"""
+    sdn("round-robin")
+    servers = start_servers(lab)
+    set_return_path(lab, "bypass")
+    check = HealthCheck("tcp", interval_ms=200, rise=2, fall=2)
+    targets = L4Balancer(VIP, 80, tuple(RealServer(a, 80) for a in SERVERS.values()))
+    lab.node("lb1").start_health(check, case.ports[-100:], servers=targets, service_file=service_file(lab))
+
+    def effective(name: str, after: float) -> dict[str, Any] | None:
+        """The controller's change of the backends in service after `after`."""
+        for event in lab.controller.events("in_service"):
+            if event["t"] >= after and ("r2" in event["backends"]) == (name == "up"):
+                return event
+        return None
+
+    dead_server_case(
+        lab,
+        case,
+        check,
+        servers,
+        "SDN balancer (s1), lb1's tcp check every 200 ms, fall 2 / rise 2",
+        effective,
+    )
