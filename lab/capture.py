@@ -28,20 +28,43 @@ class Capture:
     """tcpdump on one interface of a node (None: the root namespace, where switch-to-switch
     links are), written to `<folder>/<name>.pcap`."""
 
-    def __init__(self, lab: Lab, node: str | None, intf: str, folder: Path, name: str, bpf: str = "tcp"):
+    def __init__(
+        self,
+        lab: Lab,
+        node: str | None,
+        intf: str,
+        folder: Path,
+        name: str,
+        bpf: str = "tcp",
+        snaplen: int = 256,
+    ):
         self.lab = lab
         self.node = node
         self.intf = intf
         self.path = folder / f"{name}.pcap"
         self.name = name
         self.bpf = bpf
+        self.snaplen = snaplen  # bytes kept per frame: headers and the start of the payload
         self.proc: Proc | None = None
 
     def __enter__(self) -> Capture:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # The marker first: after `mpls` in a filter, what follows reads the MPLS payload.
         bpf = f"(ether proto {MARKER_ETHERTYPE:#x}) or ({self.bpf})"
-        argv = ["tcpdump", "-i", self.intf, "-n", "-U", "-s", "256", "-Z", "root", "-w", str(self.path), bpf]
+        argv = [
+            "tcpdump",
+            "-i",
+            self.intf,
+            "-n",
+            "-U",
+            "-s",
+            str(self.snaplen),
+            "-Z",
+            "root",
+            "-w",
+            str(self.path),
+            bpf,
+        ]
         # "listening on" is printed once the socket is bound: nothing is missed after it.
         self.proc = self.lab.start(self.node, argv, f"tcpdump-{self.name}", ready="listening on")
         return self

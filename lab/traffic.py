@@ -390,10 +390,10 @@ def run_ftp_tool(
 
 
 # --- HTTP through balancers -------------------------------------------------------------
-def start_http_server(lab: Lab, node: str, name: str, port: int = 80) -> Proc:
-    """A real server on `node` answering as `name` (see lab.apps.http_server); ready when
-    it listens. Ended with the case."""
-    argv = app_argv("http_server", "--name", name, "--port", str(port))
+def start_http_server(lab: Lab, node: str, name: str, port: int = 80, tls: str | None = None) -> Proc:
+    """A real server on `node` answering as `name` (see lab.apps.http_server), HTTPS with
+    the PEM `tls`; ready when it listens. Ended with the case."""
+    argv = app_argv("http_server", "--name", name, "--port", str(port)) + (["--tls", tls] if tls else [])
     return lab.start(node, argv, f"http-{name}", ready=listening())
 
 
@@ -489,3 +489,27 @@ def finish_http(lab: Lab, proc: Proc, timeout: float) -> list[dict[str, Any]]:
     if code != 0:
         raise LabError(f"{proc.name} exited {code}: {proc.output()[-300:]}")
     return http_records(proc.output())
+
+
+def curl(lab: Lab, node: str, url: str, ports: range, *options: str, timeout: float = 5.0) -> dict[str, Any]:
+    """One request with curl from `node`, its local port from `ports`: what curl reports
+    (`-w %{json}`: http_code, size_download, exitcode, ...) and the response's headers
+    (lower-case names; the last response's when curl follows redirects)."""
+    argv = ["curl", "-sS", "--max-time", f"{timeout:g}", "--local-port", f"{ports.start}-{ports.stop - 1}"]
+    argv += ["-o", "/dev/null", "-D", "-", "-w", "\\n%{json}\\n", *options, url]
+    try:
+        out = lab.run(node, argv, timeout=timeout + 10)
+    except CommandError as exc:
+        out = exc.output
+    lines = out.splitlines()
+    report = next((json.loads(line) for line in reversed(lines) if line.startswith("{")), None)
+    if report is None:
+        raise LabError(f"curl on {node} reported nothing: {out.strip()[-300:]}")
+    headers: dict[str, str] = {}
+    for line in lines:
+        if line.startswith("HTTP/"):
+            headers = {}  # a new response (after a redirect or a 100)
+        elif ":" in line and not line.startswith("{"):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return {**report, "headers": headers}

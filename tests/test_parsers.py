@@ -133,3 +133,22 @@ def test_ovs_flows_parse_with_their_counters_and_matches():
     assert session.cookie == 0x4C420001 and session.idle_timeout == 10
     assert session.match["nw_src"] == "10.0.1.12" and session.match["tp_src"] == "22100"
     assert (miss.table, miss.priority, miss.match) == (1, 0, {})
+
+
+def test_a_daemons_refusal_becomes_its_first_error_line():
+    from lab.devices.adc import first_complaint
+
+    haproxy = (
+        "[NOTICE]   (2673) : haproxy version is 2.6.12\n"
+        "[ALERT]    (2673) : config : parsing [/x.cfg:15] : cannot stat certificate '/n.pem'\n"
+        "[ALERT]    (2673) : config : Fatal errors found in configuration.\n"
+    )
+    assert (
+        first_complaint(haproxy)
+        == "config : parsing [/x.cfg:15] : cannot stat certificate '/n.pem'"
+    )
+    nginx = (
+        'nginx: [emerg] unknown directive "foo" in /x.conf:3\nnginx: configuration file /x.conf test failed\n'
+    )
+    assert first_complaint(nginx) == 'unknown directive "foo" in /x.conf:3'
+    assert first_complaint("") == "no output"

@@ -227,6 +227,7 @@ ADC = Adc(
     compression=True,
     deny_pattern=r"\.\./",
     redirects=(("/old/", "/new/"),),
+    cache_pattern=r"^/static/",
 )
 VRRP = VrrpInstance("lb1-out", router_id=51, priority=150, vip="10.0.2.100/24", advert_s=0.1, peer="10.0.2.3")
 

@@ -8,12 +8,14 @@ the client, from the server's own log, not from the balancer.
 Paths: `/health` (200, or 503 while in maintenance), `/static/<name>` (a cacheable text
 body), `/text/<n>` (n KiB of compressible text), anything else: a short text naming the
 server. SIGUSR1 toggles maintenance (a draining server: up, but failing its health check).
+With `--tls` it answers HTTPS (a balancer that re-encrypts towards its servers).
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="the name it answers with (X-Served-By)")
     parser.add_argument("--port", type=int, default=80)
     parser.add_argument("--bind", default="0.0.0.0")
+    parser.add_argument("--tls", help="a PEM with key and certificate: answer HTTPS")
     args = parser.parse_args(argv)
     stop_on_sigterm()
     signal.signal(signal.SIGUSR1, _toggle)
@@ -91,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 512
     server = ThreadingHTTPServer((args.bind, args.port), Handler)
+    if args.tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    emit("listening", port=args.port, name=args.name)
+    emit("listening", port=args.port, name=args.name, tls=bool(args.tls))
     try:
         thread.join()
     finally:

@@ -1,11 +1,12 @@
-"""The kernel L4 balancer: a Linux router whose VIP is DNATed (or, in DSR mode, MAC-
+"""The balancer node. As a kernel L4 balancer: a Linux router whose VIP is DNATed (or, in DSR mode, MAC-
 forwarded) to real servers by an nftables ruleset, with optional health checks.
 
 Lifecycle: L4Balancer -> render (`lab/render/balancer.py`) -> `nft -c` -> `nft -f` (return
 code checked) -> the VIP on the client side -> session table from conntrack. Health
 checks run as an owned agent (`lab.agents.health_check`) that reloads the ruleset when a
 server goes down or comes back. `reset` (between cases) removes the balancer's tables, the
-VIP and every session: each case configures the balancer it needs.
+VIP and every session: each case configures the balancer it needs. As an L7 balancer it
+runs haproxy or nginx (`lab.devices.adc`) on the VIP.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from mininet.node import Node
 
 from lab import conntrack
-from lab.config import HealthCheck, L4Balancer, balancer_problems
+from lab.config import Adc, HealthCheck, L4Balancer, balancer_problems
+from lab.devices.adc import AdcDaemon
 from lab.devices.base import register
 from lab.errors import CommandError, ConfigError, LabError
 from lab.render.balancer import DsrPorts, clear_lines, render_balancer
@@ -46,6 +48,7 @@ class Balancer(Node):
         self.balancer: L4Balancer | None = None
         self.health: Proc | None = None
         self._dsr: DsrPorts | None = None
+        self.vips: set[str] = set()
         self.loads = 0
         return result
 
@@ -90,10 +93,21 @@ class Balancer(Node):
         except CommandError as exc:
             raise ConfigError(f"balancer {self.name}: nft rejects {path}: {exc.output}") from None
         lab.run(self.name, ["nft", "-f", str(path)])
-        lab.run(self.name, ["ip", "addr", "replace", f"{config.vip}/32", "dev", self.client_side])
+        self.add_vip(config.vip)
         self.balancer = config
         self._dsr = dsr
         return path
+
+    def add_vip(self, vip: str) -> None:
+        """The VIP on the client side (removed again at the next case)."""
+        self._lab().run(self.name, ["ip", "addr", "replace", f"{vip}/32", "dev", self.client_side])
+        self.vips.add(vip)
+
+    def start_adc(self, adc: Adc, daemon: str, ports: range) -> AdcDaemon:
+        """Run an L7 balancer (haproxy or nginx) on this node for `adc`, its connections
+        to the servers from `ports`; it ends with the case."""
+        self.add_vip(adc.vip)
+        return AdcDaemon(self._lab(), self.name, adc, daemon, f"{self.name}-{daemon}", ports).start()
 
     def start_health(
         self,
@@ -140,8 +154,8 @@ class Balancer(Node):
         clear = lab.paths.root / f"{self.name}-clear.nft"
         clear.write_text("\n".join(clear_lines()) + "\n")
         lab.run(self.name, ["nft", "-f", str(clear)])
-        if self.balancer is not None:
-            vip = f"{self.balancer.vip}/32"
-            lab.run(self.name, ["ip", "addr", "del", vip, "dev", self.client_side], check=False)
+        for vip in self.vips:
+            lab.run(self.name, ["ip", "addr", "del", f"{vip}/32", "dev", self.client_side], check=False)
+        self.vips.clear()
         self.balancer, self._dsr, self.health = None, None, None
         lab.run(self.name, ["conntrack", "-F"], check=False)

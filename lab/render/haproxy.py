@@ -73,8 +73,10 @@ def render_haproxy(adc: Adc, stats_socket: str) -> str:
         lines.append(f"    http-request redirect location {location} code 302 if {{ path_beg {prefix} }}")
     if adc.cache_pattern is not None:
         lines += [
-            f"    http-request cache-use static if {{ path_reg {adc.cache_pattern} }}",
-            f"    http-response cache-store static if {{ path_reg {adc.cache_pattern} }}",
+            # The path is the request's: remembered for the response, which has no path.
+            f"    http-request set-var(txn.cacheable) bool(true) if {{ path_reg {adc.cache_pattern} }}",
+            "    http-request cache-use static if { var(txn.cacheable) -m bool }",
+            "    http-response cache-store static if { var(txn.cacheable) -m bool }",
         ]
     for route in adc.routes:
         conditions = []

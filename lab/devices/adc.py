@@ -1,0 +1,152 @@
+"""An L7 balancer (ADC) on a lab node: haproxy or nginx from Debian, run by the lab.
+
+Lifecycle: Adc -> render (`lab/render/haproxy.py`, `lab/render/nginx.py`) -> checked by the
+daemon itself (`haproxy -c`, `nginx -t`; refused with the daemon's own words) -> started in
+the foreground, owned (ended by PID with its case) -> ready when the VIP's port listens ->
+its state as data: haproxy's stats socket (each server's status, sessions, checks), and
+each daemon's request log on stdout.
+
+The ADC is a full proxy: it opens its own connections to the servers. It takes their
+source ports from `ports` (the node's ephemeral range is set to them for the ADC's life),
+so its flows stay in the case's port block.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.config import Adc
+from lab.errors import CommandError, ConfigError, LabError
+from lab.render.haproxy import render_haproxy
+from lab.render.nginx import render_nginx
+
+if TYPE_CHECKING:
+    from lab.net import Lab
+    from lab.procs import Proc
+
+DAEMONS = ("haproxy", "nginx")
+LINUX_EPHEMERAL = "32768 60999"
+
+
+class AdcDaemon:
+    """haproxy or nginx serving `adc` on `node` (whose client side must hold the VIP)."""
+
+    def __init__(self, lab: Lab, node: str, adc: Adc, daemon: str, name: str, ports: range):
+        if daemon not in DAEMONS:
+            raise ConfigError(f"adc daemon {daemon!r}: not one of {', '.join(DAEMONS)}")
+        if shutil.which(daemon) is None:
+            raise LabError(f"{daemon} is not installed: run scripts/bootstrap.sh")
+        self.lab, self.node, self.adc, self.daemon, self.name, self.ports = (
+            lab,
+            node,
+            adc,
+            daemon,
+            name,
+            ports,
+        )
+        runtime = lab.runtime_dir()
+        self.workdir = runtime / name
+        self.workdir.mkdir(mode=0o755, exist_ok=True)
+        self.stats_socket = runtime / f"{name}.sock"
+        self.conf_path = lab.paths.root / f"{name}.{'cfg' if daemon == 'haproxy' else 'conf'}"
+        text = (
+            render_haproxy(adc, str(self.stats_socket))
+            if daemon == "haproxy"
+            else render_nginx(adc, str(self.workdir))
+        )
+        self.conf_path.write_text(text)
+        self.proc: Proc | None = None
+
+    def _argv(self, check: bool) -> list[str]:
+        if self.daemon == "haproxy":
+            # no -q: on an error haproxy -q prints nothing, and the error is the point
+            return ["haproxy", "-c", "-f", str(self.conf_path)] if check else [
+                "haproxy", "-db", "-f", str(self.conf_path)
+            ]  # fmt: skip
+        base = ["nginx", "-c", str(self.conf_path), "-p", str(self.workdir)]
+        return [*base, "-t", "-q"] if check else base
+
+    def start(self, timeout: float = 10) -> AdcDaemon:
+        """Check, then start, and wait until the VIP's port listens."""
+        lab = self.lab
+        try:
+            lab.run(self.node, self._argv(check=True))
+        except CommandError as exc:
+            raise ConfigError(
+                f"{self.daemon} on {self.node} rejects {self.conf_path}: {first_complaint(exc.output)}"
+            ) from None
+        first, last = self.ports.start, self.ports.stop - 1
+        lab.run(self.node, ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={first} {last}"])
+        self.proc = lab.start(self.node, self._argv(check=False), self.name)
+        proc, port = self.proc, self.adc.port
+
+        def listening() -> bool:
+            if not proc.running():
+                raise LabError(
+                    f"{self.daemon} on {self.node} exited at start: {proc.output().strip()[-300:]}"
+                )
+            return bool(lab.run(self.node, ["ss", "-Hltn", f"sport = :{port}"], check=False).strip())
+
+        lab.wait(listening, timeout, f"{self.daemon} on {self.node} to listen on {self.adc.vip}:{port}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.lab.stop(self.proc)
+        self.lab.run(self.node, ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={LINUX_EPHEMERAL}"])
+
+    # --- what the daemon says --------------------------------------------------------
+    def command(self, text: str, timeout: float = 2.0) -> str:
+        """A command on haproxy's stats socket (a UNIX socket: reachable from any namespace)."""
+        if self.daemon != "haproxy":
+            raise LabError(f"{self.daemon} has no stats socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.stats_socket))
+            sock.sendall(text.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+
+    def servers(self) -> dict[str, dict[str, Any]]:
+        """haproxy's view of each server (`pool/server`): status (UP, DOWN, ...), total
+        sessions, the last check's status, and how many times it went down."""
+        rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
+        out = {}
+        for row in rows:
+            if row["svname"] in ("FRONTEND", "BACKEND"):
+                continue
+            out[f"{row['pxname']}/{row['svname']}"] = {
+                "status": row["status"],
+                "sessions": int(row["stot"] or 0),
+                "check": row.get("check_status", ""),
+                "downs": int(row.get("chkdown") or 0),
+                "address": row.get("addr", ""),
+            }
+        return out
+
+    def log_lines(self) -> list[str]:
+        return self.proc.output().splitlines() if self.proc is not None else []
+
+
+def first_complaint(output: str) -> str:
+    """The daemon's own first error line, without its prefix (haproxy's [ALERT], nginx's
+    [emerg]): one line for the user, the rest is in the log."""
+    for line in output.splitlines():
+        if "[ALERT]" in line or "[emerg]" in line:
+            return re.sub(r"^.*?(\[ALERT\]\s*\(\d+\)\s*:\s*|nginx: \[emerg\]\s*)", "", line).strip()
+    return output.strip().splitlines()[-1] if output.strip() else "no output"
+
+
+def save_config(daemon: AdcDaemon, folder: Path) -> Path:
+    """A copy of the daemon's configuration beside the case's evidence."""
+    copy = folder / daemon.conf_path.name
+    shutil.copyfile(daemon.conf_path, copy)
+    return copy
