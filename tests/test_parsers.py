@@ -143,10 +143,7 @@ def test_a_daemons_refusal_becomes_its_first_error_line():
         "[ALERT]    (2673) : config : parsing [/x.cfg:15] : cannot stat certificate '/n.pem'\n"
         "[ALERT]    (2673) : config : Fatal errors found in configuration.\n"
     )
-    assert (
-        first_complaint(haproxy)
-        == "config : parsing [/x.cfg:15] : cannot stat certificate '/n.pem'"
-    )
+    assert first_complaint(haproxy) == "config : parsing [/x.cfg:15] : cannot stat certificate '/n.pem'"
     nginx = (
         'nginx: [emerg] unknown directive "foo" in /x.conf:3\nnginx: configuration file /x.conf test failed\n'
     )
