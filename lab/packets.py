@@ -237,3 +237,37 @@ def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
             )
         layer = layer.payload
     return None
+
+
+@dataclass(frozen=True)
+class RedundancyFrame:
+    """A frame of a redundancy protocol: a VRRP advertisement (its sender and priority) or
+    an ARP announcement or reply (who says it has which address)."""
+
+    time: float
+    kind: str  # "vrrp" or "arp"
+    src: str  # the sender's IP address
+    detail: dict[str, object]
+
+
+def read_redundancy_pcap(path: Path) -> list[RedundancyFrame]:
+    """The VRRP advertisements and ARP packets of a pcap file, in capture order (scapy's
+    dissectors: VRRPv3 is IP protocol 112)."""
+    _scapy()
+    import scapy.layers.vrrp  # noqa: F401  (binds IP protocol 112)
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import ARP, Ether
+    from scapy.layers.vrrp import VRRPv3
+
+    frames = []
+    for stamp, raw in read_pcap(path):
+        frame = Ether(raw)
+        if frame.haslayer(VRRPv3):
+            vrrp = frame[VRRPv3]
+            detail = {"vrid": int(vrrp.vrid), "priority": int(vrrp.priority), "to": frame[IP].dst}
+            frames.append(RedundancyFrame(stamp, "vrrp", frame[IP].src, detail))
+        elif frame.haslayer(ARP):
+            arp = frame[ARP]
+            detail = {"op": int(arp.op), "claims": arp.psrc, "mac": arp.hwsrc, "asks": arp.pdst}
+            frames.append(RedundancyFrame(stamp, "arp", arp.psrc, detail))
+    return frames

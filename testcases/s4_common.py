@@ -24,6 +24,7 @@ BY_ADDRESS = {address: name for name, address in SERVERS.items()}
 CLIENTS = {"c1": "10.0.1.11", "c2": "10.0.1.12", "c3": "10.0.1.13"}
 LB1_SERVER_SIDE = "10.0.2.2"
 RETURN_PATHS = ("bypass", "route back", "source NAT", "direct server return")
+PAIR_GATEWAY = "10.0.2.100"  # the servers' gateway to the clients on a redundant pair (VRRP)
 
 
 def start_servers(lab: Lab, names: tuple[str, ...] = tuple(SERVERS)) -> dict[str, Proc]:
@@ -33,7 +34,8 @@ def start_servers(lab: Lab, names: tuple[str, ...] = tuple(SERVERS)) -> dict[str
 
 def set_return_path(lab: Lab, mode: str) -> None:
     """How the real servers answer the clients: "bypass" (their default route, via gw),
-    "route back" (the clients' network via lb1), or direct server return (the VIP on
+    "route back" (the clients' network via lb1; "via the pair": via the redundant
+    balancers' virtual address on the server side), or direct server return (the VIP on
     their loopback, never answering ARP for it; replies via gw). Source NAT needs no
     change on the servers: the balancer is the peer they answer."""
     for name in SERVERS:
@@ -53,6 +55,8 @@ def set_return_path(lab: Lab, mode: str) -> None:
         )
         if mode == "route back":
             lab.run(name, ["ip", "route", "replace", "10.0.1.0/24", "via", LB1_SERVER_SIDE])
+        elif mode == "route back via the pair":
+            lab.run(name, ["ip", "route", "replace", "10.0.1.0/24", "via", PAIR_GATEWAY])
         elif dsr:
             lab.run(name, ["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
 

@@ -281,6 +281,23 @@ def test_keepalived_config_matches_golden_and_keepalived_accepts_it(tmp_path):
     in_throwaway_namespace([link], ["keepalived", "-t", "-f", str(tmp_path / "keepalived.conf")])
 
 
+def test_a_sync_group_of_two_instances_matches_golden_and_keepalived_accepts_it(tmp_path):
+    pair = (
+        VrrpInstance("lb1-c", router_id=51, priority=150, vip="10.0.1.100/24", peer="10.0.1.3"),
+        VrrpInstance("lb1-s", router_id=52, priority=150, vip="10.0.2.100/24", peer="10.0.2.3"),
+    )
+    text = render_keepalived(pair, "lb1")
+    path = GOLDEN / "keepalived-pair-lb1.conf"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    (tmp_path / "keepalived.conf").write_text(text)
+    links = [["link", "add", "lb1-c", "type", "veth", "peer", "name", "lb1-s"]]
+    in_throwaway_namespace(links, ["keepalived", "-t", "-f", str(tmp_path / "keepalived.conf")])
+    with pytest.raises(ConfigError, match="router_id: 51 is used twice"):
+        render_keepalived((pair[0], replace(pair[1], router_id=51)), "lb1")
+
+
 def in_throwaway_namespace(setup: list[list[str]], argv: list[str]) -> None:
     """Run a daemon's check in a network namespace of its own, prepared by `ip` commands
     (`setup`), and removed after: checks that bind the VIP or want an interface."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 from mininet.node import Node
 
 from lab import conntrack
-from lab.config import Adc, HealthCheck, L4Balancer, balancer_problems
+from lab.config import Adc, HealthCheck, L4Balancer, VrrpInstance, balancer_problems
 from lab.devices.adc import AdcDaemon
 from lab.devices.base import register
+from lab.devices.redundancy import Keepalived, start_conntrackd
 from lab.errors import CommandError, ConfigError, LabError
 from lab.render.balancer import DsrPorts, clear_lines, render_balancer
+from lab.render.conntrackd import SyncSettings
 
 if TYPE_CHECKING:
     from lab.net import Lab
@@ -78,8 +81,9 @@ class Balancer(Node):
                 macs[server.address] = words[words.index("lladdr") + 1]
         return DsrPorts(self.client_side, self.server_side, self.intf(self.server_side).MAC(), macs)
 
-    def apply(self, config: L4Balancer) -> Path:
-        """Render, check (`nft -c`) and load a balancer; the VIP goes on the client side."""
+    def apply(self, config: L4Balancer, own_vip: bool = True) -> Path:
+        """Render, check (`nft -c`) and load a balancer; the VIP goes on the client side
+        (unless VRRP moves it: `own_vip` off)."""
         lab = self._lab()
         problems = balancer_problems(config)
         if problems:
@@ -93,7 +97,8 @@ class Balancer(Node):
         except CommandError as exc:
             raise ConfigError(f"balancer {self.name}: nft rejects {path}: {exc.output}") from None
         lab.run(self.name, ["nft", "-f", str(path)])
-        self.add_vip(config.vip)
+        if own_vip:
+            self.add_vip(config.vip)
         self.balancer = config
         self._dsr = dsr
         return path
@@ -108,6 +113,17 @@ class Balancer(Node):
         to the servers from `ports`; it ends with the case."""
         self.add_vip(adc.vip)
         return AdcDaemon(self._lab(), self.name, adc, daemon, f"{self.name}-{daemon}", ports).start()
+
+    def start_vrrp(self, instances: Sequence[VrrpInstance]) -> Keepalived:
+        """keepalived on this node (a sync group when several instances); ends with the case."""
+        return Keepalived(self._lab(), self.name, instances, f"{self.name}-keepalived").start()
+
+    def start_sync(self, peer: str) -> Proc:
+        """conntrackd (FTFW) to the peer balancer over the server side: the standby learns
+        every session with its NAT binding, straight into its kernel table."""
+        local = self.intf(self.server_side).IP()
+        settings = SyncSettings(local=local, peer=peer, interface=self.server_side)
+        return start_conntrackd(self._lab(), self.name, settings, f"{self.name}-conntrackd")
 
     def start_health(
         self,

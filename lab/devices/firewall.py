@@ -170,31 +170,21 @@ class Firewall(Node):
 
     def start_sync(self, external_cache: bool = False) -> Proc:
         """Run conntrackd (FTFW over the sync interface to `peer`) in the foreground."""
-        from lab.render.conntrackd import SyncSettings, render_conntrackd
+        from lab.devices.redundancy import start_conntrackd
+        from lab.render.conntrackd import SyncSettings
 
         lab = self._lab()
         if self.sync is None or self.peer is None:
             raise ConfigError(f"firewall {self.name}: session sync needs `sync` and `peer` in the topology")
         self.stop_sync()
-        local = self.intf(self.sync).IP()
         settings = SyncSettings(
-            local=local, peer=self.peer, interface=self.sync, external_cache=external_cache
+            local=self.intf(self.sync).IP(),
+            peer=self.peer,
+            interface=self.sync,
+            external_cache=external_cache,
         )
-        path = lab.paths.root / f"{self.name}-conntrackd.conf"
-        runtime = lab.runtime_dir()
-        path.write_text(render_conntrackd(settings, runtime, self.name))
-        socket_path = runtime / f"{self.name}-conntrackd.ctl"
-        socket_path.unlink(missing_ok=True)
-        self.syncd = lab.start(self.name, ["conntrackd", "-C", str(path)], f"{self.name}-conntrackd")
-        lab.wait(
-            lambda: socket_path.exists() or self._sync_died(), 10, f"conntrackd on {self.name} to listen"
-        )
+        self.syncd = start_conntrackd(lab, self.name, settings, f"{self.name}-conntrackd")
         return self.syncd
-
-    def _sync_died(self) -> bool:
-        if self.syncd is not None and not self.syncd.running():
-            raise LabError(f"conntrackd on {self.name} exited: {self.syncd.output().strip()[-300:]}")
-        return False
 
     def stop_sync(self) -> None:
         if self.syncd is not None:

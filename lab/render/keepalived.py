@@ -1,23 +1,20 @@
-"""VrrpInstance -> keepalived.conf text: one side of an active/standby pair. Pure:
-golden-file tested, checked with `keepalived -t` before it starts."""
+"""VrrpInstance(s) -> keepalived.conf text: one side of an active/standby pair. Pure:
+golden-file tested, checked with `keepalived -t` before it starts.
+
+Several instances (a balancer's client side and server side) form a sync group: they
+change state together, so the node that holds the VIP also holds the servers' gateway.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from lab.config import VrrpInstance, vrrp_problems
 from lab.errors import ConfigError
 
 
-def render_keepalived(vrrp: VrrpInstance, name: str = "lb") -> str:
-    problems = vrrp_problems(vrrp)
-    if problems:
-        raise ConfigError(problems)
+def _instance(vrrp: VrrpInstance, name: str) -> list[str]:
     lines = [
-        "global_defs {",
-        f"    router_id {name}",
-        "    vrrp_version 3",
-        "    enable_script_security",
-        "}",
-        "",
         f"vrrp_instance {name} {{",
         "    state BACKUP",  # both start as backup: the higher priority wins the election
         f"    interface {vrrp.interface}",
@@ -30,5 +27,37 @@ def render_keepalived(vrrp: VrrpInstance, name: str = "lb") -> str:
     ]
     if vrrp.peer is not None:
         lines += ["    unicast_peer {", f"        {vrrp.peer}", "    }"]
-    lines.append("}")
+    return [*lines, "}"]
+
+
+def render_keepalived(vrrp: VrrpInstance | Sequence[VrrpInstance], name: str = "lb") -> str:
+    """keepalived.conf for one node: one instance (named `name`) or several in a sync
+    group (`name`-1, `name`-2, ...)."""
+    instances = [vrrp] if isinstance(vrrp, VrrpInstance) else list(vrrp)
+    problems = [p for v in instances for p in vrrp_problems(v)]
+    ids = [v.router_id for v in instances]
+    problems += [f"vrrp.router_id: {i} is used twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
+    if not instances:
+        problems.append("vrrp: no instance")
+    if problems:
+        raise ConfigError(problems)
+    names = [name] if len(instances) == 1 else [f"{name}-{i}" for i in range(1, len(instances) + 1)]
+    lines = [
+        "global_defs {",
+        f"    router_id {name}",
+        "    vrrp_version 3",
+        "    enable_script_security",
+        "}",
+    ]
+    if len(instances) > 1:
+        lines += [
+            "",
+            f"vrrp_sync_group {name} {{",
+            "    group {",
+            *[f"        {n}" for n in names],
+            "    }",
+            "}",
+        ]
+    for instance, instance_name in zip(instances, names, strict=True):
+        lines += ["", *_instance(instance, instance_name)]
     return "\n".join(lines) + "\n"
