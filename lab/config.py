@@ -373,6 +373,8 @@ class Adc:
     redirects: tuple[tuple[str, str], ...] = ()  # (path prefix, location): 302
     cache_pattern: str | None = None  # responses to paths matching this regex are cached
     cache_seconds: int = 60
+    persist_source: bool = False  # a client address keeps its server (a stick table)
+    peers: tuple[tuple[str, str], ...] = ()  # (name, address:port): share the stick table
 
 
 def adc_problems(adc: Adc) -> list[str]:
@@ -421,6 +423,14 @@ def adc_problems(adc: Adc) -> list[str]:
             except re.error as exc:
                 problems.append(f"adc.{key}: {pattern!r} is not a regex ({exc})")
     _check_timeout(adc.cache_seconds, "adc.cache_seconds", problems)
+    if adc.peers and not adc.persist_source:
+        problems.append("adc.peers: peers share a stick table; set persist_source")
+    for i, (name, address) in enumerate(adc.peers):
+        host, _, port = address.rpartition(":")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", str(name)):
+            problems.append(f"adc.peers[{i}]: {name!r} is not a name")
+        _check_host(host, f"adc.peers[{i}]", problems)
+        _check_port(int(port) if port.isdigit() else port, f"adc.peers[{i}]", problems)
     return problems
 
 

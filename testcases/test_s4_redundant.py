@@ -18,10 +18,10 @@ import time
 import pytest
 
 from lab.capture import Capture
-from lab.config import L4Balancer, RealServer, VrrpInstance
+from lab.config import Adc, L4Balancer, Pool, RealServer, VrrpInstance
 from lab.packets import read_redundancy_pcap
 from lab.plot import requests_timeline
-from lab.traffic import HttpLoad, finish_http, http_log, start_http
+from lab.traffic import HttpLoad, curl, finish_http, http_log, start_http
 from testcases.s4_common import (
     CLIENTS,
     PAIR_GATEWAY,
@@ -143,3 +143,51 @@ def test_failover_during_load(lab, case, sync):
         assert not held_survived, "without session sync lb2 cannot know the held session, yet it survived"
     peers = {r["peer"] for p in servers.values() for r in http_log(p)}
     assert peers <= {CLIENTS["c1"], CLIENTS["c2"]}, f"the servers should see the clients' addresses: {peers}"
+
+
+@pytest.mark.parametrize("peers", ["no peers", "peers"])
+def test_haproxy_persistence_across_failover(lab, case, peers):
+    """Redundant haproxy pair: does a client keep its server after failover (stick table, peers sync)"""
+    start_servers(lab)
+    shared = (
+        (("lb1", f"{PAIR['lb1'][1]}:10000"), ("lb2", f"{PAIR['lb2'][1]}:10000")) if peers == "peers" else ()
+    )
+    pool = Pool("web", tuple(RealServer(a, 80) for a in SERVERS.values()))
+    adc = Adc(VIP, 80, (pool,), persist_source=True, peers=shared)
+    daemons, keepalived = {}, {}
+    for i, node in enumerate(PAIR):
+        daemons[node] = lab.node(node).start_adc(
+            adc, "haproxy", case.ports[300 + 100 * i : 400 + 100 * i], False
+        )
+        keepalived[node] = lab.node(node).start_vrrp(vrrp_instances(node))
+    lab.wait(lambda: keepalived["lb1"].state() == "MASTER", 5, "lb1 to become master")
+
+    def ask(client: str) -> str:
+        got = curl(lab, client, f"http://{VIP}/", case.take_ports(2))
+        return str(got["headers"].get("x-served-by"))
+
+    first = {c: ask(c) for c in ("c2", "c3", "c1")}
+    c1 = CLIENTS["c1"]
+    lb1_table = lab.wait(lambda: daemons["lb1"].table("web") or None, 3, "lb1's stick table")
+    if peers == "peers":
+        lab.wait(lambda: c1 in daemons["lb2"].table("web"), 3, "lb2 to learn c1's entry from its peer")
+    lb2_before = daemons["lb2"].table("web")
+    try:
+        lab.set_links("lb1", up=False)
+        lab.wait(lambda: keepalived["lb2"].state() == "MASTER", 5, "lb2 to become master")
+        after = [ask("c1") for _ in range(4)]
+    finally:
+        lab.set_links("lb1", up=True)
+    server_ids = {f"web{i}": name for i, name in enumerate(SERVERS, start=1)}
+    case.figure("servers before the failover (lb1)", first)
+    case.figure("lb1's stick table (client -> server id)", lb1_table)
+    case.figure("lb2's stick table before the failover", lb2_before)
+    case.figure("c1's server after the failover (lb2)", after)
+    case.figure("c1 kept its server", len(set(after)) == 1 and after[0] == first["c1"])
+    assert len(set(first.values())) == 3, f"three clients, three servers by round robin: {first}"
+    assert len(set(after)) == 1, f"lb2 must stick c1 to one server: {after}"
+    if peers == "peers":
+        assert server_ids.get(f"web{lb2_before[c1]}") == first["c1"], f"lb2's copy {lb2_before} != {first}"
+        assert after == [first["c1"]] * 4, f"with peers c1 keeps {first['c1']}: {after}"
+    else:
+        assert c1 not in lb2_before, f"without peers lb2 cannot know c1: {lb2_before}"

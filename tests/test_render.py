@@ -269,6 +269,33 @@ def test_haproxy_config_matches_golden_and_haproxy_accepts_it(tmp_path):
     daemon_check(["haproxy", "-c", "-q", "-f", str(checked)])
 
 
+def test_haproxy_peers_share_a_stick_table_golden_and_checked(tmp_path):
+    shared = Adc(
+        "10.0.1.100",
+        80,
+        (Pool("web", (RealServer("10.0.2.11", 80), RealServer("10.0.2.12", 80))),),
+        persist_source=True,
+        peers=(("lb1", "10.0.2.2:10000"), ("lb2", "10.0.2.3:10000")),
+    )
+    text = render_haproxy(shared, "/run/sessionlab/x/haproxy.sock")
+    path = GOLDEN / "haproxy-peers.cfg"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    (tmp_path / "haproxy.cfg").write_text(render_haproxy(shared, str(tmp_path / "s.sock")))
+    daemon_check(["haproxy", "-c", "-q", "-f", str(tmp_path / "haproxy.cfg"), "-L", "lb1"])
+    with pytest.raises(ConfigError) as err:
+        render_haproxy(replace(shared, persist_source=False, peers=(("1x", "10.0.2.999:port"),)), "/s")
+    assert err.value.problems == [
+        "adc.peers: peers share a stick table; set persist_source",
+        "adc.peers[0]: '1x' is not a name",
+        "adc.peers[0]: '10.0.2.999' is not an IPv4 address",
+        "adc.peers[0].port: 'port' is not a port number (1-65535)",
+    ]
+    with pytest.raises(ConfigError, match="zone_sync"):
+        render_nginx(shared, "/tmp/x")
+
+
 def test_keepalived_config_matches_golden_and_keepalived_accepts_it(tmp_path):
     text = render_keepalived(VRRP, "lb1")
     path = GOLDEN / "keepalived-lb1.conf"

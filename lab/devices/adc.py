@@ -66,8 +66,9 @@ class AdcDaemon:
     def _argv(self, check: bool) -> list[str]:
         if self.daemon == "haproxy":
             # no -q: on an error haproxy -q prints nothing, and the error is the point
-            return ["haproxy", "-c", "-f", str(self.conf_path)] if check else [
-                "haproxy", "-db", "-f", str(self.conf_path)
+            local = ["-L", self.node] if self.adc.peers else []  # its name among the peers
+            return ["haproxy", "-c", "-f", str(self.conf_path), *local] if check else [
+                "haproxy", "-db", "-f", str(self.conf_path), *local
             ]  # fmt: skip
         base = ["nginx", "-c", str(self.conf_path), "-p", str(self.workdir)]
         return [*base, "-t", "-q"] if check else base
@@ -131,6 +132,15 @@ class AdcDaemon:
                 "address": row.get("addr", ""),
             }
         return out
+
+    def table(self, backend: str) -> dict[str, str]:
+        """haproxy's stick table of a backend: client address -> server id."""
+        entries = {}
+        for line in self.command(f"show table {backend}").splitlines():
+            fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+            if "key" in fields:
+                entries[fields["key"]] = fields.get("server_id", "")
+        return entries
 
     def log_lines(self) -> list[str]:
         return self.proc.output().splitlines() if self.proc is not None else []

@@ -108,10 +108,13 @@ class Balancer(Node):
         self._lab().run(self.name, ["ip", "addr", "replace", f"{vip}/32", "dev", self.client_side])
         self.vips.add(vip)
 
-    def start_adc(self, adc: Adc, daemon: str, ports: range) -> AdcDaemon:
+    def start_adc(self, adc: Adc, daemon: str, ports: range, own_vip: bool = True) -> AdcDaemon:
         """Run an L7 balancer (haproxy or nginx) on this node for `adc`, its connections
-        to the servers from `ports`; it ends with the case."""
-        self.add_vip(adc.vip)
+        to the servers from `ports`; it ends with the case. Without `own_vip` (VRRP moves
+        the VIP) the daemon binds the VIP before the node has it (ip_nonlocal_bind)."""
+        if own_vip:
+            self.add_vip(adc.vip)
+        self._lab().run(self.name, ["sysctl", "-qw", f"net.ipv4.ip_nonlocal_bind={0 if own_vip else 1}"])
         return AdcDaemon(self._lab(), self.name, adc, daemon, f"{self.name}-{daemon}", ports).start()
 
     def start_vrrp(self, instances: Sequence[VrrpInstance]) -> Keepalived:

@@ -13,8 +13,14 @@ from lab.errors import ConfigError
 COMPRESSED_TYPES = "text/html text/plain text/css application/json application/javascript"
 
 
-def _pool_lines(pool: Pool) -> list[str]:
+PEERS = "sessionlab"
+
+
+def _pool_lines(pool: Pool, adc: Adc) -> list[str]:
     lines = [f"backend {pool.name}", f"    balance {pool.algorithm}"]
+    if adc.persist_source:
+        shared = f" peers {PEERS}" if adc.peers else ""
+        lines += [f"    stick-table type ip size 100k expire 30m{shared}", "    stick on src"]
     if pool.cookie:
         lines.append("    cookie SRV insert indirect nocache")
     check = pool.check
@@ -57,6 +63,9 @@ def render_haproxy(adc: Adc, stats_socket: str) -> str:
         "    timeout server 30s",
         "",
     ]
+    if adc.peers:
+        # Each haproxy finds itself in the list by its local peer name (-L, the node's).
+        lines += [f"peers {PEERS}", *[f"    peer {name} {address}" for name, address in adc.peers], ""]
     if adc.cache_pattern is not None:
         lines += ["cache static", "    total-max-size 16", f"    max-age {adc.cache_seconds}", ""]
     lines += [
@@ -87,5 +96,5 @@ def render_haproxy(adc: Adc, stats_socket: str) -> str:
         lines.append(f"    use_backend {route.pool} if {' '.join(conditions)}")
     lines.append(f"    default_backend {adc.pools[0].name}")
     for pool in adc.pools:
-        lines += ["", *_pool_lines(pool)]
+        lines += ["", *_pool_lines(pool, adc)]
     return "\n".join(lines) + "\n"

@@ -14,12 +14,15 @@ from lab.errors import ConfigError
 from lab.render.haproxy import COMPRESSED_TYPES
 
 NGINX_BALANCE = {"roundrobin": "", "leastconn": "least_conn;", "source": "ip_hash;"}
+# A client address keeps its server: nginx's ip_hash (a hash, not a table).
 
 
-def _upstream(pool: Pool) -> list[str]:
+def _upstream(pool: Pool, persist: bool = False) -> list[str]:
     lines = [f"    upstream {pool.name} {{"]
     if NGINX_BALANCE[pool.algorithm]:
         lines.append(f"        {NGINX_BALANCE[pool.algorithm]}")
+    elif persist:
+        lines.append("        ip_hash;")
     passive = ""
     if pool.check is not None:
         window = max(1, pool.check.rise * pool.check.interval_ms // 1000)
@@ -37,6 +40,8 @@ def render_nginx(adc: Adc, workdir: str) -> str:
         for p in adc.pools
         if p.cookie
     ]
+    if adc.peers:
+        problems.append("adc.peers: sharing persistence between balancers is nginx Plus (zone_sync), not OSS")
     if problems:
         raise ConfigError(problems)
     scheme = {p.name: "https" if p.tls else "http" for p in adc.pools}
@@ -68,7 +73,7 @@ def render_nginx(adc: Adc, workdir: str) -> str:
         lines += [f"        {r.value} {r.pool};" for r in header_routes]
         lines.append("    }")
     for pool in adc.pools:
-        lines += _upstream(pool)
+        lines += _upstream(pool, adc.persist_source)
     listen = f"{adc.vip}:{adc.port}" + (" ssl" if adc.certificate else "")
     lines += ["    server {", f"        listen {listen};"]
     if adc.certificate:
