@@ -40,7 +40,7 @@ from testcases.s4_common import (
 )
 
 LAB_TOPOLOGY = "s4"
-PER_CLIENT = 24  # requests from each of the three clients
+PER_CLIENT = 100  # new sessions from each of the three clients, 4 at a time
 WEIGHTS = {"r1": 3, "r2": 2, "r3": 1, "r4": 1}
 
 
@@ -58,13 +58,13 @@ def table_counts(lab: Any) -> Counter[str]:
 
 @pytest.mark.parametrize("algorithm", ["round-robin", "weighted", "source-hash"])
 def test_distribution(lab, case, algorithm):
-    """Kernel L4 balancer: how an algorithm spreads 72 new sessions from 3 clients over 4 servers"""
+    """Kernel L4 balancer: how an algorithm spreads 300 new sessions from 3 clients over 4 servers"""
     servers = start_servers(lab)
     set_return_path(lab, "route back")
     lab.node("lb1").apply(balancer(algorithm))
     ports = case.take_ports(PER_CLIENT * len(CLIENTS))
     loads = {
-        c: HttpLoad(VIP, PER_CLIENT, ports[i * PER_CLIENT], concurrency=1) for i, c in enumerate(CLIENTS)
+        c: HttpLoad(VIP, PER_CLIENT, ports[i * PER_CLIENT], concurrency=4) for i, c in enumerate(CLIENTS)
     }
     records = run_http(lab, loads)
     table = lab.node("lb1").sessions()

@@ -41,7 +41,7 @@ from testcases.s4_common import (
 )
 
 LAB_TOPOLOGY = "s4-sdn"
-PER_CLIENT = 24
+PER_CLIENT = 100  # new sessions from each of the three clients, 4 at a time
 WEIGHTS = {"r1": 3, "r2": 2, "r3": 1, "r4": 1}
 ORDER = list(SERVERS)  # backend index = cookie - SESSION_COOKIE
 
@@ -94,14 +94,14 @@ def to_controller(flows: list[OvsFlow]) -> int:
 
 @pytest.mark.parametrize("algorithm", ["round-robin", "weighted", "least-connections", "source-hash"])
 def test_distribution(lab, case, sdn, algorithm):
-    """SDN L4 balancer: how an algorithm spreads 72 new sessions from 3 clients over 4 servers"""
+    """SDN L4 balancer: how an algorithm spreads 300 new sessions from 3 clients over 4 servers"""
     weights = WEIGHTS if algorithm == "weighted" else None
     sdn(algorithm, weights)
     servers = start_servers(lab)
     set_return_path(lab, "bypass")  # the switch is on both paths: nothing to fix
     ports = case.take_ports(PER_CLIENT * len(CLIENTS))
     loads = {
-        c: HttpLoad(VIP, PER_CLIENT, ports[i * PER_CLIENT], concurrency=1) for i, c in enumerate(CLIENTS)
+        c: HttpLoad(VIP, PER_CLIENT, ports[i * PER_CLIENT], concurrency=4) for i, c in enumerate(CLIENTS)
     }
     started = time.time()
     records = run_http(lab, loads)
@@ -123,15 +123,18 @@ def test_distribution(lab, case, sdn, algorithm):
     case.figure("requests per server (servers' logs)", totals)
     case.figure("requests per server and client", counts)
     case.figure("sessions pinned in s1 per server (its flow table)", in_switch)
-    case.figure("packets s1 sent to the controller per session", round(punted / total, 2))
+    case.figure("packets counted on s1's flows to the controller", punted)
     case.figure("decisions the controller logged", len(decisions))
     if algorithm in ("weighted", "source-hash"):
         assert punted == 0 and not decisions, (
             f"decided in the switch, yet {punted} packets went to the controller ({len(decisions)} decisions)"
         )
     else:
-        assert punted >= total and len(decisions) == total, (
-            f"{punted} packets to the controller and {len(decisions)} decisions for {total} sessions"
+        # The controller's log names every decision; each is checked against the server
+        # that answered. s1's counter only shows that the switch sent packets up (OVS
+        # updates rule counters lazily: it may lag the sessions).
+        assert punted > 0 and len(decisions) == total, (
+            f"{punted} packets counted to the controller and {len(decisions)} decisions for {total} sessions"
         )
         by_client = {(CLIENTS[c], r["sport"]): r["served_by"] for c, rows in records.items() for r in rows}
         wrong = [d for d in decisions if by_client.get(endpoint(d["client"])) != d["backend"]]

@@ -3,7 +3,10 @@
 import struct
 from pathlib import Path
 
+import pytest
+
 from lab import conntrack
+from lab.errors import LabError
 from lab.packets import TcpSegment, build_tcp, checksum, parse_ethernet_tcp, parse_ipv4_tcp, read_tcp_pcap
 
 LIST = """\
@@ -149,3 +152,14 @@ def test_a_daemons_refusal_becomes_its_first_error_line():
     )
     assert first_complaint(nginx) == 'unknown directive "foo" in /x.conf:3'
     assert first_complaint("") == "no output"
+
+
+def test_wrk_summary_parses_with_errors_and_rate():
+    from lab.traffic import parse_wrk
+
+    got = parse_wrk((Path(__file__).parent / "samples" / "wrk.txt").read_text())
+    assert got["requests"] == 3690 and got["seconds"] == 3.0 and got["requests_per_s"] == 1230.0
+    assert got["socket_errors"] == {"connect": 0, "read": 2, "write": 0, "timeout": 1}
+    assert got["non_2xx"] == 5
+    with pytest.raises(LabError, match="no summary"):
+        parse_wrk("unable to connect to 10.0.1.100:80 Connection refused")
