@@ -471,6 +471,16 @@ class Lab:
             changed.append(intf.name)
         return changed
 
+    def set_rate(self, name: str, peer: str, mbit: float) -> str:
+        """Change the rate limit of `name`'s end of its link to `peer` (a link built with
+        `bw`: TCLink's HTB class 5:1) while the lab runs; returns the interface. tc
+        directly: Mininet's own reconfiguration turns TX checksum offload back on."""
+        namespace, intf = self.link_intf(name, peer)
+        rate = f"{mbit:g}Mbit"
+        self.run(namespace, ["tc", "class", "change", "dev", intf, "parent", "5:", "classid", "5:1", "htb",
+                        "rate", rate, "ceil", rate])  # fmt: skip
+        return intf
+
     def link_intf(self, name: str, peer: str) -> tuple[str | None, str]:
         """Where to capture on the link from `name` to `peer`: the namespace (None for a
         switch: the root namespace) and `name`'s interface on that link (towards the

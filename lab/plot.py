@@ -384,3 +384,25 @@ def requests_timeline(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def scaling_figure(rates: Mapping[int, float], extra: Mapping[str, float], path: Path, title: str) -> Path:
+    """Requests/s against the number of real servers (measured, and the ideal: n times
+    one server), with other configurations as labelled points."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ns = sorted(rates)
+    ax.plot(ns, [rates[n] for n in ns], marker="o", label="measured")
+    ax.plot(ns, [rates[ns[0]] * n / ns[0] for n in ns], linestyle="--", color="grey", label="n x one server")
+    for i, (label, value) in enumerate(extra.items()):
+        ax.scatter([2], [value], marker=("s", "^", "D")[i % 3], s=60, zorder=5, label=label)
+    for n in ns:
+        ax.annotate(f"{rates[n]:.0f}", (n, rates[n]), textcoords="offset points", xytext=(0, 6), ha="center")
+    ax.set_xticks(ns)
+    ax.set_xlabel("real servers")
+    ax.set_ylabel("requests/s (wrk)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
