@@ -15,7 +15,10 @@ from typing import Any
 
 from lab.errors import LabError
 
-BENCHMARKS = {"impairment": "link impairments without netem: accuracy and cost of the element"}
+BENCHMARKS = {
+    "impairment": "link impairments without netem: accuracy and cost of the element",
+    "balancers": "the S4 balancers' ceilings: requests/s and new connections/s",
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 

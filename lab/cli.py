@@ -22,11 +22,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def suites() -> dict[str, Path]:
-    """Scenario suite name (s1, ...) -> its module: testcases/test_<name>_*.py."""
-    found = {}
+def suites() -> dict[str, list[Path]]:
+    """Scenario suite name (s1, ...) -> its modules: testcases/test_<name>_*.py (S4 has
+    several: L4 in the kernel and in the switch, L7, redundancy, scale)."""
+    found: dict[str, list[Path]] = {}
     for path in sorted(SUITES_DIR.glob("test_s[0-9]*_*.py")):
-        found[path.stem.split("_")[1]] = path
+        found.setdefault(path.stem.split("_")[1], []).append(path)
     return found
 
 
@@ -38,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     unknown = [s for s in chosen if s not in known]
     if unknown:
         raise LabError(f"unknown suite {', '.join(unknown)} (known: {', '.join(known)})")
-    argv = [str(known[s]) for s in chosen] + [
+    argv = [str(path) for s in chosen for path in known[s]] + [
         "--rootdir",
         str(ROOT),
         "-q",

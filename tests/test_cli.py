@@ -46,3 +46,17 @@ def test_invalid_policy_lists_every_problem(tmp_path):
     result = sessionlab("policy", str(path))
     assert result.returncode == 2
     assert "unknown key 'whatever'" in result.stderr and "tcp_timeout: -1" in result.stderr
+
+
+def test_each_scenario_suite_lists_all_its_modules():
+    from lab.cli import suites
+
+    found = suites()
+    assert {"s1", "s2", "s3", "s4"} <= set(found)
+    assert [p.stem for p in found["s4"]] == [
+        "test_s4_l4",
+        "test_s4_l4_sdn",
+        "test_s4_l7",
+        "test_s4_redundant",
+        "test_s4_scale",
+    ]
