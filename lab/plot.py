@@ -406,3 +406,32 @@ def scaling_figure(rates: Mapping[int, float], extra: Mapping[str, float], path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def comparison_figure(
+    counts: Mapping[str, Mapping[str, int]], rates: Mapping[str, float], path: Path, title: str
+) -> Path:
+    """The same traffic through several balancers: requests per server, a group of bars
+    per balancer (balancer -> server -> requests), and each balancer's requests/s."""
+    fig, (bars, speed) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [2, 1]})
+    kinds = list(counts)
+    servers = sorted({s for per in counts.values() for s in per})
+    width = 0.8 / max(1, len(servers))
+    for i, server in enumerate(servers):
+        xs = [k + (i - (len(servers) - 1) / 2) * width for k in range(len(kinds))]
+        bars.bar(xs, [counts[kind].get(server, 0) for kind in kinds], width, label=server)
+    bars.set_xticks(range(len(kinds)), kinds, fontsize=8)
+    bars.set_ylabel("requests answered (servers' logs)")
+    bars.legend(title="server", fontsize=8)
+    bars.set_title("where the sessions went")
+    speed.barh(kinds, [rates[k] for k in kinds], color="tab:gray")
+    for y, kind in enumerate(kinds):
+        speed.annotate(f"{rates[kind]:,.0f}", (rates[kind], y), va="center", fontsize=8)
+    speed.invert_yaxis()
+    speed.set_xlabel("requests/s (wrk, kept-open connections)")
+    speed.set_title("throughput")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -14,6 +14,7 @@ its cookie naming the server; the counters of the flows that send to the control
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,7 +27,7 @@ from controllers.l4lb.logic import SESSION_COOKIE
 from lab.config import HealthCheck, L4Balancer, RealServer
 from lab.ovs import OvsFlow, dump_flows
 from lab.plot import distribution_figure
-from lab.traffic import HttpLoad, run_http, start_http
+from lab.traffic import HttpLoad, finish_http, run_http, start_http
 from testcases.s4_common import (
     CLIENTS,
     SERVERS,
@@ -230,3 +231,62 @@ def test_health_check_takes_a_dead_server_out_and_back(lab, case, sdn):
         "SDN balancer (s1), lb1's tcp check every 200 ms, fall 2 / rise 2",
         effective,
     )
+
+
+def test_health_check_drains_a_server_in_maintenance(lab, case, sdn):
+    """SDN L4: an HTTP check drains a server in maintenance: its session stays, new ones go elsewhere"""
+    sdn("round-robin")
+    servers = start_servers(lab)
+    set_return_path(lab, "bypass")
+    check = HealthCheck("http", interval_ms=200, rise=2, fall=2)
+    targets = L4Balancer(VIP, 80, tuple(RealServer(a, 80) for a in SERVERS.values()))
+    lab.node("lb1").start_health(check, case.ports[-100:], servers=targets, service_file=service_file(lab))
+    held = HttpLoad(VIP, 30, case.take_port(), rate=5, keepalive=True, timeout=1.0)
+    holder = start_http(lab, "c2", held, "http-c2-held")
+    target = lab.wait(lambda: partial_records(holder)[:1], 3, "the held session's first answer")[0][
+        "served_by"
+    ]
+    started = time.time()
+    servers[target].popen.send_signal(signal.SIGUSR1)  # maintenance: /health answers 503
+
+    def taken_out() -> dict[str, Any] | None:
+        return next(
+            (
+                e
+                for e in lab.controller.events("in_service")
+                if e["t"] > started and target not in e["backends"]
+            ),
+            None,
+        )
+
+    out = lab.wait(taken_out, 3, f"the controller to take {target} out")
+    during = run_http(lab, {"c1": HttpLoad(VIP, 12, case.take_ports(12).start, concurrency=4)})["c1"]
+    flows = switch_table(lab, case)
+    servers[target].popen.send_signal(signal.SIGUSR1)  # back in service
+    lab.wait(
+        lambda: any(
+            e["t"] > out["t"] and target in e["backends"] for e in lab.controller.events("in_service")
+        ),
+        3,
+        f"the controller to put {target} back",
+    )
+    answers = finish_http(lab, holder, held.budget())
+    held_key = f"{CLIENTS['c2']}:{held.first_port}"
+    still_pinned = [
+        f
+        for f in flows
+        if f.priority == 100 and f.match.get("tp_src") == str(held.first_port) and f.cookie >= SESSION_COOKIE
+    ]
+    during_servers = Counter(r["served_by"] for r in during if r["ok"])
+    case.figure("server in maintenance", target)
+    case.figure("sessions kept on it (the controller's table)", out["sessions_kept"])
+    case.figure(
+        "the held session's flow in s1 while it was out",
+        [ORDER[f.cookie - SESSION_COOKIE] for f in still_pinned],
+    )
+    case.figure("new sessions while it was out, per server", dict(during_servers))
+    case.figure("answers on the held session", dict(Counter(r["served_by"] for r in answers)))
+    assert out["sessions_kept"] == {target: [held_key]}, f"the held session should be reported: {out}"
+    assert [ORDER[f.cookie - SESSION_COOKIE] for f in still_pinned] == [target], still_pinned
+    assert all(r["ok"] for r in during) and target not in during_servers, dict(during_servers)
+    assert all(r["ok"] and r["served_by"] == target for r in answers), answers[-3:]

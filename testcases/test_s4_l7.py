@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 
 from lab.capture import Capture
-from lab.config import Adc, HealthCheck, Pool, RealServer, Route
+from lab.config import Adc, HealthCheck, L4Balancer, Pool, RealServer, Route
 from lab.devices.adc import AdcDaemon, save_config
 from lab.errors import ConfigError
 from lab.pki import LabCa
-from lab.traffic import curl, http_log, start_http_server
-from testcases.s4_common import CLIENTS, LB1_SERVER_SIDE, SERVERS, VIP, start_servers
+from lab.plot import comparison_figure
+from lab.traffic import HttpLoad, curl, http_log, run_http, run_wrk, start_http_server
+from testcases.s4_common import CLIENTS, LB1_SERVER_SIDE, SERVERS, VIP, set_return_path, start_servers
 
 LAB_TOPOLOGY = "s4"
 DAEMONS = ("haproxy", "nginx")
@@ -305,3 +306,55 @@ def test_haproxy_and_nginx_refuse_what_they_cannot_do(lab, case):
         lab.node("lb1").start_adc(missing, "haproxy", case.ports)
     case.figure("haproxy with a missing certificate", str(rejected.value)[:200])
     assert not lab.run("lb1", ["ss", "-Hltn"]).strip(), "nothing may listen after a refused start"
+
+
+COMPARED = ("kernel L4 (nftables)", "haproxy", "nginx")
+
+
+def test_same_traffic_through_each_balancer(lab, case):
+    """S4 compared: the same 120 sessions and a 3 s wrk run through lb1 as kernel L4, haproxy, nginx"""
+    set_return_path(lab, "route back")
+    real = tuple(RealServer(a, 80) for a in SERVERS.values())
+    counts, rates, peers, latency = {}, {}, {}, {}
+    for kind in COMPARED:
+        servers = start_servers(lab)
+        lb = lab.node("lb1")
+        if kind == "haproxy" or kind == "nginx":
+            running = start(lab, case, Adc(VIP, 80, (Pool("web", real),)), kind)
+        else:
+            lb.apply(L4Balancer(VIP, 80, real))
+        ports = case.take_ports(120)
+        loads = {c: HttpLoad(VIP, 40, ports[i * 40], concurrency=4) for i, c in enumerate(CLIENTS)}
+        records = run_http(lab, loads)
+        failed = [r for rows in records.values() for r in rows if not r["ok"]]
+        assert not failed, f"{kind}: {len(failed)} requests failed: {failed[:3]}"
+        logged = [r for p in servers.values() for r in http_log(p)]
+        counts[kind] = Counter(r["server"] for r in served(servers))
+        wrk = run_wrk(lab, "c1", f"http://{VIP}/", 3, 16, case.take_ports(40))
+        rates[kind] = wrk["requests_per_s"]
+        peers[kind] = sorted({r["peer"] for r in logged})
+        elapsed = sorted(r["elapsed"] * 1000 for rows in records.values() for r in rows)
+        latency[kind] = round(elapsed[len(elapsed) // 2], 2)
+        assert not any(wrk["socket_errors"].values()) and wrk["non_2xx"] == 0, f"{kind}: {wrk}"
+        if kind in ("haproxy", "nginx"):
+            running.stop()
+        for proc in servers.values():
+            lab.stop(proc)
+        lb.reset()
+    case.figure("requests per server (servers' logs), 120 sessions", {k: dict(v) for k, v in counts.items()})
+    case.figure("requests/s, wrk 16 connections 3 s", {k: round(v) for k, v in rates.items()})
+    case.figure("what the servers saw as the client", peers)
+    case.figure("median time per request, new session each (ms)", latency)
+    comparison_figure(
+        counts,
+        rates,
+        case.plot_path("compare", "the same traffic through each balancer"),
+        "S4: one network, three balancers",
+    )
+    for kind, per in counts.items():
+        assert sum(per.values()) == 120, f"{kind}: the servers logged {sum(per.values())} of 120 sessions"
+        assert max(per.values()) - min(per.values()) <= 1 or kind == "nginx", (
+            f"{kind} is not round robin: {per}"
+        )
+    assert peers["kernel L4 (nftables)"] == sorted(CLIENTS.values()), peers
+    assert peers["haproxy"] == peers["nginx"] == [LB1_SERVER_SIDE], f"a proxy hides the client: {peers}"

@@ -128,6 +128,7 @@ def test_health_changes_only_new_sessions():
     assert rr.set_in_service({"srv3"}) == []
     assert rr.new_session(("10.0.1.10", 1), 0.1)[0] is A  # an open session keeps its backend
     assert rr.new_session(("10.0.1.10", 2), 0.2)[0] is C
+    assert rr.sessions_out_of_service() == {"srv1": ["10.0.1.10:1"]}
     rr.set_in_service(set())
     with pytest.raises(LookupError):
         rr.new_session(("10.0.1.10", 3), 0.3)

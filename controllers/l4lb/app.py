@@ -281,7 +281,11 @@ class L4Balancer(app_manager.OSKenApp):
             names = {b.name for b in self.lb.backends if b.ip in addresses}
             for flow in self.lb.set_in_service(names):
                 self.send(flow)
-            log("in_service", backends=[b.name for b in self.lb.in_service])
+            log(
+                "in_service",
+                backends=[b.name for b in self.lb.in_service],
+                sessions_kept=self.lb.sessions_out_of_service(),
+            )
 
 
 def _ip_int(address: str) -> int:

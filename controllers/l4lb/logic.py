@@ -272,6 +272,16 @@ class Balancer:
             self.chooser.closed(backend)
         return backend
 
+    def sessions_out_of_service(self) -> dict[str, list[str]]:
+        """The sessions this controller pinned to backends now out of service (they stay
+        on them: only new sessions avoid a backend taken out). The in-switch algorithms
+        pin sessions without the controller: the switch's flow table lists those."""
+        out: dict[str, list[str]] = {}
+        for (client, port), backend in self.sessions.items():
+            if backend not in self.in_service:
+                out.setdefault(backend.name, []).append(f"{client}:{port}")
+        return out
+
     def open_sessions(self) -> dict[str, int]:
         """Open sessions per backend, as the controller sees them."""
         counts = {b.name: 0 for b in self.backends}

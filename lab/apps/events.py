@@ -19,6 +19,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from types import FrameType
 from typing import Any
@@ -26,18 +27,25 @@ from typing import Any
 LINGER_ABORT = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger = 0}
 
 
+_OUT = threading.Lock()
+
+
+def _line(text: str) -> None:
+    # One write per line, under a lock: print() writes the text and its newline apart,
+    # so two threads printing at once could put two events on one line.
+    with _OUT:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
 def emit(event: str, **fields: object) -> None:
     """Print one event line: its name, the wall-clock time, then `fields`."""
-    # One write per line: print() writes the text and its newline apart, so threads
-    # printing at once could put two events on one line.
-    sys.stdout.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
-    sys.stdout.flush()
+    _line(json.dumps({"event": event, "t": time.time(), **fields}))
 
 
 def report(record: dict[str, Any]) -> None:
     """Print one result record (the harness reads it as the app's last line)."""
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+    _line(json.dumps(record))
 
 
 def connect(server: str, port: int, sport: int = 0, timeout: float | None = None) -> socket.socket:

@@ -30,11 +30,16 @@ LOREM = (
 
 class State:
     maintenance = False
+    answered = 0  # requests answered, counted apart from the log (reported at exit)
+    lock = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "sessionlab-http"
     protocol_version = "HTTP/1.1"  # keep-alive: one connection may carry many requests
+    # Headers and body are two writes: with Nagle the body waits for the client's
+    # delayed ACK (40 ms) on a kept-open connection.
+    disable_nagle_algorithm = True
     name = "server"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -50,14 +55,8 @@ class Handler(BaseHTTPRequestHandler):
             size = int(path[6:]) if path[6:].isdigit() else 1
             body = (LOREM * (size * 1024 // len(LOREM) + 1))[: size * 1024]
         data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Served-By", self.name)
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        # Logged before the answer leaves: a client that has its answer finds the
+        # request in this log already.
         emit(
             "request",
             server=self.name,
@@ -70,9 +69,33 @@ class Handler(BaseHTTPRequestHandler):
             proto=self.headers.get("X-Forwarded-Proto"),
             bytes=len(data),
         )
+        with State.lock:
+            State.answered += 1
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Served-By", self.name)
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass  # the request event above is the log
+
+
+class Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 512
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # socketserver prints a traceback to stderr, in many writes, into the log this
+        # server's events go to: a request line landing in its middle was lost to the
+        # reader. A peer that resets a kept-open connection (haproxy does) is no error.
+        error = sys.exc_info()[1]
+        kind = "connection_reset" if isinstance(error, ConnectionError) else "error"
+        emit(kind, peer=client_address[0], peer_port=client_address[1], error=repr(error))
 
 
 def _toggle(signum: int, frame: FrameType | None) -> None:
@@ -90,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
     signal.signal(signal.SIGUSR1, _toggle)
     Handler.name = args.name
-    ThreadingHTTPServer.allow_reuse_address = True
-    ThreadingHTTPServer.daemon_threads = True
-    ThreadingHTTPServer.request_queue_size = 512
-    server = ThreadingHTTPServer((args.bind, args.port), Handler)
+    server = Server((args.bind, args.port), Handler)
     if args.tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls)
@@ -106,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.shutdown()
         server.server_close()
+        emit("stopped", answered=State.answered)
     return 0
 
 
