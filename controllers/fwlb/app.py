@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,9 @@ from os_ken.lib import hub
 from os_ken.ofproto import nicira_ext, ofproto_v1_3
 
 from controllers.fwlb.logic import T_SESSIONS, Fabric, FabricConfig, Flow, SessionTable
+from controllers.ofp import clear_switch, log, send_barrier, send_flow, session_match_specs
 
 SYMMETRIC_L3L4 = 2  # OVS nx_hash_fields: addresses, protocol and ports, the same both ways
-
-
-def log(event: str, **fields: Any) -> None:
-    # One write per line: print() writes the text and its newline apart, and two of the
-    # app's green threads interleaved there once (two events on one line).
-    sys.stdout.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
-    sys.stdout.flush()
 
 
 class FirewallFabric(app_manager.OSKenApp):
@@ -77,67 +70,24 @@ class FirewallFabric(app_manager.OSKenApp):
             )
         if kind == "learn":
             _, table, cookie, idle, value = spec
-            specs = [
-                p.NXFlowSpecMatch(src=0x0800, dst=("eth_type_nxm", 0), n_bits=16),
-                p.NXFlowSpecMatch(src=6, dst=("ip_proto_nxm", 0), n_bits=8),
-                p.NXFlowSpecMatch(src=("ipv4_src_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
-                p.NXFlowSpecMatch(src=("ipv4_dst_nxm", 0), dst=("ipv4_dst_nxm", 0), n_bits=32),
-                p.NXFlowSpecMatch(src=("tcp_src_nxm", 0), dst=("tcp_src_nxm", 0), n_bits=16),
-                p.NXFlowSpecMatch(src=("tcp_dst_nxm", 0), dst=("tcp_dst_nxm", 0), n_bits=16),
-                p.NXFlowSpecLoad(src=value, dst=("reg0", 0), n_bits=32),
-            ]
+            specs = [*session_match_specs(p), p.NXFlowSpecLoad(src=value, dst=("reg0", 0), n_bits=32)]
             return p.NXActionLearn(table_id=table, specs=specs, idle_timeout=idle, priority=10, cookie=cookie)
         raise ValueError(f"unknown action {spec!r}")
 
     def send(self, flow: Flow) -> None:
         dp = self.datapaths.get(flow.dpid)
-        if dp is None:
-            return
-        p, ofp = dp.ofproto_parser, dp.ofproto
-        instructions = []
-        if flow.actions:
-            actions = [self._action(dp, a) for a in flow.actions]
-            instructions.append(p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
-        if flow.goto is not None:
-            instructions.append(p.OFPInstructionGotoTable(flow.goto))
-        command = {"add": ofp.OFPFC_ADD, "delete": ofp.OFPFC_DELETE}[flow.command]
-        dp.send_msg(
-            p.OFPFlowMod(
-                dp,
-                cookie=flow.cookie,
-                table_id=flow.table,
-                command=command,
-                priority=flow.priority,
-                match=p.OFPMatch(**dict(flow.match)),
-                instructions=instructions,
-                out_port=ofp.OFPP_ANY,
-                out_group=ofp.OFPG_ANY,
-            )
-        )
+        if dp is not None:
+            send_flow(dp, flow, self._action)
 
     # --- events ---------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
-        p, ofp = dp.ofproto_parser, dp.ofproto
         self.datapaths[dp.id] = dp
-        # Start clean: whatever an earlier controller left (flows, learned sessions) goes.
-        dp.send_msg(
-            p.OFPFlowMod(
-                dp,
-                table_id=ofp.OFPTT_ALL,
-                command=ofp.OFPFC_DELETE,
-                out_port=ofp.OFPP_ANY,
-                out_group=ofp.OFPG_ANY,
-                match=p.OFPMatch(),
-            )
-        )
+        clear_switch(dp)
         for flow in self.fabric.flows(dp.id):
             self.send(flow)
-        # The switch is ready when it has answered a barrier after all of that.
-        msg = p.OFPBarrierRequest(dp)
-        dp.send_msg(msg)
-        self.pending[dp.id] = msg.xid if msg.xid is not None else 0
+        self.pending[dp.id] = send_barrier(dp)
         log("switch_connected", dpid=dp.id, role=self.fabric.role(dp.id))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)

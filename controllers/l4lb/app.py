@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,9 @@ from os_ken.ofproto import nicira_ext, ofproto_v1_3
 
 from controllers.fwlb.logic import Flow
 from controllers.l4lb.logic import PORT_REG, Backend, Balancer
+from controllers.ofp import clear_switch, log, send_barrier, send_flow, session_match_specs
 
 HASH_FIELDS = {"symmetric_l3l4": 2, "symmetric_l3": 6}  # OVS nx_hash_fields
-
-
-def log(event: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
-    sys.stdout.flush()
 
 
 class L4Balancer(app_manager.OSKenApp):
@@ -88,12 +83,7 @@ class L4Balancer(app_manager.OSKenApp):
             # as constants, its port from PORT_REG (set just before).
             _, table, cookie, idle, mac, ip = spec
             specs = [
-                p.NXFlowSpecMatch(src=0x0800, dst=("eth_type_nxm", 0), n_bits=16),
-                p.NXFlowSpecMatch(src=6, dst=("ip_proto_nxm", 0), n_bits=8),
-                p.NXFlowSpecMatch(src=("ipv4_src_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
-                p.NXFlowSpecMatch(src=("ipv4_dst_nxm", 0), dst=("ipv4_dst_nxm", 0), n_bits=32),
-                p.NXFlowSpecMatch(src=("tcp_src_nxm", 0), dst=("tcp_src_nxm", 0), n_bits=16),
-                p.NXFlowSpecMatch(src=("tcp_dst_nxm", 0), dst=("tcp_dst_nxm", 0), n_bits=16),
+                *session_match_specs(p),
                 p.NXFlowSpecLoad(src=int(mac.replace(":", ""), 16), dst=("eth_dst_nxm", 0), n_bits=48),
                 p.NXFlowSpecLoad(src=_ip_int(ip), dst=("ipv4_dst_nxm", 0), n_bits=32),
                 p.NXFlowSpecOutput(src=(PORT_REG, 0), dst="", n_bits=32),
@@ -105,63 +95,21 @@ class L4Balancer(app_manager.OSKenApp):
 
     def send(self, flow: Flow) -> None:
         dp = self.datapaths.get(flow.dpid)
-        if dp is None:
-            return
-        p, ofp = dp.ofproto_parser, dp.ofproto
-        instructions = []
-        if flow.actions:
-            actions = [self._action(dp, a) for a in flow.actions]
-            instructions.append(p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
-        if flow.command == "delete":
-            dp.send_msg(
-                p.OFPFlowMod(
-                    dp,
-                    table_id=flow.table,
-                    command=ofp.OFPFC_DELETE,
-                    out_port=ofp.OFPP_ANY,
-                    out_group=ofp.OFPG_ANY,
-                    match=p.OFPMatch(**dict(flow.match)),
-                )
-            )
-            return
-        dp.send_msg(
-            p.OFPFlowMod(
-                dp,
-                cookie=flow.cookie,
-                table_id=flow.table,
-                command=ofp.OFPFC_ADD,
-                priority=flow.priority,
-                idle_timeout=flow.idle_timeout,
-                flags=ofp.OFPFF_SEND_FLOW_REM if flow.notify_removed else 0,
-                match=p.OFPMatch(**dict(flow.match)),
-                instructions=instructions,
-            )
-        )
+        if dp is not None:
+            send_flow(dp, flow, self._action)
 
     # --- events ---------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
-        p, ofp = dp.ofproto_parser, dp.ofproto
         self.datapaths[dp.id] = dp
-        dp.send_msg(
-            p.OFPFlowMod(
-                dp,
-                table_id=ofp.OFPTT_ALL,
-                command=ofp.OFPFC_DELETE,
-                out_port=ofp.OFPP_ANY,
-                out_group=ofp.OFPG_ANY,
-                match=p.OFPMatch(),
-            )
-        )
+        clear_switch(dp)
         if dp.id == self.lb.dpid:
             for flow in self.lb.static_flows():
                 self.send(flow)
         else:  # every other switch: a plain learning switch
             self.send(Flow(dp.id, 0, 0, (), (("normal",),)))
-        msg = p.OFPBarrierRequest(dp)
-        dp.send_msg(msg)
-        self.pending[dp.id] = msg.xid if msg.xid is not None else 0
+        self.pending[dp.id] = send_barrier(dp)
         log("switch_connected", dpid=dp.id)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
