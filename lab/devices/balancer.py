@@ -96,6 +96,10 @@ class Balancer(Node):
             lab.run(self.name, ["nft", "-c", "-f", str(path)])
         except CommandError as exc:
             raise ConfigError(f"balancer {self.name}: nft rejects {path}: {exc.output}") from None
+        # Strict tracking: a mid-stream packet of a session this balancer does not know
+        # (one a failed peer balanced) must not start a new NAT binding to a server the
+        # round robin picks; it is invalid, and the balancer's own stack resets it.
+        lab.run(self.name, ["sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0"])
         lab.run(self.name, ["nft", "-f", str(path)])
         if own_vip:
             self.add_vip(config.vip)
@@ -126,6 +130,9 @@ class Balancer(Node):
         every session with its NAT binding, straight into its kernel table."""
         local = self.intf(self.server_side).IP()
         settings = SyncSettings(local=local, peer=peer, interface=self.server_side)
+        # conntrackd copies a session's state, not the windows conntrack has seen: the
+        # standby would find the next segments out of window. (As S2's liberal_windows.)
+        self._lab().run(self.name, ["sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_be_liberal=1"])
         return start_conntrackd(self._lab(), self.name, settings, f"{self.name}-conntrackd")
 
     def start_health(
@@ -177,4 +184,5 @@ class Balancer(Node):
             lab.run(self.name, ["ip", "addr", "del", f"{vip}/32", "dev", self.client_side], check=False)
         self.vips.clear()
         self.balancer, self._dsr, self.health = None, None, None
+        lab.run(self.name, ["sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_be_liberal=0"])
         lab.run(self.name, ["conntrack", "-F"], check=False)
