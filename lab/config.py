@@ -79,6 +79,13 @@ class FirewallPolicy:
     peer_handoff: str = "off"
     helpers: tuple[Helper, ...] = ()  # ALGs on service ports; none: no helper runs at all
     snat: bool = False  # source NAT: what leaves by the outside takes its address (masquerade)
+    # The session table as a resource (S5). The firewall's own capacity: new sessions
+    # beyond it are dropped (a vendor's "max sessions"; the kernel's nf_conntrack_max is
+    # global and read-only inside a namespace, so it is not the lever).
+    max_sessions: int | None = None
+    per_source_limit: int | None = None  # open sessions one source address may hold
+    half_open_timeout: int | None = None  # s in SYN_SENT / SYN_RECV (Linux: 120 / 60)
+    synproxy: bool = False  # answer SYNs to inbound TCP services itself (SYN cookies)
 
     def with_changes(self, **changes: Any) -> FirewallPolicy:
         policy = replace(self, **changes)
@@ -158,6 +165,18 @@ def policy_problems(policy: FirewallPolicy) -> list[str]:
     for name in ("allow_outbound", "loose_pickup", "reset_on_expiry", "liberal_windows", "snat"):
         if not isinstance(getattr(policy, name), bool):
             problems.append(f"{name}: {getattr(policy, name)!r} is not true or false")
+    for name in ("max_sessions", "per_source_limit"):
+        value = getattr(policy, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            problems.append(f"{name}: {value!r} is not a positive whole number")
+    if policy.half_open_timeout is not None:
+        _check_timeout(policy.half_open_timeout, "half_open_timeout", problems)
+    if not isinstance(policy.synproxy, bool):
+        problems.append(f"synproxy: {policy.synproxy!r} is not true or false")
+    elif policy.synproxy and not any(s.proto == "tcp" for s in policy.allow_inbound):
+        problems.append("synproxy: no inbound TCP service to protect (allow_inbound)")
+    if policy.synproxy and policy.loose_pickup:
+        problems.append("synproxy with loose_pickup: the proxied handshake needs strict tracking")
     if policy.peer_handoff not in HANDOFF_MODES:
         problems.append(f"peer_handoff: {policy.peer_handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
     if policy.loose_pickup is True and policy.reset_on_expiry is True:

@@ -34,6 +34,9 @@ class Session:
     # The reply direction's addresses: differ from dst/src where the device NATs.
     reply_src: str | None = None
     reply_dst: str | None = None
+    # Accounting: bytes seen in the original and the reply direction.
+    bytes: int | None = None
+    reply_bytes: int | None = None
 
     @property
     def key(self) -> tuple[str, str, int | None, str, int | None]:
@@ -98,6 +101,8 @@ def parse_line(line: str) -> Session | None:
         reply_packets=int(reply["packets"]) if "packets" in reply else None,
         reply_src=reply.get("src"),
         reply_dst=reply.get("dst"),
+        bytes=int(values["bytes"]) if "bytes" in values else None,
+        reply_bytes=int(reply["bytes"]) if "bytes" in reply else None,
     )
 
 
@@ -154,3 +159,97 @@ def parse_expectations(text: str) -> list[Expectation]:
             )
         )
     return found
+
+
+SessionKey = tuple[str, str, int | None, str, int | None]  # proto, src, sport, dst, dport
+# A TCP session's end, read from the last state conntrack reported before it went.
+_CLOSED_BY_FIN = {"FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"}
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One session from start to end, as a firewall's session log has it: when it began
+    and ended, what each direction carried, and why it ended (FIN, RST, timeout, or
+    "open" when it had not ended when the log was read)."""
+
+    proto: str
+    src: str
+    sport: int | None
+    dst: str
+    dport: int | None
+    start: float | None
+    end: float | None
+    packets: int | None
+    bytes: int | None
+    reply_packets: int | None
+    reply_bytes: int | None
+    end_reason: str
+    last_state: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def end_reason(proto: str, last_state: str | None, ended: bool) -> str:
+    """Why a session ended, from the last TCP state seen before its DESTROY event: after
+    a FIN exchange (FIN_WAIT ... TIME_WAIT), after a RST (CLOSE), or in any other state
+    (ESTABLISHED, SYN_SENT, ...): its timeout ran out. Other protocols end by timeout."""
+    if not ended:
+        return "open"
+    if proto != "tcp":
+        return "timeout"
+    if last_state in _CLOSED_BY_FIN:
+        return "FIN"
+    if last_state == "CLOSE":
+        return "RST"
+    return "timeout"
+
+
+def session_log(lines: list[str]) -> list[SessionRecord]:
+    """Every session of a `conntrack -E -o timestamp` log (with accounting on), in the
+    order they started: NEW gives the start, each UPDATE the state, DESTROY the end and
+    the counts of each direction."""
+    started: dict[SessionKey, Session] = {}
+    states: dict[SessionKey, str | None] = {}
+    order: list[SessionKey] = []
+    ended: dict[SessionKey, Session] = {}
+    records = []
+    for line in lines:
+        session = parse_line(line)
+        if session is None or session.event is None:
+            continue
+        key = session.key
+        if session.event == "NEW":
+            if key in ended:  # the same 5-tuple again: the earlier one is done
+                records.append(_record(started.pop(key), states.pop(key), ended.pop(key)))
+                order.remove(key)
+            started[key] = session
+            states[key] = session.state
+            order.append(key)
+        elif key in started:
+            if session.event == "UPDATE" and session.state is not None:
+                states[key] = session.state
+            elif session.event == "DESTROY":
+                ended[key] = session
+    for left in order:
+        records.append(_record(started[left], states[left], ended.get(left)))
+    return sorted(records, key=lambda r: r.start or 0.0)
+
+
+def _record(first: Session, state: str | None, last: Session | None) -> SessionRecord:
+    counts = last if last is not None else first
+    return SessionRecord(
+        proto=first.proto,
+        src=first.src,
+        sport=first.sport,
+        dst=first.dst,
+        dport=first.dport,
+        start=first.stamp,
+        end=last.stamp if last is not None else None,
+        packets=counts.packets,
+        bytes=counts.bytes,
+        reply_packets=counts.reply_packets,
+        reply_bytes=counts.reply_bytes,
+        end_reason=end_reason(first.proto, state, last is not None),
+        last_state=state,
+    )

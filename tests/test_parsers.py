@@ -163,3 +163,25 @@ def test_wrk_summary_parses_with_errors_and_rate():
     assert got["non_2xx"] == 5
     with pytest.raises(LabError, match="no summary"):
         parse_wrk("unable to connect to 10.0.1.100:80 Connection refused")
+
+
+SESSION_EVENTS = (Path(__file__).parent / "samples" / "conntrack-session-events.txt").read_text()
+
+
+def test_a_session_log_gives_each_sessions_span_counts_and_end_reason():
+    records = conntrack.session_log(SESSION_EVENTS.splitlines() + ["conntrack v1.4.7: 15 flow events"])
+    by_port = {r.sport: r for r in records}
+    assert [r.sport for r in records] == [12000, 12001, 12002, 12003]  # in order of start
+    fin = by_port[12000]
+    assert (fin.end_reason, fin.last_state, fin.start, fin.end) == (
+        "FIN",
+        "TIME_WAIT",
+        1795900000.1,
+        1795900120.301,
+    )
+    assert (fin.packets, fin.bytes, fin.reply_packets, fin.reply_bytes) == (6, 420, 5, 1500)
+    assert (by_port[12001].end_reason, by_port[12001].last_state) == ("RST", "CLOSE")
+    assert by_port[12002].end_reason == "timeout" and by_port[12002].proto == "udp"
+    assert (by_port[12003].end_reason, by_port[12003].last_state) == ("timeout", "ESTABLISHED")
+    still = conntrack.session_log(SESSION_EVENTS.splitlines()[:3])
+    assert [(r.end_reason, r.end, r.bytes) for r in still] == [("open", None, None)]

@@ -18,6 +18,7 @@ from lab.config import (
     Service,
     TimeoutRule,
     VrrpInstance,
+    validate_policy,
 )
 from lab.errors import ConfigError
 from lab.render.balancer import DsrPorts, render_balancer
@@ -45,6 +46,14 @@ POLICIES = {
         snat=True,
         timeouts=(TimeoutRule(600, port=21),),
     ),
+    "table_defences": FirewallPolicy(
+        tcp_timeout=300,
+        allow_inbound=(Service(80, address="10.0.1.10"),),
+        max_sessions=200,
+        per_source_limit=20,
+        half_open_timeout=5,
+        synproxy=True,
+    ),
 }
 
 
@@ -55,6 +64,55 @@ def test_ruleset_matches_golden(name):
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)
     assert text == path.read_text()
+
+
+def test_table_defences_are_accepted_by_nft():
+    import shutil
+    import subprocess
+
+    if shutil.which("nft") is None or os.geteuid() != 0:
+        pytest.skip("nft -c needs nft and root")
+    text = render_ruleset(POLICIES["table_defences"], "fw-in", "fw-out")
+    check = subprocess.run(["nft", "-c", "-f", "-"], input=text, text=True, capture_output=True)
+    assert check.returncode == 0, check.stderr
+    # The proxy answers before the invalid-state drop would see its untracked SYN.
+    lines = text.splitlines()
+    proxy = next(i for i, line in enumerate(lines) if " synproxy " in line)
+    assert proxy < next(i for i, line in enumerate(lines) if '"drop_invalid" drop' in line)
+    assert "syn_sent : 5, syn_recv : 5" in text
+
+
+def test_the_same_intent_stateless_needs_no_state_and_is_checked_by_nft():
+    import shutil
+    import subprocess
+
+    from lab.render.nftables import render_stateless, rule_count
+
+    intent = FirewallPolicy(allow_inbound=(Service(80, address="10.0.1.10"),))
+    text = render_stateless(intent, "fw-in", "fw-out")
+    path = GOLDEN / "stateless.nft"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    assert "ct state" not in text and "notrack" in text
+    stateful = render_ruleset(intent, "fw-in", "fw-out")
+    assert (rule_count(stateful), rule_count(text)) == (6, 5)
+    if shutil.which("nft") is None or os.geteuid() != 0:
+        pytest.skip("nft -c needs nft and root")
+    check = subprocess.run(["nft", "-c", "-f", "-"], input=text, text=True, capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_bad_table_defences_are_refused_naming_each():
+    bad = FirewallPolicy(max_sessions=0, per_source_limit=-3, half_open_timeout=0, synproxy=True)
+    with pytest.raises(ConfigError) as err:
+        render_ruleset(validate_policy(bad), "a", "b")
+    assert err.value.problems == [
+        "max_sessions: 0 is not a positive whole number",
+        "per_source_limit: -3 is not a positive whole number",
+        "half_open_timeout: 0 is not a timeout in whole seconds (1-2000000)",
+        "synproxy: no inbound TCP service to protect (allow_inbound)",
+    ]
 
 
 def test_strict_drops_non_syn_without_session_and_loose_does_not():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from lab.config import FirewallPolicy, Helper, Service, TimeoutRule
 
 TABLE = "sessionlab"
@@ -10,7 +12,8 @@ AGENT_MARK = 0x5E55
 # Packets handed to the peer firewall carry this mark; a routing rule sends them there.
 HANDOFF_MARK = 0x5E56
 # Named counters, read back as the reason a packet was dropped.
-DROP_COUNTERS = ("drop_invalid", "drop_new_not_syn", "drop_denied")
+DROP_COUNTERS = ("drop_invalid", "drop_new_not_syn", "drop_denied", "drop_table_full", "drop_per_source")
+SYNPROXY_COUNTER = "synproxied"
 HANDOFF_COUNTER = "handed_to_peer"
 
 
@@ -22,6 +25,12 @@ def _match(proto: str, address: str | None, port: int | None, port_end: int | No
     if port is not None:
         parts.append(f"{proto} dport {port}" + (f"-{port_end}" if port_end not in (None, port) else ""))
     return " ".join(parts)
+
+
+def _ports(services: Iterable[Service]) -> str:
+    """An nftables set of the services' ports (ranges included)."""
+    items = [f"{s.port}-{s.port_end}" if s.port_end not in (None, s.port) else f"{s.port}" for s in services]
+    return "{ " + ", ".join(items) + " }"
 
 
 def helper_name(helper: Helper) -> str:
@@ -47,13 +56,16 @@ def _helper_lines(helpers: tuple[Helper, ...]) -> list[str]:
     return [*lines, "\t}"]
 
 
-def _timeout_object(name: str, proto: str, seconds: int) -> list[str]:
+def _timeout_object(name: str, proto: str, seconds: int, half_open: int | None = None) -> list[str]:
     state = "established" if proto == "tcp" else "replied"
+    policy = f"{state} : {seconds}"
+    if half_open is not None and proto == "tcp":
+        policy += f", syn_sent : {half_open}, syn_recv : {half_open}"
     return [
         f"\tct timeout {name} {{",
         f"\t\tprotocol {proto}",
         "\t\tl3proto ip",
-        f"\t\tpolicy = {{ {state} : {seconds} }}",
+        f"\t\tpolicy = {{ {policy} }}",
         "\t}",
     ]
 
@@ -62,10 +74,11 @@ def _rule_name(i: int, rule: TimeoutRule) -> str:
     return f"timeout_{i}_{rule.proto}"
 
 
-def _inbound_rule(service: Service, inside: str, outside: str, strict: bool) -> str:
+def _inbound_rule(service: Service, inside: str, outside: str, strict: bool, stateful: bool = True) -> str:
     syn = " tcp flags & (fin | syn | rst | ack) == syn" if strict and service.proto == "tcp" else ""
     match = _match(service.proto, service.address, service.port, service.port_end)
-    return f'\t\tiifname "{outside}" oifname "{inside}" {match}{syn} ct state new accept'
+    state = " ct state new" if stateful else ""
+    return f'\t\tiifname "{outside}" oifname "{inside}" {match}{syn}{state} accept'
 
 
 def _handoff_chain(inside: str, outside: str) -> list[str]:
@@ -90,9 +103,15 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
     if handoff and peer_link is None:
         raise ValueError("peer_handoff needs the interface to the peer firewall")
     lines = [f"table inet {TABLE}", f"delete table inet {TABLE}", f"table inet {TABLE} {{"]
-    for name in DROP_COUNTERS + ((HANDOFF_COUNTER,) if handoff else ()):
+    for name in (
+        DROP_COUNTERS
+        + ((HANDOFF_COUNTER,) if handoff else ())
+        + ((SYNPROXY_COUNTER,) if policy.synproxy else ())
+    ):
         lines.append(f"\tcounter {name} {{ }}")
-    lines += _timeout_object("timeout_default_tcp", "tcp", policy.tcp_timeout)
+    if policy.per_source_limit is not None:
+        lines += ["\tset per_source {", "\t\ttype ipv4_addr", "\t\tsize 65535", "\t\tflags dynamic", "\t}"]
+    lines += _timeout_object("timeout_default_tcp", "tcp", policy.tcp_timeout, policy.half_open_timeout)
     for i, rule in enumerate(policy.timeouts):
         lines += _timeout_object(_rule_name(i, rule), rule.proto, rule.timeout)
 
@@ -108,6 +127,14 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
     strict = not policy.loose_pickup
     lines += ["\tchain filter_forward {", "\t\ttype filter hook forward priority filter; policy drop;"]
     lines.append("\t\tct state established,related accept")
+    if policy.synproxy:
+        # The SYN arrived untracked (see synproxy_notrack); the proxy answers it with a
+        # cookie and opens the real session only for a client that completes the handshake.
+        ports = _ports(s for s in policy.allow_inbound if s.proto == "tcp")
+        lines.append(
+            f'\t\tiifname "{outside}" tcp dport {ports} ct state invalid,untracked '
+            f'counter name "{SYNPROXY_COUNTER}" synproxy mss 1460 wscale 7 timestamp sack-perm'
+        )
     if handoff:
         lines.append(
             f'\t\tmeta mark {HANDOFF_MARK:#x} oifname "{peer_link}" counter name "{HANDOFF_COUNTER}" accept'
@@ -117,6 +144,16 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
         # A TCP session starts with a SYN; anything else without a session is not let in.
         lines.append(
             '\t\tct state new tcp flags & (fin | syn | rst | ack) != syn counter name "drop_new_not_syn" drop'
+        )
+    if policy.per_source_limit is not None:
+        lines.append(
+            f"\t\tct state new add @per_source {{ ip saddr ct count over {policy.per_source_limit} }} "
+            'counter name "drop_per_source" drop'
+        )
+    if policy.max_sessions is not None:
+        # The table's capacity: every new session that passes here is counted while it lives.
+        lines.append(
+            f'\t\tct state new ct count over {policy.max_sessions} counter name "drop_table_full" drop'
         )
     if policy.allow_outbound:
         lines.append(f'\t\tiifname "{inside}" oifname "{outside}" ct state new accept')
@@ -136,6 +173,14 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
         ]
     if handoff:
         lines += _handoff_chain(inside, outside)
+    if policy.synproxy:
+        ports = _ports(s for s in policy.allow_inbound if s.proto == "tcp")
+        lines += [
+            "\tchain synproxy_notrack {",
+            "\t\ttype filter hook prerouting priority raw; policy accept;",
+            f'\t\tiifname "{outside}" tcp dport {ports} tcp flags syn notrack',
+            "\t}",
+        ]
     if policy.reset_on_expiry:
         lines += [
             "\tchain agent_notrack {",
@@ -161,3 +206,55 @@ def render_sysctls(policy: FirewallPolicy) -> dict[str, str]:
         # A handed-off packet arrives from the peer with a source routed elsewhere.
         "net.ipv4.conf.all.rp_filter": "0",
     }
+
+
+EPHEMERAL = "1024-65535"  # where a router ACL expects the replies to its clients' sessions
+
+
+def render_stateless(policy: FirewallPolicy, inside: str, outside: str) -> str:
+    """The same intent as `render_ruleset` without session state: a router's ACL pair.
+    Nothing is tracked (notrack), so a reply is recognised by its header alone: TCP with
+    ACK or RST set towards an ephemeral port ("established" in router ACLs), an echo reply;
+    new inbound sessions only to the published services. What that lets through that a
+    stateful firewall would not (crafted ACK, FIN-ACK or RST packets) is the point."""
+    lines = [f"table inet {TABLE}", f"delete table inet {TABLE}", f"table inet {TABLE} {{"]
+    lines += ["\tcounter passed_as_reply { }", "\tcounter drop_denied { }"]
+    lines += [
+        "\tchain stateless_notrack {",
+        "\t\ttype filter hook prerouting priority raw; policy accept;",
+        f'\t\tiifname {{ "{inside}", "{outside}" }} notrack',
+        "\t}",
+        "\tchain filter_forward {",
+        "\t\ttype filter hook forward priority filter; policy drop;",
+    ]
+    if policy.allow_outbound:
+        lines.append(f'\t\tiifname "{inside}" oifname "{outside}" accept')
+    lines += [
+        f'\t\tiifname "{outside}" oifname "{inside}" tcp dport {EPHEMERAL} tcp flags & (ack | rst) != 0 '
+        'counter name "passed_as_reply" accept',
+        f'\t\tiifname "{outside}" oifname "{inside}" icmp type echo-reply accept',
+    ]
+    for service in policy.allow_inbound:
+        lines.append(_inbound_rule(service, inside, outside, strict=False, stateful=False))
+        # The server's replies go out by the inside ACL: allowed by the outbound rule,
+        # or, without it, by one more rule per service.
+        if service.proto == "tcp" and not policy.allow_outbound:
+            lines.append(
+                f'\t\tiifname "{inside}" oifname "{outside}" meta l4proto tcp tcp sport {service.port} accept'
+            )
+    lines += ['\t\tcounter name "drop_denied" drop', "\t}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def rule_count(text: str) -> int:
+    """How many rules a ruleset's forward chain holds (what an operator writes and reads)."""
+    count, inside = 0, False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("chain filter_forward"):
+            inside = True
+        elif inside and stripped == "}":
+            inside = False
+        elif inside and stripped and not stripped.startswith("type "):
+            count += 1
+    return count
