@@ -12,6 +12,7 @@ AGENT_MARK = 0x5E55
 # Packets handed to the peer firewall carry this mark; a routing rule sends them there.
 HANDOFF_MARK = 0x5E56
 # Named counters, read back as the reason a packet was dropped.
+# (the last two exist only in policies that limit sessions)
 DROP_COUNTERS = ("drop_invalid", "drop_new_not_syn", "drop_denied", "drop_table_full", "drop_per_source")
 SYNPROXY_COUNTER = "synproxied"
 HANDOFF_COUNTER = "handed_to_peer"
@@ -103,11 +104,12 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
     if handoff and peer_link is None:
         raise ValueError("peer_handoff needs the interface to the peer firewall")
     lines = [f"table inet {TABLE}", f"delete table inet {TABLE}", f"table inet {TABLE} {{"]
-    for name in (
-        DROP_COUNTERS
-        + ((HANDOFF_COUNTER,) if handoff else ())
-        + ((SYNPROXY_COUNTER,) if policy.synproxy else ())
-    ):
+    counters = list(DROP_COUNTERS[:3])  # the reasons every policy can drop for
+    counters += ["drop_table_full"] if policy.max_sessions is not None else []
+    counters += ["drop_per_source"] if policy.per_source_limit is not None else []
+    counters += [HANDOFF_COUNTER] if handoff else []
+    counters += [SYNPROXY_COUNTER] if policy.synproxy else []
+    for name in counters:
         lines.append(f"\tcounter {name} {{ }}")
     if policy.per_source_limit is not None:
         lines += ["\tset per_source {", "\t\ttype ipv4_addr", "\t\tsize 65535", "\t\tflags dynamic", "\t}"]
