@@ -1,0 +1,121 @@
+"""Crafted packets and floods from real tools (hping3, nmap from Debian), bounded and
+aimed at lab addresses only, and their reports as data; the kernel's memory per session.
+
+Every attack names its count (and pace): nothing here floods without an end. The tools'
+own reports are what they sent; what passed a firewall is read from captures on both
+of its sides, never from the tool.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+
+from lab.errors import ConfigError, LabError
+
+LAB_NETWORK = ipaddress.ip_network("10.0.0.0/8")
+
+
+@dataclass(frozen=True)
+class Crafted:
+    """A packet no stateful firewall should pass without a session: its TCP flags (as
+    hping3 options and as tcpdump prints them) and why a scanner sends it."""
+
+    name: str
+    hping3: tuple[str, ...]
+    flags: str  # the flags as lab.packets prints them (S, A, F, R, P, U)
+    why: str
+
+
+CRAFTED = (
+    Crafted("ACK scan", ("-A",), "A", "maps filters: a stateless filter passes ACKs as replies"),
+    Crafted("FIN scan", ("-F",), "F", "closed ports answer RST, open ones stay silent (RFC 793)"),
+    Crafted("XMAS scan", ("-F", "-P", "-U"), "FPU", "FIN, PSH and URG at once"),
+    Crafted("NULL scan", (), "", "no flag at all"),
+    Crafted("out-of-state RST", ("-R",), "R", "a reset for a session that does not exist"),
+    Crafted("SYN-ACK without SYN", ("-S", "-A"), "SA", "an answer nobody asked for"),
+    Crafted("fragmented SYN", ("-S", "-f"), "S", "a SYN split into IP fragments"),
+)
+
+
+def _lab_target(target: str) -> None:
+    try:
+        inside = ipaddress.ip_address(target) in LAB_NETWORK
+    except ValueError:
+        inside = False
+    if not inside:
+        raise ConfigError(f"target {target!r}: attacks go only to lab addresses ({LAB_NETWORK})")
+
+
+def hping3_argv(
+    target: str,
+    port: int,
+    options: tuple[str, ...],
+    count: int,
+    interval_us: int = 1000,
+    source_port: int | None = None,
+    random_source: bool = False,
+) -> list[str]:
+    """hping3 sending `count` packets with `options` to `target`:`port`, one every
+    `interval_us` microseconds; from `source_port` (kept for every packet) or hping3's
+    incrementing ports; with `random_source`, from random addresses (a spoofed flood)."""
+    _lab_target(target)
+    if not 1 <= count <= 1_000_000:
+        raise ConfigError(f"hping3: count {count} is not 1-1000000 (a flood here always ends)")
+    argv = ["hping3", "-q", "-n", "-c", str(count), "-i", f"u{interval_us}", "-p", str(port), *options]
+    if source_port is not None:
+        argv += ["-s", str(source_port), "-k"]
+    if random_source:
+        argv.append("--rand-source")
+    return [*argv, target]
+
+
+_HPING_STATS = re.compile(r"(\d+) packets tra?n?s?mitted, (\d+) packets received")
+
+
+def parse_hping3(text: str) -> dict[str, int]:
+    """hping3's closing statistics: packets sent and answers received ("tramitted": its
+    own spelling)."""
+    found = _HPING_STATS.search(text)
+    if found is None:
+        raise LabError(f"hping3 printed no statistics: {text.strip()[-200:]}")
+    return {"sent": int(found[1]), "received": int(found[2])}
+
+
+NMAP_SCANS = {"ACK scan": "-sA", "FIN scan": "-sF", "XMAS scan": "-sX", "NULL scan": "-sN", "SYN scan": "-sS"}
+
+
+def nmap_argv(scan: str, target: str, ports: str, source_port: int) -> list[str]:
+    """nmap running one scan type against `ports` of `target`, from `source_port`, no
+    host discovery, one try per probe, its report as XML on stdout."""
+    _lab_target(target)
+    if scan not in NMAP_SCANS:
+        raise ConfigError(f"nmap: no scan {scan!r} (known: {', '.join(NMAP_SCANS)})")
+    return ["nmap", NMAP_SCANS[scan], "-p", ports, "-g", str(source_port), "-n", "-Pn", "--max-retries", "0",
+            "-oX", "-", target]  # fmt: skip
+
+
+def parse_nmap_xml(text: str) -> dict[int, str]:
+    """Port -> the state nmap concluded (open, closed, filtered, unfiltered, ...)."""
+    try:
+        root = ElementTree.fromstring(text[text.index("<?xml") :] if "<?xml" in text else text)
+    except (ElementTree.ParseError, ValueError) as exc:
+        raise LabError(f"nmap printed no XML report: {exc}") from None
+    states = {}
+    for port in root.iter("port"):
+        state = port.find("state")
+        if state is not None:
+            states[int(port.get("portid", "0"))] = state.get("state", "")
+    return states
+
+
+def conntrack_object_size(slabinfo: str) -> int | None:
+    """The kernel's size of one session entry (bytes), from /proc/slabinfo's nf_conntrack
+    cache: what each tracked session costs in memory, on top of its hash bucket."""
+    for line in slabinfo.splitlines():
+        words = line.split()
+        if words and words[0] == "nf_conntrack" and len(words) > 3:
+            return int(words[3])
+    return None

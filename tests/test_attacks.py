@@ -1,0 +1,75 @@
+"""Crafted packets and floods: bounded command lines aimed at lab addresses, reports as data."""
+
+from pathlib import Path
+
+import pytest
+
+from lab.attacks import (
+    CRAFTED,
+    conntrack_object_size,
+    hping3_argv,
+    nmap_argv,
+    parse_hping3,
+    parse_nmap_xml,
+)
+from lab.errors import ConfigError, LabError
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def test_a_flood_is_bounded_and_stays_in_the_lab():
+    argv = hping3_argv("10.0.1.10", 80, ("-S",), 5000, interval_us=200, random_source=True)
+    assert argv == [
+        "hping3",
+        "-q",
+        "-n",
+        "-c",
+        "5000",
+        "-i",
+        "u200",
+        "-p",
+        "80",
+        "-S",
+        "--rand-source",
+        "10.0.1.10",
+    ]
+    assert hping3_argv("10.0.1.10", 80, ("-A",), 1, source_port=12000)[-4:] == [
+        "-s",
+        "12000",
+        "-k",
+        "10.0.1.10",
+    ]
+    with pytest.raises(ConfigError, match="only to lab addresses"):
+        hping3_argv("8.8.8.8", 53, ("-S",), 1)
+    with pytest.raises(ConfigError, match="always ends"):
+        hping3_argv("10.0.1.10", 80, ("-S",), 0)
+    assert {c.name for c in CRAFTED} >= {"ACK scan", "XMAS scan", "NULL scan", "out-of-state RST"}
+
+
+def test_tool_reports_as_data():
+    out = "HPING 10.0.1.10 (fw 10.0.1.10): S set, 40 headers + 0 data bytes\n\n"
+    out += "--- 10.0.1.10 hping statistic ---\n"
+    assert parse_hping3(out + "500 packets tramitted, 12 packets received, 98% packet loss\n") == {
+        "sent": 500,
+        "received": 12,
+    }
+    with pytest.raises(LabError, match="no statistics"):
+        parse_hping3("hping3: unknown host")
+    assert parse_nmap_xml((SAMPLES / "nmap-ack.xml").read_text()) == {
+        22: "filtered",
+        80: "unfiltered",
+        443: "filtered",
+    }
+    assert nmap_argv("ACK scan", "10.0.1.10", "22,80,443", 12000)[:2] == ["nmap", "-sA"]
+    with pytest.raises(ConfigError, match="no scan"):
+        nmap_argv("ping scan", "10.0.1.10", "80", 12000)
+
+
+def test_the_kernels_size_of_a_session_entry():
+    slab = (
+        "slabinfo - version: 2.1\n"
+        "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables ...\n"
+        "nf_conntrack        1234   1400    320   25    2 : tunables 0 0 0 : slabdata 56 56 0\n"
+    )
+    assert conntrack_object_size(slab) == 320
+    assert conntrack_object_size("kmalloc-64 1 1 64 64 1\n") is None
