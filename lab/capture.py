@@ -287,6 +287,11 @@ class SessionEvents(_EventStream):
         """Every TCP event so far (see `lost`)."""
         return [s for s in conntrack.parse_table(self.output()) if s.proto == "tcp"]
 
+    def records(self) -> list[conntrack.SessionRecord]:
+        """The session log so far: each session's span, counts and end reason (the
+        stream's own marker entries left out)."""
+        return [r for r in conntrack.session_log(self.output().splitlines()) if r.src != "127.0.0.1"]
+
     @property
     def lost(self) -> bool:
         """Whether the kernel reported events it could not deliver (ENOBUFS). Even with a
