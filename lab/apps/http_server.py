@@ -123,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     thread.start()
     emit("listening", port=args.port, name=args.name, tls=bool(args.tls))
     try:
-        thread.join()
+        # Python runs signal handlers (SIGTERM, SIGUSR1) in the main thread only, when it
+        # runs: the kernel may deliver a signal to a serving thread, and a main thread
+        # blocked in join() for good would never run the handler (a maintenance toggle
+        # was missed once). Waking it every 50 ms runs them.
+        while thread.is_alive():
+            thread.join(0.05)
     finally:
         server.shutdown()
         server.server_close()
