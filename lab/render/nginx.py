@@ -29,7 +29,10 @@ def _upstream(pool: Pool, persist: bool = False) -> list[str]:
         passive = f" max_fails={pool.check.fall} fail_timeout={window}s"
     for server in pool.servers:
         lines.append(f"        server {server.address}:{server.port}{passive};")
-    return [*lines, "    }"]
+    # Kept-open connections to the servers (with HTTP/1.1 and no Connection header, see
+    # the proxy settings): without them nginx opens one per request, and under load runs
+    # out of source ports (TIME_WAIT) and answers 502.
+    return [*lines, "        keepalive 32;", "    }"]
 
 
 def render_nginx(adc: Adc, workdir: str) -> str:
@@ -81,7 +84,7 @@ def render_nginx(adc: Adc, workdir: str) -> str:
             f"        ssl_certificate {adc.certificate};",
             f"        ssl_certificate_key {adc.certificate};",
         ]
-    proxy = ["proxy_set_header Host $host;"]
+    proxy = ["proxy_http_version 1.1;", 'proxy_set_header Connection "";', "proxy_set_header Host $host;"]
     if adc.forwarded_for:
         proxy.append("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
     if adc.deny_pattern is not None:
