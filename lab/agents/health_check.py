@@ -32,7 +32,7 @@ from lab import conntrack
 from lab.apps.events import abort, connect, emit, stop_on_sigterm
 from lab.config import HealthCheck, balancer_from_dict
 from lab.health import ServerHealth, live
-from lab.render.balancer import DsrPorts, clear_lines, render_balancer
+from lab.render.balancer import DsrPorts, render_balancer, render_clear
 
 
 def check_once(kind: str, path: str, address: str, port: int, sport: int, timeout: float) -> tuple[bool, str]:
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 text = (
                     render_balancer(replace(balancer, servers=tuple(up)), data.get("server_side"), dsr)
                     if up
-                    else "\n".join(clear_lines()) + "\n"
+                    else render_clear()
                 )
                 load(text)
             for name, change, why in changes:

@@ -27,8 +27,9 @@ from lab.devices.adc import AdcDaemon
 from lab.devices.base import register
 from lab.devices.redundancy import Keepalived, start_conntrackd
 from lab.errors import CommandError, ConfigError, LabError
-from lab.render.balancer import DsrPorts, clear_lines, render_balancer
+from lab.render.balancer import DsrPorts, render_balancer, render_clear
 from lab.render.conntrackd import SyncSettings
+from lab.traffic import server_events
 
 if TYPE_CHECKING:
     from lab.net import Lab
@@ -165,10 +166,8 @@ class Balancer(Node):
         return self.health
 
     def health_events(self) -> list[dict[str, Any]]:
-        if self.health is None:
-            return []
-        rows = [line for line in self.health.output().splitlines() if line.startswith("{")]
-        return [json.loads(r) for r in rows]
+        """The health-check agent's events (ready, down, up), in order."""
+        return server_events(self.health) if self.health is not None else []
 
     # --- the session table ----------------------------------------------------------
     def sessions(self) -> list[conntrack.Session]:
@@ -178,7 +177,7 @@ class Balancer(Node):
         """A case starts clean: no balancer tables, no VIP, no sessions."""
         lab = self._lab()
         clear = lab.paths.root / f"{self.name}-clear.nft"
-        clear.write_text("\n".join(clear_lines()) + "\n")
+        clear.write_text(render_clear())
         lab.run(self.name, ["nft", "-f", str(clear)])
         for vip in self.vips:
             lab.run(self.name, ["ip", "addr", "del", f"{vip}/32", "dev", self.client_side], check=False)

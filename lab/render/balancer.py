@@ -66,6 +66,11 @@ def clear_lines() -> list[str]:
     ]
 
 
+def render_clear() -> str:
+    """A ruleset that only removes the balancer's tables (no balancer, or no server left)."""
+    return "\n".join(clear_lines()) + "\n"
+
+
 def render_balancer(config: L4Balancer, server_side: str | None = None, dsr: DsrPorts | None = None) -> str:
     """The balancer's ruleset; `server_side` is the interface towards the real servers
     (needed with `snat`), `dsr` the node's ports (needed in mode dsr). Starts with deleting
