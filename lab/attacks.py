@@ -12,8 +12,12 @@ import ipaddress
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lab.errors import ConfigError, LabError
+
+if TYPE_CHECKING:
+    from lab.net import Lab
 
 LAB_NETWORK = ipaddress.ip_network("10.0.0.0/8")
 
@@ -57,16 +61,25 @@ def hping3_argv(
     interval_us: int = 1000,
     source_port: int | None = None,
     random_source: bool = False,
+    keep_port: bool = True,
+    spoof: str | None = None,
 ) -> list[str]:
     """hping3 sending `count` packets with `options` to `target`:`port`, one every
-    `interval_us` microseconds; from `source_port` (kept for every packet) or hping3's
-    incrementing ports; with `random_source`, from random addresses (a spoofed flood)."""
+    `interval_us` microseconds; from `source_port` (kept for every packet, or with
+    `keep_port` off counted up from it: source_port + 1 ... source_port + count) or
+    hping3's incrementing ports; from the lab address `spoof` instead of the sender's
+    own (answers go to whoever holds it: nobody, for a flood that leaves sessions
+    half-open); with `random_source`, from random addresses."""
     _lab_target(target)
+    if spoof is not None:
+        _lab_target(spoof)
     if not 1 <= count <= 1_000_000:
         raise ConfigError(f"hping3: count {count} is not 1-1000000 (a flood here always ends)")
     argv = ["hping3", "-q", "-n", "-c", str(count), "-i", f"u{interval_us}", "-p", str(port), *options]
     if source_port is not None:
-        argv += ["-s", str(source_port), "-k"]
+        argv += ["-s", str(source_port), *(["-k"] if keep_port else [])]
+    if spoof is not None:
+        argv += ["-a", spoof]
     if random_source:
         argv.append("--rand-source")
     return [*argv, target]
@@ -119,3 +132,13 @@ def conntrack_object_size(slabinfo: str) -> int | None:
         if words and words[0] == "nf_conntrack" and len(words) > 3:
             return int(words[3])
     return None
+
+
+def run_hping3(lab: Lab, node: str, argv: list[str]) -> dict[str, int]:
+    """Run an hping3 command (`hping3_argv`) on `node` to its end; what it sent and
+    received (its own count: what passed is read from captures)."""
+    count = int(argv[argv.index("-c") + 1])
+    interval_us = int(argv[argv.index("-i") + 1].lstrip("u"))
+    budget = count * interval_us / 1e6 * 2 + 10
+    # hping3 exits 1 when nothing answered: its statistics are the outcome, not its code.
+    return parse_hping3(lab.run(node, argv, timeout=budget, check=False))

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
@@ -170,6 +171,51 @@ class SessionRecorder(Sampler):
 
 
 @dataclass(frozen=True)
+class TableSample:
+    """A firewall's session table at one moment: the kernel's count of entries, and the
+    TCP sessions by state and by source address."""
+
+    time: float
+    entries: int
+    states: dict[str, int]
+    sources: dict[str, int]
+
+    @property
+    def open(self) -> int:
+        """TCP sessions not closed yet (TIME_WAIT and CLOSE are closed: a session
+        capacity, `ct count`, does not count them)."""
+        return sum(n for state, n in self.states.items() if state not in ("TIME_WAIT", "CLOSE"))
+
+
+class TableRecorder(Sampler):
+    """The size of a firewall's session table every `period` seconds: what occupies it
+    (counts only: a flood fills it with thousands of sessions)."""
+
+    def __init__(self, lab: Lab, firewall: str, period: float = 0.2):
+        super().__init__()
+        self.lab, self.firewall, self.period = lab, firewall, period
+        self.samples: list[TableSample] = []
+
+    def sample(self) -> None:
+        now = time.time()
+        entries = int(self.lab.run(self.firewall, ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]))
+        text = self.lab.run(self.firewall, ["conntrack", "-L", "-p", "tcp"], timeout=10, merge=False)
+        sessions = conntrack.parse_table(text)
+        states = Counter(s.state or "?" for s in sessions)
+        sources = Counter(s.src for s in sessions)
+        self.samples.append(TableSample(now, entries, dict(states), dict(sources)))
+
+    def save(self, path: Path) -> Path:
+        path.write_text(json.dumps([s.__dict__ for s in self.samples], indent=1))
+        return path
+
+    def peak(self, source: str | None = None) -> int:
+        """The most open TCP sessions seen at once; with `source`, the most TCP sessions
+        from that address."""
+        return max((s.open if source is None else s.sources.get(source, 0) for s in self.samples), default=0)
+
+
+@dataclass(frozen=True)
 class Socket:
     """One TCP socket as `ss -tan` shows it on a host."""
 
@@ -270,12 +316,18 @@ class SessionEvents(_EventStream):
         if self.only:
             argv += ["-e", self.only]
         self.proc = self.lab.start(self.firewall, argv, self.name)
-        # conntrack -E subscribes a moment after it starts: insert markers until one shows.
+        # conntrack -E subscribes a moment after it starts: insert markers until one shows
+        # (its NEW event, or its DESTROY when only those are shown).
+        shown = self.only or "NEW"
         for attempt in range(20):
             marker = event_marker(attempt)
             self.lab.run(self.firewall, ["conntrack", "-I", *marker, "--timeout", "5"])
+            if shown == "DESTROY":
+                self.lab.run(self.firewall, ["conntrack", "-D", *marker], check=False)
             try:
-                self.proc.wait_for_output(rf"\[NEW\] udp .*src=127\.0\.0\.1 .*sport={9000 + attempt} ", 0.25)
+                self.proc.wait_for_output(
+                    rf"\[{shown}\] udp .*src=127\.0\.0\.1 .*sport={9000 + attempt} ", 0.25
+                )
                 return self
             except LabTimeout:
                 continue

@@ -85,7 +85,12 @@ class FirewallPolicy:
     max_sessions: int | None = None
     per_source_limit: int | None = None  # open sessions one source address may hold
     half_open_timeout: int | None = None  # s in SYN_SENT / SYN_RECV (Linux: 120 / 60)
+    closed_timeout: int | None = None  # s a closed TCP session stays (TIME_WAIT, CLOSE: 120 / 10)
     synproxy: bool = False  # answer SYNs to inbound TCP services itself (SYN cookies)
+    # Make room at 3/4 of max_sessions by dropping half-open sessions (nobody answered
+    # them yet), as Linux's early drop does at nf_conntrack_max (an agent: see
+    # lab/agents/early_drop.py).
+    early_drop: bool = False
 
     def with_changes(self, **changes: Any) -> FirewallPolicy:
         policy = replace(self, **changes)
@@ -169,12 +174,17 @@ def policy_problems(policy: FirewallPolicy) -> list[str]:
         value = getattr(policy, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             problems.append(f"{name}: {value!r} is not a positive whole number")
-    if policy.half_open_timeout is not None:
-        _check_timeout(policy.half_open_timeout, "half_open_timeout", problems)
+    for name in ("half_open_timeout", "closed_timeout"):
+        if getattr(policy, name) is not None:
+            _check_timeout(getattr(policy, name), name, problems)
     if not isinstance(policy.synproxy, bool):
         problems.append(f"synproxy: {policy.synproxy!r} is not true or false")
     elif policy.synproxy and not any(s.proto == "tcp" for s in policy.allow_inbound):
         problems.append("synproxy: no inbound TCP service to protect (allow_inbound)")
+    if not isinstance(policy.early_drop, bool):
+        problems.append(f"early_drop: {policy.early_drop!r} is not true or false")
+    elif policy.early_drop and policy.max_sessions is None:
+        problems.append("early_drop: needs max_sessions (the capacity it makes room in)")
     if policy.synproxy and policy.loose_pickup:
         problems.append("synproxy with loose_pickup: the proxied handshake needs strict tracking")
     if policy.peer_handoff not in HANDOFF_MODES:

@@ -338,11 +338,14 @@ class Lab:
         return ended
 
     def cut(self, ports: range) -> None:
-        """Abort (ss -K) every TCP socket with a local or remote port in `ports`, everywhere."""
+        """Abort (ss -K) every TCP socket with a local or remote port in `ports`, everywhere:
+        connected ones and half-open ones (a server's SYN_RECV, which resends its SYN-ACK
+        for a minute: after a flood from clients that never answer)."""
         lo, hi = ports.start, ports.stop - 1
         expr = f"( sport >= :{lo} and sport <= :{hi} ) or ( dport >= :{lo} and dport <= :{hi} )"
+        states = ["state", "connected", "state", "syn-recv"]
         for host in self.net.hosts:
-            self.run(host.name, ["ss", "-K", "-t", *expr.split()], check=False)
+            self.run(host.name, ["ss", "-K", "-t", *states, *expr.split()], check=False)
 
     # --- impaired links ------------------------------------------------------------------
     def _start_element(self, element: Element) -> None:

@@ -41,6 +41,7 @@ class TcpSegment:
     vxlan: int | None = None  # the VNI when the segment came inside VXLAN
     inner_eth_dst: str = ""  # the Ethernet destination inside VXLAN
     payload: bytes = b""  # what the capture kept of the data (its snaplen may cut it)
+    ip_len: int = 0  # the IP packet's total length (what a firewall's byte counters count)
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -234,6 +235,7 @@ def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
                 inner_eth_dst=inner_dst,
                 # Ethernet padding of a short frame follows the data: cut by the IP length.
                 payload=bytes(layer.payload)[:data_len],
+                ip_len=ip.len,
             )
         layer = layer.payload
     return None
@@ -271,3 +273,32 @@ def read_redundancy_pcap(path: Path) -> list[RedundancyFrame]:
             detail = {"op": int(arp.op), "claims": arp.psrc, "mac": arp.hwsrc, "asks": arp.pdst}
             frames.append(RedundancyFrame(stamp, "arp", arp.psrc, detail))
     return frames
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """An IPv4 fragment: who sent it, its packet's ID, where it sits in the packet."""
+
+    time: float
+    src: str
+    dst: str
+    ident: int
+    offset: int  # bytes into the packet's payload
+    more: bool  # the MF flag: more fragments follow
+
+
+def read_fragments(path: Path) -> list[Fragment]:
+    """The IPv4 fragments of a pcap file (offset > 0 or MF set), in capture order (scapy)."""
+    _scapy()
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import Ether
+
+    found = []
+    for stamp, raw in read_pcap(path):
+        frame = Ether(raw)
+        if frame.haslayer(IP):
+            ip = frame[IP]
+            more = bool(int(ip.flags) & 1)
+            if ip.frag or more:
+                found.append(Fragment(stamp, ip.src, ip.dst, int(ip.id), int(ip.frag) * 8, more))
+    return found

@@ -13,6 +13,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from lab.packets import TcpSegment  # noqa: E402
 
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close a figure; its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 OUTCOME_STYLE = {
     "delivered": ("tab:green", "o"),
     "reset": ("tab:orange", "s"),
@@ -55,10 +64,7 @@ def outcome_figure(rows: Sequence[Mapping[str, Any]], timeout: float, path: Path
     right.set_ylabel("time until the application knew (s)")
     right.set_title("when the application learns the outcome")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def packet_timeline(
@@ -103,10 +109,7 @@ def packet_timeline(
     ax.scatter([], [], marker="s", c="tab:red", label="RST")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def session_timeline(
@@ -124,10 +127,7 @@ def session_timeline(
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
@@ -155,10 +155,7 @@ def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     right.legend(fontsize=8, ncols=3, loc="upper center")
     for ax in (left, right):
         ax.tick_params(axis="x", labelrotation=15)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def sync_lag_figure(lags: Sequence[float], path: Path, title: str) -> Path:
@@ -181,10 +178,7 @@ def sync_lag_figure(lags: Sequence[float], path: Path, title: str) -> Path:
     ax.set_xlabel("sync lag (ms)")
     ax.set_ylabel("sessions")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def failover_figure(
@@ -204,10 +198,7 @@ def failover_figure(
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def race_sweep_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -238,10 +229,7 @@ def race_sweep_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     right.set_title("raced sessions open after the SYN-ACK retransmission")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 FTP_OUTCOME_COLOURS = {
@@ -279,10 +267,7 @@ def ftp_matrix_figure(
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.xaxis.tick_top()
     ax.set_title("FTP download: outcome (transfer time when it worked)", pad=24)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def sessions_timeline(
@@ -317,10 +302,7 @@ def sessions_timeline(
     ax.set_xlabel("time (s)")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def distribution_figure(
@@ -339,10 +321,7 @@ def distribution_figure(
     ax.set_ylabel("requests answered (servers' logs)")
     ax.set_title(title)
     ax.legend(title="client", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def requests_timeline(
@@ -380,10 +359,7 @@ def requests_timeline(
     ax.set_ylabel("requests/s")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def scaling_figure(rates: Mapping[int, float], extra: Mapping[str, float], path: Path, title: str) -> Path:
@@ -402,10 +378,7 @@ def scaling_figure(rates: Mapping[int, float], extra: Mapping[str, float], path:
     ax.set_ylabel("requests/s (wrk)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def comparison_figure(
@@ -431,7 +404,70 @@ def comparison_figure(
     speed.set_xlabel("requests/s (wrk, kept-open connections)")
     speed.set_title("throughput")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+VERDICT_COLOURS = {"dropped": "#2e7d32", "passed": "#c62828"}
+
+
+def verdict_matrix_figure(
+    table: Mapping[str, Mapping[str, str]], columns: Sequence[str], path: Path, title: str
+) -> Path:
+    """Crafted packets against filters as a grid: a row per packet, a column per filter;
+    colour and label = what the captures showed (passed or dropped)."""
+    from matplotlib.colors import ListedColormap
+
+    rows = list(table)
+    verdicts = list(VERDICT_COLOURS)
+    other = len(verdicts)
+    grid = [
+        [verdicts.index(table[r][c]) if table[r][c] in verdicts else other for c in columns] for r in rows
+    ]
+    fig, ax = plt.subplots(figsize=(6.5, 0.42 * len(rows) + 1.6))
+    ax.imshow(
+        grid, cmap=ListedColormap([*VERDICT_COLOURS.values(), "#9e9e9e"]), vmin=0, vmax=other, aspect="auto"
+    )
+    for y, row in enumerate(rows):
+        for x, column in enumerate(columns):
+            ax.text(x, y, table[row][column], ha="center", va="center", fontsize=8, color="white")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_title(title, pad=24, fontsize=9)
+    return _save(fig, path)
+
+
+def attack_figure(curves: Mapping[str, Sequence[tuple[float, float]]], path: Path, title: str) -> Path:
+    """Legitimate clients' success rate (%) against the attack's rate, a line per defence,
+    each with its own marker and style so that coinciding lines stay visible."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    styles = ("-", "--", "-.", ":")
+    for i, (label, points) in enumerate(curves.items()):
+        xs, ys = zip(*sorted(points), strict=True) if points else ((), ())
+        ax.plot(xs, ys, marker="osD^vP*"[i % 7], linestyle=styles[i % 4], label=label, alpha=0.85)
+    ax.set_xlabel("attack: SYNs per second (measured)")
+    ax.set_ylabel("legitimate sessions that worked (%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def occupancy_figure(
+    series: Mapping[str, Sequence[tuple[float, float]]], limits: Mapping[str, float], path: Path, title: str
+) -> Path:
+    """A session table's size over time, a line per series (label -> (time, entries)),
+    with horizontal lines for limits (label -> entries)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    styles = ("-", "--", "-.", ":")
+    for i, (label, points) in enumerate(series.items()):
+        xs, ys = zip(*points, strict=True) if points else ((), ())
+        ax.plot(xs, ys, linestyle=styles[i % 4], marker="o" if len(points) < 60 else None, ms=3, label=label)
+    for label, value in limits.items():
+        ax.axhline(value, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(label, (0, value), textcoords="offset points", xytext=(2, 3), fontsize=7)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("sessions in the table")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -25,12 +25,38 @@ def _rel(path: Path, base: Path) -> str:
     return html.escape(os.path.relpath(path, base))
 
 
-def _value(value: object) -> str:
+def _scalar(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, (dict, list)):
         return html.escape(json.dumps(value, default=str))
     return html.escape(str(value))
+
+
+def _grid(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """Rows of the same kind as a table: a row per item, a column per key."""
+    columns = list(dict.fromkeys(k for _, row in rows for k in row))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = [
+        f"<tr><th>{html.escape(label)}</th>"
+        + "".join(f"<td>{_scalar(row.get(c, ''))}</td>" for c in columns)
+        + "</tr>"
+        for label, row in rows
+    ]
+    return "<table class='figure'><tr><th></th>" + head + "</tr>" + "".join(body) + "</table>"
+
+
+def _value(value: object) -> str:
+    """A figure as it reads best: a table for rows of the same kind (a mapping of mappings,
+    a list of mappings), a list of key: value for a flat mapping, else the value itself."""
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        return _grid([(str(k), v) for k, v in value.items()])
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return _grid([(str(i + 1), v) for i, v in enumerate(value)])
+    if isinstance(value, dict) and value:
+        items = "".join(f"<li>{html.escape(str(k))}: {_scalar(v)}</li>" for k, v in value.items())
+        return f"<ul class='figure'>{items}</ul>"
+    return _scalar(value)
 
 
 def _links_table(links: dict[str, list[dict[str, Any]]]) -> str:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import CommandError, ConfigError, LabError
+from lab.wait import wait_until
 
 if TYPE_CHECKING:
     from lab.net import Lab
@@ -167,22 +168,73 @@ def run_sessions(
 ) -> list[dict[str, Any]]:
     """`count` short TCP sessions from `client` to `servers` (address:port, round robin);
     with `first_port`, session i uses source port first_port + i."""
-    argv = app_argv(
-        "tcp_sessions",
-        "--count",
-        str(count),
-        "--concurrency",
-        str(concurrency),
-        "--timeout",
-        str(timeout),
-        "--first-port",
-        str(first_port),
-    )
-    for server in servers:
-        argv += ["--server", server]
-    budget = count * (timeout + 1) / max(1, concurrency) + 30
-    out = lab.run(client, argv, timeout=budget)
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    load = SessionLoad(servers, count, concurrency, timeout, first_port)
+    return sessions_records(lab.run(client, load.argv(), timeout=load.budget))
+
+
+@dataclass(frozen=True)
+class SessionLoad:
+    """Short TCP sessions (`tcp_sessions`): `count` of them to `servers` (address:port,
+    round robin), session i from source port first_port + i; started at `rate` per second
+    (0: as fast as `concurrency` allows); each held open idle `hold` seconds after its
+    echo, then closed (FIN) or, with `reset`, aborted (RST)."""
+
+    servers: list[str]
+    count: int
+    concurrency: int = 8
+    timeout: float = 2.0
+    first_port: int = 0
+    rate: float = 0.0
+    hold: float = 0.0
+    reset: bool = False
+
+    def argv(self) -> list[str]:
+        argv = app_argv(
+            "tcp_sessions",
+            "--count",
+            str(self.count),
+            "--concurrency",
+            str(self.concurrency),
+            "--timeout",
+            str(self.timeout),
+            "--first-port",
+            str(self.first_port),
+            "--rate",
+            str(self.rate),
+            "--hold",
+            str(self.hold),
+            "--end",
+            "reset" if self.reset else "close",
+        )
+        for server in self.servers:
+            argv += ["--server", server]
+        return argv
+
+    @property
+    def budget(self) -> float:
+        """Seconds the load may take at most."""
+        paced = self.count / self.rate if self.rate else 0.0
+        waves = self.count / max(1, self.concurrency)
+        return paced + waves * (self.timeout + self.hold + 1) + 30
+
+
+def sessions_records(output: str) -> list[dict[str, Any]]:
+    """The records of a `tcp_sessions` run, one per session."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def start_sessions(lab: Lab, client: str, load: SessionLoad, name: str) -> Proc:
+    """A `SessionLoad` in the background (beside an attack); `finish_sessions` collects it."""
+    return lab.start(client, load.argv(), name)
+
+
+def finish_sessions(lab: Lab, proc: Proc, load: SessionLoad) -> list[dict[str, Any]]:
+    """Wait for a started `SessionLoad` to end; its records."""
+    wait_until(lambda: not proc.running(), load.budget, f"{proc.name} to end")
+    code = lab.stop(proc)
+    if code != 0:
+        raise LabError(f"{proc.name} exited {code}: {proc.output()[-300:]}")
+    return sessions_records(proc.output())
 
 
 def run_sessions_from(

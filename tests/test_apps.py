@@ -25,8 +25,10 @@ from lab.errors import ConfigError
 from lab.procs import Proc, Supervisor
 from lab.traffic import (
     IdleProbe,
+    SessionLoad,
     bulk_outcome,
     bulk_series,
+    finish_sessions,
     listening_ports,
     run_probes,
     run_sessions,
@@ -35,6 +37,7 @@ from lab.traffic import (
     start_bulk_receiver,
     start_bulk_sender,
     start_echo_server,
+    start_sessions,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,6 +326,26 @@ def test_failed_session_is_aborted(loop):
         assert r["opened"] and not r["data_ok"] and r["error"] == "timeout", r
         states = poll(lambda: tcp_states(sport), lambda s: not s)
         assert states == [], f"the failed session left {states}"
+
+
+def test_paced_sessions_held_and_reset(loop, echo):
+    """--rate paces the starts; --hold keeps each session open idle; --end reset aborts it."""
+    _, port = echo
+    first = free_block(4)
+    load = SessionLoad(
+        [f"{HERE}:{port}"], 4, concurrency=4, timeout=2.0, first_port=first, rate=10, hold=0.3, reset=True
+    )
+    proc = start_sessions(loop, "client", load, "paced")
+    records = finish_sessions(loop, proc, load)
+    assert all(r["data_ok"] and r["held"] for r in records), records
+    starts = sorted(r["wall_start"] for r in records)
+    assert 0.25 <= starts[-1] - starts[0] <= 1.0, (
+        f"4 sessions at 10/s started over {starts[-1] - starts[0]:.2f} s"
+    )
+    assert all(r["elapsed"] >= 0.3 for r in records), records
+    server = echo[0]
+    ends = {e["peer"] for e in server_events(server) if e["event"] == "error"}
+    assert {f"{HERE}:{p}" for p in range(first, first + 4)} <= ends, "the server saw no reset of each session"
 
 
 # --- bulk -------------------------------------------------------------------------------

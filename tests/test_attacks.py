@@ -73,3 +73,26 @@ def test_the_kernels_size_of_a_session_entry():
     )
     assert conntrack_object_size(slab) == 320
     assert conntrack_object_size("kmalloc-64 1 1 64 64 1\n") is None
+
+
+def test_a_spoofed_flood_from_consecutive_ports():
+    argv = hping3_argv(
+        "10.0.1.10",
+        80,
+        ("-S",),
+        100,
+        interval_us=10_000,
+        source_port=12000,
+        keep_port=False,
+        spoof="10.0.2.166",
+    )
+    assert argv[-5:] == ["-s", "12000", "-a", "10.0.2.166", "10.0.1.10"], "hping3 counts up from -s unless -k"
+    with pytest.raises(ConfigError, match="only to lab addresses"):
+        hping3_argv("10.0.1.10", 80, ("-S",), 1, spoof="192.0.2.1")
+
+
+def test_the_early_drop_agent_reads_what_conntrack_deleted():
+    from lab.agents.early_drop import _DELETED
+
+    found = _DELETED.search("conntrack v1.4.7 (conntrack-tools): 57 flow entries have been deleted.")
+    assert found is not None and found[1] == "57"

@@ -15,7 +15,7 @@ from scapy.utils import wrpcap, wrpcapng
 
 from lab.apps import marker
 from lab.errors import LabError
-from lab.packets import TcpSegment, read_pcap, read_tcp_pcap
+from lab.packets import TcpSegment, read_fragments, read_pcap, read_tcp_pcap
 
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 T0 = Decimal("1700000000")
@@ -158,3 +158,20 @@ def test_a_segment_as_json_data():
 
     seg = TcpSegment("10.0.2.10", "10.0.1.10", 13000, 2222, 1, 0, "A", 4, payload=b"PORT")
     assert json.loads(json.dumps(seg.to_dict()))["payload"] == b"PORT".hex()
+
+
+def test_fragments_are_read_apart_from_segments(tmp_path: Path):
+    """A SYN split in IP fragments: read_tcp_pcap skips them, read_fragments lists each."""
+    from scapy.layers.inet import fragment
+
+    syn = IP(src="10.0.2.77", dst="10.0.1.10", id=7) / TCP(sport=12000, dport=5001, flags="S") / (b"x" * 40)
+    pieces = [Ether(src=A, dst=B) / p for p in fragment(syn, fragsize=16)]
+    whole = Ether(src=A, dst=B) / tcp("A")
+    path = tmp_path / "frag.pcap"
+    wrpcap(str(path), [*pieces, whole], linktype=1)
+    found = read_fragments(path)
+    assert [(f.src, f.ident, f.offset, f.more) for f in found] == [
+        ("10.0.2.77", 7, 16 * i, i < len(pieces) - 1) for i in range(len(pieces))
+    ]
+    assert [s.flags for s in read_tcp_pcap(path)] == ["A"]
+    assert read_tcp_pcap(path)[0].ip_len == 40

@@ -52,7 +52,9 @@ POLICIES = {
         max_sessions=200,
         per_source_limit=20,
         half_open_timeout=5,
+        closed_timeout=2,
         synproxy=True,
+        early_drop=True,
     ),
 }
 
@@ -79,7 +81,7 @@ def test_table_defences_are_accepted_by_nft():
     lines = text.splitlines()
     proxy = next(i for i, line in enumerate(lines) if " synproxy " in line)
     assert proxy < next(i for i, line in enumerate(lines) if '"drop_invalid" drop' in line)
-    assert "syn_sent : 5, syn_recv : 5" in text
+    assert "syn_sent : 5, syn_recv : 5, time_wait : 2, close : 2" in text
 
 
 def test_the_same_intent_stateless_needs_no_state_and_is_checked_by_nft():
@@ -112,6 +114,15 @@ def test_bad_table_defences_are_refused_naming_each():
         "per_source_limit: -3 is not a positive whole number",
         "half_open_timeout: 0 is not a timeout in whole seconds (1-2000000)",
         "synproxy: no inbound TCP service to protect (allow_inbound)",
+    ]
+
+
+def test_early_drop_needs_a_capacity():
+    with pytest.raises(ConfigError) as err:
+        validate_policy(FirewallPolicy(early_drop=True, closed_timeout=-1))
+    assert err.value.problems == [
+        "closed_timeout: -1 is not a timeout in whole seconds (1-2000000)",
+        "early_drop: needs max_sessions (the capacity it makes room in)",
     ]
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from lab.apps.events import abort, emit, stop_on_sigterm
+from lab.apps.events import abort, emit, raise_open_files, stop_on_sigterm
 
 PUSHED = b"pushed\n"
 
@@ -58,7 +58,7 @@ class EchoServer:
             self.listeners[sock] = port
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("0.0.0.0", port))
-            sock.listen(128)
+            sock.listen(1024)
             self.listeners[sock] = sock.getsockname()[1]  # the kernel's pick for port 0
             emit("listening", port=self.listeners[sock])
 
@@ -66,8 +66,13 @@ class EchoServer:
         while True:
             due = [d for c in self.conns.values() for d in c.pushes]
             timeout = max(0.0, min(due) - time.monotonic()) if due else None
-            readable, _, _ = select.select([*self.listeners, *self.conns], [], [], timeout)
-            for sock in readable:
+            # poll, not select: no FD_SETSIZE (1024) ceiling on the sessions one server holds.
+            poller = select.poll()
+            socks = {sock.fileno(): sock for sock in [*self.listeners, *self.conns]}
+            for fd in socks:
+                poller.register(fd, select.POLLIN)
+            events = poller.poll(None if timeout is None else timeout * 1000)
+            for sock in [socks[fd] for fd, _ in events]:
                 if sock in self.listeners:
                     self._accept(sock)
                 else:
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     stop_on_sigterm()
+    raise_open_files()
     server = EchoServer()
     try:
         server.listen(args.port)

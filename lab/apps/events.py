@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import signal
 import socket
 import struct
@@ -36,6 +37,14 @@ def _line(text: str) -> None:
     with _OUT:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
+
+
+def raise_open_files() -> None:
+    """Lift the soft limit of open files to the hard one: an app holding many sessions
+    needs a descriptor for each."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def emit(event: str, **fields: object) -> None:

@@ -27,6 +27,7 @@ from lab.render.nftables import (
     HANDOFF_MARK,
     TABLE,
     render_ruleset,
+    render_stateless,
     render_sysctls,
 )
 
@@ -66,7 +67,7 @@ class Firewall(Node):
         self.tunnel = tunnel
         self.policy: FirewallPolicy | None = None
         self.lab: Lab | None = None
-        self.agent: Proc | None = None
+        self.agents: dict[str, Proc] = {}  # agent module -> its process (one of each)
         self.policy_loads = 0
         self.syncd: Proc | None = None
         self.handoff = "off"
@@ -97,20 +98,46 @@ class Firewall(Node):
         self.policy_loads += 1
         path = lab.paths.root / f"{self.name}-ruleset-{self.policy_loads}.nft"
         path.write_text(render_ruleset(policy, self.inside, self.outside, link))
+        self._check(path)
+        for key, value in render_sysctls(policy).items():
+            lab.run(self.name, ["sysctl", "-qw", f"{key}={value}"])
+        self._set_handoff(policy.peer_handoff)
+        self._load(path)
+        self.policy = policy
+        reset_argv = ["--mark", str(AGENT_MARK)] if policy.reset_on_expiry else None
+        self._set_agent("expiry_reset", reset_argv)
+        # Early drop makes room at 3/4 of the capacity: what a flood fills between two
+        # reads of the table must still fit (lab/agents/early_drop.py).
+        high = policy.max_sessions * 3 // 4 if policy.early_drop and policy.max_sessions else None
+        self._set_agent("early_drop", ["--high", str(high)] if high else None)
+        return path
+
+    def apply_stateless(self, policy: FirewallPolicy) -> Path:
+        """The same intent as `policy` as a stateless filter (a router's ACL pair, nothing
+        tracked: `render_stateless`), checked and loaded like a policy; its agents stop."""
+        lab = self._lab()
+        validate_policy(policy)
+        self.policy_loads += 1
+        path = lab.paths.root / f"{self.name}-stateless-{self.policy_loads}.nft"
+        path.write_text(render_stateless(policy, self.inside, self.outside))
+        self._load(path)
+        self._set_handoff("off")
+        self.policy = None
+        self._set_agent("expiry_reset", None)
+        self._set_agent("early_drop", None)
+        return path
+
+    def _check(self, path: Path) -> None:
         try:
-            lab.run(self.name, ["nft", "-c", "-f", str(path)])
+            self._lab().run(self.name, ["nft", "-c", "-f", str(path)])
         except CommandError as exc:
             raise ConfigError(
                 f"firewall {self.name}: nft rejects the rendered policy {path}: {exc.output}"
             ) from None
-        for key, value in render_sysctls(policy).items():
-            lab.run(self.name, ["sysctl", "-qw", f"{key}={value}"])
-        self._set_handoff(policy.peer_handoff)
+
+    def _load(self, path: Path) -> None:
         # nft -f is atomic: on an error the old ruleset silently stays, so the code matters.
-        lab.run(self.name, ["nft", "-f", str(path)])
-        self.policy = policy
-        self._set_agent(policy.reset_on_expiry)
-        return path
+        self._lab().run(self.name, ["nft", "-f", str(path)])
 
     # --- handing packets of unknown sessions to the peer ----------------------------
     def _handoff_link(self, mode: str) -> str | None:
@@ -159,14 +186,18 @@ class Firewall(Node):
         self.handoff = mode
 
     # --- owned processes ------------------------------------------------------------
-    def _set_agent(self, wanted: bool) -> None:
+    def _set_agent(self, module: str, args: list[str] | None) -> None:
+        """Run `lab.agents.<module>` with `args`, or none (None): one of each at a time,
+        started again when its arguments change or when it ended with its case."""
         lab = self._lab()
-        if self.agent is not None and (self.agent.stopped or not wanted):
-            lab.stop(self.agent)  # ended with its case, or no longer wanted
-            self.agent = None
-        if wanted and self.agent is None:
-            argv = [sys.executable, "-m", "lab.agents.expiry_reset", "--mark", str(AGENT_MARK)]
-            self.agent = lab.start(self.name, argv, f"{self.name}-expiry-reset", ready=r'"event": "ready"')
+        argv = None if args is None else [sys.executable, "-m", f"lab.agents.{module}", *args]
+        running = self.agents.get(module)
+        if running is not None and (running.stopped or running.argv != argv):
+            lab.stop(running)
+            del self.agents[module]
+        if argv is not None and module not in self.agents:
+            name = f"{self.name}-{module.replace('_', '-')}"
+            self.agents[module] = lab.start(self.name, argv, name, ready=r'"event": "ready"')
 
     def start_sync(self, external_cache: bool = False) -> Proc:
         """Run conntrackd (FTFW over the sync interface to `peer`) in the foreground."""

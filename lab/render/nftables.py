@@ -57,11 +57,15 @@ def _helper_lines(helpers: tuple[Helper, ...]) -> list[str]:
     return [*lines, "\t}"]
 
 
-def _timeout_object(name: str, proto: str, seconds: int, half_open: int | None = None) -> list[str]:
+def _timeout_object(
+    name: str, proto: str, seconds: int, half_open: int | None = None, closed: int | None = None
+) -> list[str]:
     state = "established" if proto == "tcp" else "replied"
     policy = f"{state} : {seconds}"
     if half_open is not None and proto == "tcp":
         policy += f", syn_sent : {half_open}, syn_recv : {half_open}"
+    if closed is not None and proto == "tcp":
+        policy += f", time_wait : {closed}, close : {closed}"
     return [
         f"\tct timeout {name} {{",
         f"\t\tprotocol {proto}",
@@ -113,7 +117,9 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
         lines.append(f"\tcounter {name} {{ }}")
     if policy.per_source_limit is not None:
         lines += ["\tset per_source {", "\t\ttype ipv4_addr", "\t\tsize 65535", "\t\tflags dynamic", "\t}"]
-    lines += _timeout_object("timeout_default_tcp", "tcp", policy.tcp_timeout, policy.half_open_timeout)
+    lines += _timeout_object(
+        "timeout_default_tcp", "tcp", policy.tcp_timeout, policy.half_open_timeout, policy.closed_timeout
+    )
     for i, rule in enumerate(policy.timeouts):
         lines += _timeout_object(_rule_name(i, rule), rule.proto, rule.timeout)
 
@@ -135,7 +141,7 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
         ports = _ports(s for s in policy.allow_inbound if s.proto == "tcp")
         lines.append(
             f'\t\tiifname "{outside}" tcp dport {ports} ct state invalid,untracked '
-            f'counter name "{SYNPROXY_COUNTER}" synproxy mss 1460 wscale 7 timestamp sack-perm'
+            f'counter name "{SYNPROXY_COUNTER}" synproxy mss 1460 wscale 9 timestamp sack-perm'
         )
     if handoff:
         lines.append(
