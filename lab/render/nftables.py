@@ -138,10 +138,14 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
     if policy.synproxy:
         # The SYN arrived untracked (see synproxy_notrack); the proxy answers it with a
         # cookie and opens the real session only for a client that completes the handshake.
+        # Without TCP timestamps (and so without window scaling and SACK, which the proxy
+        # keeps in them): relayed, they broke one handshake in tens on this kernel (the
+        # server refused the proxy's ACK, whose TSecr it never sent, then the client's data
+        # echoing the proxy's later timestamp). The MSS must match the servers'.
         ports = _ports(s for s in policy.allow_inbound if s.proto == "tcp")
         lines.append(
             f'\t\tiifname "{outside}" tcp dport {ports} ct state invalid,untracked '
-            f'counter name "{SYNPROXY_COUNTER}" synproxy mss 1460 wscale 9 timestamp sack-perm'
+            f'counter name "{SYNPROXY_COUNTER}" synproxy mss 1460 wscale 9'
         )
     if handoff:
         lines.append(
