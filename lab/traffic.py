@@ -128,7 +128,10 @@ def start_echo_server(lab: Lab, node: str, ports: list[int], name: str) -> Proc:
 def server_events(proc: Proc, peer: str | None = None) -> list[dict[str, Any]]:
     """The events an app logged (the echo server's, say), optionally only those of one
     client address:port."""
-    events = [json.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
+    text = proc.output()
+    # A server still writing may have its last line half out: only whole lines count.
+    lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+    events = [json.loads(line) for line in lines if line.startswith("{")]
     return [e for e in events if "event" in e and (peer is None or e.get("peer") == peer)]
 
 

@@ -120,6 +120,7 @@ class Firewall(Node):
         self.policy_loads += 1
         path = lab.paths.root / f"{self.name}-stateless-{self.policy_loads}.nft"
         path.write_text(render_stateless(policy, self.inside, self.outside))
+        self._check(path)
         self._load(path)
         self._set_handoff("off")
         self.policy = None
