@@ -124,13 +124,13 @@ def parse_nmap_xml(text: str) -> dict[int, str]:
     return states
 
 
-def conntrack_object_size(slabinfo: str) -> int | None:
-    """The kernel's size of one session entry (bytes), from /proc/slabinfo's nf_conntrack
-    cache: what each tracked session costs in memory, on top of its hash bucket."""
+def conntrack_slab(slabinfo: str) -> tuple[int, int] | None:
+    """The kernel's nf_conntrack cache in /proc/slabinfo: objects in use (machine-wide) and
+    the size of one, what each tracked session costs in memory on top of its hash bucket."""
     for line in slabinfo.splitlines():
         words = line.split()
         if words and words[0] == "nf_conntrack" and len(words) > 3:
-            return int(words[3])
+            return int(words[1]), int(words[3])
     return None
 
 

@@ -172,11 +172,10 @@ class SessionRecorder(Sampler):
 
 @dataclass(frozen=True)
 class TableSample:
-    """A firewall's session table at one moment: the kernel's count of entries, and the
-    TCP sessions by state and by source address."""
+    """A firewall's session table at one moment: its TCP sessions by state and by source
+    address."""
 
     time: float
-    entries: int
     states: dict[str, int]
     sources: dict[str, int]
 
@@ -198,12 +197,11 @@ class TableRecorder(Sampler):
 
     def sample(self) -> None:
         now = time.time()
-        entries = int(self.lab.run(self.firewall, ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]))
         text = self.lab.run(self.firewall, ["conntrack", "-L", "-p", "tcp"], timeout=10, merge=False)
         sessions = conntrack.parse_table(text)
         states = Counter(s.state or "?" for s in sessions)
         sources = Counter(s.src for s in sessions)
-        self.samples.append(TableSample(now, entries, dict(states), dict(sources)))
+        self.samples.append(TableSample(now, dict(states), dict(sources)))
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps([s.__dict__ for s in self.samples], indent=1))

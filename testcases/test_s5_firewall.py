@@ -25,7 +25,7 @@ import pytest
 
 from lab.attacks import (
     CRAFTED,
-    conntrack_object_size,
+    conntrack_slab,
     hping3_argv,
     nmap_argv,
     parse_nmap_xml,
@@ -597,9 +597,8 @@ HOLD = SHORT + 5  # s every session stays open, idle
 
 def slab_objects() -> tuple[int, int | None]:
     """The kernel's nf_conntrack slab: objects in use (machine-wide) and the size of one."""
-    text = Path("/proc/slabinfo").read_text()
-    line = next((x for x in text.splitlines() if x.startswith("nf_conntrack ")), "")
-    return (int(line.split()[1]) if line else 0), conntrack_object_size(text)
+    slab = conntrack_slab(Path("/proc/slabinfo").read_text())
+    return slab if slab else (0, None)
 
 
 @pytest.mark.ports(2 * IDLE_SESSIONS)

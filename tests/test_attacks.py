@@ -6,7 +6,7 @@ import pytest
 
 from lab.attacks import (
     CRAFTED,
-    conntrack_object_size,
+    conntrack_slab,
     hping3_argv,
     nmap_argv,
     parse_hping3,
@@ -71,8 +71,8 @@ def test_the_kernels_size_of_a_session_entry():
         "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables ...\n"
         "nf_conntrack        1234   1400    320   25    2 : tunables 0 0 0 : slabdata 56 56 0\n"
     )
-    assert conntrack_object_size(slab) == 320
-    assert conntrack_object_size("kmalloc-64 1 1 64 64 1\n") is None
+    assert conntrack_slab(slab) == (1234, 320)
+    assert conntrack_slab("kmalloc-64 1 1 64 64 1\n") is None
 
 
 def test_a_spoofed_flood_from_consecutive_ports():
