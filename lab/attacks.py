@@ -12,6 +12,7 @@ import ipaddress
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import ConfigError, LabError
@@ -132,6 +133,21 @@ def conntrack_slab(slabinfo: str) -> tuple[int, int] | None:
         if words and words[0] == "nf_conntrack" and len(words) > 3:
             return int(words[1]), int(words[3])
     return None
+
+
+SLAB_SHRINK = Path("/sys/kernel/slab/nf_conntrack/shrink")
+SLABINFO = Path("/proc/slabinfo")
+
+
+def read_conntrack_slab() -> tuple[int, int] | None:
+    """`conntrack_slab` now, counted exactly. The slab allocator counts every object of the
+    slabs each CPU holds (up to 14 x 16 here) as in use, free or not, so 1,000 new sessions
+    showed as 784-958 more objects; shrinking the cache first hands those slabs back and
+    the count becomes the objects in use (the root namespace's 2 sessions read as 2). The
+    shrink only returns empty slabs to the kernel: it changes no limit and no session."""
+    if SLAB_SHRINK.exists():
+        SLAB_SHRINK.write_text("1")
+    return conntrack_slab(SLABINFO.read_text())
 
 
 def run_hping3(lab: Lab, node: str, argv: list[str]) -> dict[str, int]:

@@ -25,10 +25,10 @@ import pytest
 
 from lab.attacks import (
     CRAFTED,
-    conntrack_slab,
     hping3_argv,
     nmap_argv,
     parse_nmap_xml,
+    read_conntrack_slab,
     run_hping3,
 )
 from lab.capture import Capture, SessionEvents, TableRecorder
@@ -597,7 +597,7 @@ HOLD = SHORT + 5  # s every session stays open, idle
 
 def slab_objects() -> tuple[int, int | None]:
     """The kernel's nf_conntrack slab: objects in use (machine-wide) and the size of one."""
-    slab = conntrack_slab(Path("/proc/slabinfo").read_text())
+    slab = read_conntrack_slab()
     return slab if slab else (0, None)
 
 
@@ -648,7 +648,10 @@ def test_timeouts_as_memory(lab, fw, servers, case):
         if label.startswith("default"):
             assert entries >= IDLE_SESSIONS, f"{label}: {entries} sessions held, {IDLE_SESSIONS} idle"
             grew = peak_slab - before
-            assert grew >= 0.8 * IDLE_SESSIONS, f"the kernel's nf_conntrack slab grew by {grew} objects"
+            # Machine-wide, exact after a shrink: 2 % for sessions other namespaces end meanwhile.
+            assert abs(grew - IDLE_SESSIONS) <= 0.02 * IDLE_SESSIONS, (
+                f"the kernel's nf_conntrack slab grew by {grew} objects for {IDLE_SESSIONS} sessions"
+            )
             case.figure("nf_conntrack slab objects added while the idle sessions opened (kernel)", grew)
         else:
             assert entries <= 0.02 * IDLE_SESSIONS, (
