@@ -1,139 +1,310 @@
-"""`sessionlab`: run lab suites and write the report; check policies; list topologies.
+"""`sessionlab`: list and run the lab suites, build a scenario's lab by hand, check this
+machine, clean up after a killed run, compare runs, check policies.
 
-Every error is one line on stderr and exit status 2; nothing is left running.
+Exit status: 0 done (every case passed), 1 a case failed, 2 bad input (one line on stderr,
+nothing started), 130 interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any
 
-from lab.errors import LabError
+import click
+from rich.console import Console
+from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-SUITES_DIR = ROOT / "testcases"
+from lab.catalog import ROOT
+from lab.errors import ConfigError, LabError
 
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
-def suites() -> dict[str, list[Path]]:
-    """Scenario suite name (s1, ...) -> its modules: testcases/test_<name>_*.py (S4 has
-    several: L4 in the kernel and in the switch, L7, redundancy, scale)."""
-    found: dict[str, list[Path]] = {}
-    for path in sorted(SUITES_DIR.glob("test_s[0-9]*_*.py")):
-        found.setdefault(path.stem.split("_")[1], []).append(path)
-    return found
+console = Console(highlight=False)
+RESULTS = ROOT / "results"
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import pytest
+@click.group(no_args_is_help=True, help=__doc__)
+def app() -> None:
+    pass
+
+
+def _params(items: list[str], option: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{option} {item!r}: expected key=value")
+        params[key] = value
+    return params
+
+
+# --- list ------------------------------------------------------------------------------
+@app.command("list")
+@click.argument("suite", nargs=-1)
+def list_cases(suite: tuple[str, ...]) -> int:
+    """List the scenarios' cases with what each shows."""
+    from lab.catalog import collect, suites
 
     known = suites()
-    chosen = args.suite or list(known)
-    unknown = [s for s in chosen if s not in known]
+    unknown = [s for s in suite or [] if s not in known]
     if unknown:
-        raise LabError(f"unknown suite {', '.join(unknown)} (known: {', '.join(known)})")
-    argv = [str(path) for s in chosen for path in known[s]] + [
-        "--rootdir",
-        str(ROOT),
-        "-q",
-        "--results-root",
-        str(args.results),
-    ]
-    if args.k:
-        argv += ["-k", args.k]
-    return int(pytest.main(argv))
+        raise ConfigError(f"unknown suite {', '.join(unknown)} (known: {', '.join(known)})")
+    chosen = suite or list(known)
+    cases = collect([p for s in chosen for p in known[s]])
+    table = Table(title=f"{len(cases)} cases in {len(chosen)} suites")
+    for column in ("suite", "case", "what it shows"):
+        table.add_column(column, overflow="fold")
+    last = None
+    for case in cases:
+        table.add_row(
+            case.suite if case.suite != last else "", case.nodeid.split("::", 1)[1], case.description
+        )
+        last = case.suite
+    console.print(table)
+    return 0
 
 
-def cmd_policy(args: argparse.Namespace) -> int:
+# --- run -------------------------------------------------------------------------------
+@app.command()
+@click.argument("targets", nargs=-1)
+@click.option("-k", "keyword", help="only cases matching this pytest -k expression")
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, help="folder of run folders")
+@click.option(
+    "--junitxml", type=click.Path(path_type=Path), help="also write JUnit XML here (for CI systems)"
+)
+def run(targets: tuple[str, ...], keyword: str | None, results: Path, junitxml: Path | None) -> int:
+    """Run suites (s1...), modules or cases (see `list`; default: all) with live progress
+    and write results/<run>/report.html."""
+    import pytest
+
+    from lab.catalog import check_keyword, resolve
+    from lab.net import check_host
+    from lab.progress import RunProgress
+    from lab.results import new_run
+
+    paths = resolve(list(targets))
+    if keyword:
+        check_keyword(keyword)
+    if junitxml is not None and not junitxml.parent.is_dir():
+        raise ConfigError(f"--junitxml {junitxml}: no folder {junitxml.parent}")
+    check_host()
+    folder = new_run(results)
+    argv = [*paths, "--rootdir", str(ROOT), "-p", "no:terminal", "-o", "addopts=", "--run-dir", str(folder)]
+    if keyword:
+        argv += ["-k", keyword]
+    if junitxml is not None:
+        argv += ["--junitxml", str(junitxml)]
+    progress = RunProgress(console)
+    console.print(f"sessionlab run {folder.name}: {' '.join(targets or ['all suites'])}")
+    code = pytest.main(argv, plugins=[progress])
+    if progress.outcomes:
+        console.print(progress.summary())
+    report = folder / "report.html"
+    if report.exists():
+        console.print(f"report: {report}")
+    if code == pytest.ExitCode.INTERRUPTED:
+        raise KeyboardInterrupt
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise ConfigError(f"no case matches {keyword!r}" if keyword else "no case to run")
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+        raise LabError(f"pytest could not run the cases (exit {int(code)}); see {folder}")
+    return 0 if code == pytest.ExitCode.OK else EXIT_FAILED
+
+
+# --- topo ------------------------------------------------------------------------------
+@app.command()
+@click.argument("spec", metavar="TOPOLOGY")
+@click.option("--mode", help="the controller's mode (S2 fabric, S4 balancing algorithm)")
+@click.option("--policy", type=click.Path(path_type=Path), help="firewall policy (TOML) for every firewall")
+@click.option("--param", multiple=True, help="topology parameter key=value (repeatable)")
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, help="folder of run folders")
+def topo(spec: str, mode: str | None, policy: Path | None, param: tuple[str, ...], results: Path) -> int:
+    """Build a scenario's lab with its devices configured and open Mininet's CLI on it;
+    leaving removes the lab. TOPOLOGY: a name (see `topologies`) or FILE.py[:NAME]."""
+    from lab import topology
+    from lab.config import load_policy
+    from lab.devices import Firewall
+    from lab.interactive import serve
+    from lab.net import Lab, check_host, topology_problems
+    from lab.results import new_run
+
+    name, topo_obj = topology.load_spec(spec, **_params(list(param), "--param"))
+    problems = topology_problems(topo_obj)
+    if problems:
+        raise ConfigError(problems)
+    # A topology file of one's own runs without a controller (the suites' harnesses
+    # configure theirs for their own topologies).
+    own_file = spec.endswith(".py") or ".py:" in spec
+    modes = () if own_file else topology.controller_modes(name)
+    if mode is not None and not modes:
+        raise ConfigError(f"topology {name!r} has no controller: --mode does not apply")
+    controller = None if own_file else topology.controller_for(name, mode=mode)
+    firewall_policy = load_policy(policy) if policy is not None else None
+    check_host()
+    folder = new_run(results)
+    with Lab(topo_obj, folder / f"topo-{name}", controller=controller) as lab:
+        lines = [f"lab {name} ({lab.tag}) is up; logs in {folder}"]
+        if controller is not None:
+            lines.append(
+                f"controller: {controller.module}, mode {mode or 'default'} (modes: {', '.join(modes)})"
+            )
+        for node in lab.describe()["nodes"]:
+            real = lab.names.get(node["name"], node["name"])
+            shown = node["name"] if real == node["name"] else f"{node['name']} (as {real})"
+            role = f" [{node['role']}]" if node["role"] else ""
+            lines.append(f"  {shown}{role} {' '.join(node['addresses'])}")
+        if firewall_policy is not None:
+            firewalls = [d for d in lab.devices() if isinstance(d, Firewall)]
+            if not firewalls:
+                raise ConfigError(f"topology {name!r} has no firewall: --policy does not apply")
+            for device in firewalls:
+                path = device.apply_policy(firewall_policy)
+                lines.append(f"policy {policy} on {device.name}: {path}")
+        lines.append("Ctrl-D, `exit` or Ctrl-C at the prompt leave and remove the lab.")
+        serve(lab, "\n".join(lines))
+    console.print(f"lab {name} removed")
+    return 0
+
+
+# --- doctor ----------------------------------------------------------------------------
+@app.command()
+def doctor() -> int:
+    """Check this machine for what each scenario needs; say what is missing and the fix."""
+    from lab.doctor import run_checks, scenarios
+
+    with console.status("checking") as status:
+        checks = run_checks(lambda what: status.update(f"checking {what}"))
+    table = Table(title="this machine")
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        status_text = {True: "[green]ok[/]", False: "[red]missing[/]", None: "[yellow]not checked[/]"}[
+            check.ok
+        ]
+        if check.optional and not check.ok:
+            status_text = "[yellow]optional[/]"
+        table.add_row(check.name, status_text, check.detail, check.fix)
+    console.print(table)
+    can = scenarios(checks)
+    runs = Table(title="scenarios")
+    runs.add_column("scenario")
+    runs.add_column("can run")
+    runs.add_column("missing", overflow="fold")
+    for scenario, missing in can.items():
+        runs.add_row(scenario, "[red]no[/]" if missing else "[green]yes[/]", ", ".join(missing))
+    console.print(runs)
+    return 0 if not any(can.values()) else EXIT_FAILED
+
+
+# --- clean -----------------------------------------------------------------------------
+@app.command()
+@click.option("--dry-run", is_flag=True, help="only show what would be removed")
+def clean(dry_run: bool) -> int:
+    """Remove what killed runs left behind (from the labs' own records), and only that."""
+    from lab.records import records
+
+    found = records()
+    table = Table(title="lab records")
+    for column in ("lab", "owner", "left behind", "done"):
+        table.add_column(column, overflow="fold")
+    for record in found:
+        if not record.orphaned():
+            table.add_row(record.tag, f"PID {record.owner} (running)", "", "left alone: its run is alive")
+            continue
+        left = record.leftovers()
+        what = "; ".join(f"{kind} {name}" for kind, name in left) or "nothing"
+        if dry_run:
+            table.add_row(record.tag, f"PID {record.owner} (gone)", what, "would remove")
+        else:
+            record.remove()
+            table.add_row(record.tag, f"PID {record.owner} (gone)", what, "removed")
+    if found:
+        console.print(table)
+    else:
+        console.print("nothing to clean: no lab records")
+    return 0
+
+
+# --- report ----------------------------------------------------------------------------
+@app.command()
+@click.option(
+    "--compare",
+    nargs=2,
+    type=click.Path(path_type=Path),
+    help="two run folders (or run names in results/): A then B",
+)
+@click.option("--tolerance", type=float, default=0.1, help="list figures moving more than this fraction")
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, help="folder of run folders")
+def report(compare: tuple[Path, Path] | None, tolerance: float, results: Path) -> int:
+    """Compare two runs: cases whose verdict changed, figures that moved beyond a tolerance."""
+    from lab.compare import compare as compare_runs
+
+    if not compare:
+        raise ConfigError("report: give --compare RUN_A RUN_B")
+    runs = [p if p.exists() else results / p for p in compare]
+    changes = compare_runs(runs[0], runs[1], tolerance)
+    table = Table(title=f"{runs[0].name} (A) -> {runs[1].name} (B), tolerance {tolerance:.0%}")
+    for column in ("case", "what", "A", "B", "change"):
+        table.add_column(column, overflow="fold")
+    for change in changes:
+        table.add_row(change.case, change.what, str(change.a), str(change.b), change.kind)
+    console.print(table if changes else "no change: same verdicts, figures within tolerance")
+    verdicts = [c for c in changes if c.kind != "moved" and c.kind != "changed"]
+    return EXIT_FAILED if verdicts else 0
+
+
+# --- policy, topologies -------------------------------------------------------------------
+@app.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--inside", default="fw-in", help="inside interface name")
+@click.option("--outside", default="fw-out", help="outside interface name")
+def policy(file: Path, inside: str, outside: str) -> int:
+    """Check a firewall policy (TOML) and print its nftables ruleset."""
     from lab.config import load_policy
     from lab.render.nftables import render_ruleset
 
-    policy = load_policy(Path(args.file))
-    sys.stdout.write(render_ruleset(policy, args.inside, args.outside))
+    sys.stdout.write(render_ruleset(load_policy(file), inside, outside))
     return 0
 
 
-def cmd_topologies(args: argparse.Namespace) -> int:
+@app.command()
+def topologies() -> int:
+    """List the topologies and their files."""
     from lab import topology
 
     for name, path in topology.available().items():
-        print(f"{name}\t{path.relative_to(ROOT)}")
+        modes = topology.controller_modes(name)
+        extra = f"\tcontroller modes: {', '.join(modes)}" if modes else ""
+        click.echo(f"{name}\t{path.relative_to(ROOT)}{extra}")  # tab-separated: for scripts
     return 0
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    """Build a topology, show its nodes, ping between every pair of hosts, remove it."""
-    import tempfile
-
-    from lab import topology
-    from lab.net import Lab
-
-    params = {}
-    for item in args.param:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise LabError(f"--param {item!r}: expected key=value")
-        params[key] = value
-    topo = topology.load(args.topology, **params)
-    controller = topology.controller_for(args.topology)
-    with (
-        tempfile.TemporaryDirectory(prefix="sessionlab-up-") as folder,
-        Lab(topo, Path(folder), controller=controller) as running,
-    ):
-        for node in running.net.hosts:
-            name = node.name
-            addrs = ", ".join(f"{i.name} {i.IP()}" for i in node.intfList() if i.IP())
-            print(f"{name}\t{addrs}")
-        loss = running.net.pingAll(timeout=2)
-        print(f"ping between all hosts: {loss:g}% lost (a firewall's default policy denies new inbound)")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sessionlab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run lab suites (default: all) and write results/<run>/report.html")
-    run.add_argument("suite", nargs="*", help="suite names, e.g. s1")
-    run.add_argument(
-        "--results", type=Path, default=ROOT / "results", help="results folder (default: results/)"
-    )
-    run.add_argument("-k", help="only cases matching this pytest expression")
-    run.set_defaults(func=cmd_run)
-    policy = sub.add_parser("policy", help="check a firewall policy (TOML) and print its nftables ruleset")
-    policy.add_argument("file")
-    policy.add_argument("--inside", default="fw-in", help="inside interface name")
-    policy.add_argument("--outside", default="fw-out", help="outside interface name")
-    policy.set_defaults(func=cmd_policy)
-    up = sub.add_parser("up", help="build a topology, ping across it, remove it")
-    up.add_argument("topology")
-    up.add_argument("--param", action="append", default=[], help="topology parameter key=value")
-    up.set_defaults(func=cmd_up)
-    topos = sub.add_parser("topologies", help="list the topologies")
-    topos.set_defaults(func=cmd_topologies)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # SIGTERM (and SIGINT, even where a shell started us ignoring it) end a run like
-    # Ctrl-C, so the lab's cleanup runs.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGTERM and SIGHUP (and SIGINT, even where a shell started us ignoring it) end a run
+    # like Ctrl-C, so the lab's cleanup runs.
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.default_int_handler)
+    args = sys.argv[1:] if argv is None else argv
     try:
-        return int(args.func(args))
-    except LabError as exc:
-        print(f"sessionlab: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        result: Any = app.main(args=args, prog_name="sessionlab", standalone_mode=False)
+        return int(result or 0)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "sessionlab: see --help", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except click.UsageError as exc:
+        print(f"sessionlab: {exc.format_message()} (see --help)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Exit as exc:  # --help
+        return int(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
         print("sessionlab: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except LabError as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the error held
+        print(f"sessionlab: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

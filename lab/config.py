@@ -250,9 +250,11 @@ def policy_from_dict(data: Mapping[str, Any]) -> FirewallPolicy:
 def load_policy(path: Path) -> FirewallPolicy:
     """A validated policy from a TOML file; errors name the file."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     try:

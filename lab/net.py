@@ -39,6 +39,7 @@ from lab.links import (
     without_impairments,
 )
 from lab.procs import Proc, Supervisor, host_run
+from lab.records import Record
 from lab.wait import wait_until
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,14 @@ def check_host() -> None:
 _netem: bool | None = None
 
 
-def kernel_has_netem() -> bool:
-    """Whether netem qdiscs work here, tried once in a throwaway namespace of our own."""
+def kernel_has_netem(record: Record | None = None) -> bool:
+    """Whether netem qdiscs work here, tried once in a throwaway namespace of our own
+    (written in the lab's `record` before it exists)."""
     global _netem
     if _netem is None:
         ns = f"slnetem{secrets.token_hex(3)}"
+        if record is not None:
+            record.add_netns(ns)
         host_run(["ip", "netns", "add", ns])
         try:
             host_run(["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
@@ -88,6 +92,8 @@ def kernel_has_netem() -> bool:
             _netem = subprocess.run(tc, capture_output=True).returncode == 0
         finally:
             host_run(["ip", "netns", "del", ns], check=False)
+            if record is not None:
+                record.drop_netns(ns)
     return _netem
 
 
@@ -232,6 +238,7 @@ class Lab:
         self._cleanups: list[Callable[[], None]] = []
         self.controller = Controller(self, controller) if controller is not None else None
         self.impaired: list[ImpairedLink] = []
+        self.record: Record | None = None  # what this lab created, for `sessionlab clean`
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -259,9 +266,13 @@ class Lab:
         # build, on purpose) are noise here; the lab reports what goes wrong itself.
         setLogLevel("error")
         # Impaired links get netem where the kernel has it, else an element of ours.
+        # What this lab is about to create outside its namespaces, written down first.
+        self.record = self.supervisor.record = Record(self.tag)
+        self.record.set_link_prefix(self.tag)
         if self.netem is None:
-            self.netem = kernel_has_netem()
+            self.netem = kernel_has_netem(self.record)
         topo, self.names = _tagged_topo(self.topo, self.tag, self.impaired, self.netem)
+        self.record.add_bridges(list(topo.switches()))
         for name in topo.hosts():
             info = topo.nodeInfo(name)
             if info.get("role") is not None:
@@ -269,13 +280,13 @@ class Lab:
         if self.controller is None:
             switch = partial(OVSSwitch, datapath="user", failMode="standalone")
             self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink, build=False)
-            self.net.build()
+            self._build_net()
             self.net.start()
         else:
             switch = partial(OVSSwitch, datapath="user", failMode="secure", protocols="OpenFlow13")
             remote = partial(RemoteController, ip="127.0.0.1", port=self.controller.port)
             self.net = Mininet(topo=topo, switch=switch, controller=remote, link=TCLink, build=False)
-            self.net.build()
+            self._build_net()
             self.controller.start()
             self.net.start()
             self.controller.fast_reconnect()
@@ -295,6 +306,15 @@ class Lab:
                 starter(self)
         log.info("lab %s up: %s", self.tag, ", ".join(sorted(self.names.values())))
 
+    def _build_net(self) -> None:
+        """Mininet's build; each node's shell (a process per node) goes into the record."""
+        try:
+            self.net.build()
+        finally:
+            shells = {n.pid: f"shell of {n.name}" for n in self.net.values() if getattr(n, "pid", None)}
+            if self.record is not None:
+                self.record.add_processes(shells)
+
     def close(self) -> None:
         """End every process by PID, then remove the network. Safe to call twice."""
         # Ctrl-C during cleanup must not leave half a network behind.
@@ -309,6 +329,9 @@ class Lab:
             if self.net is not None:
                 self.net.stop()
                 self.net = None
+            if self.record is not None:
+                self.record.close()
+                self.record = None
         finally:
             signal.signal(signal.SIGINT, previous)
 
@@ -454,6 +477,22 @@ class Lab:
         return next((name for name, r in self.names.items() if r == real), real)
 
     # --- nodes and commands ----------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The running topology as data for a drawing: nodes (logical names) with their kind,
+        device role and addresses, and links (impaired ones marked)."""
+        nodes = []
+        for name in self.topo.nodes():
+            node = self.node(name)
+            kind = "switch" if self.topo.isSwitch(name) else "host"
+            addresses = [f"{i.IP()}/{i.prefixLen}" for i in node.intfList() if i.name != "lo" and i.IP()]
+            role = self.topo.nodeInfo(name).get("role")
+            nodes.append({"name": name, "kind": kind, "role": role, "addresses": addresses})
+        links = [
+            {"a": a, "b": b, "impaired": asks_impairment(info)}
+            for a, b, info in self.topo.links(withInfo=True)
+        ]
+        return {"nodes": nodes, "links": links}
+
     def node(self, name: str) -> Any:
         real = self.names.get(name, name)
         try:

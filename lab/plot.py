@@ -115,18 +115,24 @@ def packet_timeline(
 def session_timeline(
     series: Mapping[str, Sequence[tuple[float, int | None]]], timeout: float, path: Path, title: str
 ) -> Path:
-    """Remaining timeout of each session over time (a gap: no entry in the table)."""
-    fig, ax = plt.subplots(figsize=(10, 4))
-    for label, points in series.items():
+    """Remaining timeout of each session over time (a gap: no entry in the table), one
+    panel per session on a shared time axis: sessions that idle alike have the same
+    curve, and drawn on one axis all but the last would be hidden."""
+    rows = max(len(series), 1)
+    fig, axes = plt.subplots(rows, 1, figsize=(10, 1.2 * rows + 1.4), sharex=True, squeeze=False)
+    top = max([float(v) for points in series.values() for _, v in points if v is not None] + [timeout])
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (ax, (label, points)) in enumerate(zip(axes[:, 0], series.items(), strict=False)):
+        color = colors[n % len(colors)]
         xs = [t for t, _ in points]
         ys = [float(v) if v is not None else float("nan") for _, v in points]
-        ax.step(xs, ys, where="post", label=label)
-    ax.axhline(0, color="black", linewidth=0.5)
-    ax.set_xlabel("time since the start of idle (s)")
-    ax.set_ylabel("seconds until expiry")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+        ax.step(xs, ys, where="post", color=color)
+        ax.set_ylim(-0.05 * top, 1.1 * top)
+        ax.set_ylabel("s left", fontsize=8)
+        ax.text(0.01, 0.85, label, transform=ax.transAxes, fontsize=8, va="top")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("time since the start of idle (s)")
+    axes[0, 0].set_title(title)
     return _save(fig, path)
 
 
@@ -470,4 +476,50 @@ def occupancy_figure(
     ax.set_ylabel("sessions in the table")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+TOPOLOGY_COLORS = {"switch": "#9ecae1", "host": "#e0e0e0", "device": "#fdae6b"}
+
+
+def topology_figure(layout: Mapping[str, Any], path: Path, title: str) -> Path:
+    """A lab's topology (`Lab.describe()`): switches, hosts and session devices (by role)
+    with their addresses; impaired links dashed. Laid out by networkx (a seeded spring layout)."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    for node in layout["nodes"]:
+        graph.add_node(node["name"])
+    for link in layout["links"]:
+        graph.add_edge(link["a"], link["b"], impaired=link["impaired"])
+    positions = nx.spring_layout(graph, seed=1, k=1.5 / max(len(graph), 1) ** 0.5)
+    size = max(6.0, 1.4 * len(graph) ** 0.5 * 3)
+    fig, ax = plt.subplots(figsize=(size, size * 0.75))
+    for a, b, data in graph.edges(data=True):
+        (xa, ya), (xb, yb) = positions[a], positions[b]
+        ax.plot([xa, xb], [ya, yb], color="grey", linestyle="--" if data["impaired"] else "-", zorder=1)
+    for node in layout["nodes"]:
+        x, y = positions[node["name"]]
+        kind = "device" if node["role"] else node["kind"]
+        label = node["name"] + (f" ({node['role']})" if node["role"] else "")
+        text = "\n".join([label, *node["addresses"]])
+        ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=7,
+            zorder=2,
+            bbox={"boxstyle": "round", "facecolor": TOPOLOGY_COLORS[kind], "edgecolor": "#555"},
+        )
+    for kind, color in TOPOLOGY_COLORS.items():
+        ax.scatter(
+            [], [], color=color, marker="s", s=80, label=kind if kind != "device" else "session device"
+        )
+    ax.plot([], [], color="grey", linestyle="--", label="impaired link")
+    ax.legend(loc="best", fontsize=7)
+    ax.margins(0.15)
+    ax.set_axis_off()
+    ax.set_title(title)
     return _save(fig, path)

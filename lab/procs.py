@@ -17,10 +17,13 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import CommandError, LabError, LabTimeout
 from lab.wait import wait_until
+
+if TYPE_CHECKING:
+    from lab.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ class Supervisor:
         self.runtime = RUNTIME_ROOT / tag
         self.procs: list[Proc] = []
         self._popen_in = popen_in
+        self.record: Record | None = None  # the lab's record (lab.records), once it has one
 
     def runtime_dir(self) -> Path:
         """The run's directory for sockets and lock files (made on first use)."""
@@ -153,6 +157,8 @@ class Supervisor:
                 popen = self._popen_in(node)(list(argv), **options)
         proc = Proc(name, node or "root namespace", list(argv), popen, path, keep=keep)
         self.procs.append(proc)
+        if self.record is not None:
+            self.record.add_process(popen.pid, name)
         if ready is not None:
             try:
                 proc.wait_for_output(ready, ready_timeout)
@@ -175,6 +181,8 @@ class Supervisor:
                 proc.popen.wait(5)
             except ProcessLookupError:
                 pass
+        if self.record is not None:
+            self.record.drop_process(proc.pid)
         return proc.popen.returncode
 
     def stop_since(self, first: int) -> list[Proc]:

@@ -1,12 +1,13 @@
 """Run outputs: `results/<run>/<case>/` with figures (JSON), plots (PNG), pcaps and logs.
 
 Runs are named by their start time; the newest few are kept and `results/latest` points at
-the newest, like pytest's tmp_path.
+the newest run that wrote its report, like pytest's tmp_path.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -17,6 +18,7 @@ from typing import Any
 from lab.errors import LabError
 
 KEEP_RUNS = 10
+TOPOLOGY_DRAWING = "topology.png"  # in a module's lab folder: the report shows it
 _RUN_NAME = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
 
 
@@ -31,11 +33,18 @@ def new_run(root: Path, keep: int = KEEP_RUNS) -> Path:
     runs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and _RUN_NAME.match(p.name))
     for old in runs[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    latest = root / "latest"
-    if latest.is_symlink() or not latest.exists():
-        latest.unlink(missing_ok=True)
-        latest.symlink_to(path.name)
     return path
+
+
+def mark_latest(run: Path) -> None:
+    """Point `latest` beside `run` at it, atomically (a new link renamed over the old)."""
+    latest = run.parent / "latest"
+    if latest.exists() and not latest.is_symlink():
+        return  # someone's own folder of that name: not ours to replace
+    fresh = run.parent / f".latest-{os.getpid()}"
+    fresh.unlink(missing_ok=True)
+    fresh.symlink_to(run.name)
+    os.replace(fresh, latest)
 
 
 def safe_name(text: str) -> str:

@@ -25,7 +25,16 @@ def _module(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise ConfigError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"{path}: not valid Python (line {exc.lineno}: {exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except Exception as exc:
+        raise ConfigError(f"{path}: fails to load ({type(exc).__name__}: {exc})") from None
     return module
 
 
@@ -36,15 +45,27 @@ def _load(path: Path) -> dict[str, Any]:
     return topos
 
 
-def controller_for(name: str, directory: Path = TOPOLOGY_DIR, **params: Any) -> Any:
-    """The ControllerApp a topology asks for (its file's `controllers` dict), or None."""
+def _harness(name: str, directory: Path) -> Any:
     import importlib
 
     files = available(directory)
     spec = getattr(_module(files[name]), "controllers", {}).get(name) if name in files else None
-    if spec is None:
+    return importlib.import_module(spec) if spec else None
+
+
+def controller_for(name: str, directory: Path = TOPOLOGY_DIR, mode: str | None = None, **params: Any) -> Any:
+    """The ControllerApp a topology asks for (its file's `controllers` dict), or None;
+    `mode`: the app's first parameter (the S2 fabric's mode, the S4 balancer's algorithm)."""
+    harness = _harness(name, directory)
+    if harness is None:
         return None
-    return importlib.import_module(spec).app(**params)
+    return harness.app(**params) if mode is None else harness.app(mode, **params)
+
+
+def controller_modes(name: str, directory: Path = TOPOLOGY_DIR) -> tuple[str, ...]:
+    """The modes a topology's controller runs in (its harness's MODES); () without one."""
+    harness = _harness(name, directory)
+    return tuple(getattr(harness, "MODES", ())) if harness is not None else ()
 
 
 def load(name: str, directory: Path = TOPOLOGY_DIR, **params: Any) -> Any:
@@ -56,3 +77,26 @@ def load(name: str, directory: Path = TOPOLOGY_DIR, **params: Any) -> Any:
         return _load(files[name])[name](**params)
     except TypeError as exc:
         raise ConfigError(f"topology {name!r}: bad parameters ({exc})") from None
+
+
+def load_spec(spec: str, **params: Any) -> tuple[str, Any]:
+    """A topology by name (`s1`) or from a file of one's own, as stock `mn --custom`
+    reads it: `path/file.py` (its only topology) or `path/file.py:name`. Returns the
+    name and the built Topo."""
+    path_text, _, name = spec.partition(".py:") if ".py:" in spec else (spec, "", "")
+    if not spec.endswith(".py") and not name:
+        return spec, load(spec, **params)
+    path = Path(path_text if spec.endswith(".py") else path_text + ".py")
+    topos = _load(path)
+    if not name:
+        if len(topos) != 1:
+            raise ConfigError(f"{path}: defines {', '.join(topos) or 'no topology'}: name one as {path}:NAME")
+        name = next(iter(topos))
+    if name not in topos:
+        raise ConfigError(f"{path}: no topology {name!r} (it has {', '.join(topos) or 'none'})")
+    try:
+        return name, topos[name](**params)
+    except TypeError as exc:
+        raise ConfigError(f"topology {name!r}: bad parameters ({exc})") from None
+    except Exception as exc:
+        raise ConfigError(f"topology {name!r} fails to build ({type(exc).__name__}: {exc})") from None

@@ -21,3 +21,52 @@ def test_flat_mappings_and_scalars():
     assert _value(0.123456) == "0.123"
     assert _value("<b>") == "&lt;b&gt;"
     assert _value([1, 2]) == "[1, 2]"
+
+
+def _case(tmp_path, name="test_s9_demo.test_one", verdict="passed"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lab.results import Case
+
+    case = Case(name=name, path=tmp_path / name, title="a demo case", verdict=verdict)
+    case.path.mkdir(parents=True)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    fig.savefig(case.plot_path("line", "a line"))
+    plt.close(fig)
+    (case.path / "capture.pcap").write_bytes(b"")
+    case.keep(case.path / "capture.pcap", "a capture")
+    case.figure("rate", 12)
+    return case
+
+
+def test_report_is_one_self_contained_file(tmp_path):
+    from lab.report import write_report
+
+    run = tmp_path / "20261129-010203"
+    run.mkdir()
+    path = write_report(run, [_case(run)])
+    text = path.read_text()
+    assert "data:image/png;base64," in text
+    assert "<img src='test_s9" not in text  # no plot outside the page
+    assert "href='test_s9_demo.test_one/capture.pcap'" in text  # captures stay linked
+    assert "<h2 id='test_s9_demo'>" in text
+    assert (run / "summary.json").exists()
+
+
+def test_latest_points_at_the_newest_run_with_a_report(tmp_path):
+    from lab.report import write_report
+    from lab.results import new_run
+
+    first = new_run(tmp_path)
+    write_report(first, [_case(first)])
+    assert (tmp_path / "latest").resolve() == first.resolve()
+    killed = new_run(tmp_path)  # a run killed before its report
+    assert killed != first
+    assert (tmp_path / "latest").resolve() == first.resolve()
+    third = new_run(tmp_path)
+    write_report(third, [_case(third)])
+    assert (tmp_path / "latest").resolve() == third.resolve()

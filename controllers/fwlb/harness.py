@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from controllers.fwlb.logic import MODES
+
 if TYPE_CHECKING:
     from lab.controller import ControllerApp
     from lab.net import Lab
@@ -31,5 +33,9 @@ def config(lab: Lab, mode: str) -> dict[str, Any]:
 
 def app(mode: str = "symmetric") -> ControllerApp:
     from lab.controller import ControllerApp
+    from lab.errors import ConfigError
+
+    if mode not in MODES:
+        raise ConfigError(f"unknown fabric mode {mode!r} (known: {', '.join(MODES)})")
 
     return ControllerApp(module="controllers.fwlb.app", config=lambda lab: config(lab, mode))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from controllers.l4lb.logic import ALGORITHMS as MODES
+
 if TYPE_CHECKING:
     from lab.controller import ControllerApp
     from lab.net import Lab
@@ -41,5 +43,9 @@ def config(lab: Lab, algorithm: str, weights: dict[str, int] | None = None) -> d
 
 def app(algorithm: str = "round-robin") -> ControllerApp:
     from lab.controller import ControllerApp
+    from lab.errors import ConfigError
+
+    if algorithm not in MODES:
+        raise ConfigError(f"unknown balancing algorithm {algorithm!r} (known: {', '.join(MODES)})")
 
     return ControllerApp(module="controllers.l4lb.app", config=lambda lab: config(lab, algorithm))

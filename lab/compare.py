@@ -1,0 +1,95 @@
+"""`sessionlab report --compare A B`: what changed between two runs, from their summary.json:
+cases whose verdict changed (or that ran in one only), and figures that moved beyond a
+relative tolerance (numbers) or changed at all (words such as an outcome)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Change:
+    case: str
+    what: str  # "verdict" or the figure's path ("figure / key")
+    a: Any
+    b: Any
+    kind: str  # verdict, only in A, only in B, moved, changed
+
+
+def load_run(path: Path) -> dict[str, dict[str, Any]]:
+    """A run's cases by name from its summary.json (`path`: the run folder or the file)."""
+    summary = path / "summary.json" if path.is_dir() else path
+    try:
+        cases = json.loads(summary.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no summary.json (not a run folder, or a run that did not finish)"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{summary}: not a run summary ({exc})") from None
+    if not isinstance(cases, list) or not all(isinstance(c, dict) and "name" in c for c in cases):
+        raise ConfigError(f"{summary}: not a run summary (expected a list of cases)")
+    return {c["name"]: c for c in cases}
+
+
+def flatten(value: Any, prefix: str) -> dict[str, Any]:
+    """Nested figures as paths: {"a": {"b": 1}} -> {"a / b": 1}; lists by position."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix} / {key}"))
+        return out
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        out = {}
+        for n, item in enumerate(value):
+            out.update(flatten(item, f"{prefix} / {n + 1}"))
+        return out
+    return {prefix: value}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def moved(a: Any, b: Any, tolerance: float) -> str | None:
+    """How a figure changed: "moved" (numbers apart by more than `tolerance` of the larger),
+    "changed" (anything else different), None (the same within tolerance)."""
+    x, y = _number(a), _number(b)
+    if x is not None and y is not None:
+        return "moved" if abs(x - y) > tolerance * max(abs(x), abs(y)) else None
+    return None if a == b else "changed"
+
+
+def compare(run_a: Path, run_b: Path, tolerance: float = 0.1) -> list[Change]:
+    """Every change from run A to run B, case by case in A's order (then B's new cases)."""
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"tolerance {tolerance}: expected a fraction from 0 to 1 (0.1 = 10 %)")
+    a, b = load_run(run_a), load_run(run_b)
+    changes: list[Change] = []
+    for name, case in a.items():
+        other = b.get(name)
+        if other is None:
+            changes.append(Change(name, "verdict", case["verdict"], None, "only in A"))
+            continue
+        if case["verdict"] != other["verdict"]:
+            changes.append(Change(name, "verdict", case["verdict"], other["verdict"], "verdict"))
+        figures_a = flatten(case.get("figures", {}), "").items()
+        figures_b = flatten(other.get("figures", {}), "")
+        for path, value in figures_a:
+            new = figures_b.get(path)
+            kind = moved(value, new, tolerance)
+            if kind:
+                changes.append(Change(name, path.removeprefix(" / "), value, new, kind))
+        for path in figures_b.keys() - dict(figures_a).keys():
+            changes.append(Change(name, path.removeprefix(" / "), None, figures_b[path], "changed"))
+    for name, case in b.items():
+        if name not in a:
+            changes.append(Change(name, "verdict", None, case["verdict"], "only in B"))
+    return changes

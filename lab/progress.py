@@ -1,0 +1,119 @@
+"""Live progress of a run for a person at a terminal: case n/N, elapsed time and each
+verdict as it ends, then a summary table per suite (a pytest plugin drawn with rich)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lab.catalog import _suite_of
+
+STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
+
+
+@dataclass
+class Outcome:
+    nodeid: str
+    suite: str
+    verdict: str
+    seconds: float
+    reason: str = ""
+
+
+@dataclass
+class RunProgress:
+    """Counts cases as pytest reports them; `outcomes` is the run as data."""
+
+    console: Console
+    outcomes: list[Outcome] = field(default_factory=list)
+    total: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _progress: Progress | None = None
+    _task: Any = None
+    _seen: set[str] = field(default_factory=set)
+
+    # --- pytest hooks -------------------------------------------------------------------
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.total = len(session.items)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._task = self._progress.add_task("running", total=self.total)
+        self._progress.start()
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=nodeid.split("::")[-1][:60])
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        verdict = None
+        if report.when == "setup" and (report.failed or report.skipped):
+            verdict = "error" if report.failed else "skipped"
+        elif report.when == "call":
+            verdict = "passed" if report.passed else ("skipped" if report.skipped else "failed")
+        elif report.when == "teardown" and report.failed:
+            verdict = "error"
+        if verdict is None:
+            return
+        reason = ""
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is not None:
+            reason = crash.message.splitlines()[0] if crash.message else ""
+        elif isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
+            reason = str(report.longrepr[2])
+        if report.nodeid in self._seen:  # a case that passed, then erred in teardown
+            self.outcomes[-1].verdict, self.outcomes[-1].reason = verdict, reason
+        else:
+            self._seen.add(report.nodeid)
+            module = report.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+            self.outcomes.append(Outcome(report.nodeid, _suite_of(module), verdict, report.duration, reason))
+        self._line(self.outcomes[-1])
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    # --- output ------------------------------------------------------------------------
+    def _line(self, outcome: Outcome) -> None:
+        done = len(self.outcomes)
+        elapsed = time.monotonic() - self.started
+        style = STYLE.get(outcome.verdict, "")
+        text = (
+            f"[{done:>3}/{self.total}] {elapsed:6.0f}s [{style}]{outcome.verdict:<7}[/] "
+            f"{outcome.nodeid.removeprefix('testcases/')}"
+        )
+        if outcome.reason and outcome.verdict != "passed":
+            text += f"\n            {outcome.reason[:200]}"
+        self.console.print(text, highlight=False, markup=True)
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def summary(self) -> Table:
+        """Per suite: cases passed, failed (and errors), skipped, time."""
+        table = Table(title="sessionlab run")
+        for column in ("suite", "passed", "failed", "skipped", "time (s)"):
+            table.add_column(column, justify="left" if column == "suite" else "right")
+        suites: dict[str, list[Outcome]] = {}
+        for outcome in self.outcomes:
+            suites.setdefault(outcome.suite, []).append(outcome)
+        for suite, mine in [*suites.items(), ("all", self.outcomes)]:
+            failed = sum(o.verdict in ("failed", "error") for o in mine)
+            table.add_row(
+                suite,
+                str(sum(o.verdict == "passed" for o in mine)),
+                f"[bold red]{failed}[/]" if failed else "0",
+                str(sum(o.verdict == "skipped" for o in mine)),
+                f"{sum(o.seconds for o in mine):.0f}",
+                end_section=suite == list(suites)[-1],
+            )
+        return table

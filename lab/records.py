@@ -1,0 +1,205 @@
+"""What a lab creates outside its own namespaces, written down before (or, for a process,
+the moment) it is created, so that `sessionlab clean` can remove what a run killed with
+SIGKILL left behind, and only that.
+
+One JSON file per lab, `/run/sessionlab/records/<tag>.json`: the owner (PID and start time),
+the OVS bridges, the prefix of its root-namespace interfaces, throwaway namespaces and the
+processes it started (PID and start time, so a reused PID is never signalled). A lab that
+closes normally removes its own file; a file whose owner is gone is what `clean` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.procs import RUNTIME_ROOT, host_run
+
+log = logging.getLogger(__name__)
+
+RECORDS = RUNTIME_ROOT / "records"
+
+
+def start_time(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot, /proc/<pid>/stat field 22), or None
+    when there is no such process: with the PID, what names one process for good."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: fields count from its end.
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def alive(pid: int, started: int | None) -> bool:
+    """Whether the process `pid` that started at `started` still runs."""
+    now = start_time(pid)
+    return now is not None and now == started
+
+
+@dataclass
+class Record:
+    """The record of one lab (see the module docstring)."""
+
+    tag: str
+    folder: Path = RECORDS
+    owner: int = field(default_factory=os.getpid)
+    owner_start: int | None = None
+    bridges: list[str] = field(default_factory=list)
+    link_prefix: str | None = None
+    netns: list[str] = field(default_factory=list)
+    processes: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.owner_start is None:
+            self.owner_start = start_time(self.owner)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / f"{self.tag}.json"
+
+    # --- writing -----------------------------------------------------------------------
+    def _write(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fresh = self.path.with_suffix(".tmp")
+        fresh.write_text(json.dumps(self.to_dict()))
+        os.replace(fresh, self.path)
+
+    def add_bridges(self, names: list[str]) -> None:
+        self.bridges += [n for n in names if n not in self.bridges]
+        self._write()
+
+    def set_link_prefix(self, prefix: str) -> None:
+        self.link_prefix = prefix
+        self._write()
+
+    def add_netns(self, name: str) -> None:
+        self.netns.append(name)
+        self._write()
+
+    def drop_netns(self, name: str) -> None:
+        self.netns = [n for n in self.netns if n != name]
+        self._write()
+
+    def add_process(self, pid: int, name: str) -> None:
+        self.processes[pid] = {"name": name, "start": start_time(pid)}
+        self._write()
+
+    def add_processes(self, named: dict[int, str]) -> None:
+        for pid, name in named.items():
+            self.processes[pid] = {"name": name, "start": start_time(pid)}
+        self._write()
+
+    def drop_process(self, pid: int) -> None:
+        if self.processes.pop(pid, None) is not None:
+            self._write()
+
+    def close(self) -> None:
+        """The lab removed everything itself: the record goes."""
+        self.path.unlink(missing_ok=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "owner": self.owner,
+            "owner_start": self.owner_start,
+            "bridges": self.bridges,
+            "link_prefix": self.link_prefix,
+            "netns": self.netns,
+            "processes": {str(pid): p for pid, p in self.processes.items()},
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> Record:
+        data = json.loads(path.read_text())
+        return cls(
+            tag=data["tag"],
+            folder=path.parent,
+            owner=int(data["owner"]),
+            owner_start=data["owner_start"],
+            bridges=list(data["bridges"]),
+            link_prefix=data["link_prefix"],
+            netns=list(data["netns"]),
+            processes={int(pid): p for pid, p in data["processes"].items()},
+        )
+
+    # --- cleaning ----------------------------------------------------------------------
+    def orphaned(self) -> bool:
+        """Whether the lab's owner is gone (killed) and nothing else will remove it."""
+        return not alive(self.owner, self.owner_start)
+
+    def leftovers(self) -> list[tuple[str, str]]:
+        """What of the record is still there: (kind, name) pairs."""
+        found: list[tuple[str, str]] = []
+        for pid, proc in sorted(self.processes.items()):
+            if alive(pid, proc["start"]):
+                found.append(("process", f"{pid} {proc['name']}"))
+        existing = set(host_run(["ovs-vsctl", "--timeout=5", "list-br"], check=False).split())
+        found += [("bridge", b) for b in self.bridges if b in existing]
+        found += [("interface", i) for i in self._interfaces()]
+        names = {
+            line.split()[0] for line in host_run(["ip", "netns", "list"], check=False).splitlines() if line
+        }
+        found += [("namespace", n) for n in self.netns if n in names]
+        if (RUNTIME_ROOT / self.tag).exists():
+            found.append(("runtime directory", str(RUNTIME_ROOT / self.tag)))
+        return found
+
+    def _interfaces(self) -> list[str]:
+        if not self.link_prefix:
+            return []
+        names = []
+        for line in host_run(["ip", "-o", "link", "show"], check=False).splitlines():
+            parts = line.split(":", 2)
+            if len(parts) > 1:
+                name = parts[1].strip().split("@")[0]
+                if name.startswith(self.link_prefix):
+                    names.append(name)
+        return names
+
+    def remove(self) -> list[tuple[str, str]]:
+        """Remove what is left (processes by PID and start time, then bridges, interfaces,
+        namespaces, the runtime directory) and the record; what was removed."""
+        removed = self.leftovers()
+        doomed = [pid for pid, p in self.processes.items() if alive(pid, p["start"])]
+        for pid in doomed:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and any(alive(p, self.processes[p]["start"]) for p in doomed):
+            time.sleep(0.05)
+        for pid in doomed:
+            if alive(pid, self.processes[pid]["start"]):
+                _signal(pid, signal.SIGKILL)
+        for bridge in self.bridges:
+            host_run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge], check=False)
+        for name in self._interfaces():
+            host_run(["ip", "link", "del", name], check=False)
+        for ns in self.netns:
+            host_run(["ip", "netns", "del", ns], check=False)
+        shutil.rmtree(RUNTIME_ROOT / self.tag, ignore_errors=True)
+        self.close()
+        return removed
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def records(folder: Path = RECORDS) -> list[Record]:
+    """Every lab record on this machine (unreadable ones are skipped, with a warning)."""
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+        try:
+            found.append(Record.load(path))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("unreadable lab record %s: %s", path, exc)
+    return found

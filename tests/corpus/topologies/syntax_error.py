@@ -1,0 +1,4 @@
+"""Malformed on purpose: not valid Python."""
+
+def build(:
+    pass
