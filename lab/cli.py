@@ -7,6 +7,7 @@ nothing started), 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -74,7 +75,16 @@ def list_cases(suite: tuple[str, ...]) -> int:
 @click.option(
     "--junitxml", type=click.Path(path_type=Path), help="also write JUnit XML here (for CI systems)"
 )
-def run(targets: tuple[str, ...], keyword: str | None, results: Path, junitxml: Path | None) -> int:
+@click.option(
+    "-n",
+    "--workers",
+    type=click.IntRange(1, 8),
+    default=1,
+    help="labs side by side (pytest-xdist; a module and its lab stay on one worker)",
+)
+def run(
+    targets: tuple[str, ...], keyword: str | None, results: Path, junitxml: Path | None, workers: int
+) -> int:
     """Run suites (s1...), modules or cases (see `list`; default: all) with live progress
     and write results/<run>/report.html."""
     import pytest
@@ -96,6 +106,8 @@ def run(targets: tuple[str, ...], keyword: str | None, results: Path, junitxml: 
         argv += ["-k", keyword]
     if junitxml is not None:
         argv += ["--junitxml", str(junitxml)]
+    if workers > 1:
+        argv += ["-n", str(workers), "--dist", "loadscope"]
     progress = RunProgress(console)
     console.print(f"sessionlab run {folder.name}: {' '.join(targets or ['all suites'])}")
     code = pytest.main(argv, plugins=[progress])
@@ -126,7 +138,7 @@ def topo(spec: str, mode: str | None, policy: Path | None, param: tuple[str, ...
     from lab import topology
     from lab.config import load_policy
     from lab.devices import Firewall
-    from lab.interactive import serve
+    from lab.interactive import Hangup, serve
     from lab.net import Lab, check_host, topology_problems
     from lab.results import new_run
 
@@ -163,9 +175,15 @@ def topo(spec: str, mode: str | None, policy: Path | None, param: tuple[str, ...
                 path = device.apply_policy(firewall_policy)
                 lines.append(f"policy {policy} on {device.name}: {path}")
         lines.append("Ctrl-D, `exit` or Ctrl-C at the prompt leave and remove the lab.")
-        serve(lab, "\n".join(lines))
-    console.print(f"lab {name} removed")
-    return 0
+        try:
+            serve(lab, "\n".join(lines))
+        except Hangup as why:
+            hung_up = str(why)
+        else:
+            hung_up = ""
+    with contextlib.suppress(OSError):  # the terminal may be gone
+        console.print(f"lab {name} removed" + (f" ({hung_up})" if hung_up else ""))
+    return EXIT_INTERRUPTED if hung_up else 0
 
 
 # --- doctor ----------------------------------------------------------------------------

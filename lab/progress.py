@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -50,6 +51,13 @@ class RunProgress:
         )
         self._task = self._progress.add_task("running", total=self.total)
         self._progress.start()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """pytest-xdist: the controller collects nothing itself; each worker reports all."""
+        self.total = len(ids)
+        if self._progress is not None:
+            self._progress.update(self._task, total=self.total)
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         if self._progress is not None:

@@ -3,6 +3,10 @@ and the run's HTML report.
 
 A scenario module names its topology (`LAB_TOPOLOGY = "s1"`); the `lab` fixture builds it
 once per module and removes it afterwards, failed tests or not.
+
+With pytest-xdist (`-n 2 --dist loadscope`: a module and its lab stay on one worker), the
+workers write their cases into the controller's run folder and the controller writes the
+one report from the cases' case.json files, in the order they finished.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import pytest
 
 from lab.isolation import PortBlocks, foreign_flows
-from lab.results import TOPOLOGY_DRAWING, Case, new_run, safe_name
+from lab.results import CASE_FILE, TOPOLOGY_DRAWING, Case, new_run, safe_name
 
 _CASES = pytest.StashKey[list[Case]]()
 _RUN = pytest.StashKey[Path]()
@@ -39,9 +43,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_PORTS] = PortBlocks()
 
 
+def _worker(config: pytest.Config) -> bool:
+    """Whether this is a pytest-xdist worker (the controller writes the report)."""
+    return hasattr(config, "workerinput")
+
+
 def _run_dir(config: pytest.Config) -> Path:
     if _RUN not in config.stash:
-        explicit = config.getoption("--run-dir")
+        shared = getattr(config, "workerinput", {}).get("sessionlab_run_dir")
+        explicit = shared or config.getoption("--run-dir")
         if explicit:
             path = Path(explicit)
             path.mkdir(parents=True, exist_ok=True)
@@ -163,8 +173,39 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller: every worker writes into this run's folder."""
+    node.workerinput["sessionlab_run_dir"] = str(_run_dir(node.config))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _FINISHED.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """On an xdist controller: the order cases finish in, for the report."""
+    if report.when == "teardown":
+        _FINISHED.setdefault(report.nodeid, None)
+
+
+_FINISHED: dict[str, None] = {}
+
+
+def _case_name(nodeid: str) -> str:
+    """The case folder of a node id, as the `case` fixture names it."""
+    path, _, name = nodeid.partition("::")
+    return safe_name(f"{Path(path).stem}.{name.rsplit('::', 1)[-1]}")
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    cases = session.config.stash.get(_CASES, [])
+    config = session.config
+    if _worker(config):
+        return
+    cases = config.stash.get(_CASES, [])
+    if not cases and _FINISHED and _RUN in config.stash:  # the workers ran them
+        folders = [_run_dir(config) / _case_name(nodeid) for nodeid in _FINISHED]
+        cases = [Case.load(folder) for folder in folders if (folder / CASE_FILE).exists()]
     if not cases:
         return
     from lab.report import write_report

@@ -203,3 +203,9 @@ def records(folder: Path = RECORDS) -> list[Record]:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("unreadable lab record %s: %s", path, exc)
     return found
+
+
+def other_labs(folder: Path = RECORDS) -> list[str]:
+    """Labs of other processes running on this machine now (their tags): what shares the
+    machine-wide counters (the kernel's slab caches) with this one."""
+    return [r.tag for r in records(folder) if r.owner != os.getpid() and not r.orphaned()]

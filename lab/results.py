@@ -19,6 +19,7 @@ from lab.errors import LabError
 
 KEEP_RUNS = 10
 TOPOLOGY_DRAWING = "topology.png"  # in a module's lab folder: the report shows it
+CASE_FILE = "case.json"  # in a case's folder: the case as data
 _RUN_NAME = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
 
 
@@ -96,8 +97,30 @@ class Case:
         return path
 
     def save(self) -> None:
+        """figures.json (what was measured) and case.json (the whole case, as the report
+        reads it: a run spread over several workers is put together from these)."""
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "figures.json").write_text(json.dumps(self.figures, indent=2, default=str))
+        (self.path / CASE_FILE).write_text(json.dumps(self.to_dict(), indent=2, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> Case:
+        """A case from its folder's case.json."""
+        data = json.loads((path / CASE_FILE).read_text())
+        ports = data.get("ports")
+        return cls(
+            name=data["name"],
+            path=path,
+            title=data["title"],
+            figures=data["figures"],
+            plots=[(c, Path(p)) for c, p in data["plots"]],
+            evidence=[(w, Path(p)) for w, p in data["evidence"]],
+            ports=range(ports[0], ports[1] + 1) if ports else range(0),
+            verdict=data["verdict"],
+            message=data["message"],
+            duration=data["duration"],
+            links=data.get("links", {}),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -35,6 +35,7 @@ from lab.capture import Capture, SessionEvents, TableRecorder
 from lab.config import FirewallPolicy, Service, TimeoutRule
 from lab.packets import TcpSegment, read_fragments
 from lab.plot import attack_figure, occupancy_figure, verdict_matrix_figure
+from lab.records import other_labs
 from lab.render.nftables import DROP_COUNTERS, rule_count
 from lab.results import Case, safe_name
 from lab.traffic import (
@@ -622,6 +623,7 @@ def test_timeouts_as_memory(lab, fw, servers, case):
             hold=HOLD,
             reset=True,
         )
+        sharing = set(other_labs())
         before, size = slab_objects()
         with TableRecorder(lab, "fw", period=0.5) as table:
             proc = start_sessions(lab, "c1", load, f"idle-{safe_name(label)}")
@@ -648,11 +650,17 @@ def test_timeouts_as_memory(lab, fw, servers, case):
         if label.startswith("default"):
             assert entries >= IDLE_SESSIONS, f"{label}: {entries} sessions held, {IDLE_SESSIONS} idle"
             grew = peak_slab - before
-            # Machine-wide, exact after a shrink: 2 % for sessions other namespaces end meanwhile.
-            assert abs(grew - IDLE_SESSIONS) <= 0.02 * IDLE_SESSIONS, (
-                f"the kernel's nf_conntrack slab grew by {grew} objects for {IDLE_SESSIONS} sessions"
-            )
             case.figure("nf_conntrack slab objects added while the idle sessions opened (kernel)", grew)
+            # Machine-wide, exact after a shrink: 2 % for sessions other namespaces end
+            # meanwhile. Other labs running beside this one (sessionlab run -n 2) move it
+            # too: then the table's own count above is the evidence, and the figure says so.
+            sharing |= set(other_labs())
+            if sharing:
+                case.figure("slab cross-check", f"not asserted: {len(sharing)} other lab(s) ran meanwhile")
+            else:
+                assert abs(grew - IDLE_SESSIONS) <= 0.02 * IDLE_SESSIONS, (
+                    f"the kernel's nf_conntrack slab grew by {grew} objects for {IDLE_SESSIONS} sessions"
+                )
         else:
             assert entries <= 0.02 * IDLE_SESSIONS, (
                 f"{label}: {entries} of {IDLE_SESSIONS} still in the table"
