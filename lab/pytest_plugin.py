@@ -175,8 +175,13 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist, on the controller: every worker writes into this run's folder."""
-    node.workerinput["sessionlab_run_dir"] = str(_run_dir(node.config))
+    """pytest-xdist, on the controller: every worker writes into this run's folder; one on
+    another host (an SSH gateway) into the same run's folder in its checkout (`chdir`),
+    fetched from there when the run ends."""
+    run = _run_dir(node.config)
+    spec = node.gateway.spec
+    here = spec.popen and not spec.chdir
+    node.workerinput["sessionlab_run_dir"] = str(run) if here else f"{spec.chdir}/results/{run.name}"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -192,6 +197,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 _FINISHED: dict[str, None] = {}
 
 
+def cases_in(run: Path, nodeids: list[str]) -> list[Case]:
+    """The cases of these node ids that wrote their case.json into `run`, in that order."""
+    folders = [run / _case_name(nodeid) for nodeid in nodeids]
+    return [Case.load(folder) for folder in folders if (folder / CASE_FILE).exists()]
+
+
 def _case_name(nodeid: str) -> str:
     """The case folder of a node id, as the `case` fixture names it."""
     path, _, name = nodeid.partition("::")
@@ -204,8 +215,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     cases = config.stash.get(_CASES, [])
     if not cases and _FINISHED and _RUN in config.stash:  # the workers ran them
-        folders = [_run_dir(config) / _case_name(nodeid) for nodeid in _FINISHED]
-        cases = [Case.load(folder) for folder in folders if (folder / CASE_FILE).exists()]
+        cases = cases_in(_run_dir(config), list(_FINISHED))
     if not cases:
         return
     from lab.report import write_report

@@ -20,7 +20,7 @@ from lab.errors import LabError
 KEEP_RUNS = 10
 TOPOLOGY_DRAWING = "topology.png"  # in a module's lab folder: the report shows it
 CASE_FILE = "case.json"  # in a case's folder: the case as data
-_RUN_NAME = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
+_RUN_NAME = re.compile(r"^\d{8}-\d{6}(-[0-9A-Za-z_.-]+)?$")  # -2, or -<host> when fetched
 
 
 def new_run(root: Path, keep: int = KEEP_RUNS) -> Path:
@@ -105,16 +105,25 @@ class Case:
 
     @classmethod
     def load(cls, path: Path) -> Case:
-        """A case from its folder's case.json."""
+        """A case from its folder's case.json; its files' paths moved to `path` (a case
+        that ran on another host was fetched from another folder)."""
         data = json.loads((path / CASE_FILE).read_text())
         ports = data.get("ports")
+        old = Path(data.get("path") or path)
+
+        def here(file: str) -> Path:
+            try:
+                return path / Path(file).relative_to(old)
+            except ValueError:
+                return Path(file)
+
         return cls(
             name=data["name"],
             path=path,
             title=data["title"],
             figures=data["figures"],
-            plots=[(c, Path(p)) for c, p in data["plots"]],
-            evidence=[(w, Path(p)) for w, p in data["evidence"]],
+            plots=[(c, here(p)) for c, p in data["plots"]],
+            evidence=[(w, here(p)) for w, p in data["evidence"]],
             ports=range(ports[0], ports[1] + 1) if ports else range(0),
             verdict=data["verdict"],
             message=data["message"],
@@ -125,6 +134,7 @@ class Case:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "path": str(self.path),
             "title": self.title,
             "verdict": self.verdict,
             "message": self.message,
