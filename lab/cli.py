@@ -262,6 +262,9 @@ def _run_on_hosts(
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("host")
 @ssh_options
+@click.option(
+    "--results", type=click.Path(path_type=Path), default=RESULTS, help="local folder of run folders"
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def remote(
     host: str,
@@ -269,6 +272,7 @@ def remote(
     accept_new: bool,
     identity: Path | None,
     folder: str,
+    results: Path,
     command: tuple[str, ...],
 ) -> int:
     """Run on another machine: `remote HOST [options] run [RUN ARGS...]` pushes this checkout
@@ -299,7 +303,7 @@ def remote(
         line = f"cd {shlex.quote(folder)} && TERM=dumb .venv/bin/sessionlab {shlex.join(command)}"
         status = connection.stream(line, on_line, pty=True)
         if names:
-            local = connection.fetch_run(names[0], RESULTS / f"{names[0]}-{machine.label}")
+            local = connection.fetch_run(names[0], results / f"{names[0]}-{machine.label}")
             if (local / "report.html").exists():
                 mark_latest(local)
                 console.print(f"report: {local / 'report.html'}")

@@ -12,6 +12,7 @@ one report from the cases' case.json files, in the order they finished.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Generator, Iterator
@@ -80,6 +81,9 @@ def case(request: pytest.FixtureRequest, run_dir: Path) -> Case:
     wanted = item.get_closest_marker("ports")  # @pytest.mark.ports(N): a case that needs more
     ports = request.config.stash[_PORTS].take(int(wanted.args[0]) if wanted else None)
     result = Case(name=name, path=run_dir / name, title=title, ports=ports)
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    if worker:  # under pytest-xdist: which worker, and over which SSH connection if any
+        result.runner = {"worker": worker, "ssh": os.environ.get("SSH_CONNECTION", "")}
     result.path.mkdir(parents=True, exist_ok=True)
     item.stash[_ITEM_CASE] = result
     request.config.stash[_CASES].append(result)

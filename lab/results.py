@@ -68,6 +68,7 @@ class Case:
     duration: float = 0.0
     taken: int = 0  # ports of the block handed out so far
     links: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # impaired links, as run
+    runner: dict[str, str] = field(default_factory=dict)  # where it ran: xdist worker, SSH connection
 
     def take_ports(self, count: int) -> range:
         """The next `count` unused ports of this case's block (clients' source ports)."""
@@ -129,6 +130,7 @@ class Case:
             message=data["message"],
             duration=data["duration"],
             links=data.get("links", {}),
+            runner=data.get("runner", {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,4 +146,5 @@ class Case:
             "plots": [[c, str(p)] for c, p in self.plots],
             "evidence": [[w, str(p)] for w, p in self.evidence],
             "links": self.links,
+            "runner": self.runner,
         }
