@@ -22,7 +22,7 @@ from lab.errors import ConfigError, LabError
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in CI logs
 RESULTS = ROOT / "results"
 
 
