@@ -148,15 +148,20 @@ def run(
         )
     check_host()
     extra = ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
-    return _run_here(paths + ["--rootdir", str(ROOT), "-o", "addopts=", *extra], keyword, results, junitxml)
+    shown = " ".join(targets) or "all suites"
+    return _run_here(
+        [*paths, "--rootdir", str(ROOT), "-o", "addopts=", *extra], shown, keyword, results, junitxml
+    )
 
 
 def _pytest_args(keyword: str | None, junitxml: Path | None, run_folder: Path) -> list[str]:
-    argv = ["-p", "no:terminal", "--run-dir", str(run_folder)]
+    # Paths as --option=path: pytest-xdist rewrites a lone argument that names an existing
+    # path here relative to what it copies to SSH hosts, and refuses any other.
+    argv = ["-p", "no:terminal", f"--run-dir={run_folder}"]
     if keyword:
         argv += ["-k", keyword]
     if junitxml is not None:
-        argv += ["--junitxml", str(junitxml.resolve())]
+        argv += [f"--junitxml={junitxml.resolve()}"]
     return argv
 
 
@@ -177,7 +182,7 @@ def _finish(code: int, progress: Any, run_folder: Path, keyword: str | None) -> 
     return 0 if code == pytest.ExitCode.OK else EXIT_FAILED
 
 
-def _run_here(argv: list[str], keyword: str | None, results: Path, junitxml: Path | None) -> int:
+def _run_here(argv: list[str], shown: str, keyword: str | None, results: Path, junitxml: Path | None) -> int:
     import pytest
 
     from lab.progress import RunProgress
@@ -185,7 +190,7 @@ def _run_here(argv: list[str], keyword: str | None, results: Path, junitxml: Pat
 
     run_folder = new_run(results)
     progress = RunProgress(console)
-    console.print(f"sessionlab run {run_folder.name}: {' '.join(a for a in argv if not a.startswith('-'))}")
+    console.print(f"sessionlab run {run_folder.name}: {shown}" + (f" -k {keyword!r}" if keyword else ""))
     code = pytest.main([*argv, *_pytest_args(keyword, junitxml, run_folder)], plugins=[progress])
     return _finish(int(code), progress, run_folder, keyword)
 
@@ -275,7 +280,7 @@ def remote(
     results: Path,
     command: tuple[str, ...],
 ) -> int:
-    """Run on another machine: `remote HOST [options] run [RUN ARGS...]` pushes this checkout
+    """Run on another machine: `remote [OPTIONS] HOST run [RUN ARGS...]` pushes this checkout
     over SSH, bootstraps it there, runs with the output streamed here, and fetches the run
     folder into results/<run>-<host>. The exit status is the remote run's."""
     import re
@@ -286,7 +291,7 @@ def remote(
 
     machine = Host.parse(host)
     if not command or command[0] != "run":
-        raise ConfigError("remote: expected `remote HOST [options] run [RUN ARGS...]`")
+        raise ConfigError("remote: expected `remote [OPTIONS] HOST run [RUN ARGS...]` (options before HOST)")
     if any(arg in ("--host", "--results") or arg.startswith(("--host=", "--results=")) for arg in command):
         raise ConfigError("remote: --host and --results do not apply to the remote run")
     show = _printer(machine.label)

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from mininet.cli import CLI
-from mininet.log import output
+from mininet.log import output, setLogLevel
 
 
 class Hangup(BaseException):
@@ -63,5 +63,7 @@ def serve(lab: Any, banner: str) -> None:
     """Print `banner`, then the CLI until the user leaves; SIGHUP and SIGTERM leave too."""
     for sig in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, _hangup)
+    # The lab keeps Mininet quiet (errors only); here its CLI prints commands' output.
+    setLogLevel("output")
     print(banner, flush=True)
     LabCLI(lab)

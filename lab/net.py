@@ -249,7 +249,12 @@ class Lab:
         try:
             self._build()
         except BaseException:
-            self.close()
+            # The build's own error (or Ctrl-C) is what the user must see, not one from
+            # removing a half-built network.
+            try:
+                self.close()
+            except Exception:
+                log.exception("removing the half-built lab %s failed", self.tag)
             raise
         return self
 
@@ -327,6 +332,12 @@ class Lab:
                     log.exception("cleanup step failed")
             self.supervisor.close()
             if self.net is not None:
+                # A node interrupted in a command (Ctrl-C during the build) still waits for
+                # its output; Mininet refuses to send it another (its stop does).
+                for node in self.net.values():
+                    if getattr(node, "waiting", False):
+                        node.sendInt()
+                        node.waiting = False
                 self.net.stop()
                 self.net = None
             if self.record is not None:

@@ -24,6 +24,7 @@ class Outcome:
     verdict: str
     seconds: float
     reason: str = ""
+    label: str = ""  # as shown: the node id, or file::case for a suite of one's own
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RunProgress:
     _progress: Progress | None = None
     _task: Any = None
     _seen: set[str] = field(default_factory=set)
+    _durations: dict[str, float] = field(default_factory=dict)
 
     # --- pytest hooks -------------------------------------------------------------------
     def pytest_collection_finish(self, session: Any) -> None:
@@ -79,17 +81,23 @@ class RunProgress:
             reason = crash.message.splitlines()[0] if crash.message else ""
         elif isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
             reason = str(report.longrepr[2])
+        self._durations[report.nodeid] = self._durations.get(report.nodeid, 0.0) + report.duration
         if report.nodeid in self._seen:  # a case that passed, then erred in teardown
             self.outcomes[-1].verdict, self.outcomes[-1].reason = verdict, reason
         else:
             self._seen.add(report.nodeid)
-            module = report.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-            self.outcomes.append(Outcome(report.nodeid, _suite_of(module), verdict, report.duration, reason))
+            # A file outside the rootdir (a suite of one's own) has an empty path in its id.
+            path = report.nodeid.split("::")[0] or report.location[0]
+            module = path.rsplit("/", 1)[-1].removesuffix(".py")
+            name = report.nodeid if report.nodeid.split("::")[0] else path.rsplit("/", 1)[-1] + report.nodeid
+            self.outcomes.append(Outcome(report.nodeid, _suite_of(module), verdict, 0.0, reason, name))
         self._line(self.outcomes[-1])
 
     def pytest_sessionfinish(self, session: Any) -> None:
         if self._progress is not None:
             self._progress.stop()
+        for outcome in self.outcomes:  # setup (the lab's build), call and teardown
+            outcome.seconds = self._durations.get(outcome.nodeid, 0.0)
 
     # --- output ------------------------------------------------------------------------
     def _line(self, outcome: Outcome) -> None:
@@ -98,7 +106,7 @@ class RunProgress:
         style = STYLE.get(outcome.verdict, "")
         text = (
             f"[{done:>3}/{self.total}] {elapsed:6.0f}s [{style}]{outcome.verdict:<7}[/] "
-            f"{outcome.nodeid.removeprefix('testcases/')}"
+            f"{(outcome.label or outcome.nodeid).removeprefix('testcases/')}"
         )
         if outcome.reason and outcome.verdict != "passed":
             text += f"\n            {outcome.reason[:200]}"

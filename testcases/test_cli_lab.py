@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import selectors
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -181,16 +183,23 @@ def test_topo_runs_commands_on_nodes_and_leaves_nothing(tmp_path):
     _gone({_tag(text)})
 
 
-def _until(proc: subprocess.Popen[str], marker: str) -> str:
-    """Output lines up to and including the one with `marker` (bounded by the caller's
-    communicate timeout: the process is killed in its finally)."""
+def _until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
+    """Output up to and including the line with `marker`, waiting at most `timeout` s."""
     assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if marker in line:
-            return "".join(lines)
-    raise AssertionError(f"the output ended before {marker!r}: {''.join(lines)[-2000:]}")
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if marker in line:
+                return "".join(lines)
+    raise AssertionError(f"no {marker!r} within {timeout:g} s: {''.join(lines)[-2000:]}")
 
 
 def test_topo_with_a_controller_mode(tmp_path):

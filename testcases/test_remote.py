@@ -107,7 +107,7 @@ def test_unknown_and_changed_host_keys_are_refused(ssh, tmp_path):
     known = tmp_path / "known_hosts"
     remote_dir = tmp_path / "checkout"
     common = ["--known-hosts", str(known), "--identity", str(folder / "id"), "--folder", str(remote_dir)]
-    unknown = _cli("remote", a.spec, *common, "run", "s1")
+    unknown = _cli("remote", *common, a.spec, "run", "s1")
     assert unknown.returncode == 2, unknown.stdout + unknown.stderr
     assert "host key not in" in unknown.stderr and "refused" in unknown.stderr
     assert not remote_dir.exists(), "something was pushed to a host whose key was refused"
@@ -116,7 +116,7 @@ def test_unknown_and_changed_host_keys_are_refused(ssh, tmp_path):
         f"[127.0.0.1]:{a.port} {b.host_key.with_suffix('.pub').read_text().split()[0]} "
         f"{b.host_key.with_suffix('.pub').read_text().split()[1]}\n"
     )
-    changed = _cli("remote", a.spec, *common, "--accept-new", "run", "s1")
+    changed = _cli("remote", *common, "--accept-new", a.spec, "run", "s1")
     assert changed.returncode == 2, changed.stdout + changed.stderr
     assert "differs from the one in" in changed.stderr
     assert not remote_dir.exists()
@@ -129,7 +129,6 @@ def test_remote_run_pushes_bootstraps_runs_and_fetches(ssh, tmp_path):
     remote_dir = folder / "checkout"  # kept for the next test: its .venv is built once
     out = _cli(
         "remote",
-        a.spec,
         "--known-hosts",
         str(known),
         "--accept-new",
@@ -139,6 +138,7 @@ def test_remote_run_pushes_bootstraps_runs_and_fetches(ssh, tmp_path):
         str(remote_dir),
         "--results",
         str(results),
+        a.spec,
         "run",
         "test_links",
         "-k",
