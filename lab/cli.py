@@ -106,46 +106,23 @@ def ssh_options(function: Any) -> Any:
     default=1,
     help="labs side by side on this machine (pytest-xdist; a module and its lab stay on one worker)",
 )
-@click.option(
-    "--host",
-    "hosts",
-    multiple=True,
-    help="spread the cases over these machines ([user@]host[:port], repeatable; pytest-xdist over SSH)",
-)
-@ssh_options
 def run(
     targets: tuple[str, ...],
     keyword: str | None,
     results: Path,
     junitxml: Path | None,
     workers: int,
-    hosts: tuple[str, ...],
-    known_hosts: Path,
-    accept_new: bool,
-    identity: Path | None,
-    folder: str,
 ) -> int:
     """Run suites (s1...), modules or cases (see `list`; default: all) with live progress
     and write results/<run>/report.html."""
     from lab.catalog import check_keyword, resolve
     from lab.net import check_host
-    from lab.remote import Host
 
     paths = resolve(list(targets))
     if keyword:
         check_keyword(keyword)
     if junitxml is not None and not junitxml.parent.is_dir():
         raise ConfigError(f"--junitxml {junitxml}: no folder {junitxml.parent}")
-    machines = [Host.parse(h) for h in hosts]
-    if machines and workers > 1:
-        raise ConfigError("-n and --host: choose one (with --host, each host runs one worker)")
-    if machines:
-        outside = [p for p in paths if not Path(p.split("::")[0]).is_relative_to(ROOT)]
-        if outside:
-            raise ConfigError(f"{outside[0]}: only the checkout's own suites run on other hosts")
-        return _run_on_hosts(
-            paths, keyword, results, junitxml, machines, known_hosts, accept_new, identity, folder
-        )
     check_host()
     extra = ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
     shown = " ".join(targets) or "all suites"
@@ -202,65 +179,6 @@ def _printer(label: str) -> Any:
         console.print(f"[{label}] {line}", markup=False)
 
     return show
-
-
-def _run_on_hosts(
-    paths: list[str],
-    keyword: str | None,
-    results: Path,
-    junitxml: Path | None,
-    machines: list[Any],
-    known_hosts: Path,
-    accept_new: bool,
-    identity: Path | None,
-    folder: str,
-) -> int:
-    """The cases spread over hosts by pytest-xdist's SSH gateways (a module and its lab on
-    one host), after each host got this checkout and its bootstrap; then each host's
-    cases are fetched and one report written here."""
-    import os
-    import tempfile
-
-    import pytest
-
-    from lab.progress import RunProgress
-    from lab.pytest_plugin import cases_in
-    from lab.remote import prepare, ssh_config, tx_specs
-    from lab.report import write_report
-    from lab.results import new_run
-
-    remotes = []
-    try:
-        for host in machines:
-            remotes.append(prepare(host, _printer(host.label), known_hosts, accept_new, identity, folder))
-        run_folder = new_run(results)
-        progress = RunProgress(console)
-        relative = [str(Path(p.split("::")[0]).relative_to(ROOT)) + p[len(p.split("::")[0]) :] for p in paths]
-        console.print(f"sessionlab run {run_folder.name} on {', '.join(str(h) for h in machines)}")
-        with tempfile.TemporaryDirectory(prefix="sessionlab-hosts-") as scratch:
-            aliases = ssh_config(machines, Path(scratch) / "ssh_config", known_hosts.resolve(), identity)
-            specs = tx_specs(aliases, Path(scratch) / "ssh_config", folder)
-            argv = [*relative, "--dist", "loadscope", *(f"--tx={s}" for s in specs)]
-            here = Path.cwd()
-            # The controller collects nothing itself: from an empty folder the cases' paths,
-            # relative to each host's checkout, name nothing here and go to the hosts as given.
-            os.chdir(scratch)
-            try:
-                code = pytest.main([*argv, *_pytest_args(keyword, junitxml, run_folder)], plugins=[progress])
-            finally:
-                os.chdir(here)
-        for remote in remotes:
-            try:
-                remote.fetch_run(run_folder.name, run_folder)
-            except LabError as exc:
-                console.print(f"[{remote.host.label}] {exc}", markup=False)
-        cases = cases_in(run_folder, [o.nodeid for o in progress.outcomes])
-        if cases:
-            write_report(run_folder, cases)
-        return _finish(int(code), progress, run_folder, keyword)
-    finally:
-        for remote in remotes:
-            remote.close()
 
 
 # --- remote ----------------------------------------------------------------------------

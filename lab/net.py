@@ -40,6 +40,7 @@ from lab.links import (
 )
 from lab.procs import Proc, Supervisor, host_run
 from lab.records import Record
+from lab.results import TOPOLOGY_DRAWING
 from lab.wait import wait_until
 
 log = logging.getLogger(__name__)
@@ -309,6 +310,12 @@ class Lab:
             starter = getattr(host, "lab_start", None)
             if starter is not None:
                 starter(self)
+        # A drawing of the lab (roles, addresses) beside its logs: the report shows it.
+        from lab.plot import topology_figure
+
+        topology_figure(
+            self.describe(), self.paths.root / TOPOLOGY_DRAWING, f"topology ({type(self.topo).__name__})"
+        )
         log.info("lab %s up: %s", self.tag, ", ".join(sorted(self.names.values())))
 
     def _build_net(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from lab.isolation import PortBlocks, foreign_flows
-from lab.results import CASE_FILE, TOPOLOGY_DRAWING, Case, new_run, safe_name
+from lab.results import CASE_FILE, Case, new_run, safe_name
 
 _CASES = pytest.StashKey[list[Case]]()
 _RUN = pytest.StashKey[Path]()
@@ -104,9 +104,6 @@ def lab(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[Any]:
     controller = topology.controller_for(name, **getattr(module, "LAB_CONTROLLER_PARAMS", {}))
     folder = run_dir / f"{safe_name(module.__name__.rsplit('.', 1)[-1])}-lab"
     with Lab(topo, folder, controller=controller) as running:
-        from lab.plot import topology_figure
-
-        topology_figure(running.describe(), folder / TOPOLOGY_DRAWING, f"topology {name}")
         yield running
 
 

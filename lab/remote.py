@@ -280,36 +280,3 @@ def prepare(
         remote.close()
         raise
     return remote
-
-
-def ssh_config(hosts: list[Host], path: Path, known_hosts: Path, identity: Path | None) -> list[str]:
-    """An OpenSSH client configuration naming each host `slhostN` (for pytest-xdist's SSH
-    gateways, which run the `ssh` command): strict host key checking against the same
-    known_hosts, key or agent only. The aliases, in order."""
-    lines, aliases = [], []
-    for n, host in enumerate(hosts):
-        alias = f"slhost{n}"
-        aliases.append(alias)
-        lines += [
-            f"Host {alias}",
-            f"  HostName {host.host}",
-            f"  Port {host.port}",
-            f"  User {host.user}",
-            f"  UserKnownHostsFile {known_hosts}",
-            "  StrictHostKeyChecking yes",
-            "  BatchMode yes",
-            "  PasswordAuthentication no",
-        ]
-        if identity is not None:
-            lines += [f"  IdentityFile {identity}", "  IdentitiesOnly yes"]
-    path.write_text("\n".join(lines) + "\n")
-    return aliases
-
-
-def tx_specs(aliases: list[str], config: Path, folder: str = REMOTE_DIR) -> list[str]:
-    """pytest-xdist gateway specs, one worker per host, each running the host's checkout
-    (its .venv's Python, in its folder)."""
-    return [
-        f"ssh={alias}//ssh_config={config}//python={folder}/.venv/bin/python//chdir={folder}"
-        for alias in aliases
-    ]

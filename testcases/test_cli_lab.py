@@ -4,6 +4,7 @@ SIGKILL (what the lab recorded goes, nothing else)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -292,3 +293,37 @@ def test_clean_removes_what_a_killed_run_left_and_nothing_else(tmp_path):
         decoy.kill()
         decoy.wait()
         subprocess.run(["ovs-vsctl", "--if-exists", "del-br", decoy_bridge], check=False)
+
+
+def test_two_labs_side_by_side_make_one_report(tmp_path):
+    """-n 2: two modules, each with its lab on one worker, at once; one report."""
+    results = tmp_path / "results"
+    before = _records()
+    out = subprocess.run(
+        [
+            *SESSIONLAB,
+            "run",
+            "-n",
+            "2",
+            "test_links",
+            "s5",
+            "-k",
+            "links or same_intent",
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(((results / "latest").resolve() / "summary.json").read_text())
+    workers: dict[str, set[str]] = {}
+    for case in summary:
+        assert case["verdict"] == "passed", case
+        workers.setdefault(case["name"].split(".")[0], set()).add(case["runner"]["worker"])
+    assert set(workers) == {"test_links", "test_s5_firewall"}, workers
+    assert all(len(w) == 1 for w in workers.values()) and len(set.union(*workers.values())) == 2, workers
+    page = ((results / "latest") / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2  # both labs' drawings
+    assert _records() == before

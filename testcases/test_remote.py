@@ -1,7 +1,7 @@
 """Runs on other machines, for real: two OpenSSH servers on loopback (ports of their own,
 keys this test generates, started in the foreground and ended by PID) stand for two VMs.
 Host keys: an unknown one is refused, a changed one is refused, --accept-new records it.
-Then a remote run (push, bootstrap, run, fetch) and a run spread over both hosts."""
+Then a remote run (push, bootstrap, run, fetch)."""
 
 from __future__ import annotations
 
@@ -161,48 +161,3 @@ def test_remote_run_pushes_bootstraps_runs_and_fetches(ssh, tmp_path):
     assert (fetched[0] / "report.html").exists() and (results / "latest").resolve() == fetched[0].resolve()
     # the run happened in the pushed checkout, over the connection
     assert (remote_dir / "results" / summary[0]["path"].split("/results/")[1]).is_dir()
-
-
-def test_a_run_spread_over_two_hosts_makes_one_report(ssh, tmp_path):
-    folder, (a, b) = ssh
-    known, results = tmp_path / "known_hosts", tmp_path / "results"
-    known.write_text(
-        "".join(
-            f"[127.0.0.1]:{s.port} {' '.join(s.host_key.with_suffix('.pub').read_text().split()[:2])}\n"
-            for s in (a, b)
-        )
-    )
-    out = _cli(
-        "run",
-        "test_links",
-        "s5",
-        "-k",
-        "links or same_intent",
-        "--host",
-        a.spec,
-        "--host",
-        b.spec,
-        "--known-hosts",
-        str(known),
-        "--identity",
-        str(folder / "id"),
-        "--folder",
-        str(folder / "checkout"),
-        "--results",
-        str(results),
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
-    run = (results / "latest").resolve()
-    summary = json.loads((run / "summary.json").read_text())
-    names = {c["name"] for c in summary}
-    assert len([n for n in names if n.startswith("test_links.")]) == 3
-    assert "test_s5_firewall.test_same_intent_stateful_and_stateless" in names
-    assert all(c["verdict"] == "passed" for c in summary), summary
-    # Each module ran on one host, the two modules on different ones (sshd's port).
-    ports: dict[str, set[str]] = {}
-    for c in summary:
-        ports.setdefault(c["name"].split(".")[0], set()).add(c["runner"]["ssh"].split()[3])
-    assert all(len(p) == 1 for p in ports.values()), ports
-    assert {p.pop() for p in ports.values()} == {str(a.port), str(b.port)}
-    page = (run / "report.html").read_text()
-    assert f"port {a.port}" in page and f"port {b.port}" in page
