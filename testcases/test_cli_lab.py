@@ -155,13 +155,7 @@ def test_topo_runs_commands_on_nodes_and_leaves_nothing(tmp_path):
     # Mininet's CLI hands what is typed during a command to the node: the next command is
     # written only once the previous one has answered, as a person would.
     before = _records()
-    proc = subprocess.Popen(
-        [*SESSIONLAB, "topo", "s1", "--policy", str(policy), "--results", str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _start_topo(["s1", "--policy", str(policy)], tmp_path)
     try:
         text = _until(proc, "leave and remove the lab")
         assert proc.stdin is not None
@@ -182,6 +176,17 @@ def test_topo_runs_commands_on_nodes_and_leaves_nothing(tmp_path):
     assert f"policy {policy} on fw" in text and "fw [firewall] 10.0.1.1/24" in text
     assert "lab s1 removed" in text
     _gone({_tag(text)})
+
+
+def _start_topo(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
+    """`topo` as a person at a terminal runs it: commands in, output out, as it comes."""
+    return subprocess.Popen(
+        [*SESSIONLAB, "topo", *args, "--results", str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
@@ -212,13 +217,7 @@ def test_topo_with_a_controller_mode(tmp_path):
 
 def _interactive(sig: int, tmp_path: Path) -> None:
     before = _records()
-    proc = subprocess.Popen(
-        [*SESSIONLAB, "topo", "s1", "--results", str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _start_topo(["s1"], tmp_path)
     try:
         text = _until(proc, "leave and remove the lab")
         proc.send_signal(sig)
