@@ -50,7 +50,8 @@ class _Collector:
         self.items = list(session.items)
 
 
-def _suite_of(module: str) -> str:
+def suite_of(module: str) -> str:
+    """A module's suite: `s1` for test_s1_idle_timeout, `harness` for the harness's own."""
     parts = module.split("_")
     return parts[1] if len(parts) > 2 and parts[0] == "test" else "harness"
 
@@ -80,7 +81,7 @@ def collect(paths: list[Path] | None = None, keyword: str | None = None) -> list
         found.append(
             CaseInfo(
                 nodeid=f"{rel}::{item.name}",
-                suite=_suite_of(module),
+                suite=suite_of(module),
                 module=module,
                 name=item.name,
                 description=doc[0] if doc else item.name,

@@ -68,30 +68,6 @@ def list_cases(suite: tuple[str, ...]) -> int:
 
 
 # --- run -------------------------------------------------------------------------------
-SSH_OPTIONS = [
-    click.option(
-        "--known-hosts",
-        type=click.Path(path_type=Path),
-        default=Path("~/.ssh/known_hosts").expanduser(),
-        show_default="~/.ssh/known_hosts",
-        help="host keys to check hosts against",
-    ),
-    click.option("--accept-new", is_flag=True, help="trust (and record) the key of a host never seen"),
-    click.option(
-        "--identity", type=click.Path(path_type=Path), help="private key (default: agent, ~/.ssh keys)"
-    ),
-    click.option(
-        "--folder", default="/var/tmp/sessionlab", show_default=True, help="checkout folder on hosts"
-    ),
-]
-
-
-def ssh_options(function: Any) -> Any:
-    for option in reversed(SSH_OPTIONS):
-        function = option(function)
-    return function
-
-
 @app.command()
 @click.argument("targets", nargs=-1)
 @click.option("-k", "keyword", help="only cases matching this pytest -k expression")
@@ -115,8 +91,12 @@ def run(
 ) -> int:
     """Run suites (s1...), modules or cases (see `list`; default: all) with live progress
     and write results/<run>/report.html."""
+    import pytest
+
     from lab.catalog import check_keyword, resolve
     from lab.net import check_host
+    from lab.progress import RunProgress
+    from lab.results import new_run
 
     paths = resolve(list(targets))
     if keyword:
@@ -124,27 +104,28 @@ def run(
     if junitxml is not None and not junitxml.parent.is_dir():
         raise ConfigError(f"--junitxml {junitxml}: no folder {junitxml.parent}")
     check_host()
-    extra = ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
-    shown = " ".join(targets) or "all suites"
-    return _run_here(
-        [*paths, "--rootdir", str(ROOT), "-o", "addopts=", *extra], shown, keyword, results, junitxml
-    )
-
-
-def _pytest_args(keyword: str | None, junitxml: Path | None, run_folder: Path) -> list[str]:
-    # Paths as --option=path: pytest-xdist rewrites a lone argument that names an existing
-    # path here relative to what it copies to SSH hosts, and refuses any other.
-    argv = ["-p", "no:terminal", f"--run-dir={run_folder}"]
+    run_folder = new_run(results)
+    argv = [
+        *paths,
+        "--rootdir",
+        str(ROOT),
+        "-o",
+        "addopts=",
+        "-p",
+        "no:terminal",
+        "--run-dir",
+        str(run_folder),
+    ]
     if keyword:
         argv += ["-k", keyword]
     if junitxml is not None:
-        argv += [f"--junitxml={junitxml.resolve()}"]
-    return argv
-
-
-def _finish(code: int, progress: Any, run_folder: Path, keyword: str | None) -> int:
-    import pytest
-
+        argv += ["--junitxml", str(junitxml.resolve())]
+    if workers > 1:
+        argv += ["-n", str(workers), "--dist", "loadscope"]
+    progress = RunProgress(console)
+    shown = " ".join(targets) or "all suites"
+    console.print(f"sessionlab run {run_folder.name}: {shown}" + (f" -k {keyword!r}" if keyword else ""))
+    code = pytest.main(argv, plugins=[progress])
     if progress.outcomes:
         console.print(progress.summary())
     report = run_folder / "report.html"
@@ -159,32 +140,21 @@ def _finish(code: int, progress: Any, run_folder: Path, keyword: str | None) -> 
     return 0 if code == pytest.ExitCode.OK else EXIT_FAILED
 
 
-def _run_here(argv: list[str], shown: str, keyword: str | None, results: Path, junitxml: Path | None) -> int:
-    import pytest
-
-    from lab.progress import RunProgress
-    from lab.results import new_run
-
-    run_folder = new_run(results)
-    progress = RunProgress(console)
-    console.print(f"sessionlab run {run_folder.name}: {shown}" + (f" -k {keyword!r}" if keyword else ""))
-    code = pytest.main([*argv, *_pytest_args(keyword, junitxml, run_folder)], plugins=[progress])
-    return _finish(int(code), progress, run_folder, keyword)
-
-
-def _printer(label: str) -> Any:
-    """Print a host's output lines, each marked with the host."""
-
-    def show(line: str) -> None:
-        console.print(f"[{label}] {line}", markup=False)
-
-    return show
-
-
 # --- remote ----------------------------------------------------------------------------
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("host")
-@ssh_options
+@click.option(
+    "--known-hosts",
+    type=click.Path(path_type=Path),
+    default=Path("~/.ssh/known_hosts").expanduser(),
+    show_default="~/.ssh/known_hosts",
+    help="host keys to check the host against",
+)
+@click.option("--accept-new", is_flag=True, help="trust (and record) the key of a host never seen")
+@click.option("--identity", type=click.Path(path_type=Path), help="private key (default: agent, ~/.ssh keys)")
+@click.option(
+    "--folder", default="/var/tmp/sessionlab", show_default=True, help="checkout folder on the host"
+)
 @click.option(
     "--results", type=click.Path(path_type=Path), default=RESULTS, help="local folder of run folders"
 )
@@ -210,9 +180,12 @@ def remote(
     machine = Host.parse(host)
     if not command or command[0] != "run":
         raise ConfigError("remote: expected `remote [OPTIONS] HOST run [RUN ARGS...]` (options before HOST)")
-    if any(arg in ("--host", "--results") or arg.startswith(("--host=", "--results=")) for arg in command):
-        raise ConfigError("remote: --host and --results do not apply to the remote run")
-    show = _printer(machine.label)
+    if any(arg == "--results" or arg.startswith("--results=") for arg in command):
+        raise ConfigError("remote: --results does not apply to the remote run (it is the local folder)")
+
+    def show(line: str) -> None:
+        console.print(f"[{machine.label}] {line}", markup=False)
+
     with prepare(machine, show, known_hosts, accept_new, identity, folder) as connection:
         names: list[str] = []
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab.catalog import _suite_of
+from lab.catalog import suite_of
 
 STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
 
@@ -37,7 +37,7 @@ class RunProgress:
     started: float = field(default_factory=time.monotonic)
     _progress: Progress | None = None
     _task: Any = None
-    _seen: set[str] = field(default_factory=set)
+    _by_id: dict[str, Outcome] = field(default_factory=dict)
     _durations: dict[str, float] = field(default_factory=dict)
 
     # --- pytest hooks -------------------------------------------------------------------
@@ -66,6 +66,8 @@ class RunProgress:
             self._progress.update(self._task, description=nodeid.split("::")[-1][:60])
 
     def pytest_runtest_logreport(self, report: Any) -> None:
+        # Every phase counts: setup (the lab's build), call and teardown.
+        self._durations[report.nodeid] = self._durations.get(report.nodeid, 0.0) + report.duration
         verdict = None
         if report.when == "setup" and (report.failed or report.skipped):
             verdict = "error" if report.failed else "skipped"
@@ -81,22 +83,23 @@ class RunProgress:
             reason = crash.message.splitlines()[0] if crash.message else ""
         elif isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
             reason = str(report.longrepr[2])
-        self._durations[report.nodeid] = self._durations.get(report.nodeid, 0.0) + report.duration
-        if report.nodeid in self._seen:  # a case that passed, then erred in teardown
-            self.outcomes[-1].verdict, self.outcomes[-1].reason = verdict, reason
+        outcome = self._by_id.get(report.nodeid)
+        if outcome is not None:  # a case that passed, then erred in teardown
+            outcome.verdict, outcome.reason = verdict, reason
         else:
-            self._seen.add(report.nodeid)
             # A file outside the rootdir (a suite of one's own) has an empty path in its id.
             path = report.nodeid.split("::")[0] or report.location[0]
             module = path.rsplit("/", 1)[-1].removesuffix(".py")
             name = report.nodeid if report.nodeid.split("::")[0] else path.rsplit("/", 1)[-1] + report.nodeid
-            self.outcomes.append(Outcome(report.nodeid, _suite_of(module), verdict, 0.0, reason, name))
-        self._line(self.outcomes[-1])
+            outcome = Outcome(report.nodeid, suite_of(module), verdict, 0.0, reason, name)
+            self._by_id[report.nodeid] = outcome
+            self.outcomes.append(outcome)
+        self._line(outcome)
 
     def pytest_sessionfinish(self, session: Any) -> None:
         if self._progress is not None:
             self._progress.stop()
-        for outcome in self.outcomes:  # setup (the lab's build), call and teardown
+        for outcome in self.outcomes:
             outcome.seconds = self._durations.get(outcome.nodeid, 0.0)
 
     # --- output ------------------------------------------------------------------------

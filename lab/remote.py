@@ -52,11 +52,6 @@ class Host:
         return cls(found["host"].strip("[]"), found["user"] or "root", int(found["port"] or 22))
 
     @property
-    def known_hosts_name(self) -> str:
-        """How known_hosts names it (OpenSSH writes [host]:port for other ports)."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
-
-    @property
     def label(self) -> str:
         """A name for folders: host, or host-port."""
         return self.host if self.port == 22 else f"{self.host}-{self.port}"
