@@ -118,16 +118,20 @@ class AdcDaemon:
 
     def servers(self) -> dict[str, dict[str, Any]]:
         """haproxy's view of each server (`pool/server`): status (UP, DOWN, ...), total
-        sessions, the last check's status, and how many times it went down."""
+        sessions, the last check's status, whether a check is under way, and how many times
+        it went down. haproxy marks a check under way by prefixing the last status with "* "
+        ("* L4CON"); the status is the finished check's, so the mark goes to its own field."""
         rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
         out = {}
         for row in rows:
             if row["svname"] in ("FRONTEND", "BACKEND"):
                 continue
+            check = row.get("check_status", "")
             out[f"{row['pxname']}/{row['svname']}"] = {
                 "status": row["status"],
                 "sessions": int(row["stot"] or 0),
-                "check": row.get("check_status", ""),
+                "check": check.removeprefix("* "),
+                "checking": check.startswith("* "),
                 "downs": int(row.get("chkdown") or 0),
                 "address": row.get("addr", ""),
             }
