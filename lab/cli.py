@@ -105,21 +105,23 @@ def run(
         raise ConfigError(f"--junitxml {junitxml}: no folder {junitxml.parent}")
     check_host()
     run_folder = new_run(results)
+    # The checkout's configuration whatever the targets (a suite of one's own too: markers,
+    # the checkout on sys.path). Paths as --option=path: pytest takes a lone argument that
+    # names an existing folder as a target, and the run folder then moved its root to `/`.
     argv = [
         *paths,
-        "--rootdir",
-        str(ROOT),
+        f"--rootdir={ROOT}",
+        f"--config-file={ROOT / 'pyproject.toml'}",
         "-o",
         "addopts=",
         "-p",
         "no:terminal",
-        "--run-dir",
-        str(run_folder),
+        f"--run-dir={run_folder}",
     ]
     if keyword:
         argv += ["-k", keyword]
     if junitxml is not None:
-        argv += ["--junitxml", str(junitxml.resolve())]
+        argv += [f"--junitxml={junitxml.resolve()}"]
     if workers > 1:
         argv += ["-n", str(workers), "--dist", "loadscope"]
     progress = RunProgress(console)
@@ -131,6 +133,14 @@ def run(
     report = run_folder / "report.html"
     if report.exists():
         console.print(f"report: {report}")
+    if progress.uncollected:
+        # pytest stops before any case when a suite cannot be imported, and says "interrupted"
+        errors = run_folder / "collection-errors.txt"
+        errors.write_text("".join(f"{nodeid}\n{text}\n\n" for nodeid, text in progress.uncollected))
+        nodeid, text = progress.uncollected[0]
+        last = text.strip().splitlines()[-1].removeprefix("E").strip() if text.strip() else "error"
+        more = f" (and {len(progress.uncollected) - 1} more)" if len(progress.uncollected) > 1 else ""
+        raise ConfigError(f"{nodeid}: cannot be collected: {last}{more}; see {errors}")
     if code == pytest.ExitCode.INTERRUPTED:
         raise KeyboardInterrupt
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:

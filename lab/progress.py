@@ -27,7 +27,7 @@ class Outcome:
     label: str = ""  # as shown: the node id, or file::case for a suite of one's own
 
 
-@dataclass
+@dataclass(eq=False)  # a pytest plugin: pluggy keeps plugins in sets
 class RunProgress:
     """Counts cases as pytest reports them; `outcomes` is the run as data."""
 
@@ -39,6 +39,7 @@ class RunProgress:
     _task: Any = None
     _by_id: dict[str, Outcome] = field(default_factory=dict)
     _durations: dict[str, float] = field(default_factory=dict)
+    uncollected: list[tuple[str, str]] = field(default_factory=list)  # (file, pytest's error)
 
     # --- pytest hooks -------------------------------------------------------------------
     def pytest_collection_finish(self, session: Any) -> None:
@@ -53,6 +54,11 @@ class RunProgress:
         )
         self._task = self._progress.add_task("running", total=self.total)
         self._progress.start()
+
+    def pytest_collectreport(self, report: Any) -> None:
+        """A suite that cannot be imported (with the terminal plugin off, nothing else says)."""
+        if report.failed:
+            self.uncollected.append((report.nodeid, report.longreprtext))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:

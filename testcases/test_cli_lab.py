@@ -20,7 +20,7 @@ from pathlib import Path
 from lab.records import RECORDS, Record
 from lab.wait import wait_until
 
-SESSIONLAB = [sys.executable, "-m", "lab.cli"]
+SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
 
 MINI_SUITE = textwrap.dedent('''
     """A lab suite of one's own, for the CLI's tests."""

@@ -19,7 +19,7 @@ import pytest
 from lab.catalog import ROOT
 from lab.wait import wait_until
 
-SESSIONLAB = [sys.executable, "-m", "lab.cli"]
+SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
 SSHD = "/usr/sbin/sshd"
 
 

@@ -11,10 +11,13 @@ import pytest
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
-def sessionlab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=120
-    )
+# The installed command, run from outside the checkout as a person would (`python -m`
+# from the checkout put it on sys.path and hid that the default suites did not import).
+SESSIONLAB = str(Path(sys.executable).with_name("sessionlab"))
+
+
+def sessionlab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SESSIONLAB, *args], capture_output=True, text=True, timeout=timeout, cwd="/")
 
 
 TOPOLOGIES = CORPUS / "topologies"
@@ -63,6 +66,24 @@ def test_bad_input_is_one_line(args, says):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_collects_every_default_suite_before_anything_starts(tmp_path):
+    """Every suite imports from the installed command (a case name nothing has: all are
+    collected, none runs, no lab is built)."""
+    result = sessionlab("run", "-k", "no_case_is_called_this", "--results", str(tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == "sessionlab: no case matches 'no_case_is_called_this'"
+
+
+def test_a_suite_that_cannot_be_imported_is_named(tmp_path):
+    result = sessionlab("run", str(CORPUS / "suites" / "import_error.py"), "--results", str(tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "import_error.py: cannot be collected" in lines[0], result.stderr
+    assert "No module named 'no_such_module_anywhere'" in lines[0] and "Traceback" not in lines[0]
+    (errors,) = tmp_path.glob("*/collection-errors.txt")
+    assert "no_such_module_anywhere" in errors.read_text()
 
 
 def test_no_command_shows_help():
