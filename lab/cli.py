@@ -16,13 +16,15 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lab.catalog import ROOT
 from lab.errors import ConfigError, LabError
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
-console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in CI logs
+# Long lines stay whole in CI logs; no markup: figures, case ids and messages hold [brackets]
+console = Console(highlight=False, soft_wrap=True, markup=False)
 RESULTS = ROOT / "results"
 
 
@@ -194,7 +196,7 @@ def remote(
         raise ConfigError("remote: --results does not apply to the remote run (it is the local folder)")
 
     def show(line: str) -> None:
-        console.print(f"[{machine.label}] {line}", markup=False)
+        console.print(f"[{machine.label}] {line}")
 
     with prepare(machine, show, known_hosts, accept_new, identity, folder) as connection:
         names: list[str] = []
@@ -289,11 +291,13 @@ def doctor() -> int:
     for column in ("check", "status", "detail", "fix"):
         table.add_column(column, overflow="fold")
     for check in checks:
-        status_text = {True: "[green]ok[/]", False: "[red]missing[/]", None: "[yellow]not checked[/]"}[
-            check.ok
-        ]
+        status_text = {
+            True: Text("ok", "green"),
+            False: Text("missing", "red"),
+            None: Text("not checked", "yellow"),
+        }[check.ok]
         if check.optional and not check.ok:
-            status_text = "[yellow]optional[/]"
+            status_text = Text("optional", "yellow")
         table.add_row(check.name, status_text, check.detail, check.fix)
     console.print(table)
     can = scenarios(checks)
@@ -302,7 +306,7 @@ def doctor() -> int:
     runs.add_column("can run")
     runs.add_column("missing", overflow="fold")
     for scenario, missing in can.items():
-        runs.add_row(scenario, "[red]no[/]" if missing else "[green]yes[/]", ", ".join(missing))
+        runs.add_row(scenario, Text("no", "red") if missing else Text("yes", "green"), ", ".join(missing))
     console.print(runs)
     return 0 if not any(can.values()) else EXIT_FAILED
 

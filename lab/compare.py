@@ -1,10 +1,12 @@
 """`sessionlab report --compare A B`: what changed between two runs, from their summary.json:
 cases whose verdict changed (or that ran in one only), and figures that moved beyond a
-relative tolerance (numbers) or changed at all (words such as an outcome)."""
+relative tolerance (numbers) or changed in their words (an outcome; the numbers inside a
+text, such as ports, vary from run to run and are not compared)."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,13 +60,31 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _words(value: Any) -> Any:
+    """Text with its numbers masked: ports, sequence numbers and addresses in a figure's
+    text differ from run to run (each run has its own port blocks); its words do not."""
+    if isinstance(value, str):
+        return _NUMBERS.sub("#", value)
+    if isinstance(value, list):
+        return [_words(v) for v in value]
+    return value
+
+
 def moved(a: Any, b: Any, tolerance: float) -> str | None:
-    """How a figure changed: "moved" (numbers apart by more than `tolerance` of the larger),
-    "changed" (anything else different), None (the same within tolerance)."""
+    """How a figure changed: "moved" (numbers, or lists of numbers element by element,
+    apart by more than `tolerance` of the larger), "changed" (different words, or
+    anything else different), None (the same within tolerance)."""
     x, y = _number(a), _number(b)
     if x is not None and y is not None:
         return "moved" if abs(x - y) > tolerance * max(abs(x), abs(y)) else None
-    return None if a == b else "changed"
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a:
+        pairs = [(_number(p), _number(q)) for p, q in zip(a, b, strict=True)]
+        if all(p is not None and q is not None for p, q in pairs):
+            return "moved" if any(moved(p, q, tolerance) for p, q in zip(a, b, strict=True)) else None
+    return None if _words(a) == _words(b) else "changed"
 
 
 def compare(run_a: Path, run_b: Path, tolerance: float = 0.1) -> list[Change]:

@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from lab.catalog import suite_of
 
@@ -45,7 +46,7 @@ class RunProgress:
     def pytest_collection_finish(self, session: Any) -> None:
         self.total = len(session.items)
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -113,13 +114,15 @@ class RunProgress:
         done = len(self.outcomes)
         elapsed = time.monotonic() - self.started
         style = STYLE.get(outcome.verdict, "")
-        text = (
-            f"[{done:>3}/{self.total}] {elapsed:6.0f}s [{style}]{outcome.verdict:<7}[/] "
-            f"{(outcome.label or outcome.nodeid).removeprefix('testcases/')}"
+        # Text, never markup: a case's id or a failure's message may hold [brackets]
+        text = Text.assemble(
+            f"[{done:>3}/{self.total}] {elapsed:6.0f}s ",
+            (f"{outcome.verdict:<7}", style),
+            f" {(outcome.label or outcome.nodeid).removeprefix('testcases/')}",
         )
         if outcome.reason and outcome.verdict != "passed":
-            text += f"\n            {outcome.reason[:200]}"
-        self.console.print(text, highlight=False, markup=True)
+            text.append(f"\n            {outcome.reason[:200]}")
+        self.console.print(text, highlight=False)
         if self._progress is not None:
             self._progress.advance(self._task)
 
@@ -136,7 +139,7 @@ class RunProgress:
             table.add_row(
                 suite,
                 str(sum(o.verdict == "passed" for o in mine)),
-                f"[bold red]{failed}[/]" if failed else "0",
+                Text(str(failed), style="bold red" if failed else ""),
                 str(sum(o.verdict == "skipped" for o in mine)),
                 f"{sum(o.seconds for o in mine):.0f}",
                 end_section=suite == list(suites)[-1],

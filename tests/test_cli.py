@@ -161,7 +161,7 @@ def test_report_compare_lists_verdicts_and_moved_figures(tmp_path):
             {
                 "name": "m.case1",
                 "verdict": "passed",
-                "figures": {"rate": 100, "outcome": {"8080": "delivered"}},
+                "figures": {"rate": 100, "outcome": {"8080": "delivered"}, "config": "[/a/lb1.cfg:15]"},
             },
             {"name": "m.case2", "verdict": "passed", "figures": {"rate": 50}},
             {"name": "m.gone", "verdict": "passed", "figures": {}},
@@ -170,7 +170,11 @@ def test_report_compare_lists_verdicts_and_moved_figures(tmp_path):
     b = _run_folder(
         tmp_path / "20261129-020000",
         [
-            {"name": "m.case1", "verdict": "passed", "figures": {"rate": 105, "outcome": {"8080": "hung"}}},
+            {
+                "name": "m.case1",
+                "verdict": "passed",
+                "figures": {"rate": 105, "outcome": {"8080": "hung"}, "config": "[/b/lb1.cfg:15]"},
+            },
             {"name": "m.case2", "verdict": "failed", "figures": {"rate": 80}},
             {"name": "m.new", "verdict": "passed", "figures": {}},
         ],
@@ -189,5 +193,45 @@ def test_report_compare_lists_verdicts_and_moved_figures(tmp_path):
     result = sessionlab("report", "--compare", a.name, b.name, "--results", str(tmp_path))
     assert result.returncode == 1, result.stderr
     assert "m.case2" in result.stdout and "failed" in result.stdout and "hung" in result.stdout
+    # values are shown as they are, never read as rich markup (a path in brackets crashed it)
+    assert "[/a/lb1.cfg:15]" in result.stdout and "[/b/lb1.cfg:15]" in result.stdout
     same = sessionlab("report", "--compare", str(a), str(a))
     assert same.returncode == 0 and "no change" in same.stdout
+
+
+def test_progress_shows_case_ids_and_messages_as_they_are():
+    """A parametrized id in lower case (`[early drop]`) and a message with brackets are
+    printed whole (rich markup swallowed the one and could crash on the other)."""
+    import io
+
+    from rich.console import Console
+
+    from lab.progress import Outcome, RunProgress
+
+    out = io.StringIO()
+    progress = RunProgress(Console(file=out, markup=False, width=200))
+    progress.total = 2
+    for outcome in (
+        Outcome("t.py::test_x[early drop]", "s5", "passed", 0.0, label="t.py::test_x[early drop]"),
+        Outcome("t.py::test_y", "s5", "failed", 0.0, "assert [/tmp/x.cfg:15] == []", "t.py::test_y"),
+    ):
+        progress.outcomes.append(outcome)
+        progress._line(outcome)
+    progress.outcomes[1].seconds = 2
+    Console(file=out, markup=False, width=200).print(progress.summary())
+    text = out.getvalue()
+    assert "test_x[early drop]" in text and "assert [/tmp/x.cfg:15] == []" in text
+    assert "failed" in text and "s5" in text
+
+
+def test_compare_reads_lists_by_element_and_text_by_its_words():
+    from lab.compare import moved
+
+    assert moved([1.07, 51.4], [1.1, 51.25], 0.1) is None  # each within 10 %
+    assert moved([1.0, 51.4], [2.0, 51.4], 0.1) == "moved"
+    assert moved([1.0, 2.0], [1.0], 0.1) == "changed"
+    # ports in a captured command vary with the run's port blocks; the words do not
+    assert moved("PORT 10,0,1,10,93,193", "PORT 10,0,1,10,39,17", 0.1) is None
+    assert moved(["10.0.3.10 -> 10.0.1.10:25001"], ["10.0.3.10 -> 10.0.1.10:11001"], 0.1) is None
+    assert moved("delivered", "hung", 0.1) == "changed"
+    assert moved("fw1", "fw2", 0.1) is None  # a name's number is not compared either
