@@ -70,6 +70,30 @@ def list_cases(suite: tuple[str, ...]) -> int:
 
 
 # --- run -------------------------------------------------------------------------------
+SSH_OPTIONS = [
+    click.option(
+        "--known-hosts",
+        type=click.Path(path_type=Path),
+        default=Path("~/.ssh/known_hosts").expanduser(),
+        show_default="~/.ssh/known_hosts",
+        help="host keys to check hosts against",
+    ),
+    click.option("--accept-new", is_flag=True, help="trust (and record) the key of a host never seen"),
+    click.option(
+        "--identity", type=click.Path(path_type=Path), help="private key (default: agent, ~/.ssh keys)"
+    ),
+    click.option(
+        "--folder", default="/var/tmp/sessionlab", show_default=True, help="checkout folder on hosts"
+    ),
+]
+
+
+def ssh_options(function: Any) -> Any:
+    for option in reversed(SSH_OPTIONS):
+        function = option(function)
+    return function
+
+
 @app.command()
 @click.argument("targets", nargs=-1)
 @click.option("-k", "keyword", help="only cases matching this pytest -k expression")
@@ -84,52 +108,70 @@ def list_cases(suite: tuple[str, ...]) -> int:
     default=1,
     help="labs side by side on this machine (pytest-xdist; a module and its lab stay on one worker)",
 )
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="spread the cases over these machines ([user@]host[:port], repeatable; pytest-xdist over SSH)",
+)
+@ssh_options
 def run(
     targets: tuple[str, ...],
     keyword: str | None,
     results: Path,
     junitxml: Path | None,
     workers: int,
+    hosts: tuple[str, ...],
+    known_hosts: Path,
+    accept_new: bool,
+    identity: Path | None,
+    folder: str,
 ) -> int:
     """Run suites (s1...), modules or cases (see `list`; default: all) with live progress
     and write results/<run>/report.html."""
-    import pytest
-
     from lab.catalog import check_keyword, resolve
     from lab.net import check_host
-    from lab.progress import RunProgress
-    from lab.results import new_run
+    from lab.remote import Host
 
     paths = resolve(list(targets))
     if keyword:
         check_keyword(keyword)
     if junitxml is not None and not junitxml.parent.is_dir():
         raise ConfigError(f"--junitxml {junitxml}: no folder {junitxml.parent}")
+    machines = [Host.parse(h) for h in hosts]
+    if machines and workers > 1:
+        raise ConfigError("-n and --host: choose one (with --host, each host runs one worker)")
+    if machines:
+        outside = [p for p in paths if not Path(p.split("::")[0]).is_relative_to(ROOT)]
+        if outside:
+            raise ConfigError(f"{outside[0]}: only the checkout's own suites run on other hosts")
+        return _run_on_hosts(
+            paths, keyword, results, junitxml, machines, known_hosts, accept_new, identity, folder
+        )
     check_host()
-    run_folder = new_run(results)
+    extra = ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
+    shown = " ".join(targets) or "all suites"
     # The checkout's configuration whatever the targets (a suite of one's own too: markers,
-    # the checkout on sys.path). Paths as --option=path: pytest takes a lone argument that
-    # names an existing folder as a target, and the run folder then moved its root to `/`.
-    argv = [
-        *paths,
-        f"--rootdir={ROOT}",
-        f"--config-file={ROOT / 'pyproject.toml'}",
-        "-o",
-        "addopts=",
-        "-p",
-        "no:terminal",
-        f"--run-dir={run_folder}",
-    ]
+    # the checkout on sys.path).
+    here = [f"--rootdir={ROOT}", f"--config-file={ROOT / 'pyproject.toml'}", *extra]
+    return _run_here([*paths, *here], shown, keyword, results, junitxml)
+
+
+def _pytest_args(keyword: str | None, junitxml: Path | None, run_folder: Path) -> list[str]:
+    # Paths as --option=path: pytest takes a lone argument that names an existing folder as
+    # a target (the run folder moved the root to `/`, and pyproject.toml went unread), and
+    # pytest-xdist rewrites such arguments for SSH hosts.
+    argv = ["-o", "addopts=", "-p", "no:terminal", f"--run-dir={run_folder}"]
     if keyword:
         argv += ["-k", keyword]
     if junitxml is not None:
         argv += [f"--junitxml={junitxml.resolve()}"]
-    if workers > 1:
-        argv += ["-n", str(workers), "--dist", "loadscope"]
-    progress = RunProgress(console)
-    shown = " ".join(targets) or "all suites"
-    console.print(f"sessionlab run {run_folder.name}: {shown}" + (f" -k {keyword!r}" if keyword else ""))
-    code = pytest.main(argv, plugins=[progress])
+    return argv
+
+
+def _finish(code: int, progress: Any, run_folder: Path, keyword: str | None) -> int:
+    import pytest
+
     if progress.outcomes:
         console.print(progress.summary())
     report = run_folder / "report.html"
@@ -152,21 +194,91 @@ def run(
     return 0 if code == pytest.ExitCode.OK else EXIT_FAILED
 
 
+def _run_here(argv: list[str], shown: str, keyword: str | None, results: Path, junitxml: Path | None) -> int:
+    import pytest
+
+    from lab.progress import RunProgress
+    from lab.results import new_run
+
+    run_folder = new_run(results)
+    progress = RunProgress(console)
+    console.print(f"sessionlab run {run_folder.name}: {shown}" + (f" -k {keyword!r}" if keyword else ""))
+    code = pytest.main([*argv, *_pytest_args(keyword, junitxml, run_folder)], plugins=[progress])
+    return _finish(int(code), progress, run_folder, keyword)
+
+
+def _printer(label: str) -> Any:
+    """Print a host's output lines, each marked with the host."""
+
+    def show(line: str) -> None:
+        console.print(f"[{label}] {line}")
+
+    return show
+
+
+def _run_on_hosts(
+    paths: list[str],
+    keyword: str | None,
+    results: Path,
+    junitxml: Path | None,
+    machines: list[Any],
+    known_hosts: Path,
+    accept_new: bool,
+    identity: Path | None,
+    folder: str,
+) -> int:
+    """The cases spread over hosts by pytest-xdist's SSH gateways (a module and its lab on
+    one host), after each host got this checkout and its bootstrap; then each host's
+    cases are fetched and one report written here."""
+    import os
+    import tempfile
+
+    import pytest
+
+    from lab.progress import RunProgress
+    from lab.pytest_plugin import cases_in
+    from lab.remote import prepare, ssh_config, tx_specs
+    from lab.report import write_report
+    from lab.results import new_run
+
+    remotes = []
+    try:
+        for host in machines:
+            remotes.append(prepare(host, _printer(host.label), known_hosts, accept_new, identity, folder))
+        run_folder = new_run(results)
+        progress = RunProgress(console)
+        relative = [str(Path(p.split("::")[0]).relative_to(ROOT)) + p[len(p.split("::")[0]) :] for p in paths]
+        console.print(f"sessionlab run {run_folder.name} on {', '.join(str(h) for h in machines)}")
+        with tempfile.TemporaryDirectory(prefix="sessionlab-hosts-") as scratch:
+            aliases = ssh_config(machines, Path(scratch) / "ssh_config", known_hosts.resolve(), identity)
+            specs = tx_specs(aliases, Path(scratch) / "ssh_config", folder)
+            argv = [*relative, "--dist", "loadscope", *(f"--tx={s}" for s in specs)]
+            here = Path.cwd()
+            # The controller collects nothing itself: from an empty folder the cases' paths,
+            # relative to each host's checkout, name nothing here and go to the hosts as given.
+            os.chdir(scratch)
+            try:
+                code = pytest.main([*argv, *_pytest_args(keyword, junitxml, run_folder)], plugins=[progress])
+            finally:
+                os.chdir(here)
+        for remote in remotes:
+            try:
+                remote.fetch_run(run_folder.name, run_folder)
+            except LabError as exc:
+                console.print(f"[{remote.host.label}] {exc}")
+        cases = cases_in(run_folder, [o.nodeid for o in progress.outcomes])
+        if cases:
+            write_report(run_folder, cases)
+        return _finish(int(code), progress, run_folder, keyword)
+    finally:
+        for remote in remotes:
+            remote.close()
+
+
 # --- remote ----------------------------------------------------------------------------
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("host")
-@click.option(
-    "--known-hosts",
-    type=click.Path(path_type=Path),
-    default=Path("~/.ssh/known_hosts").expanduser(),
-    show_default="~/.ssh/known_hosts",
-    help="host keys to check the host against",
-)
-@click.option("--accept-new", is_flag=True, help="trust (and record) the key of a host never seen")
-@click.option("--identity", type=click.Path(path_type=Path), help="private key (default: agent, ~/.ssh keys)")
-@click.option(
-    "--folder", default="/var/tmp/sessionlab", show_default=True, help="checkout folder on the host"
-)
+@ssh_options
 @click.option(
     "--results", type=click.Path(path_type=Path), default=RESULTS, help="local folder of run folders"
 )
@@ -192,12 +304,9 @@ def remote(
     machine = Host.parse(host)
     if not command or command[0] != "run":
         raise ConfigError("remote: expected `remote [OPTIONS] HOST run [RUN ARGS...]` (options before HOST)")
-    if any(arg == "--results" or arg.startswith("--results=") for arg in command):
-        raise ConfigError("remote: --results does not apply to the remote run (it is the local folder)")
-
-    def show(line: str) -> None:
-        console.print(f"[{machine.label}] {line}")
-
+    if any(arg in ("--host", "--results") or arg.startswith(("--host=", "--results=")) for arg in command):
+        raise ConfigError("remote: --host and --results do not apply to the remote run")
+    show = _printer(machine.label)
     with prepare(machine, show, known_hosts, accept_new, identity, folder) as connection:
         names: list[str] = []
 

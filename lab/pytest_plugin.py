@@ -12,6 +12,7 @@ one report from the cases' case.json files, in the order they finished.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Generator, Iterator
@@ -81,8 +82,8 @@ def case(request: pytest.FixtureRequest, run_dir: Path) -> Case:
     ports = request.config.stash[_PORTS].take(int(wanted.args[0]) if wanted else None)
     result = Case(name=name, path=run_dir / name, title=title, ports=ports)
     worker = getattr(request.config, "workerinput", {}).get("workerid")
-    if worker:  # under pytest-xdist: which worker ran it
-        result.runner = {"worker": worker}
+    if worker:  # under pytest-xdist: which worker, and over which SSH connection if any
+        result.runner = {"worker": worker, "ssh": os.environ.get("SSH_CONNECTION", "")}
     result.path.mkdir(parents=True, exist_ok=True)
     item.stash[_ITEM_CASE] = result
     request.config.stash[_CASES].append(result)
@@ -175,8 +176,13 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist, on the controller: every worker writes into this run's folder."""
-    node.workerinput["sessionlab_run_dir"] = str(_run_dir(node.config))
+    """pytest-xdist, on the controller: every worker writes into this run's folder; one on
+    another host (an SSH gateway) into the same run's folder in its checkout (`chdir`),
+    fetched from there when the run ends."""
+    run = _run_dir(node.config)
+    spec = node.gateway.spec
+    here = spec.popen and not spec.chdir
+    node.workerinput["sessionlab_run_dir"] = str(run) if here else f"{spec.chdir}/results/{run.name}"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -52,6 +52,11 @@ class Host:
         return cls(found["host"].strip("[]"), found["user"] or "root", int(found["port"] or 22))
 
     @property
+    def known_hosts_name(self) -> str:
+        """How known_hosts names it (OpenSSH writes [host]:port for other ports)."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    @property
     def label(self) -> str:
         """A name for folders: host, or host-port."""
         return self.host if self.port == 22 else f"{self.host}-{self.port}"
@@ -191,18 +196,27 @@ class Remote:
         return "\n".join(lines)
 
     def push(self, root: Path = ROOT) -> int:
-        """Put the checkout into the host's folder (its .venv and results stay); bytes sent."""
+        """Put the checkout into the host's folder (its .venv and results stay); bytes sent.
+        The archive goes through the command's own input (no SFTP needed on the host)."""
         data = pack(root)
         folder = shlex.quote(self.folder)
-        archive = f"{self.folder}.push.tar.gz"
-        self.run(f"mkdir -p {folder}")
-        with self.client.open_sftp() as sftp:
-            sftp.putfo(io.BytesIO(data), archive)
         keep = " ".join(f"! -name {shlex.quote(n)}" for n in (".venv", "results"))
-        self.run(
-            f"find {folder} -mindepth 1 -maxdepth 1 {keep} -exec rm -rf {{}} + && "
-            f"tar -xzf {shlex.quote(archive)} -C {folder} && rm -f {shlex.quote(archive)}"
-        )
+        self.run(f"mkdir -p {folder} && find {folder} -mindepth 1 -maxdepth 1 {keep} -exec rm -rf {{}} +")
+        transport = self.client.get_transport()
+        if transport is None:
+            raise LabError(f"{self.host}: not connected")
+        channel = transport.open_session()
+        try:
+            channel.set_combine_stderr(True)
+            channel.exec_command(f"tar -xzf - -C {folder}")
+            channel.sendall(data)
+            channel.shutdown_write()
+            said = _read_all(channel).decode(errors="replace").strip()
+            status = channel.recv_exit_status()
+        finally:
+            channel.close()
+        if status != 0:
+            raise LabError(f"{self.host}: unpacking the checkout in {self.folder} failed: {said[-300:]}")
         return len(data)
 
     def fetch_run(self, name: str, into: Path) -> Path:
@@ -275,3 +289,36 @@ def prepare(
         remote.close()
         raise
     return remote
+
+
+def ssh_config(hosts: list[Host], path: Path, known_hosts: Path, identity: Path | None) -> list[str]:
+    """An OpenSSH client configuration naming each host `slhostN` (for pytest-xdist's SSH
+    gateways, which run the `ssh` command): strict host key checking against the same
+    known_hosts, key or agent only. The aliases, in order."""
+    lines, aliases = [], []
+    for n, host in enumerate(hosts):
+        alias = f"slhost{n}"
+        aliases.append(alias)
+        lines += [
+            f"Host {alias}",
+            f"  HostName {host.host}",
+            f"  Port {host.port}",
+            f"  User {host.user}",
+            f"  UserKnownHostsFile {known_hosts}",
+            "  StrictHostKeyChecking yes",
+            "  BatchMode yes",
+            "  PasswordAuthentication no",
+        ]
+        if identity is not None:
+            lines += [f"  IdentityFile {identity}", "  IdentitiesOnly yes"]
+    path.write_text("\n".join(lines) + "\n")
+    return aliases
+
+
+def tx_specs(aliases: list[str], config: Path, folder: str = REMOTE_DIR) -> list[str]:
+    """pytest-xdist gateway specs, one worker per host, each running the host's checkout
+    (its .venv's Python, in its folder)."""
+    return [
+        f"ssh={alias}//ssh_config={config}//python={folder}/.venv/bin/python//chdir={folder}"
+        for alias in aliases
+    ]

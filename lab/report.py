@@ -39,6 +39,12 @@ def _embedded(path: Path, caption: str) -> str:
     )
 
 
+def _where(runner: dict[str, str]) -> str:
+    """A case's worker, and its host's address and SSH port when it ran over SSH."""
+    ssh = runner.get("ssh", "").split()
+    return runner.get("worker", "") + (f" ({ssh[2]} port {ssh[3]})" if len(ssh) == 4 else "")
+
+
 def module_of(case: Case) -> str:
     """The scenario module a case belongs to (`test_s1_idle_timeout`)."""
     return case.name.split(".", 1)[0]
@@ -97,7 +103,7 @@ def _case_section(case: Case, run: Path) -> list[str]:
         f"<h3 id='{html.escape(case.name)}'>{html.escape(case.title or case.name)} "
         f"<span class='{case.verdict}'>[{case.verdict}]</span></h3>",
         f"<p><code>{html.escape(case.name)}</code>, {case.duration:.1f} s"
-        + (f", ran on {html.escape(case.runner['worker'])}" if case.runner else "")
+        + (f", ran on {html.escape(_where(case.runner))}" if case.runner else "")
         + "</p>",
     ]
     if case.message:

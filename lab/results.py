@@ -68,7 +68,7 @@ class Case:
     duration: float = 0.0
     taken: int = 0  # ports of the block handed out so far
     links: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # impaired links, as run
-    runner: dict[str, str] = field(default_factory=dict)  # where it ran: the pytest-xdist worker
+    runner: dict[str, str] = field(default_factory=dict)  # where it ran: xdist worker, SSH connection
 
     def take_ports(self, count: int) -> range:
         """The next `count` unused ports of this case's block (clients' source ports)."""
@@ -106,16 +106,25 @@ class Case:
 
     @classmethod
     def load(cls, path: Path) -> Case:
-        """A case from its folder's case.json (what a pytest-xdist worker wrote)."""
+        """A case from its folder's case.json; its files' paths moved to `path` (a case
+        that ran on another host was fetched from another folder)."""
         data = json.loads((path / CASE_FILE).read_text())
         ports = data.get("ports")
+        old = Path(data.get("path") or path)
+
+        def here(file: str) -> Path:
+            try:
+                return path / Path(file).relative_to(old)
+            except ValueError:
+                return Path(file)
+
         return cls(
             name=data["name"],
             path=path,
             title=data["title"],
             figures=data["figures"],
-            plots=[(c, Path(p)) for c, p in data["plots"]],
-            evidence=[(w, Path(p)) for w, p in data["evidence"]],
+            plots=[(c, here(p)) for c, p in data["plots"]],
+            evidence=[(w, here(p)) for w, p in data["evidence"]],
             ports=range(ports[0], ports[1] + 1) if ports else range(0),
             verdict=data["verdict"],
             message=data["message"],

@@ -1,12 +1,15 @@
 """Runs on other machines, for real: two OpenSSH servers on loopback (ports of their own,
 keys this test generates, started in the foreground and ended by PID) stand for two VMs.
 Host keys: an unknown one is refused, a changed one is refused, --accept-new records it.
-Then a remote run (push, bootstrap, run, fetch)."""
+Then a remote run (push, bootstrap, run, fetch), a run spread over both hosts, and one
+interrupted while a host is in a lab."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from lab.catalog import ROOT
+from lab.records import RECORDS, Record
 from lab.wait import wait_until
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
@@ -63,7 +67,6 @@ def _start_sshd(folder: Path, name: str, authorized: Path) -> Server:
                 "KbdInteractiveAuthentication no",
                 "UsePAM no",
                 "StrictModes no",
-                "Subsystem sftp internal-sftp",
                 "LogLevel VERBOSE",
             ]
         )
@@ -161,3 +164,87 @@ def test_remote_run_pushes_bootstraps_runs_and_fetches(ssh, tmp_path):
     assert (fetched[0] / "report.html").exists() and (results / "latest").resolve() == fetched[0].resolve()
     # the run happened in the pushed checkout, over the connection
     assert (remote_dir / "results" / summary[0]["path"].split("/results/")[1]).is_dir()
+
+
+def _over_both(folder: Path, servers: list[Server], tmp_path: Path) -> list[str]:
+    """`run` options for a run over both servers (their keys known, the key of the
+    fixture, the checkout the remote run built)."""
+    known = tmp_path / "known_hosts"
+    known.write_text(
+        "".join(
+            f"[127.0.0.1]:{s.port} {' '.join(s.host_key.with_suffix('.pub').read_text().split()[:2])}\n"
+            for s in servers
+        )
+    )
+    hosts = [arg for s in servers for arg in ("--host", s.spec)]
+    return [
+        *hosts,
+        "--known-hosts",
+        str(known),
+        "--identity",
+        str(folder / "id"),
+        "--folder",
+        str(folder / "checkout"),
+    ]
+
+
+def test_a_run_spread_over_two_hosts_makes_one_report(ssh, tmp_path):
+    folder, (a, b) = ssh
+    results = tmp_path / "results"
+    out = _cli(
+        "run", "test_links", "s5", "-k", "links or same_intent", *_over_both(folder, [a, b], tmp_path),
+        "--results", str(results),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    run = (results / "latest").resolve()
+    summary = json.loads((run / "summary.json").read_text())
+    names = {c["name"] for c in summary}
+    assert len([n for n in names if n.startswith("test_links.")]) == 3
+    assert "test_s5_firewall.test_same_intent_stateful_and_stateless" in names
+    assert all(c["verdict"] == "passed" for c in summary), summary
+    # Each module ran on one host, the two modules on different ones (sshd's port).
+    ports: dict[str, set[str]] = {}
+    for c in summary:
+        ports.setdefault(c["name"].split(".")[0], set()).add(c["runner"]["ssh"].split()[3])
+    assert all(len(p) == 1 for p in ports.values()), ports
+    assert {p.pop() for p in ports.values()} == {str(a.port), str(b.port)}
+    page = (run / "report.html").read_text()
+    assert f"port {a.port}" in page and f"port {b.port}" in page
+
+
+def _records() -> set[str]:
+    return {p.stem for p in RECORDS.glob("*.json")} if RECORDS.exists() else set()
+
+
+def test_an_interrupted_run_over_two_hosts_leaves_nothing_on_them(ssh, tmp_path):
+    """Ctrl-C at the terminal while a host's worker is in a lab: the SSH connections close,
+    the worker (execnet) interrupts itself and its lab is removed (both hosts are this
+    machine: their labs' records are here)."""
+    folder, servers = ssh
+    before = _records()
+    proc = subprocess.Popen(
+        [*SESSIONLAB, "run", "test_failure_idle_past_timeout_hangs", *_over_both(folder, servers, tmp_path),
+         "--results", str(tmp_path / "results")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, start_new_session=True,
+    )  # fmt: skip
+    new: set[str] = set()
+    try:
+        new = wait_until(lambda: _records() - before, 120, "a host's lab to be up")
+        wait_until(lambda: any(Record.load(RECORDS / f"{t}.json").processes for t in new), 30, "lab shells")
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the CLI and its ssh clients
+        out, _ = proc.communicate(timeout=60)
+        # the worker notices the closed connection, waits 5 s for its task, then interrupts it
+        wait_until(lambda: not new & _records(), 60, "the hosts' labs to be removed")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for tag in new & _records():  # after a failure: what the test's labs left
+            record = Record.load(RECORDS / f"{tag}.json")
+            if record.orphaned():
+                record.remove()
+    assert proc.returncode == 130, out
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
+    assert not [b for b in bridges if any(b.startswith(t) for t in new)], bridges
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not [t for t in new if t in namespaces], namespaces
