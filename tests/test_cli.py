@@ -31,6 +31,8 @@ BAD_INPUT = [
     (["run", "-k", "idle or or"], "malformed -k expression"),
     (["run", "--junitxml", "/nonexistent/out.xml", "s1"], "--junitxml /nonexistent/out.xml: no folder"),
     (["run", "--frobnicate"], "No such option '--frobnicate'"),
+    (["run", "s1", "-n", "2", "--host", "vm1"], "-n and --host: choose one"),
+    (["run", "s1", "--host", "vm1:port"], "expected [user@]host[:port]"),
     (["list", "s9"], "unknown suite s9"),
     (["policy", "/nonexistent.toml"], "cannot read"),
     (["policy", str(POLICIES / "latin1.toml")], "not UTF-8 text"),
