@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import secrets
-import selectors
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -21,6 +22,7 @@ from lab.records import RECORDS, Record
 from lab.wait import wait_until
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
+PROMPT = "sessionlab> "
 
 MINI_SUITE = textwrap.dedent('''
     """A lab suite of one's own, for the CLI's tests."""
@@ -156,16 +158,16 @@ def test_topo_runs_commands_on_nodes_and_leaves_nothing(tmp_path):
     # written only once the previous one has answered, as a person would.
     before = _records()
     proc = _start_topo(["s1", "--policy", str(policy)], tmp_path)
+    output = _Output(proc)
     try:
-        text = _until(proc, "leave and remove the lab")
+        text = output.until(PROMPT)
         assert proc.stdin is not None
         proc.stdin.write("client ping -c 1 -W 2 server\n")
         proc.stdin.flush()
-        text += _until(proc, "packet loss")
+        text += output.until("packet loss")
         proc.stdin.write("exit\n")
-        proc.stdin.flush()
-        rest, _ = proc.communicate(timeout=60)
-        text += rest
+        proc.stdin.close()
+        text += output.rest()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -189,23 +191,46 @@ def _start_topo(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
     )
 
 
-def _until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
-    """Output up to and including the line with `marker`, waiting at most `timeout` s."""
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if marker in line:
-                return "".join(lines)
-    raise AssertionError(f"no {marker!r} within {timeout:g} s: {''.join(lines)[-2000:]}")
+class _Output:
+    """A process's output as it comes, read by a thread in chunks: a prompt has no newline,
+    and select() on the pipe missed lines already in its file object's buffer."""
+
+    def __init__(self, proc: subprocess.Popen[str]):
+        self.proc = proc
+        self.chunks: queue.Queue[str | None] = queue.Queue()
+        self.pending = ""
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while chunk := os.read(fd, 65536):
+            self.chunks.put(chunk.decode(errors="replace"))
+        self.chunks.put(None)
+
+    def until(self, marker: str, timeout: float = 60) -> str:
+        """Output up to the end of `marker`, waiting at most `timeout` s for it."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.pending:
+            left = deadline - time.monotonic()
+            try:
+                chunk = self.chunks.get(timeout=left) if left > 0 else None
+            except queue.Empty:
+                chunk = None
+            if chunk is None:
+                raise AssertionError(f"no {marker!r} within {timeout:g} s: {self.pending[-2000:]}")
+            self.pending += chunk
+        end = self.pending.index(marker) + len(marker)
+        text, self.pending = self.pending[:end], self.pending[end:]
+        return text
+
+    def rest(self, timeout: float = 60) -> str:
+        """Everything until the process has ended (at most `timeout` s)."""
+        self.proc.wait(timeout)
+        while (chunk := self.chunks.get(timeout=timeout)) is not None:
+            self.pending += chunk
+        text, self.pending = self.pending, ""
+        return text
 
 
 def test_topo_with_a_controller_mode(tmp_path):
@@ -218,16 +243,17 @@ def test_topo_with_a_controller_mode(tmp_path):
 def _interactive(sig: int, tmp_path: Path) -> None:
     before = _records()
     proc = _start_topo(["s1"], tmp_path)
+    output = _Output(proc)
+    text = ""
     try:
-        text = _until(proc, "leave and remove the lab")
+        text = output.until(PROMPT)  # at the prompt (earlier, Ctrl-C interrupts the build: 130)
         proc.send_signal(sig)
-        rest, _ = proc.communicate(timeout=60)
+        text += output.rest()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
             _remove(_records() - before)
-    text += rest
     assert proc.returncode == (0 if sig == signal.SIGINT else 130), text
     _gone({_tag(text)})
 
