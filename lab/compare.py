@@ -83,7 +83,7 @@ def moved(a: Any, b: Any, tolerance: float) -> str | None:
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a:
         pairs = [(_number(p), _number(q)) for p, q in zip(a, b, strict=True)]
         if all(p is not None and q is not None for p, q in pairs):
-            return "moved" if any(moved(p, q, tolerance) for p, q in zip(a, b, strict=True)) else None
+            return "moved" if any(moved(p, q, tolerance) for p, q in pairs) else None
     return None if _words(a) == _words(b) else "changed"
 
 
