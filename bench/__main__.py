@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.paired import table as paired_table
 from lab.errors import LabError
 
 BENCHMARKS = {
+    "lifecycle": "lab up+down against raw Mininet (s1, linear 20/50/100 hosts)",
     "impairment": "link impairments without netem: accuracy and cost of the element",
     "balancers": "the S4 balancers' ceilings: requests/s and new connections/s",
 }
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         data["seconds"] = round(time.monotonic() - started, 1)
         (out / f"{name}.json").write_text(json.dumps(data, indent=1))
         module.plot(data, out / f"{name}.png")
-        text.append(table(f"{name} ({BENCHMARKS[name]}; {data['seconds']:g} s)", data["rows"]))
+        title = f"{name} ({BENCHMARKS[name]}; {data['seconds']:g} s)"
+        paired_rows = bool(data["rows"]) and "ratio" in data["rows"][0]  # a lab against its baseline
+        text.append(paired_table(title, data["rows"]) if paired_rows else table(title, data["rows"]))
     (out / "table.md").write_text("\n".join(text))
     print("\n".join(text))
     print(f"results: {out}")

@@ -64,3 +64,36 @@ def test_iperf3_reports():
     assert iperf_udp(udp) == {"sent_pps": 500, "delivered_pps": 495, "lost_percent": 1.0}
     older = {"end": {"sum": {"seconds": 1.0, "packets": 0, "lost_packets": 0}}}
     assert iperf_udp(older)["lost_percent"] == 100.0
+
+
+def test_paired_alternates_which_goes_first_and_takes_the_median_ratio():
+    from bench.paired import Figure, paired, table
+
+    calls = []
+    lab_times, base_times = iter([1.2, 1.0, 1.4]), iter([1.0, 1.0, 1.0])
+
+    def lab():
+        calls.append("lab")
+        return next(lab_times)
+
+    def base():
+        calls.append("base")
+        return next(base_times)
+
+    figure = paired(Figure("up+down", "s", baseline_name="raw", max_ratio=1.1), lab, base, 3)
+    assert calls == ["lab", "base", "base", "lab", "lab", "base"]
+    assert figure.ratio == pytest.approx(1.2)  # pairs 1.2, 1.0, 1.4
+    assert figure.met is False and figure.target == "<= 1.1x"
+    row = figure.to_dict()
+    assert row["now"] == "1.2 (1-1.4)" and row["base"] == "1 (1-1)"
+    text = table("lifecycle", [row])
+    assert "| up+down (s) | 1.2 (1-1.4) | 1 (1-1) raw | 1.20x | <= 1.1x | **no** |" in text
+
+
+def test_figures_without_a_baseline_or_target():
+    from bench.paired import Figure, paired
+
+    figure = paired(Figure("idle CPU", "cores", max_value=0.05), lambda: 0.02, None, 3)
+    assert figure.baseline == [] and figure.ratio is None and figure.met is True
+    assert paired(Figure("where", "s"), lambda: 5.0, None, 1).met is None
+    assert Figure("rate", "1/s", min_ratio=0.5, samples=[40.0], baseline=[100.0]).met is False
