@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.paired import phases_table
 from bench.paired import table as paired_table
 from lab.errors import LabError
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         title = f"{name} ({BENCHMARKS[name]}; {data['seconds']:g} s)"
         paired_rows = bool(data["rows"]) and "ratio" in data["rows"][0]  # a lab against its baseline
         text.append(paired_table(title, data["rows"]) if paired_rows else table(title, data["rows"]))
+        if data.get("phases"):
+            text.append(phases_table(data["phases"]))
     (out / "table.md").write_text("\n".join(text))
     print("\n".join(text))
     print(f"results: {out}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import statistics
 import time
 from functools import partial
 from pathlib import Path
@@ -45,8 +46,9 @@ def linear(n: int) -> Any:
     return topo
 
 
-def raw_up_down(topo: Any) -> float:
-    """Seconds for raw Mininet to build, start and stop `topo` (stopped whatever happens)."""
+def raw_up_down(topo: Any, phases: list[dict[str, float]]) -> float:
+    """Seconds for raw Mininet to build, start and stop `topo` (stopped whatever happens);
+    its build, start and stop times appended to `phases`."""
     from mininet.link import TCLink
     from mininet.log import setLogLevel
     from mininet.net import Mininet
@@ -60,7 +62,8 @@ def raw_up_down(topo: Any) -> float:
     if taken:
         raise LabError(f"raw Mininet baseline: bridges {', '.join(sorted(taken))} exist already")
     setLogLevel("error")
-    started = time.monotonic()
+    times: dict[str, float] = {}
+    started = mark = time.monotonic()
     net = Mininet(
         topo=topo,
         switch=partial(OVSSwitch, datapath="user", failMode="standalone"),
@@ -70,19 +73,26 @@ def raw_up_down(topo: Any) -> float:
     )
     try:
         net.build()
+        times["mininet build"], mark = time.monotonic() - mark, time.monotonic()
         net.start()
+        times["mininet start"], mark = time.monotonic() - mark, time.monotonic()
     finally:
         net.stop()
+        times["mininet stop"] = time.monotonic() - mark
+    phases.append(times)
     return time.monotonic() - started
 
 
-def lab_up_down(topo: Any, folder: Path) -> float:
-    """Seconds for the lab to come up and go down with `topo`."""
+def lab_up_down(topo: Any, folder: Path, phases: list[dict[str, float]] | None = None) -> float:
+    """Seconds for the lab to come up and go down with `topo`; its phases appended."""
     from lab.net import Lab
 
     started = time.monotonic()
-    with Lab(topo, folder):
+    lab = Lab(topo, folder)
+    with lab:
         pass
+    if phases is not None:
+        phases.append(dict(lab.phases))
     return time.monotonic() - started
 
 
@@ -99,28 +109,46 @@ def profile_lab(topo: Any, folder: Path, top: int = 25) -> list[str]:
     return [line for line in text.getvalue().splitlines() if line.strip()]
 
 
-def _figure(label: str, build: Any, folder: Path, repeat: int) -> Figure:
-    """`repeat` pairs of lab and raw Mininet up+down of the topology `build()` makes."""
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each phase's median over the runs (ms), in the order the phases came."""
+    names = list(dict.fromkeys(name for run in runs for name in run))
+    return {n: round(1000 * statistics.median(r.get(n, 0.0) for r in runs), 1) for n in names}
+
+
+def _figure(label: str, build: Any, folder: Path, repeat: int, phases: dict[str, Any]) -> Figure:
+    """`repeat` pairs of lab and raw Mininet up+down of the topology `build()` makes; the
+    median time of each phase of both into `phases[label]`."""
     figure = Figure(f"{label} up+down", "s", baseline_name="raw Mininet", max_ratio=TARGET)
     runs = iter(range(repeat))
-    return paired(
+    lab_phases: list[dict[str, float]] = []
+    raw_phases: list[dict[str, float]] = []
+    paired(
         figure,
-        lambda: lab_up_down(build(), folder / f"lab-{next(runs)}"),
-        lambda: raw_up_down(build()),
+        lambda: lab_up_down(build(), folder / f"lab-{next(runs)}", lab_phases),
+        lambda: raw_up_down(build(), raw_phases),
         repeat,
     )
+    phases[label] = {"lab (ms)": medians(lab_phases), "raw Mininet (ms)": medians(raw_phases)}
+    return figure
 
 
 def run(out: Path) -> dict[str, Any]:
     from lab import topology
 
     out.mkdir(parents=True, exist_ok=True)
-    figures = [_figure("s1", lambda: topology.load("s1"), out / "s1", REPEAT["s1"])]
+    phases: dict[str, Any] = {}
+    figures = [_figure("s1", lambda: topology.load("s1"), out / "s1", REPEAT["s1"], phases)]
     for n in SIZES:
-        figures.append(_figure(f"linear {n} hosts", partial(linear, n), out / f"linear{n}", REPEAT[n]))
+        figures.append(
+            _figure(f"linear {n} hosts", partial(linear, n), out / f"linear{n}", REPEAT[n], phases)
+        )
     largest = max(SIZES)
     profile = profile_lab(linear(largest), out / f"profile-linear{largest}")
-    return {"rows": [f.to_dict() for f in figures], "profile": {f"linear {largest}": profile}}
+    return {
+        "rows": [f.to_dict() for f in figures],
+        "phases": phases,
+        "profile": {f"linear {largest}": profile},
+    }
 
 
 def plot(data: dict[str, Any], path: Path) -> None:

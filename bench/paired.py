@@ -118,3 +118,19 @@ def table(title: str, rows: Sequence[dict[str, Any]]) -> str:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
         lines.append(f"| {r['what']} ({r['unit']}) | {r['now']} | {base} | {ratio} | {r['target']} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def phases_table(phases: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Where the time goes: per topology, each phase's median (ms) for the lab and for its
+    baseline (a phase only one of them has is blank for the other)."""
+    lines = []
+    for label, sides in phases.items():
+        columns = list(sides)
+        names = list(dict.fromkeys(n for side in sides.values() for n in side))
+        lines += [f"#### {label}: where the time goes", "", f"| phase | {' | '.join(columns)} |"]
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for name in names:
+            cells = [f"{sides[c][name]:,.1f}" if name in sides[c] else "" for c in columns]
+            lines.append(f"| {name} | {' | '.join(cells)} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ links and bridges it created. Switch names carry a tag unique to the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -240,6 +241,7 @@ class Lab:
         self.controller = Controller(self, controller) if controller is not None else None
         self.impaired: list[ImpairedLink] = []
         self.record: Record | None = None  # what this lab created, for `sessionlab clean`
+        self.phases: dict[str, float] = {}  # seconds per step of its start and stop
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -286,37 +288,53 @@ class Lab:
         if self.controller is None:
             switch = partial(OVSSwitch, datapath="user", failMode="standalone")
             self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink, build=False)
-            self._build_net()
-            self.net.start()
+            with self._phase("mininet build"):
+                self._build_net()
+            with self._phase("mininet start"):
+                self.net.start()
         else:
             switch = partial(OVSSwitch, datapath="user", failMode="secure", protocols="OpenFlow13")
             remote = partial(RemoteController, ip="127.0.0.1", port=self.controller.port)
             self.net = Mininet(topo=topo, switch=switch, controller=remote, link=TCLink, build=False)
-            self._build_net()
-            self.controller.start()
-            self.net.start()
-            self.controller.fast_reconnect()
-            self.controller.wait_switches()
-        for host in self.net.hosts:
-            for intf in host.intfList():
-                if intf.name != "lo":
-                    self.run(host.name, ["ethtool", "-K", intf.name, "tx", "off"])
-        for element in self.elements:
-            self._start_element(element)
-        for link in self.impaired:
-            if isinstance(link, NetemLink):
-                self._start_netem(link, topo)
-        for host in self.net.hosts:
-            starter = getattr(host, "lab_start", None)
-            if starter is not None:
-                starter(self)
+            with self._phase("mininet build"):
+                self._build_net()
+            with self._phase("controller start to every switch configured"):
+                self.controller.start()
+                self.net.start()
+                self.controller.fast_reconnect()
+                self.controller.wait_switches()
+        with self._phase("TX checksum offload off"):
+            for host in self.net.hosts:
+                for intf in host.intfList():
+                    if intf.name != "lo":
+                        self.run(host.name, ["ethtool", "-K", intf.name, "tx", "off"])
+        with self._phase("devices and impairments"):
+            for element in self.elements:
+                self._start_element(element)
+            for link in self.impaired:
+                if isinstance(link, NetemLink):
+                    self._start_netem(link, topo)
+            for host in self.net.hosts:
+                starter = getattr(host, "lab_start", None)
+                if starter is not None:
+                    starter(self)
         # A drawing of the lab (roles, addresses) beside its logs: the report shows it.
         from lab.plot import topology_figure
 
-        topology_figure(
-            self.describe(), self.paths.root / TOPOLOGY_DRAWING, f"topology ({type(self.topo).__name__})"
-        )
+        with self._phase("topology drawing"):
+            topology_figure(
+                self.describe(), self.paths.root / TOPOLOGY_DRAWING, f"topology ({type(self.topo).__name__})"
+            )
         log.info("lab %s up: %s", self.tag, ", ".join(sorted(self.names.values())))
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Time one step of the lab's start or stop into `phases` (seconds; benchmarks read it)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - started
 
     def _build_net(self) -> None:
         """Mininet's build; each node's shell (a process per node) goes into the record."""
@@ -345,7 +363,8 @@ class Lab:
                     if getattr(node, "waiting", False):
                         node.sendInt()
                         node.waiting = False
-                self.net.stop()
+                with self._phase("mininet stop"):
+                    self.net.stop()
                 self.net = None
             if self.record is not None:
                 self.record.close()

@@ -97,3 +97,11 @@ def test_figures_without_a_baseline_or_target():
     assert figure.baseline == [] and figure.ratio is None and figure.met is True
     assert paired(Figure("where", "s"), lambda: 5.0, None, 1).met is None
     assert Figure("rate", "1/s", min_ratio=0.5, samples=[40.0], baseline=[100.0]).met is False
+
+
+def test_phases_table_puts_lab_and_baseline_side_by_side():
+    from bench.paired import phases_table
+
+    text = phases_table({"s1": {"lab (ms)": {"build": 120.0, "drawing": 80.5}, "raw (ms)": {"build": 110.0}}})
+    assert "| phase | lab (ms) | raw (ms) |" in text
+    assert "| build | 120.0 | 110.0 |" in text and "| drawing | 80.5 |  |" in text
