@@ -20,6 +20,7 @@ from lab.errors import LabError
 BENCHMARKS = {
     "lifecycle": "lab up+down against raw Mininet (s1, linear 20/50/100 hosts)",
     "controller": "controller start to every switch configured, per S2 mode; controller CPU idle",
+    "firewall": "one firewall node: throughput and new sessions/s against a plain router; sessions held",
     "impairment": "link impairments without netem: accuracy and cost of the element",
     "balancers": "the S4 balancers' ceilings: requests/s and new connections/s",
 }
