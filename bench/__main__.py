@@ -21,6 +21,7 @@ BENCHMARKS = {
     "lifecycle": "lab up+down against raw Mininet (s1, linear 20/50/100 hosts)",
     "controller": "controller start to every switch configured, per S2 mode; controller CPU idle",
     "firewall": "one firewall node: throughput and new sessions/s against a plain router; sessions held",
+    "fabric": "the S2 fabric per mode against standalone switches: new sessions/s, iperf3, controller CPU",
     "impairment": "link impairments without netem: accuracy and cost of the element",
     "balancers": "the S4 balancers' ceilings: requests/s and new connections/s",
 }

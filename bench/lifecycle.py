@@ -6,9 +6,10 @@ datapath, standalone) and links, pairs alternating which goes first.
     linear N    N switches in a line, a host on each (Mininet's LinearTopo), N = 20, 50, 100
 
 The lab does more than Mininet by design (TX checksum offload off on every host
-interface, its record for `sessionlab clean`, the device nodes' start, a drawing of the
-topology): the ratio is what that costs. One lab build of the largest topology also runs
-under cProfile, and its heaviest functions go into the JSON (where the time goes).
+interface, its record for `sessionlab clean`, the device nodes' start, a description of
+the topology for the report's drawing): the ratio is what that costs. One lab build of
+the largest topology also runs under cProfile, and its heaviest functions go into the JSON
+(where the time goes).
 """
 
 from __future__ import annotations

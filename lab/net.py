@@ -41,7 +41,7 @@ from lab.links import (
 )
 from lab.procs import Proc, Supervisor, host_run
 from lab.records import Record
-from lab.results import TOPOLOGY_DRAWING
+from lab.results import TOPOLOGY_DATA
 from lab.wait import wait_until
 
 log = logging.getLogger(__name__)
@@ -318,13 +318,11 @@ class Lab:
                 starter = getattr(host, "lab_start", None)
                 if starter is not None:
                     starter(self)
-        # A drawing of the lab (roles, addresses) beside its logs: the report shows it.
-        from lab.plot import topology_figure
-
-        with self._phase("topology drawing"):
-            topology_figure(
-                self.describe(), self.paths.root / TOPOLOGY_DRAWING, f"topology ({type(self.topo).__name__})"
-            )
+        # The lab as data (roles, addresses) beside its logs: the report draws it. Drawing it
+        # here cost more than Mininet's own start (0.27 s for s1, 4 s for 100 hosts).
+        with self._phase("topology description"):
+            described = {"title": f"topology ({type(self.topo).__name__})", **self.describe()}
+            (self.paths.root / TOPOLOGY_DATA).write_text(json.dumps(described, indent=1))
         log.info("lab %s up: %s", self.tag, ", ".join(sorted(self.names.values())))
 
     @contextlib.contextmanager

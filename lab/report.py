@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.results import TOPOLOGY_DRAWING, Case, mark_latest
+from lab.results import TOPOLOGY_DATA, TOPOLOGY_DRAWING, Case, mark_latest
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }
@@ -28,6 +28,19 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wr
 
 def _rel(path: Path, base: Path) -> str:
     return html.escape(os.path.relpath(path, base))
+
+
+def _topology_drawing(lab_dir: Path) -> Path | None:
+    """The lab's drawing, drawn from the description its lab wrote at its start (once: a
+    second report of the same run reuses it); None when the lab wrote none."""
+    drawing = lab_dir / TOPOLOGY_DRAWING
+    data = lab_dir / TOPOLOGY_DATA
+    if not drawing.exists() and data.exists():
+        from lab.plot import topology_figure
+
+        described = json.loads(data.read_text())
+        topology_figure(described, drawing, described["title"])
+    return drawing if drawing.exists() else None
 
 
 def _embedded(path: Path, caption: str) -> str:
@@ -152,8 +165,8 @@ def write_report(run: Path, cases: list[Case], title: str = "sessionlab report")
     parts.append("</table>")
     for module, mine in modules.items():
         parts.append(f"<h2 id='{html.escape(module)}'>{html.escape(module)}</h2>")
-        drawing = run / f"{module}-lab" / TOPOLOGY_DRAWING
-        if drawing.exists():
+        drawing = _topology_drawing(run / f"{module}-lab")
+        if drawing is not None:
             parts.append(_embedded(drawing, f"{module}: the lab's topology, device roles and addresses"))
         for case in mine:
             parts += _case_section(case, run)

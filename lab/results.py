@@ -18,7 +18,8 @@ from typing import Any
 from lab.errors import LabError
 
 KEEP_RUNS = 10
-TOPOLOGY_DRAWING = "topology.png"  # in a module's lab folder: the report shows it
+TOPOLOGY_DATA = "topology.json"  # in a module's lab folder: Lab.describe(), written at its start
+TOPOLOGY_DRAWING = "topology.png"  # beside it: drawn from it by the report
 CASE_FILE = "case.json"  # in a case's folder: the case as data
 _RUN_NAME = re.compile(r"^\d{8}-\d{6}(-[0-9A-Za-z_.-]+)?$")  # -2, or -<host> when fetched
 

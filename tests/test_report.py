@@ -1,5 +1,7 @@
 """Figures in the HTML report read as tables, not as raw JSON."""
 
+import json
+
 from lab.report import _value
 
 
@@ -70,3 +72,28 @@ def test_latest_points_at_the_newest_run_with_a_report(tmp_path):
     third = new_run(tmp_path)
     write_report(third, [_case(third)])
     assert (tmp_path / "latest").resolve() == third.resolve()
+
+
+def test_the_report_draws_each_lab_from_the_description_its_lab_wrote(tmp_path):
+    from lab.report import write_report
+
+    run = tmp_path / "20261129-010203"
+    run.mkdir()
+    case = _case(run)
+    lab_dir = run / "test_s9_demo-lab"
+    lab_dir.mkdir()
+    described = {
+        "title": "topology (Demo)",
+        "nodes": [
+            {"name": "h1", "kind": "host", "role": None, "addresses": ["10.0.0.1/24"]},
+            {"name": "fw", "kind": "host", "role": "firewall", "addresses": ["10.0.0.254/24"]},
+            {"name": "s1", "kind": "switch", "role": None, "addresses": []},
+        ],
+        "links": [{"a": "h1", "b": "s1", "impaired": False}, {"a": "fw", "b": "s1", "impaired": True}],
+    }
+    (lab_dir / "topology.json").write_text(json.dumps(described))
+    text = write_report(run, [case]).read_text()
+    assert (lab_dir / "topology.png").stat().st_size > 0
+    assert (
+        "<figcaption>test_s9_demo: the lab&#x27;s topology, device roles and addresses</figcaption>" in text
+    )
