@@ -23,6 +23,7 @@ BENCHMARKS = {
     "firewall": "one firewall node: throughput and new sessions/s against a plain router; sessions held",
     "fabric": "the S2 fabric per mode against standalone switches: new sessions/s, iperf3, controller CPU",
     "impairment": "link impairments without netem: accuracy and cost of the element",
+    "suite": "the default lab suite's wall time per scenario: lab start/stop, case bodies, harness",
     "balancers": "the S4 balancers' ceilings: requests/s and new connections/s",
 }
 ROOT = Path(__file__).resolve().parent.parent

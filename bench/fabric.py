@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,9 @@ def start_servers(lab: Any) -> None:
 
     for name in SERVERS:
         start_echo_server(lab, name, [ECHO_PORT], f"echo-{name}")
-    lab.start("srv1", ["iperf3", "-s", "-p", str(IPERF_PORT)], "iperf3", ready="Server listening")
+    lab.start(
+        "srv1", ["iperf3", "-s", "-p", str(IPERF_PORT), "--forceflush"], "iperf3", ready="Server listening"
+    )
 
 
 def standalone_paths(lab: Any) -> None:
@@ -85,20 +88,35 @@ def standalone_paths(lab: Any) -> None:
         host_run(["ip", "link", "set", intf, "down"])
 
 
-def sessions(lab: Any, cpu_pid: int | None) -> tuple[float, int, float | None]:
+def datapath_misses() -> int:
+    """Packets the userspace datapath found no flow for so far (each an upcall to the
+    slow path: OpenFlow tables, `learn`), over every bridge on this machine."""
+    from lab.procs import host_run
+
+    found = re.search(r"missed:(\d+)", host_run(["ovs-appctl", "dpctl/show"]))
+    return int(found[1]) if found else 0
+
+
+def sessions(lab: Any, cpu_pid: int | None) -> dict[str, Any]:
     """SESSIONS short echo sessions from h1 to both servers: completed per second of the
-    whole load, how many failed, and the controller's CPU (cores) meanwhile."""
+    whole load, how many failed, datapath misses per session, and the controller's CPU
+    (cores) meanwhile."""
     from lab.traffic import SessionLoad, sessions_records
 
     servers = [f"{lab.ip(s)}:{ECHO_PORT}" for s in SERVERS]
     load = SessionLoad(servers, SESSIONS, concurrency=CONCURRENCY, timeout=CLIENT_TIMEOUT)
     cpu = cpu_seconds(cpu_pid) if cpu_pid else 0.0
+    misses = datapath_misses()
     started = time.monotonic()
     records = sessions_records(lab.run("h1", load.argv(), timeout=load.budget))
     elapsed = time.monotonic() - started
-    cores = (cpu_seconds(cpu_pid) - cpu) / elapsed if cpu_pid else None
     done = sum(bool(r.get("data_ok")) for r in records)
-    return done / elapsed, SESSIONS - done, cores
+    return {
+        "rate": done / elapsed,
+        "failed": SESSIONS - done,
+        "misses": (datapath_misses() - misses) / SESSIONS,
+        "cores": (cpu_seconds(cpu_pid) - cpu) / elapsed if cpu_pid else None,
+    }
 
 
 def iperf(lab: Any) -> float:
@@ -111,14 +129,16 @@ def run(out: Path) -> dict[str, Any]:
     from lab.net import Lab
 
     out.mkdir(parents=True, exist_ok=True)
-    rate = {m: Figure(f"{m}: new TCP sessions/s", "1/s", baseline_name="standalone switches") for m in MODES}
+
+    def figures(what: str, unit: str, baseline: str = "standalone switches") -> dict[str, Figure]:
+        return {m: Figure(f"{m}: {what}", unit, baseline_name=baseline) for m in MODES}
+
+    rate = figures("new TCP sessions/s", "1/s")
     for m in TARGET_MODES:
         rate[m].min_ratio = TARGET
-    bulk = {
-        m: Figure(f"{m}: TCP throughput, iperf3", "Gbit/s", baseline_name="standalone switches")
-        for m in MODES
-    }
-    cpu = {m: Figure(f"{m}: controller CPU during the sessions", "cores") for m in MODES}
+    misses = figures("datapath misses (upcalls) per session", "packets")
+    bulk = figures("TCP throughput, iperf3", "Gbit/s")
+    cpu = figures("controller CPU during the sessions", "cores", baseline="")
     failed: dict[str, list[int]] = {m: [] for m in (*MODES, "standalone")}
     fabric_lab = Lab(
         topology.load("s2"), out / "fabric", controller=topology.controller_for("s2", mode=MODES[0])
@@ -133,19 +153,17 @@ def run(out: Path) -> dict[str, Any]:
                 fabric.restart_controller(mode="independent" if sync else mode)
                 assert fabric.controller is not None and fabric.controller.proc is not None
                 pid = fabric.controller.proc.popen.pid
-                sides = [
-                    (fabric, pid, rate[mode].samples, bulk[mode].samples, failed[mode]),
-                    (alone, None, rate[mode].baseline, bulk[mode].baseline, failed["standalone"]),
-                ]
-                for lab, cpu_pid, rates, rates_bulk, lost in sides if n % 2 == 0 else sides[::-1]:
+                sides = [(fabric, pid, "samples", mode), (alone, None, "baseline", "standalone")]
+                for lab, cpu_pid, side, name in sides if n % 2 == 0 else sides[::-1]:
                     prepare(lab, sync)
-                    per_s, failures, cores = sessions(lab, cpu_pid)
-                    rates.append(per_s)
-                    lost.append(failures)
-                    rates_bulk.append(iperf(lab))
-                    if cores is not None:
-                        cpu[mode].samples.append(cores)
-    rows = [f.to_dict() for m in MODES for f in (rate[m], bulk[m], cpu[m])]
+                    got = sessions(lab, cpu_pid)
+                    getattr(rate[mode], side).append(got["rate"])
+                    getattr(misses[mode], side).append(got["misses"])
+                    failed[name].append(got["failed"])
+                    getattr(bulk[mode], side).append(iperf(lab))
+                    if got["cores"] is not None:
+                        cpu[mode].samples.append(got["cores"])
+    rows = [f.to_dict() for m in MODES for f in (rate[m], misses[m], bulk[m], cpu[m])]
     return {"rows": rows, "failed sessions": failed, "sessions": SESSIONS, "concurrency": CONCURRENCY}
 
 

@@ -84,7 +84,12 @@ def run(out: Path) -> dict[str, Any]:
 
     with Lab(topology.load("s1"), out / "lab") as lab:
         fw = lab.node("fw")
-        lab.start("server", ["iperf3", "-s", "-p", str(IPERF_PORT)], "iperf3", ready="Server listening")
+        lab.start(
+            "server",
+            ["iperf3", "-s", "-p", str(IPERF_PORT), "--forceflush"],
+            "iperf3",
+            ready="Server listening",
+        )
         start_echo_server(lab, "server", [ECHO_PORT], "echo")
 
         def as_firewall(measure: Any) -> Any:

@@ -1,7 +1,8 @@
 """Start one os-ken app: `python -m controllers.run <module> --port P --config FILE`.
 
 os-ken has no manager command that works here; this is its minimal equivalent. OpenFlow
-listens on 127.0.0.1 only. Prints "controller listening" once switches can connect.
+listens on 127.0.0.1 only. Prints "controller listening" once switches can connect. The
+configuration may come later than the process: it waits for the file (see below).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import argparse
 import os
 import socket
 import sys
+import time
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"controllers.run: cannot load app {args.module}: {exc}", file=sys.stderr, flush=True)
         return 2
+    # Loading os-ken takes about half a second: a lab starts this process while Mininet
+    # builds the network and writes the configuration (atomically) once it is built.
+    config = Path(args.config)
+    deadline = time.monotonic() + 60
+    while not config.exists():
+        if time.monotonic() > deadline:
+            print(f"controllers.run: no configuration {config} within 60 s", file=sys.stderr, flush=True)
+            return 2
+        time.sleep(0.01)
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", "127.0.0.1")
     cfg.CONF.set_override("ofp_tcp_listen_port", args.port)

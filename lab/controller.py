@@ -55,6 +55,9 @@ def controller_record(bridge: str) -> str:
     return _ovs("get", "bridge", bridge, "controller").strip("[]")
 
 
+LISTENING = r"controller listening"  # controllers.run's line once switches can connect
+
+
 class Controller:
     """The running controller of one lab."""
 
@@ -63,25 +66,53 @@ class Controller:
         self.app = app
         self.port = free_port()
         self.proc: Proc | None = None
+        self.waiting = False  # spawned, not yet given its configuration
+
+    def _config_path(self) -> Path:
+        return self.lab.paths.root / f"{self.app.name}-config.json"
+
+    def _argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "controllers.run", self.app.module, "--port", str(self.port)]
+        return argv + ["--config", str(self._config_path())]
+
+    def spawn(self) -> None:
+        """Start the app's process before the network exists: it loads os-ken (about half
+        a second) while Mininet builds, then waits for the configuration `start` writes."""
+        self._config_path().unlink(missing_ok=True)
+        self.proc = self.lab.start(None, self._argv(), self.app.name, keep=True)
+        self.waiting = True
 
     def start(self, **overrides: Any) -> Proc:
-        """(Re)start the app with its configuration (plus `overrides`)."""
-        if self.proc is not None:
+        """(Re)start the app with its configuration (plus `overrides`); a process `spawn`
+        started is given its configuration instead."""
+        if self.proc is not None and not self.waiting:
             self.lab.stop(self.proc)
+            self.proc = None
         config = {**self.app.config(self.lab), **overrides}
-        path = self.lab.paths.root / f"{self.app.name}-config.json"
-        path.write_text(json.dumps(config, indent=1))
-        argv = [sys.executable, "-m", "controllers.run", self.app.module, "--port", str(self.port)]
-        argv += ["--config", str(path)]
-        self.proc = self.lab.start(None, argv, self.app.name, ready=r"controller listening", keep=True)
+        path = self._config_path()
+        fresh = path.with_suffix(".tmp")
+        fresh.write_text(json.dumps(config, indent=1))
+        fresh.replace(path)  # whole: a waiting process reads it as soon as it exists
+        if self.proc is None:
+            self.proc = self.lab.start(None, self._argv(), self.app.name, ready=LISTENING, keep=True)
+            return self.proc
+        self.waiting = False
+        try:
+            self.proc.wait_for_output(LISTENING, 10)
+        except LabError:
+            self.lab.stop(self.proc)
+            raise
         return self.proc
 
     def fast_reconnect(self) -> None:
-        """OVS backs off up to 8 s between reconnects; a restarted controller is back in 1 s."""
-        for sw in self.lab.net.switches:
-            record = controller_record(sw.name)
-            if record:
-                host_run(["ovs-vsctl", "set", "controller", record, "max_backoff=1000"])
+        """OVS backs off up to 8 s between reconnects; a restarted controller is back in 1 s.
+        Every switch of this lab in one ovs-vsctl call (their controller records name this
+        controller's port, which no other lab uses)."""
+        found = _ovs("--bare", "--columns=_uuid", "find", "controller", f'target="tcp:127.0.0.1:{self.port}"')
+        records = found.split()
+        if records:
+            command = [arg for r in records for arg in ("--", "set", "controller", r, "max_backoff=1000")]
+            host_run(["ovs-vsctl", "--timeout=3", *command])
 
     def wait_switches(self, timeout: float = 20) -> None:
         """Wait until the app reports every switch configured; name those missing."""

@@ -242,6 +242,9 @@ class Lab:
         self.impaired: list[ImpairedLink] = []
         self.record: Record | None = None  # what this lab created, for `sessionlab clean`
         self.phases: dict[str, float] = {}  # seconds per step of its start and stop
+        # How close each client load's completed exchanges came to its timeout
+        # (lab.traffic.timeout_margin); the case that ran the load reports and checks it.
+        self.margins: list[dict[str, Any]] = []
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -296,13 +299,14 @@ class Lab:
             switch = partial(OVSSwitch, datapath="user", failMode="secure", protocols="OpenFlow13")
             remote = partial(RemoteController, ip="127.0.0.1", port=self.controller.port)
             self.net = Mininet(topo=topo, switch=switch, controller=remote, link=TCLink, build=False)
+            self.controller.spawn()  # loads os-ken while Mininet builds
             with self._phase("mininet build"):
                 self._build_net()
             with self._phase("controller start to every switch configured"):
                 self.controller.start()
                 self.net.start()
-                self.controller.fast_reconnect()
                 self.controller.wait_switches()
+            self.controller.fast_reconnect()  # for restarts (restart_controller), not for this one
         with self._phase("TX checksum offload off"):
             for host in self.net.hosts:
                 for intf in host.intfList():

@@ -23,6 +23,7 @@ import pytest
 
 from lab.isolation import PortBlocks, foreign_flows
 from lab.results import CASE_FILE, Case, new_run, safe_name
+from lab.traffic import MIN_MARGIN, thin_margins
 
 _CASES = pytest.StashKey[list[Case]]()
 _RUN = pytest.StashKey[Path]()
@@ -119,6 +120,7 @@ def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     result: Case | None = request.getfixturevalue("case") if "case" in request.fixturenames else None
     mark = running.begin_case()
+    margins_mark = len(running.margins)
     started = time.time()
     yield
     dead = running.crashed()  # before the case's processes are stopped on purpose
@@ -136,6 +138,9 @@ def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
                 copy = folder / proc.log_path.name
                 shutil.copyfile(proc.log_path, copy)
                 result.keep(copy, f"log: {proc.name}")
+    margins = running.margins[margins_mark:]
+    if result is not None and margins:
+        result.figure("client timeout margins", margins)
     if dead:
         lines = [
             f"{p.name} on {p.node} exited {p.popen.returncode}: {p.output().strip()[-200:]}" for p in dead
@@ -143,6 +148,13 @@ def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
         for p in dead:
             p.stopped = True  # reported once
         pytest.fail("lab process crashed: " + "; ".join(lines), pytrace=False)
+    thin = thin_margins(margins)
+    if thin:
+        pytest.fail(
+            f"a client load came within {MIN_MARGIN:g} s of its timeout (a slower run fails): "
+            + "; ".join(thin),
+            pytrace=False,
+        )
     if result is not None and result.ports:
         alien = foreign_flows(result.path, result.ports)
         if alien:
@@ -160,6 +172,10 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     result = item.stash.get(_ITEM_CASE, None)
+    if result is not None:
+        result.phases[report.when] = report.duration
+        if report.when == "teardown":
+            result.save()  # the teardown's time (saved again below when it failed)
     if result is not None and (report.when == "call" or report.failed or report.skipped):
         if report.when == "call":
             result.duration = report.duration

@@ -70,6 +70,8 @@ class Case:
     taken: int = 0  # ports of the block handed out so far
     links: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # impaired links, as run
     runner: dict[str, str] = field(default_factory=dict)  # where it ran: xdist worker, SSH connection
+    # seconds of pytest's setup (a module's first case: its lab's start), call, teardown
+    phases: dict[str, float] = field(default_factory=dict)
 
     def take_ports(self, count: int) -> range:
         """The next `count` unused ports of this case's block (clients' source ports)."""
@@ -132,6 +134,7 @@ class Case:
             duration=data["duration"],
             links=data.get("links", {}),
             runner=data.get("runner", {}),
+            phases=data.get("phases", {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,4 +151,5 @@ class Case:
             "evidence": [[w, str(p)] for w, p in self.evidence],
             "links": self.links,
             "runner": self.runner,
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
         }

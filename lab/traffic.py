@@ -160,6 +160,49 @@ def send_segment(lab: Lab, node: str, src: str, dst: str, sport: int, dport: int
     )
 
 
+MIN_MARGIN = 0.5  # s: a completed exchange's slowest wait stays this far inside its timeout
+
+
+def timeout_margin(load: str, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How close a client load's completed exchanges came to their client timeout (every
+    connect and every reply wait is bounded by it): the slowest such wait and what was
+    left. A load that completed none has no margin (its failures are the case's subject)."""
+    timeout, waits = None, []
+    for r in records:
+        timeout = r.get("timeout", timeout)
+        if r.get("data_ok"):  # tcp_sessions: the connect and the echo are each one wait
+            waits.append(max(r.get("connect_time", 0.0), r.get("echo_time", 0.0)))
+        elif r.get("ok"):  # http_client: connect + request + response, at least the slowest wait
+            waits.append(r["elapsed"])
+    if timeout is None or not waits:
+        return None
+    slowest = max(waits)
+    return {
+        "load": load,
+        "client timeout (s)": timeout,
+        "completed": len(waits),
+        "slowest wait (s)": round(slowest, 3),
+        "margin (s)": round(timeout - slowest, 3),
+    }
+
+
+def thin_margins(margins: list[dict[str, Any]], least: float = MIN_MARGIN) -> list[str]:
+    """The loads whose slowest completed wait came within `least` seconds of the timeout."""
+    return [
+        f"{m['load']}: slowest wait {m['slowest wait (s)']:g} s of a {m['client timeout (s)']:g} s timeout"
+        for m in margins
+        if m["margin (s)"] < least
+    ]
+
+
+def _noted(lab: Lab, load: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records, their load's timeout margin noted in the lab for the running case."""
+    margin = timeout_margin(load, records)
+    if margin is not None:
+        lab.margins.append(margin)
+    return records
+
+
 def run_sessions(
     lab: Lab,
     client: str,
@@ -172,7 +215,9 @@ def run_sessions(
     """`count` short TCP sessions from `client` to `servers` (address:port, round robin);
     with `first_port`, session i uses source port first_port + i."""
     load = SessionLoad(servers, count, concurrency, timeout, first_port)
-    return sessions_records(lab.run(client, load.argv(), timeout=load.budget))
+    return _noted(
+        lab, f"tcp_sessions on {client}", sessions_records(lab.run(client, load.argv(), timeout=load.budget))
+    )
 
 
 @dataclass(frozen=True)
@@ -237,7 +282,7 @@ def finish_sessions(lab: Lab, proc: Proc, load: SessionLoad) -> list[dict[str, A
     code = lab.stop(proc)
     if code != 0:
         raise LabError(f"{proc.name} exited {code}: {proc.output()[-300:]}")
-    return sessions_records(proc.output())
+    return _noted(lab, proc.name, sessions_records(proc.output()))
 
 
 def run_sessions_from(
@@ -528,7 +573,7 @@ def run_http(lab: Lab, loads: dict[str, HttpLoad]) -> dict[str, list[dict[str, A
             out = lab.run(client, load.argv(), timeout=load.budget())
         except CommandError as exc:
             raise LabError(f"http_client on {client} exited {exc.rc}: {exc.output[-300:]}") from None
-        return client, http_records(out)
+        return client, _noted(lab, f"http_client on {client}", http_records(out))
 
     with ThreadPoolExecutor(max_workers=max(1, len(loads))) as pool:
         return dict(pool.map(one, loads.items()))
@@ -544,7 +589,7 @@ def finish_http(lab: Lab, proc: Proc, timeout: float) -> list[dict[str, Any]]:
     code = lab.stop(proc)
     if code != 0:
         raise LabError(f"{proc.name} exited {code}: {proc.output()[-300:]}")
-    return http_records(proc.output())
+    return _noted(lab, proc.name, http_records(proc.output()))
 
 
 def curl(lab: Lab, node: str, url: str, ports: range, *options: str, timeout: float = 5.0) -> dict[str, Any]:

@@ -67,6 +67,7 @@ class Loopback(Supervisor):
         super().__init__(
             logs, f"sltest{random.getrandbits(24):06x}", lambda node: partial(subprocess.Popen, cwd=ROOT)
         )
+        self.margins: list[dict] = []  # as Lab.margins
 
     def ip(self, node: str) -> str:
         return HERE
@@ -307,6 +308,14 @@ def test_sessions_from_clients_use_disjoint_port_ranges(loop, echo):
     )
     assert all(r["data_ok"] for r in records), records
     assert sorted(r["sport"] for r in records) == list(range(first, first + 10)), records
+    # each client's load noted how close its slowest wait came to the timeout
+    assert sorted(m["load"] for m in loop.margins) == ["tcp_sessions on a", "tcp_sessions on b"]
+    for m in loop.margins:
+        slowest = max(max(r["connect_time"], r["echo_time"]) for r in records if r["client"] == HERE)
+        assert m["client timeout (s)"] == 2.0 and m["completed"] == 5, m
+        assert 0 < m["slowest wait (s)"] <= round(slowest, 3) and m["margin (s)"] == round(
+            2.0 - m["slowest wait (s)"], 3
+        )
 
 
 def test_failed_session_is_aborted(loop):
@@ -324,6 +333,7 @@ def test_failed_session_is_aborted(loop):
             first_port=sport,
         )
         assert r["opened"] and not r["data_ok"] and r["error"] == "timeout", r
+        assert loop.margins == []  # nothing completed: no margin to speak of
         states = poll(lambda: tcp_states(sport), lambda s: not s)
         assert states == [], f"the failed session left {states}"
 
@@ -415,3 +425,28 @@ def test_real_ftp_clients_command_lines():
     assert "set ftp:passive-mode on" in lftp[2] and "get file.bin -o /tmp/out" in lftp[2]
     with pytest.raises(ConfigError, match="lftp: no FTP mode 'EPSV'"):
         ftp_tool_argv("lftp", "EPSV", url, "/tmp/out", ports, 5, "10.0.1.10")
+
+
+def test_timeout_margin_of_sessions_and_requests():
+    """The slowest completed wait against the timeout; failures and loads without a
+    completion give none; thin margins are named."""
+    from lab.traffic import thin_margins, timeout_margin
+
+    sessions = [
+        {"timeout": 3.0, "data_ok": True, "connect_time": 0.01, "echo_time": 2.4},
+        {"timeout": 3.0, "data_ok": True, "connect_time": 1.02, "echo_time": 0.01},
+        {"timeout": 3.0, "data_ok": False, "connect_time": 0.01, "error": "timeout"},
+    ]
+    margin = timeout_margin("s", sessions)
+    assert margin == {
+        "load": "s",
+        "client timeout (s)": 3.0,
+        "completed": 2,
+        "slowest wait (s)": 2.4,
+        "margin (s)": 0.6,
+    }
+    requests = [{"timeout": 1.0, "ok": True, "elapsed": 0.02}, {"timeout": 1.0, "ok": False, "elapsed": 1.0}]
+    assert timeout_margin("r", requests)["margin (s)"] == 0.98
+    assert timeout_margin("none", sessions[2:]) is None
+    assert thin_margins([margin], least=0.5) == []
+    assert thin_margins([margin], least=0.75) == ["s: slowest wait 2.4 s of a 3 s timeout"]

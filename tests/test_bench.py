@@ -105,3 +105,32 @@ def test_phases_table_puts_lab_and_baseline_side_by_side():
     text = phases_table({"s1": {"lab (ms)": {"build": 120.0, "drawing": 80.5}, "raw (ms)": {"build": 110.0}}})
     assert "| phase | lab (ms) | raw (ms) |" in text
     assert "| build | 120.0 | 110.0 |" in text and "| drawing | 80.5 |  |" in text
+
+
+def test_suite_time_per_scenario_from_the_cases_phases():
+    from bench.suite import scenario_times
+
+    def case(name, setup, call, teardown, margins=()):
+        figures = {"client timeout margins": [{"margin (s)": m} for m in margins]} if margins else {}
+        return {
+            "name": name,
+            "phases": {"setup": setup, "call": call, "teardown": teardown},
+            "figures": figures,
+        }
+
+    cases = [
+        case("test_s1.a", 5.0, 2.0, 0.5, [0.9]),
+        case("test_s1.b", 0.25, 3.0, 1.5, [0.7, 2.5]),
+        case("test_s2.a", 8.0, 1.0, 4.0),
+    ]
+    times = scenario_times(cases)
+    assert times["test_s1"] == {
+        "cases": 2,
+        "lab start": 5.0,
+        "case bodies": 5.0,
+        "per-case harness": 0.8,
+        "lab stop": 1.5,
+        "smallest client timeout margin (s)": 0.7,
+    }
+    assert times["test_s2"]["per-case harness"] == 0.0
+    assert times["test_s2"]["smallest client timeout margin (s)"] is None

@@ -34,7 +34,13 @@ def one(args: argparse.Namespace, i: int, headers: dict[str, str], lock: threadi
     if args.rate:
         time.sleep(max(0.0, t0 + i / args.rate - time.monotonic()))
     sport = args.first_port + i if args.first_port else 0
-    record: dict[str, Any] = {"i": i, "sport": sport, "wall_start": time.time(), "ok": False}
+    record: dict[str, Any] = {
+        "i": i,
+        "sport": sport,
+        "wall_start": time.time(),
+        "ok": False,
+        "timeout": args.timeout,
+    }
     start = time.monotonic()
     sock = None
     try:
@@ -65,7 +71,12 @@ def keepalive(args: argparse.Namespace, headers: dict[str, str]) -> None:
         for i in range(args.count):
             if args.rate:
                 time.sleep(max(0.0, t0 + i / args.rate - time.monotonic()))
-            record: dict[str, Any] = {"i": i, "sport": args.first_port, "wall_start": time.time()}
+            record: dict[str, Any] = {
+                "i": i,
+                "sport": args.first_port,
+                "wall_start": time.time(),
+                "timeout": args.timeout,
+            }
             start = time.monotonic()
             try:
                 status, served_by, size, _ = request(conn, args.path, headers)

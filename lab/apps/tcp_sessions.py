@@ -32,7 +32,12 @@ class Ending:
 def one(
     server: str, port: int, timeout: float, lock: threading.Lock, sport: int = 0, ending: Ending = Ending()
 ) -> None:
-    record: dict[str, object] = {"server": f"{server}:{port}", "opened": False, "data_ok": False}
+    record: dict[str, object] = {
+        "server": f"{server}:{port}",
+        "opened": False,
+        "data_ok": False,
+        "timeout": timeout,
+    }
     start = time.monotonic()
     record["wall_start"] = time.time()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -43,7 +48,8 @@ def one(
         record["sport"] = sock.getsockname()[1]
         sock.connect((server, port))
         record["opened"] = True
-        record["connect_time"] = time.monotonic() - start
+        connected = time.monotonic()
+        record["connect_time"] = connected - start
         sock.sendall(b"session\n")
         data = b""
         while b"\n" not in data:
@@ -52,6 +58,7 @@ def one(
                 break
             data += chunk
         record["data_ok"] = data.startswith(b"session")
+        record["echo_time"] = time.monotonic() - connected  # each wait is bounded by the timeout
         if record["data_ok"] and ending.hold:
             record["held"] = True  # idle now: what a timeout may take away
             time.sleep(ending.hold)
