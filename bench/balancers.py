@@ -122,10 +122,7 @@ def run(out: Path) -> dict[str, Any]:
 
 def plot(data: dict[str, Any], path: Path) -> Path:
     """Two bar charts: requests/s kept open, and new connections/s, per path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plot import plt, save
 
     names = list(data["results"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
@@ -137,7 +134,5 @@ def plot(data: dict[str, Any], path: Path) -> Path:
         ax.invert_yaxis()
         ax.set_xlabel(kind)
         ax.set_title(f"{kind} (median of {REPEAT}, min-max)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path

@@ -157,10 +157,7 @@ def run(out: Path) -> dict[str, Any]:
 def plot(data: dict[str, Any], path: Path) -> None:
     """Each mode's readiness times: the lab's, raw Mininet's with the same signal, and raw
     Mininet's waitConnected."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plot import plt, save
 
     rows = [r for r in data["rows"] if r["unit"] == "s"]
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -176,6 +173,4 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("seconds")
     ax.legend(fontsize=8)
     ax.set_title("controller start to every switch configured")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)

@@ -20,9 +20,11 @@ design and is left out.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ from bench.paired import Figure
 REPEAT = 3
 SESSIONS, CONCURRENCY, CLIENT_TIMEOUT = 2000, 32, 3.0
 ECHO_PORT, IPERF_PORT = 7000, 5201
+FIRST_PORT = 10_000  # source ports of the session runs: blocks of SESSIONS from here (per lab)
+_RUNS: dict[str, Iterator[int]] = {}  # per lab
 IPERF_SECONDS = 5
 TARGET = 0.5  # new sessions/s at least 0.5x standalone
 TARGET_MODES = ("symmetric", "correction-mac", "correction-mpls")
@@ -104,7 +108,10 @@ def sessions(lab: Any, cpu_pid: int | None) -> dict[str, Any]:
     from lab.traffic import SessionLoad, sessions_records
 
     servers = [f"{lab.ip(s)}:{ECHO_PORT}" for s in SERVERS]
-    load = SessionLoad(servers, SESSIONS, concurrency=CONCURRENCY, timeout=CLIENT_TIMEOUT)
+    # Each run its own block of source ports (TIME_WAIT sockets of earlier runs slow the
+    # kernel's own choice down: bench/firewall.py)
+    first = FIRST_PORT + next(_RUNS.setdefault(str(lab.paths.root), itertools.count())) * SESSIONS
+    load = SessionLoad(servers, SESSIONS, concurrency=CONCURRENCY, timeout=CLIENT_TIMEOUT, first_port=first)
     cpu = cpu_seconds(cpu_pid) if cpu_pid else 0.0
     misses = datapath_misses()
     started = time.monotonic()
@@ -169,10 +176,7 @@ def run(out: Path) -> dict[str, Any]:
 
 def plot(data: dict[str, Any], path: Path) -> None:
     """New sessions/s per mode, each repetition, beside the standalone baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plot import plt, save
 
     rows = [r for r in data["rows"] if r["unit"] == "1/s"]
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -185,6 +189,4 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("new TCP sessions/s")
     ax.legend()
     ax.set_title(f"{data['sessions']:,} sessions, {data['concurrency']} at a time, per fabric mode")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)

@@ -206,10 +206,7 @@ def _median_p99(values: list[float]) -> str:
 def plot(data: dict[str, Any], path: Path) -> Path:
     """Three panels: each delay's added-RTT distribution against the configured value;
     the jitter's distribution; delivered packets/s against offered, with and without."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plot import plt, save
 
     fig, (delays, jitter, pps) = plt.subplots(1, 3, figsize=(15, 4.2))
     for delay in DELAYS_MS:
@@ -240,7 +237,5 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     pps.set_ylabel("delivered packets/s")
     pps.set_title("forwarding cost: element against a plain link")
     pps.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path

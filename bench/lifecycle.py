@@ -154,10 +154,7 @@ def run(out: Path) -> dict[str, Any]:
 
 def plot(data: dict[str, Any], path: Path) -> None:
     """Each topology's up+down times, the lab's beside raw Mininet's, every repetition."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plot import plt, save
 
     rows = data["rows"]
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -179,6 +176,4 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.legend()
     ax.set_title("lab up+down against raw Mininet, each repetition")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)

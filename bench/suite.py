@@ -96,10 +96,7 @@ def run(out: Path) -> dict[str, Any]:
 
 def plot(data: dict[str, Any], path: Path) -> None:
     """Each scenario's time, stacked by part."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lab.plot import plt, save
 
     names = list(data["scenarios"])
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -111,6 +108,4 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("seconds")
     ax.legend(fontsize=8)
     ax.set_title("the default suite's time per scenario")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import socket
 import sys
 import time
@@ -191,16 +192,35 @@ class ControllerTable:
             )
         return out
 
+    def request(self) -> None:
+        """Ask the app to read the switches' session flows (at its next poll tick): it
+        reads them only when asked (`poll_request_file`, this file's name with .request,
+        whose content changes with every request)."""
+        self.path.with_suffix(".request").write_text(secrets.token_hex(8))
+
+    def _written(self) -> int:
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
     def wait_for(self, sessions: set[tuple[str, int]], timeout: float = 5) -> dict[tuple[str, int], Session]:
-        """The table once it lists both directions of every (client, port) in `sessions`
-        in a file written after this call (the app writes it every poll)."""
-        start = time.time()
+        """The table once it lists both directions of every (client, port) in `sessions`,
+        read after this call; asks again after each read that still lacks some."""
+        last = self._written()
+        self.request()
 
         def table() -> dict[tuple[str, int], Session] | None:
-            if not self.path.exists() or self.path.stat().st_mtime < start:
-                return None
+            nonlocal last
+            written = self._written()
+            if written == last:
+                return None  # not read since the request
             rows = {(s.src, s.sport or 0): s for s in self.sessions() if (s.src, s.sport) in sessions}
             complete = [s for s in rows.values() if s.via and s.reply_via]
-            return rows if len(complete) >= len(sessions) else None
+            if len(complete) >= len(sessions):
+                return rows
+            last = written
+            self.request()
+            return None
 
         return wait_until(table, timeout, f"the controller's table to list {len(sessions)} sessions")

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lab.packets import TcpSegment  # noqa: E402
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save(fig: Any, path: Path) -> Path:
     """Lay out, write (PNG, 110 dpi) and close a figure; its path."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -64,7 +64,7 @@ def outcome_figure(rows: Sequence[Mapping[str, Any]], timeout: float, path: Path
     right.set_ylabel("time until the application knew (s)")
     right.set_title("when the application learns the outcome")
     right.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def packet_timeline(
@@ -109,7 +109,7 @@ def packet_timeline(
     ax.scatter([], [], marker="s", c="tab:red", label="RST")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def session_timeline(
@@ -133,7 +133,7 @@ def session_timeline(
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("time since the start of idle (s)")
     axes[0, 0].set_title(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
@@ -161,7 +161,7 @@ def mode_figure(modes: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     right.legend(fontsize=8, ncols=3, loc="upper center")
     for ax in (left, right):
         ax.tick_params(axis="x", labelrotation=15)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def sync_lag_figure(lags: Sequence[float], path: Path, title: str) -> Path:
@@ -184,7 +184,7 @@ def sync_lag_figure(lags: Sequence[float], path: Path, title: str) -> Path:
     ax.set_xlabel("sync lag (ms)")
     ax.set_ylabel("sessions")
     ax.set_title(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def failover_figure(
@@ -204,7 +204,7 @@ def failover_figure(
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def race_sweep_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -235,7 +235,7 @@ def race_sweep_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     right.set_title("raced sessions open after the SYN-ACK retransmission")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 FTP_OUTCOME_COLOURS = {
@@ -273,7 +273,7 @@ def ftp_matrix_figure(
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.xaxis.tick_top()
     ax.set_title("FTP download: outcome (transfer time when it worked)", pad=24)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def sessions_timeline(
@@ -308,7 +308,7 @@ def sessions_timeline(
     ax.set_xlabel("time (s)")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def distribution_figure(
@@ -327,7 +327,7 @@ def distribution_figure(
     ax.set_ylabel("requests answered (servers' logs)")
     ax.set_title(title)
     ax.legend(title="client", fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def requests_timeline(
@@ -365,7 +365,7 @@ def requests_timeline(
     ax.set_ylabel("requests/s")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower left")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def scaling_figure(rates: Mapping[int, float], extra: Mapping[str, float], path: Path, title: str) -> Path:
@@ -384,7 +384,7 @@ def scaling_figure(rates: Mapping[int, float], extra: Mapping[str, float], path:
     ax.set_ylabel("requests/s (wrk)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def comparison_figure(
@@ -410,7 +410,7 @@ def comparison_figure(
     speed.set_xlabel("requests/s (wrk, kept-open connections)")
     speed.set_title("throughput")
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 VERDICT_COLOURS = {"dropped": "#2e7d32", "passed": "#c62828"}
@@ -440,7 +440,7 @@ def verdict_matrix_figure(
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.xaxis.tick_top()
     ax.set_title(title, pad=24, fontsize=9)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def attack_figure(curves: Mapping[str, Sequence[tuple[float, float]]], path: Path, title: str) -> Path:
@@ -456,7 +456,7 @@ def attack_figure(curves: Mapping[str, Sequence[tuple[float, float]]], path: Pat
     ax.set_ylim(-5, 105)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def occupancy_figure(
@@ -476,7 +476,7 @@ def occupancy_figure(
     ax.set_ylabel("sessions in the table")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 TOPOLOGY_COLORS = {"switch": "#9ecae1", "host": "#e0e0e0", "device": "#fdae6b"}
@@ -522,4 +522,4 @@ def topology_figure(layout: Mapping[str, Any], path: Path, title: str) -> Path:
     ax.margins(0.15)
     ax.set_axis_off()
     ax.set_title(title)
-    return _save(fig, path)
+    return save(fig, path)

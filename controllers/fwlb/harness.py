@@ -27,6 +27,8 @@ def config(lab: Lab, mode: str) -> dict[str, Any]:
         "firewalls": firewalls,
         "switches": switches,
         "session_file": str(lab.paths.root / "controller-sessions.json"),
+        # read on request only (ControllerTable asks while it waits: see the app)
+        "poll_request_file": str(lab.paths.root / "controller-sessions.request"),
         "poll_interval": 0.5,
     }
 

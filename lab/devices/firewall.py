@@ -99,8 +99,8 @@ class Firewall(Node):
         path = lab.paths.root / f"{self.name}-ruleset-{self.policy_loads}.nft"
         path.write_text(render_ruleset(policy, self.inside, self.outside, link))
         self._check(path)
-        for key, value in render_sysctls(policy).items():
-            lab.run(self.name, ["sysctl", "-qw", f"{key}={value}"])
+        settings = [f"{key}={value}" for key, value in render_sysctls(policy).items()]
+        lab.run(self.name, ["sysctl", "-qw", *settings])  # one process: fails if any does
         self._set_handoff(policy.peer_handoff)
         self._load(path)
         self.policy = policy
