@@ -54,6 +54,14 @@ def master_down_interval(priority: int) -> float:
     return 3 * ADVERT + (256 - priority) * ADVERT / 256
 
 
+# A request in flight when lb1 fails gets through at TCP's first retransmission after lb2
+# took over: retransmissions go 0.2, 0.6 and 1.4 s after the first send, and the case
+# accepts a failover up to 0.35 s longer than RFC 5798's interval (about 0.36 s here), so
+# the 1.4 s one may be it. Under a 1 s client timeout a surviving request waited 0.66 s
+# (0.34 s from failing, and the held session's survival with it); 3 s covers 1.4 s.
+FAILOVER_TIMEOUT = 3.0
+
+
 @pytest.mark.parametrize("sync", ["no sync", "conntrackd"])
 def test_failover_during_load(lab, case, sync):
     """Redundant kernel L4 balancers: lb1 dies under load; failover time, errors, does a session survive"""
@@ -67,8 +75,8 @@ def test_failover_during_load(lab, case, sync):
             lab.node(node).start_sync(PAIR["lb2" if node == "lb1" else "lb1"][1])
         keepalived[node] = lab.node(node).start_vrrp(vrrp_instances(node))
     lab.wait(lambda: keepalived["lb1"].state() == "MASTER", 5, "lb1 to become master")
-    held_load = HttpLoad(VIP, 40, case.take_port(), rate=10, keepalive=True, timeout=1.0)
-    load = HttpLoad(VIP, 150, case.take_ports(150).start, rate=50, concurrency=40, timeout=1.0)
+    held_load = HttpLoad(VIP, 40, case.take_port(), rate=10, keepalive=True, timeout=FAILOVER_TIMEOUT)
+    load = HttpLoad(VIP, 150, case.take_ports(150).start, rate=50, concurrency=40, timeout=FAILOVER_TIMEOUT)
     capture = Capture(lab, "lb2", "lb2-c", case.path, "lb2-c", bpf="vrrp or arp")
     with capture:
         t0 = time.time()
