@@ -98,11 +98,7 @@ class Controller:
             self.proc = self.lab.start(None, self._argv(), self.app.name, ready=LISTENING, keep=True)
             return self.proc
         self.waiting = False
-        try:
-            self.proc.wait_for_output(LISTENING, 10)
-        except LabError:
-            self.lab.stop(self.proc)
-            raise
+        self.lab.await_ready(self.proc, LISTENING)
         return self.proc
 
     def fast_reconnect(self) -> None:

@@ -235,6 +235,7 @@ class Lab:
         self.run = self.supervisor.run
         self.start = self.supervisor.start
         self.stop = self.supervisor.stop
+        self.await_ready = self.supervisor.await_ready
         self.crashed = self.supervisor.crashed
         self.runtime_dir = self.supervisor.runtime_dir
         self._cleanups: list[Callable[[], None]] = []

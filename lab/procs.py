@@ -160,12 +160,16 @@ class Supervisor:
         if self.record is not None:
             self.record.add_process(popen.pid, name)
         if ready is not None:
-            try:
-                proc.wait_for_output(ready, ready_timeout)
-            except LabError:
-                self.stop(proc)
-                raise
+            self.await_ready(proc, ready, ready_timeout)
         return proc
+
+    def await_ready(self, proc: Proc, ready: str, timeout: float = 10) -> None:
+        """Wait until the process printed `ready` (a regex); stopped if it never does."""
+        try:
+            proc.wait_for_output(ready, timeout)
+        except LabError:
+            self.stop(proc)
+            raise
 
     def stop(self, proc: Proc, sig: int = signal.SIGTERM, timeout: float = 5) -> int | None:
         """End a process by PID: `sig`, then SIGKILL if it outlives `timeout`."""

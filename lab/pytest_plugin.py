@@ -174,9 +174,8 @@ def pytest_runtest_makereport(
     result = item.stash.get(_ITEM_CASE, None)
     if result is not None:
         result.phases[report.when] = report.duration
-        if report.when == "teardown":
-            result.save()  # the teardown's time (saved again below when it failed)
-    if result is not None and (report.when == "call" or report.failed or report.skipped):
+    # saved after the call and after the teardown (its time), or where the case ended
+    if result is not None and (report.when in ("call", "teardown") or report.failed or report.skipped):
         if report.when == "call":
             result.duration = report.duration
         if report.failed:
