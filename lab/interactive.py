@@ -7,8 +7,12 @@ lab is removed on every one of these ways out.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from mininet.cli import CLI
@@ -24,6 +28,70 @@ def _hangup(signum: int, frame: Any) -> None:
     raise Hangup(signal.Signals(signum).name)
 
 
+class WakeableInput:
+    """Standard input that is not a terminal, read so that a signal is never lost.
+
+    Python runs a signal's handler between bytecodes: a SIGHUP or SIGTERM that came after
+    the last check and before a blocking read() left the CLI waiting for input that a
+    script or a closed pipe never sends (seen 1 in ~50 when the signal followed the
+    prompt at once). Here a byte is read only once select() says it is there, and
+    select() also watches the pipe the signal module writes to on every signal
+    (`signal.set_wakeup_fd`), so it returns and the handler runs. Bytes are read one at a
+    time: what is not yet read stays in the pipe, where Mininet's poll() on a running
+    command sees it.
+    """
+
+    def __init__(self, fd: int, wakeup: int) -> None:
+        self.fd = fd
+        self.wakeup = wakeup
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return False
+
+    def _wait(self) -> None:
+        while True:
+            ready, _, _ = select.select([self.fd, self.wakeup], [], [])
+            if self.wakeup in ready:  # a signal came; its handler has run by now
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wakeup, 512)
+            if self.fd in ready:
+                return
+
+    def read(self, size: int = 1) -> str:
+        self._wait()
+        return os.read(self.fd, size).decode(errors="replace")
+
+    def readline(self) -> str:
+        line = b""
+        while not line.endswith(b"\n"):
+            self._wait()
+            byte = os.read(self.fd, 1)
+            if not byte:  # end of input: what came, or "" (Ctrl-D)
+                break
+            line += byte
+        return line.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def wakeable_stdin(stream: Any = sys.stdin) -> Iterator[Any]:
+    """`stream` as the CLI should read it: a terminal as it is (readline's editing and
+    history), anything else through WakeableInput while the signal wakeup pipe is ours."""
+    if stream.isatty():
+        yield stream
+        return
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    try:
+        yield WakeableInput(stream.fileno(), read_end)
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read_end)
+        os.close(write_end)
+
+
 class LabCLI(CLI):  # type: ignore[misc]
     """Mininet's CLI on a Lab: Ctrl-C at the prompt leaves instead of looping."""
 
@@ -32,6 +100,8 @@ class LabCLI(CLI):  # type: ignore[misc]
     def __init__(self, lab: Any, stdin: Any = sys.stdin) -> None:
         self.lab = lab
         self.busy = False
+        # Cmd reads a terminal with input() (readline), anything else with stdin.readline()
+        self.use_rawinput = stdin.isatty()
         super().__init__(lab.net, stdin=stdin)
 
     def precmd(self, line: str) -> str:
@@ -66,4 +136,5 @@ def serve(lab: Any, banner: str) -> None:
     # The lab keeps Mininet quiet (errors only); here its CLI prints commands' output.
     setLogLevel("output")
     print(banner, flush=True)
-    LabCLI(lab)
+    with wakeable_stdin() as stdin:
+        LabCLI(lab, stdin=stdin)

@@ -4,6 +4,7 @@ SIGKILL (what the lab recorded goes, nothing else)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -226,7 +227,13 @@ class _Output:
 
     def rest(self, timeout: float = 60) -> str:
         """Everything until the process has ended (at most `timeout` s)."""
-        self.proc.wait(timeout)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(queue.Empty):
+                while chunk := self.chunks.get_nowait():
+                    self.pending += chunk
+            raise AssertionError(f"still running after {timeout:g} s: {self.pending[-2000:]}") from None
         while (chunk := self.chunks.get(timeout=timeout)) is not None:
             self.pending += chunk
         text, self.pending = self.pending, ""
