@@ -34,16 +34,19 @@ class WakeableInput:
     Python runs a signal's handler between bytecodes: a SIGHUP or SIGTERM that came after
     the last check and before a blocking read() left the CLI waiting for input that a
     script or a closed pipe never sends (seen 1 in ~50 when the signal followed the
-    prompt at once). Here a byte is read only once select() says it is there, and
+    prompt at once). Here input is read only once select() says it is there, and
     select() also watches the pipe the signal module writes to on every signal
-    (`signal.set_wakeup_fd`), so it returns and the handler runs. Bytes are read one at a
-    time: what is not yet read stays in the pipe, where Mininet's poll() on a running
-    command sees it.
+    (`signal.set_wakeup_fd`), so it returns and the handler runs. Whatever came is read
+    into a buffer at once, as Python's own stdin does: lines piped after a command are
+    the CLI's next commands, not keys for the command Mininet runs meanwhile (it passes
+    to a running command only what its poll() finds still in the pipe).
     """
 
     def __init__(self, fd: int, wakeup: int) -> None:
         self.fd = fd
         self.wakeup = wakeup
+        self.buffer = b""
+        self.ended = False
 
     def fileno(self) -> int:
         return self.fd
@@ -51,27 +54,30 @@ class WakeableInput:
     def isatty(self) -> bool:
         return False
 
-    def _wait(self) -> None:
+    def _fill(self) -> None:
+        """Wait for input (or a signal, whose handler then runs) and take all there is."""
         while True:
             ready, _, _ = select.select([self.fd, self.wakeup], [], [])
             if self.wakeup in ready:  # a signal came; its handler has run by now
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wakeup, 512)
             if self.fd in ready:
-                return
+                break
+        chunk = os.read(self.fd, 65536)
+        self.buffer += chunk
+        self.ended = not chunk
 
     def read(self, size: int = 1) -> str:
-        self._wait()
-        return os.read(self.fd, size).decode(errors="replace")
+        if not self.buffer and not self.ended:
+            self._fill()
+        taken, self.buffer = self.buffer[:size], self.buffer[size:]
+        return taken.decode(errors="replace")
 
     def readline(self) -> str:
-        line = b""
-        while not line.endswith(b"\n"):
-            self._wait()
-            byte = os.read(self.fd, 1)
-            if not byte:  # end of input: what came, or "" (Ctrl-D)
-                break
-            line += byte
+        while b"\n" not in self.buffer and not self.ended:
+            self._fill()
+        end = self.buffer.find(b"\n") + 1 or len(self.buffer)  # at the end: what came, or ""
+        line, self.buffer = self.buffer[:end], self.buffer[end:]
         return line.decode(errors="replace")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 import time
@@ -68,3 +69,17 @@ def test_a_signal_the_blocking_read_never_sees_still_ends_it(pipe):
         signal.signal(signal.SIGUSR1, previous)
         fallback.cancel()
         other.join(5)
+
+
+def test_lines_piped_together_stay_the_cli_s(pipe):
+    """Commands piped at once are read at once: none is left in the pipe, where Mininet's
+    poll() would pass it to the command running meanwhile as keystrokes."""
+    stream, write_end = pipe
+    os.write(write_end, b"client ping -c1 server\nserver ls\nexit\n")
+    with wakeable_stdin(stream) as stdin:
+        assert stdin.readline() == "client ping -c1 server\n"
+        assert not select.select([stdin], [], [], 0)[0]  # the pipe is empty
+        assert stdin.readline() == "server ls\n"
+        assert stdin.readline() == "exit\n"
+        os.write(write_end, b"x")
+        assert stdin.read(1) == "x"
