@@ -310,12 +310,14 @@ def test_sessions_from_clients_use_disjoint_port_ranges(loop, echo):
     assert sorted(r["sport"] for r in records) == list(range(first, first + 10)), records
     # each client's load noted how close its slowest wait came to the timeout
     assert sorted(m["load"] for m in loop.margins) == ["tcp_sessions on a", "tcp_sessions on b"]
+    # both clients share one address, so the slowest of all their waits is one client's
+    # (rounded to the millisecond: on loopback it can round to 0)
+    slowest = max(max(r["connect_time"], r["echo_time"]) for r in records)
+    assert max(m["slowest wait (s)"] for m in loop.margins) == round(slowest, 3), loop.margins
     for m in loop.margins:
-        slowest = max(max(r["connect_time"], r["echo_time"]) for r in records if r["client"] == HERE)
         assert m["client timeout (s)"] == 2.0 and m["completed"] == 5, m
-        assert 0 < m["slowest wait (s)"] <= round(slowest, 3) and m["margin (s)"] == round(
-            2.0 - m["slowest wait (s)"], 3
-        )
+        assert 0 <= m["slowest wait (s)"] <= round(slowest, 3), m
+        assert abs(m["margin (s)"] - (2.0 - m["slowest wait (s)"])) <= 0.0011, m
 
 
 def test_failed_session_is_aborted(loop):
