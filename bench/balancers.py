@@ -18,8 +18,6 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-SERVERS = {"r1": "10.0.2.11", "r2": "10.0.2.12", "r3": "10.0.2.13", "r4": "10.0.2.14"}
-VIP = "10.0.1.100"
 SECONDS, CONNECTIONS, REPEAT = 5, 32, 3
 EPHEMERAL = range(32768, 61000)
 
@@ -73,27 +71,30 @@ def run(out: Path) -> dict[str, Any]:
     from lab.config import Adc, L4Balancer, Pool, RealServer
     from lab.net import Lab
 
-    real = tuple(RealServer(a, 80) for a in SERVERS.values())
+    plan = topology.plan("s4")  # the addresses, as the topology defines them
+    servers_at: dict[str, str] = dict(plan.hosts["servers"])
+    vip, clients, lb1 = plan.vips["web"], plan.networks["clients"], plan.addresses["lb1-s"]
+    real = tuple(RealServer(a, 80) for a in servers_at.values())
     results: dict[str, Any] = {}
 
     def servers(lab: Any, routed_back: bool) -> None:
-        for node, address in SERVERS.items():
+        for node, address in servers_at.items():
             nginx_server(lab, node, address)
             if routed_back:
-                lab.run(node, ["ip", "route", "replace", "10.0.1.0/24", "via", "10.0.2.2"])
+                lab.run(node, ["ip", "route", "replace", clients, "via", lb1])
 
     with Lab(topology.load("s4"), out / "lab") as lab:
         servers(lab, routed_back=False)
-        results["plain router (gw), one server"] = measure(lab, f"http://{SERVERS['r1']}/")
-        for node in SERVERS:
-            lab.run(node, ["ip", "route", "replace", "10.0.1.0/24", "via", "10.0.2.2"])
+        results["plain router (gw), one server"] = measure(lab, f"http://{servers_at['r1']}/")
+        for node in servers_at:
+            lab.run(node, ["ip", "route", "replace", clients, "via", lb1])
         lb = lab.node("lb1")
-        lb.apply(L4Balancer(VIP, 80, real))
-        results["kernel L4 (nftables DNAT, round robin)"] = measure(lab, f"http://{VIP}/")
+        lb.apply(L4Balancer(vip, 80, real))
+        results["kernel L4 (nftables DNAT, round robin)"] = measure(lab, f"http://{vip}/")
         lb.reset()
         for daemon in ("haproxy", "nginx"):
-            adc = lb.start_adc(Adc(VIP, 80, (Pool("web", real),), forwarded_for=False), daemon, EPHEMERAL)
-            results[f"{daemon} (L7, round robin)"] = measure(lab, f"http://{VIP}/")
+            adc = lb.start_adc(Adc(vip, 80, (Pool("web", real),), forwarded_for=False), daemon, EPHEMERAL)
+            results[f"{daemon} (L7, round robin)"] = measure(lab, f"http://{vip}/")
             adc.stop()
             lb.reset()
     for algorithm, label in (
@@ -103,7 +104,7 @@ def run(out: Path) -> dict[str, Any]:
         app = topology.controller_for("s4-sdn", algorithm=algorithm)
         with Lab(topology.load("s4-sdn"), out / f"lab-sdn-{algorithm}", controller=app) as lab:
             servers(lab, routed_back=False)
-            results[label] = measure(lab, f"http://{VIP}/")
+            results[label] = measure(lab, f"http://{vip}/")
     rows = []
     for name, figures in results.items():
         for kind, stats in figures.items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -66,6 +65,7 @@ def raw_ready(config: dict[str, Any], dpids: dict[str, str], folder: Path) -> di
     from lab import topology
     from lab.controller import free_port
     from lab.errors import LabError
+    from lab.events import read_events
     from lab.procs import host_run
 
     topo = topology.load("s2")
@@ -104,7 +104,7 @@ def raw_ready(config: dict[str, Any], dpids: dict[str, str], folder: Path) -> di
         connected = time.monotonic() - started
         wanted = {int(d, 16) for d in dpids.values()}
         _wait(
-            lambda: wanted <= {int(m) for m in re.findall(r'"switch_ready".*?"dpid": (\d+)', _read(log))},
+            lambda: wanted <= {e["dpid"] for e in read_events(_read(log)) if e["event"] == "switch_ready"},
             20,
             "every switch configured",
         )

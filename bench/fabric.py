@@ -115,7 +115,7 @@ def sessions(lab: Any, cpu_pid: int | None) -> dict[str, Any]:
     cpu = cpu_seconds(cpu_pid) if cpu_pid else 0.0
     misses = datapath_misses()
     started = time.monotonic()
-    records = sessions_records(lab.run("h1", load.argv(), timeout=load.budget))
+    records = sessions_records(lab.run("h1", load.argv(), timeout=load.budget()))
     elapsed = time.monotonic() - started
     done = sum(bool(r.get("data_ok")) for r in records)
     return {

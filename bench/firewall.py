@@ -52,7 +52,7 @@ def sessions_per_second(lab: Any) -> float:
         [f"{lab.ip('server')}:{ECHO_PORT}"], SESSIONS, concurrency=CONCURRENCY, first_port=first
     )
     started = time.monotonic()
-    records = sessions_records(lab.run("client", load.argv(), timeout=load.budget))
+    records = sessions_records(lab.run("client", load.argv(), timeout=load.budget()))
     elapsed = time.monotonic() - started
     return sum(bool(r.get("data_ok")) for r in records) / elapsed
 

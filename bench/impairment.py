@@ -29,6 +29,7 @@ from bench.measure import (
     prompt_share,
     summary,
 )
+from lab.host_pairs import add_host_pairs
 
 DELAYS_MS = (1, 10, 50, 200)
 LOSSES = (1, 5, 20)
@@ -48,13 +49,7 @@ class BenchTopo(Topo):
     """Two host pairs on one switch: through an impairable link, and through plain links."""
 
     def build(self):
-        h1, h2 = self.addHost("h1", ip="10.0.9.1/24"), self.addHost("h2", ip="10.0.9.2/24")
-        h3, h4 = self.addHost("h3", ip="10.0.9.3/24"), self.addHost("h4", ip="10.0.9.4/24")
-        s1 = self.addSwitch("s1")
-        self.addLink(h1, s1, delay="0ms")
-        self.addLink(s1, h2)
-        self.addLink(h3, s1)
-        self.addLink(s1, h4)
+        add_host_pairs(self, {"delay": "0ms"}, {})
 
 
 def ping(

@@ -1,12 +1,13 @@
 """The default lab suite's wall time per scenario (issue 12): `sessionlab run` of every suite,
-one lab at a time, then where each scenario's time went, from its cases' case.json:
+one lab at a time, then where each scenario's time went, from its cases' case.json (a
+scenario: its test_sN_*.py modules, each with its own lab; any other module on its own):
 
-    lab start         the setup of the module's first case (its lab built and started)
+    lab start         the setup of each module's first case (its lab built and started)
     case bodies       the tests themselves: traffic, and the waits that are their subject
                       (idle timeouts, failovers, sync races)
     per-case harness  every other setup and teardown (devices reset, the case's processes
                       stopped, its sockets cut, logs kept)
-    lab stop          the teardown of the module's last case (its lab removed)
+    lab stop          the teardown of each module's last case (its lab removed)
 
 and how close each scenario's client loads came to their timeouts (the smallest margin
 any case reported).
@@ -15,6 +16,7 @@ any case reported).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -24,31 +26,45 @@ from typing import Any
 from lab.errors import LabError
 
 PARTS = ("lab start", "case bodies", "per-case harness", "lab stop")
+_SCENARIO = re.compile(r"^(test_s\d+)_")
 
 
-def scenario_times(cases: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per scenario module (cases in the order they ran): seconds of each part, and the
-    smallest client timeout margin its cases reported (None without a client load)."""
+def scenario_of(module: str) -> str:
+    """The scenario a case module belongs to: its `test_sN` prefix (a scenario's cases are
+    split over modules: test_s1_keepalive, test_s1_over_wan, ...), else the module itself."""
+    found = _SCENARIO.match(module)
+    return found[1] if found else module
+
+
+def scenario_times(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per scenario (cases in the order they ran): seconds of each part, summed over its
+    modules (each builds and removes its own lab), and the smallest client timeout margin
+    its cases reported (None without a client load)."""
     modules: dict[str, list[dict[str, Any]]] = {}
     for case in cases:
         modules.setdefault(case["name"].split(".", 1)[0], []).append(case)
-    out: dict[str, dict[str, Any]] = {}
+    sums: dict[str, dict[str, Any]] = {}
     for module, mine in modules.items():
         phases = [c.get("phases", {}) for c in mine]
         start, stop = phases[0].get("setup", 0.0), phases[-1].get("teardown", 0.0)
         harness = sum(p.get("setup", 0.0) + p.get("teardown", 0.0) for p in phases) - start - stop
-        margins = [
+        total = sums.setdefault(scenario_of(module), {"cases": 0, "margins": [], **dict.fromkeys(PARTS, 0.0)})
+        total["cases"] += len(mine)
+        total["lab start"] += start
+        total["case bodies"] += sum(p.get("call", 0.0) for p in phases)
+        total["per-case harness"] += harness
+        total["lab stop"] += stop
+        total["margins"] += [
             m["margin (s)"] for c in mine for m in c.get("figures", {}).get("client timeout margins", [])
         ]
-        out[module] = {
-            "cases": len(mine),
-            "lab start": round(start, 1),
-            "case bodies": round(sum(p.get("call", 0.0) for p in phases), 1),
-            "per-case harness": round(harness, 1),
-            "lab stop": round(stop, 1),
-            "smallest client timeout margin (s)": min(margins) if margins else None,
+    return {
+        scenario: {
+            "cases": total["cases"],
+            **{part: round(total[part], 1) for part in PARTS},
+            "smallest client timeout margin (s)": min(total["margins"]) if total["margins"] else None,
         }
-    return out
+        for scenario, total in sums.items()
+    }
 
 
 def run(out: Path) -> dict[str, Any]:

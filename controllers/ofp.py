@@ -1,18 +1,59 @@
-"""What the os-ken adapters share: their event lines, a switch's clean start, the
-readiness barrier, and the flow messages for the logic's `Flow`s (OpenFlow 1.3).
+"""The one OpenFlow layer of the controller apps: the `Flow` record their logic returns, its
+translation into OpenFlow 1.3 messages (with the Nicira extensions), the event lines, and
+`SwitchAdapter`, the switch handling both os-ken adapters share (a clean start, the
+switch's flows, the readiness barrier, errors).
 
-The decisions stay in each app's logic module; this only speaks OpenFlow.
+The decisions stay in each app's `logic.py`; this module only speaks OpenFlow. It imports
+no os-ken at import time (a logic module imports `Flow` from here and stays testable
+offline): the translators reach OpenFlow through the datapath's own parser, and os-ken's
+handler registration happens when an app subclasses `SwitchAdapter`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from controllers.fwlb.logic import Flow
+Action = tuple[Any, ...]  # ("kind", arguments...): see `action` for the kinds
+Match = tuple[tuple[str, Any], ...]  # (OXM field name, value) pairs, sorted
+
+# OVS nx_hash_fields, by the name a logic module uses.
+HASH_FIELDS = {"symmetric_l3l4": 2, "symmetric_l3": 6}
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One flow entry to add (or, with command "delete", the entries to remove)."""
+
+    dpid: int
+    table: int
+    priority: int
+    match: Match
+    actions: tuple[Action, ...] = ()
+    goto: int | None = None
+    cookie: int = 0
+    command: str = "add"
+    idle_timeout: int = 0  # s; 0: the flow stays
+    notify_removed: bool = False  # the switch reports its removal (OFPFF_SEND_FLOW_REM)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an app does about one event: the flows to send, the actions to send the event's
+    packet out with (None: the packet is not sent), and the event lines to write, in order."""
+
+    flows: tuple[Flow, ...] = ()
+    packet: tuple[Action, ...] | None = None
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+def match(**fields: Any) -> Match:
+    """A flow's match from OXM fields, in one order (so equal matches compare equal)."""
+    return tuple(sorted(fields.items()))
 
 
 def log(event: str, **fields: Any) -> None:
@@ -22,64 +63,63 @@ def log(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def clear_switch(dp: Any) -> None:
-    """Start clean: whatever an earlier controller left (flows, learned sessions) goes."""
+# --- translation: Flow records -> OpenFlow ----------------------------------------------
+def action(dp: Any, spec: Action) -> Any:
+    """One action spec as the datapath's OpenFlow action. The kinds:
+
+    ("output", port), ("normal",), ("controller",) (the whole packet),
+    ("set_field", field, value), ("resubmit", table), ("push_mpls", ethertype),
+    ("pop_mpls", ethertype),
+    ("multipath", fields, basis, links, reg): hash `fields` (a HASH_FIELDS name) with key
+    `basis` into one of `links` slots, written to `reg`;
+    ("learn", table, cookie, idle, value): learn the session's 5-tuple into `table`
+    (priority 10), loading `value` into reg0;
+    ("learn_session", table, cookie, idle, mac, ip, port_reg): learn the session's 5-tuple
+    (priority 100) rewritten to a backend: its MAC and address, out of the port in `port_reg`.
+    """
     p, ofp = dp.ofproto_parser, dp.ofproto
-    dp.send_msg(
-        p.OFPFlowMod(
-            dp,
-            table_id=ofp.OFPTT_ALL,
-            command=ofp.OFPFC_DELETE,
-            out_port=ofp.OFPP_ANY,
-            out_group=ofp.OFPG_ANY,
-            match=p.OFPMatch(),
+    kind = spec[0]
+    if kind == "output":
+        return p.OFPActionOutput(spec[1])
+    if kind == "normal":
+        return p.OFPActionOutput(ofp.OFPP_NORMAL)
+    if kind == "controller":
+        return p.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
+    if kind == "set_field":
+        return p.OFPActionSetField(**{spec[1]: spec[2]})
+    if kind == "resubmit":
+        return p.NXActionResubmitTable(table_id=spec[1])
+    if kind == "push_mpls":
+        return p.OFPActionPushMpls(spec[1])
+    if kind == "pop_mpls":
+        return p.OFPActionPopMpls(spec[1])
+    if kind == "multipath":
+        from os_ken.ofproto import nicira_ext  # os-ken only where a switch is (module docstring)
+
+        _, fields, basis, links, reg = spec
+        return p.NXActionMultipath(
+            fields=HASH_FIELDS[fields],
+            basis=basis,
+            algorithm=nicira_ext.NX_MP_ALG_HRW,
+            max_link=links - 1,
+            arg=0,
+            ofs_nbits=nicira_ext.ofs_nbits(0, 31),
+            dst=reg,
         )
-    )
-
-
-def send_barrier(dp: Any) -> int:
-    """A barrier after the switch's configuration: its reply says the switch is ready."""
-    msg = dp.ofproto_parser.OFPBarrierRequest(dp)
-    dp.send_msg(msg)
-    return msg.xid if msg.xid is not None else 0
-
-
-def send_flow(dp: Any, flow: Flow, action: Callable[[Any, tuple[Any, ...]], Any]) -> None:
-    """A `Flow` as a flow-mod: add (with its idle timeout and removal notice), or delete
-    the flows its table and match cover. `action` translates one action spec."""
-    p, ofp = dp.ofproto_parser, dp.ofproto
-    match = p.OFPMatch(**dict(flow.match))
-    if flow.command == "delete":
-        dp.send_msg(
-            p.OFPFlowMod(
-                dp,
-                table_id=flow.table,
-                command=ofp.OFPFC_DELETE,
-                out_port=ofp.OFPP_ANY,
-                out_group=ofp.OFPG_ANY,
-                match=match,
-            )
-        )
-        return
-    instructions = []
-    if flow.actions:
-        actions = [action(dp, a) for a in flow.actions]
-        instructions.append(p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
-    if flow.goto is not None:
-        instructions.append(p.OFPInstructionGotoTable(flow.goto))
-    dp.send_msg(
-        p.OFPFlowMod(
-            dp,
-            cookie=flow.cookie,
-            table_id=flow.table,
-            command=ofp.OFPFC_ADD,
-            priority=flow.priority,
-            idle_timeout=flow.idle_timeout,
-            flags=ofp.OFPFF_SEND_FLOW_REM if flow.notify_removed else 0,
-            match=match,
-            instructions=instructions,
-        )
-    )
+    if kind == "learn":
+        _, table, cookie, idle, value = spec
+        specs = [*session_match_specs(p), p.NXFlowSpecLoad(src=value, dst=("reg0", 0), n_bits=32)]
+        return p.NXActionLearn(table_id=table, specs=specs, idle_timeout=idle, priority=10, cookie=cookie)
+    if kind == "learn_session":
+        _, table, cookie, idle, mac, ip, port_reg = spec
+        specs = [
+            *session_match_specs(p),
+            p.NXFlowSpecLoad(src=int(mac.replace(":", ""), 16), dst=("eth_dst_nxm", 0), n_bits=48),
+            p.NXFlowSpecLoad(src=int(ipaddress.IPv4Address(ip)), dst=("ipv4_dst_nxm", 0), n_bits=32),
+            p.NXFlowSpecOutput(src=(port_reg, 0), dst="", n_bits=32),
+        ]
+        return p.NXActionLearn(table_id=table, specs=specs, idle_timeout=idle, priority=100, cookie=cookie)
+    raise ValueError(f"unknown action {spec!r}")
 
 
 def session_match_specs(p: Any) -> list[Any]:
@@ -92,3 +132,126 @@ def session_match_specs(p: Any) -> list[Any]:
         p.NXFlowSpecMatch(src=("tcp_src_nxm", 0), dst=("tcp_src_nxm", 0), n_bits=16),
         p.NXFlowSpecMatch(src=("tcp_dst_nxm", 0), dst=("tcp_dst_nxm", 0), n_bits=16),
     ]
+
+
+def _delete(dp: Any, table: int, fields: Match) -> Any:
+    """A flow-mod deleting the flows of `table` (OFPTT_ALL: every table) that `fields` cover."""
+    p, ofp = dp.ofproto_parser, dp.ofproto
+    return p.OFPFlowMod(
+        dp,
+        table_id=table,
+        command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=p.OFPMatch(**dict(fields)),
+    )
+
+
+def flow_mod(dp: Any, flow: Flow) -> Any:
+    """A `Flow` as a flow-mod: add (with its idle timeout and removal notice), or delete
+    the flows its table and match cover."""
+    if flow.command == "delete":
+        return _delete(dp, flow.table, flow.match)
+    p, ofp = dp.ofproto_parser, dp.ofproto
+    instructions = []
+    if flow.actions:
+        actions = [action(dp, a) for a in flow.actions]
+        instructions.append(p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
+    if flow.goto is not None:
+        instructions.append(p.OFPInstructionGotoTable(flow.goto))
+    return p.OFPFlowMod(
+        dp,
+        cookie=flow.cookie,
+        table_id=flow.table,
+        command=ofp.OFPFC_ADD,
+        priority=flow.priority,
+        idle_timeout=flow.idle_timeout,
+        flags=ofp.OFPFF_SEND_FLOW_REM if flow.notify_removed else 0,
+        match=p.OFPMatch(**dict(flow.match)),
+        instructions=instructions,
+    )
+
+
+def packet_out(dp: Any, in_port: int, actions: tuple[Action, ...], data: bytes) -> Any:
+    """A packet-out of `data` (as it came in on `in_port`) with the given action specs."""
+    p, ofp = dp.ofproto_parser, dp.ofproto
+    return p.OFPPacketOut(
+        dp, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port, actions=[action(dp, a) for a in actions], data=data
+    )
+
+
+def clear_switch(dp: Any) -> None:
+    """Start clean: whatever an earlier controller left (flows, learned sessions) goes."""
+    dp.send_msg(_delete(dp, dp.ofproto.OFPTT_ALL, ()))
+
+
+def send_barrier(dp: Any) -> int:
+    """A barrier after the switch's configuration: its reply says the switch is ready."""
+    msg = dp.ofproto_parser.OFPBarrierRequest(dp)
+    dp.send_msg(msg)
+    return msg.xid if msg.xid is not None else 0
+
+
+# --- the adapters' shared switch handling ---------------------------------------------
+class SwitchAdapter:
+    """Mixed into an app (before os-ken's `OSKenApp`): keeps the connected switches, gives
+    each a clean start with the flows the app's logic names (`switch_flows`), reports
+    switch_connected / switch_ready (after a barrier) / openflow_error, and sends flows
+    and verdicts. An app adds its own fields to the switch lines with `switch_fields`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.datapaths: dict[int, Any] = {}
+        self.pending: dict[int, int] = {}  # dpid -> the xid of its readiness barrier
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # os-ken is imported when an app subclasses this, not when a logic module imports
+        # `Flow`; by then the app module (started by controllers.run) has imported it.
+        super().__init_subclass__(**kwargs)
+        from os_ken.controller import ofp_event
+        from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+
+        set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)(SwitchAdapter.switch_features)
+        set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)(SwitchAdapter.barrier_reply)
+        set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])(SwitchAdapter.error)
+
+    def switch_flows(self, dpid: int) -> list[Flow]:
+        """Everything a switch needs when it connects (the app's logic decides)."""
+        raise NotImplementedError
+
+    def switch_fields(self, dpid: int) -> dict[str, Any]:
+        """Fields the app adds to a switch's event lines (none by default)."""
+        return {}
+
+    def send(self, flow: Flow) -> None:
+        dp = self.datapaths.get(flow.dpid)
+        if dp is not None:
+            dp.send_msg(flow_mod(dp, flow))
+
+    def carry_out(self, verdict: Verdict, dp: Any = None, in_port: int = 0, data: bytes = b"") -> None:
+        """Send a verdict's flows, then its packet (through `dp`, as it came in on `in_port`),
+        then write its event lines."""
+        for flow in verdict.flows:
+            self.send(flow)
+        if verdict.packet is not None and dp is not None:
+            dp.send_msg(packet_out(dp, in_port, verdict.packet, data))
+        for event, fields in verdict.events:
+            log(event, **fields)
+
+    def switch_features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        self.datapaths[dp.id] = dp
+        clear_switch(dp)
+        for flow in self.switch_flows(dp.id):
+            self.send(flow)
+        self.pending[dp.id] = send_barrier(dp)
+        log("switch_connected", dpid=dp.id, **self.switch_fields(dp.id))
+
+    def barrier_reply(self, ev: Any) -> None:
+        dpid = ev.msg.datapath.id
+        if self.pending.pop(dpid, None) is not None:
+            log("switch_ready", dpid=dpid, **self.switch_fields(dpid))
+
+    def error(self, ev: Any) -> None:
+        msg = ev.msg
+        log("openflow_error", dpid=msg.datapath.id, type=msg.type, code=msg.code, data=msg.data.hex()[:80])

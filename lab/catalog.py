@@ -1,6 +1,8 @@
 """The lab suites and their cases, as the CLI lists and runs them.
 
-A suite is a scenario (`s1`...): the modules `testcases/test_<suite>_*.py`. A case is one
+A suite is a scenario (`s1`...): the modules `testcases/test_<suite>.py` and
+`testcases/test_<suite>_*.py`, one rule for every scenario however many modules its
+sub-scenarios take (S4: L4 in the kernel and in the switch, L7, redundancy, scale). A case is one
 collected test, named by its pytest node id; its description is its docstring's first line.
 Cases are found by pytest's own collection, so what is listed is exactly what runs.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +34,23 @@ class CaseInfo:
     description: str
 
 
+_SCENARIO_MODULE = re.compile(r"test_(s[0-9]+)(?:_\w*)?")
+
+
+def suite_of(module: str) -> str:
+    """A module's suite: `s1` for test_s1_idle_timeout (and every other test_s1_* module),
+    `harness` for the harness's own modules."""
+    found = _SCENARIO_MODULE.fullmatch(module)
+    return found.group(1) if found else "harness"
+
+
 def suites(directory: Path = SUITES_DIR) -> dict[str, list[Path]]:
-    """Scenario suite name (s1, ...) -> its modules: testcases/test_<name>_*.py (S4 has
-    several: L4 in the kernel and in the switch, L7, redundancy, scale)."""
+    """Scenario suite name (s1, ...) -> its modules (see `suite_of`), in name order."""
     found: dict[str, list[Path]] = {}
-    for path in sorted(directory.glob("test_s[0-9]*_*.py")):
-        found.setdefault(path.stem.split("_")[1], []).append(path)
+    for path in sorted(directory.glob("test_s*.py")):
+        suite = suite_of(path.stem)
+        if suite != "harness":
+            found.setdefault(suite, []).append(path)
     return found
 
 
@@ -48,12 +62,6 @@ class _Collector:
 
     def pytest_collection_finish(self, session: Any) -> None:
         self.items = list(session.items)
-
-
-def suite_of(module: str) -> str:
-    """A module's suite: `s1` for test_s1_idle_timeout, `harness` for the harness's own."""
-    parts = module.split("_")
-    return parts[1] if len(parts) > 2 and parts[0] == "test" else "harness"
 
 
 def collect(paths: list[Path] | None = None, keyword: str | None = None) -> list[CaseInfo]:

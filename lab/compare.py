@@ -1,7 +1,12 @@
 """`sessionlab report --compare A B`: what changed between two runs, from their summary.json:
 cases whose verdict changed (or that ran in one only), and figures that moved beyond a
 relative tolerance (numbers) or changed in their words (an outcome; the numbers inside a
-text, such as ports, vary from run to run and are not compared)."""
+text, such as ports, vary from run to run and are not compared).
+
+A case is named `<module>.<test>`. When a scenario's module is split or renamed between the
+runs, a case found on one side only is paired with the case of the other side that has the
+same test name in the same scenario (`test_s1_*`), where that name is unique in the scenario
+on both sides."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.catalog import suite_of
 from lab.errors import ConfigError
 
 
@@ -87,17 +93,53 @@ def moved(a: Any, b: Any, tolerance: float) -> str | None:
     return None if _words(a) == _words(b) else "changed"
 
 
+def _test_key(name: str) -> tuple[str, str] | None:
+    """A case's scenario and test name (`test_s1_x.test_y[p]` -> ("s1", "test_y[p]")); None
+    outside a scenario's modules or for a name without a module."""
+    module, dot, test = name.partition(".")
+    suite = suite_of(module)
+    return (suite, test) if dot and suite != "harness" else None
+
+
+def _unique_tests(names: list[str]) -> dict[tuple[str, str], str]:
+    """Scenario and test name -> case name, for the test names that occur once per scenario."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for name in names:
+        key = _test_key(name)
+        if key is not None:
+            seen.setdefault(key, []).append(name)
+    return {key: found[0] for key, found in seen.items() if len(found) == 1}
+
+
+def pair_cases(names_a: list[str], names_b: list[str]) -> dict[str, str]:
+    """Each case of A -> its case in B: the same name, or, for a name on one side only, the
+    case of the same test name in the same scenario when that name is unique there on both
+    sides (a module split or renamed between the runs). Cases without a match are left out."""
+    in_a, in_b = set(names_a), set(names_b)
+    pairs = {name: name for name in names_a if name in in_b}
+    unique_b = _unique_tests(names_b)
+    for key, name in _unique_tests(names_a).items():
+        other = unique_b.get(key)
+        if name not in in_b and other is not None and other not in in_a:
+            pairs[name] = other
+    return dict(sorted(pairs.items(), key=lambda item: names_a.index(item[0])))
+
+
 def compare(run_a: Path, run_b: Path, tolerance: float = 0.1) -> list[Change]:
-    """Every change from run A to run B, case by case in A's order (then B's new cases)."""
+    """Every change from run A to run B, case by case in A's order (then B's new cases).
+    A case paired across a module split (see `pair_cases`) is named as in B, A's module
+    after it."""
     if not 0 <= tolerance < 1:
         raise ConfigError(f"tolerance {tolerance}: expected a fraction from 0 to 1 (0.1 = 10 %)")
     a, b = load_run(run_a), load_run(run_b)
+    pairs = pair_cases(list(a), list(b))
     changes: list[Change] = []
-    for name, case in a.items():
-        other = b.get(name)
-        if other is None:
-            changes.append(Change(name, "verdict", case["verdict"], None, "only in A"))
+    for name_a, case in a.items():
+        if name_a not in pairs:
+            changes.append(Change(name_a, "verdict", case["verdict"], None, "only in A"))
             continue
+        other = b[pairs[name_a]]
+        name = name_a if pairs[name_a] == name_a else f"{pairs[name_a]} (A: {name_a.partition('.')[0]})"
         if case["verdict"] != other["verdict"]:
             changes.append(Change(name, "verdict", case["verdict"], other["verdict"], "verdict"))
         figures_a = flatten(case.get("figures", {}), "").items()
@@ -109,7 +151,8 @@ def compare(run_a: Path, run_b: Path, tolerance: float = 0.1) -> list[Change]:
                 changes.append(Change(name, path.removeprefix(" / "), value, new, kind))
         for path in figures_b.keys() - dict(figures_a).keys():
             changes.append(Change(name, path.removeprefix(" / "), None, figures_b[path], "changed"))
+    paired = set(pairs.values())
     for name, case in b.items():
-        if name not in a:
+        if name not in paired:
             changes.append(Change(name, "verdict", None, case["verdict"], "only in B"))
     return changes

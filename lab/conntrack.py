@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 _EVENT = re.compile(
     r"^(?:\[(?P<stamp>\d+\.\d+)\]\s+)?(?:\s*\[(?P<event>NEW|UPDATE|DESTROY)\]\s+)?(?P<rest>.*)$"
@@ -43,22 +43,14 @@ class Session:
         return (self.proto, self.src, self.sport, self.dst, self.dport)
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "proto": self.proto,
-            "src": self.src,
-            "dst": self.dst,
-            "sport": self.sport,
-            "dport": self.dport,
-            "state": self.state,
-            "timeout": self.timeout,
-            "flags": list(self.flags),
-            "packets": self.packets,
-            "reply_packets": self.reply_packets,
-            "via": self.via,
-            "reply_via": self.reply_via,
-            "reply_src": self.reply_src,
-            "reply_dst": self.reply_dst,
-        }
+        """The entry as a session table's snapshot lists it (JSON): every field in order,
+        but an event's own (kind, time) and the byte counts."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_DICT}
+        data["flags"] = list(self.flags)
+        return data
+
+
+_NOT_IN_DICT = ("event", "stamp", "bytes", "reply_bytes")
 
 
 def parse_line(line: str) -> Session | None:
@@ -239,11 +231,7 @@ def session_log(lines: list[str]) -> list[SessionRecord]:
 def _record(first: Session, state: str | None, last: Session | None) -> SessionRecord:
     counts = last if last is not None else first
     return SessionRecord(
-        proto=first.proto,
-        src=first.src,
-        sport=first.sport,
-        dst=first.dst,
-        dport=first.dport,
+        *first.key,  # proto, src, sport, dst, dport
         start=first.stamp,
         end=last.stamp if last is not None else None,
         packets=counts.packets,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.conntrack import Session
 from lab.errors import LabError, LabTimeout
+from lab.events import proc_events
 from lab.procs import Proc, host_run
 from lab.wait import wait_until
 
@@ -149,10 +150,7 @@ class Controller:
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """The app's logged events of one kind (JSON lines with "event": name)."""
-        if self.proc is None:
-            return []
-        rows = [line for line in self.proc.output().splitlines() if line.startswith("{")]
-        return [e for e in (json.loads(r) for r in rows) if e.get("event") == name]
+        return proc_events(self.proc, name) if self.proc is not None else []
 
 
 class ControllerTable:

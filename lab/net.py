@@ -5,6 +5,11 @@ turns TX checksum offload off on every host interface (the userspace datapath dr
 with offloaded checksums), and owns every process it starts. On exit, normal or not
 (exception, Ctrl-C), it ends those processes by PID and removes exactly the namespaces,
 links and bridges it created. Switch names carry a tag unique to the run.
+
+The build and the lifecycle only; beside it, one job per module: the topology checked and
+rewritten for the build (`lab.rewrite`), processes (`lab.procs`), impaired links while the
+lab runs (`lab.impaired`), the controller's lifecycle (`lab.controller`) and its port map
+(`lab.portmap`).
 """
 
 from __future__ import annotations
@@ -13,40 +18,30 @@ import contextlib
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lab.config import IMPAIRMENT_OPTIONS, impairment_from
 from lab.controller import Controller, ControllerApp
 from lab.devices import SessionDevice, device_class
+from lab.devices.base import node_devices
 from lab.errors import ConfigError, LabError
-from lab.links import (
-    Element,
-    ImpairedLink,
-    NetemLink,
-    asks_impairment,
-    directions,
-    element_name,
-    without_impairments,
-)
+from lab.impaired import LinkImpairments
+from lab.links import Element, ImpairedLink, asks_impairment
+from lab.portmap import port_map
 from lab.procs import Proc, Supervisor, host_run
 from lab.records import Record
 from lab.results import TOPOLOGY_DATA
+from lab.rewrite import kernel_has_netem, tagged_topo, topology_problems
 from lab.wait import wait_until
 
 log = logging.getLogger(__name__)
-
-IFNAME_MAX = 15
 
 
 @dataclass
@@ -75,140 +70,6 @@ def check_host() -> None:
         raise LabError("Open vSwitch is not running: run scripts/bootstrap.sh (it starts it)") from None
 
 
-_netem: bool | None = None
-
-
-def kernel_has_netem(record: Record | None = None) -> bool:
-    """Whether netem qdiscs work here, tried once in a throwaway namespace of our own
-    (written in the lab's `record` before it exists)."""
-    global _netem
-    if _netem is None:
-        ns = f"slnetem{secrets.token_hex(3)}"
-        if record is not None:
-            record.add_netns(ns)
-        host_run(["ip", "netns", "add", ns])
-        try:
-            host_run(["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
-            host_run(["ip", "-n", ns, "link", "set", "d0", "up"])
-            tc = ["tc", "-n", ns, "qdisc", "add", "dev", "d0", "root", "netem", "delay", "1ms"]
-            _netem = subprocess.run(tc, capture_output=True).returncode == 0
-        finally:
-            host_run(["ip", "netns", "del", ns], check=False)
-            if record is not None:
-                record.drop_netns(ns)
-    return _netem
-
-
-TAG_LENGTH = 6  # "sl" and four hex digits, before every switch name
-
-
-def topology_problems(topo: Any) -> list[str]:
-    """What in a Mininet Topo this lab cannot honour, each problem naming the link or node."""
-    problems = []
-    links: dict[str, int] = {}
-    for src, dst in topo.links():
-        for end in (src, dst):
-            links[end] = links.get(end, 0) + 1
-    for name in topo.nodes():
-        if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", name):
-            problems.append(f"node {name!r}: names are lower-case letters and digits, at most 10")
-            continue
-        # Mininet names interfaces <node>-eth<N>; a switch's name carries the run's tag.
-        prefix = TAG_LENGTH if topo.isSwitch(name) else 0
-        longest = prefix + len(name) + len("-eth") + len(str(links.get(name, 0)))
-        if longest > IFNAME_MAX:
-            room = len(name) - (longest - IFNAME_MAX)
-            kind = "switch" if topo.isSwitch(name) else "host"
-            problems.append(
-                f"{kind} {name!r}: its interface names would be {longest} characters (Linux allows "
-                f"{IFNAME_MAX}); use a name of at most {max(room, 1)} characters"
-            )
-    dpids: dict[int, str] = {}
-    for name in topo.switches():
-        given = topo.nodeInfo(name).get("dpid")
-        if given is None:
-            continue
-        try:
-            number = int(str(given), 16)
-        except ValueError:
-            problems.append(f"switch {name!r}: dpid {given!r} is not hexadecimal")
-            continue
-        if number in dpids:
-            problems.append(f"switches {dpids[number]!r} and {name!r} have the same dpid {number:#x}")
-        dpids[number] = name
-    for src, dst, info in topo.links(withInfo=True):
-        if asks_impairment(info):
-            try:
-                directions(f"{src}-{dst}", info)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-        for side in ("intfName1", "intfName2"):
-            if side in info and len(info[side]) > IFNAME_MAX:
-                problems.append(f"link {src}-{dst}: interface name {info[side]!r} is over 15 characters")
-    return problems
-
-
-def _tagged_topo(
-    topo: Any, tag: str, impaired: list[ImpairedLink] | None = None, netem: bool = False
-) -> tuple[Any, dict[str, str]]:
-    """A copy of `topo` whose switches carry the run's tag; returns it and logical->real
-    names. With `impaired` (a list to fill), every link that asks for an impairment is
-    listed there: with `netem`, as a link whose ends get netem once built; without, with an
-    impairment element in its middle. TCLink keeps only the rate options either way."""
-    from mininet.topo import Topo
-
-    names = {n: (f"{tag}{n}" if topo.isSwitch(n) else n) for n in topo.nodes()}
-    # A switch without a dpid gets the next free number (Mininet's default, the digits of
-    # its name, collides for s1/a1; and the tagged name's digits would be the tag's).
-    taken = {int(str(topo.nodeInfo(s)["dpid"]), 16) for s in topo.switches() if "dpid" in topo.nodeInfo(s)}
-    free = (n for n in range(1, 1 << 48) if n not in taken)
-    copy = Topo()
-    for node in topo.nodes():
-        info = {k: v for k, v in topo.nodeInfo(node).items() if k != "isSwitch"}
-        if topo.isSwitch(node):
-            info.setdefault("dpid", f"{next(free):016x}")
-            copy.addSwitch(names[node], **info)
-        else:
-            copy.addHost(node, **info)
-    for _src, _dst, info in topo.links(sort=True, withInfo=True):
-        info = dict(info)
-        a, b = info.pop("node1"), info.pop("node2")
-        if impaired is None or not asks_impairment(info):
-            copy.addLink(names[a], names[b], **info)
-            continue
-        if netem:
-            impaired.append(NetemLink(f"{a}-{b}", a, b, directions(f"{a}-{b}", info)))
-            plain = without_impairments(info)
-            for params in ("params1", "params2"):
-                plain[params] = without_impairments(info.get(params) or {})
-            copy.addLink(names[a], names[b], **plain)
-            continue
-        name = element_name(len(impaired), set(names))
-        impaired.append(Element(name, a, b, directions(f"{a}-{b}", info)))
-        names[name] = name
-        # An element has no address: it only carries frames between its two interfaces.
-        copy.addHost(name, ip=None)
-        shared = {k: v for k, v in without_impairments(info).items() if not k.endswith(("1", "2"))}
-        end_a = {k: v for k, v in info.items() if k in ("intfName1", "addr1", "port1")}
-        end_b = {k: v for k, v in info.items() if k in ("intfName2", "addr2", "port2")}
-        copy.addLink(
-            names[a],
-            name,
-            **shared,
-            **end_a,
-            params1=without_impairments(info.get("params1") or {}),
-            intfName2=f"{name}-a",
-        )
-        copy.addLink(
-            name,
-            names[b],
-            intfName1=f"{name}-b",
-            **end_b,
-            params2=without_impairments(info.get("params2") or {}),
-        )
-    return copy, names
-
-
 class Lab:
     """A running lab network; use as a context manager.
 
@@ -219,11 +80,12 @@ class Lab:
     def __init__(
         self,
         topo: Any,
-        results: Path,
+        results: str | Path,
+        *,
         tag: str | None = None,
         controller: ControllerApp | None = None,
         netem: bool | None = None,
-    ):
+    ) -> None:
         self.topo = topo
         self.netem = netem  # impair links with netem; None: where the kernel has it
         self.paths = LabPaths(Path(results))
@@ -240,12 +102,9 @@ class Lab:
         self.runtime_dir = self.supervisor.runtime_dir
         self._cleanups: list[Callable[[], None]] = []
         self.controller = Controller(self, controller) if controller is not None else None
-        self.impaired: list[ImpairedLink] = []
+        self.impairments = LinkImpairments(self.paths.root)
         self.record: Record | None = None  # what this lab created, for `sessionlab clean`
         self.phases: dict[str, float] = {}  # seconds per step of its start and stop
-        # How close each client load's completed exchanges came to its timeout
-        # (lab.traffic.timeout_margin); the case that ran the load reports and checks it.
-        self.margins: list[dict[str, Any]] = []
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -283,7 +142,7 @@ class Lab:
         self.record.set_link_prefix(self.tag)
         if self.netem is None:
             self.netem = kernel_has_netem(self.record)
-        topo, self.names = _tagged_topo(self.topo, self.tag, self.impaired, self.netem)
+        topo, self.names = tagged_topo(self.topo, self.tag, self.impairments.links, self.netem)
         self.record.add_bridges(list(topo.switches()))
         for name in topo.hosts():
             info = topo.nodeInfo(name)
@@ -314,11 +173,7 @@ class Lab:
                     if intf.name != "lo":
                         self.run(host.name, ["ethtool", "-K", intf.name, "tx", "off"])
         with self._phase("devices and impairments"):
-            for element in self.elements:
-                self._start_element(element)
-            for link in self.impaired:
-                if isinstance(link, NetemLink):
-                    self._start_netem(link, topo)
+            self.impairments.start(self, topo)
             for host in self.net.hosts:
                 starter = getattr(host, "lab_start", None)
                 if starter is not None:
@@ -380,13 +235,15 @@ class Lab:
         self._cleanups.append(step)
 
     # --- cases -------------------------------------------------------------------------
-    def devices(self) -> list[Any]:
-        """The session devices of this lab (nodes that keep a session table)."""
-        return [h for h in self.net.hosts if isinstance(h, SessionDevice)]
+    def devices(self) -> list[SessionDevice]:
+        """The session devices of this lab: every device each node holds (a node may hold
+        several: lb1 is an L4 balancer, an ADC, a VRRP node and a sync peer)."""
+        return [device for host in self.net.hosts for device in node_devices(host)]
 
     def begin_case(self) -> int:
-        """A case starts: every device's table and counters empty. Returns the mark that
-        `end_case` takes (what was started before it is not the case's)."""
+        """A case starts: every device as the lab's standing configuration left it, its
+        table and counters empty (`SessionDevice.reset`). Returns the mark that `end_case`
+        takes (what was started before it is not the case's)."""
         for device in self.devices():
             device.reset()
         return len(self.procs)
@@ -410,92 +267,35 @@ class Lab:
         for host in self.net.hosts:
             self.run(host.name, ["ss", "-K", "-t", *states, *expr.split()], check=False)
 
-    # --- impaired links ------------------------------------------------------------------
-    def _start_element(self, element: Element) -> None:
-        element.control = str(self.runtime_dir() / f"{element.name}.ctl")
-        initial = json.dumps({side: asdict(imp) for side, imp in element.impairments.items()})
-        argv = [sys.executable, "-m", "lab.agents.impair_relay", "--a", f"{element.name}-a"]
-        argv += ["--b", f"{element.name}-b", "--control", element.control, "--impairment", initial]
-        self.start(element.name, argv, f"impair-{element.name}", ready='"event": "ready"', keep=True)
-        element.record(time.time())
-        self._save_links()
-
-    def _start_netem(self, link: NetemLink, topo: Any) -> None:
-        """Netem on both ends of the built link (below TCLink's HTB class where it has a rate)."""
-        node_a, node_b = self.node(link.a), self.node(link.b)
-        built = self.net.linksBetween(node_a, node_b)[0]
-        info = next(
-            i for x, y, i in topo.links(withInfo=True) if {x, y} == {self.names[link.a], self.names[link.b]}
-        )
-        link.run = lambda node, argv: self.run(node, argv)
-        for side, node in (("a", node_a), ("b", node_b)):
-            intf = built.intf1 if built.intf1.node is node else built.intf2
-            params = info.get("params1" if node.name == info["node1"] else "params2") or {}
-            rated = "bw" in info or "bw" in params
-            link.ends[side] = (node.name, intf.name, "parent 5:1" if rated else "root")
-        link.set(link.impairments, time.time())
-        self._save_links()
+    # --- impaired links (lab.impaired) ---------------------------------------------------
+    @property
+    def impaired(self) -> list[ImpairedLink]:
+        """The links whose impairments the lab sets (named in the topology)."""
+        return self.impairments.links
 
     @property
     def elements(self) -> list[Element]:
         """The impairment elements of this lab (kernels without netem)."""
-        return [link for link in self.impaired if isinstance(link, Element)]
+        return self.impairments.elements
 
     def impaired_link(self, a: str, b: str) -> tuple[ImpairedLink, bool]:
         """The impaired link between `a` and `b`, and whether `a` is its side a."""
-        for link in self.impaired:
-            if (link.a, link.b) in ((a, b), (b, a)):
-                return link, link.a == a
-        impairable = ", ".join(e.link for e in self.impaired) or "none"
-        raise ConfigError(
-            f"link {a}-{b}: not impairable (links that name an impairment in the topology: {impairable})"
-        )
+        return self.impairments.find(a, b)
 
     def impair(self, a: str, b: str, one_way: bool = False, **options: Any) -> None:
         """Change a link's impairments while the lab runs, Mininet-style options
         (delay="10ms", loss=1, ...): both directions, or with `one_way` only from a to b."""
-        link, forward = self.impaired_link(a, b)
-        unknown = sorted(set(options) - set(IMPAIRMENT_OPTIONS))
-        if unknown:
-            raise ConfigError(f"link {a}-{b}: unknown impairment {', '.join(unknown)}")
-        new = impairment_from(f"{a}-{b}", options)
-        sides = {"a" if forward else "b"} if one_way else {"a", "b"}
-        link.set({s: new if s in sides else link.impairments[s] for s in ("a", "b")}, time.time())
-        self._save_links()
-
-    def _save_links(self) -> None:
-        """What each impaired link had, and when (`links.json` beside the lab's logs)."""
-        data = {e.link: e.history for e in self.impaired}
-        (self.paths.root / "links.json").write_text(json.dumps(data, indent=1))
+        self.impairments.impair(a, b, one_way, **options)
 
     def links_during(self, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
-        """Each impaired link's settings from `start` to `end` (see `Element.during`)."""
-        return {e.link: e.during(start, end) for e in self.impaired if e.during(start, end)}
+        """Each impaired link's settings from `start` to `end` (see `ImpairedLink.during`)."""
+        return self.impairments.during(start, end)
 
     # --- the controller ---------------------------------------------------------------
     def port_map(self) -> dict[str, dict[str, Any]]:
-        """Each switch (logical name): its dpid and OpenFlow port numbers by peer. A peer is
-        named by its interface for hosts (`fw1-in`) and by its logical name for switches."""
-        logical = {real: name for name, real in self.names.items()}
-        out: dict[str, dict[str, Any]] = {}
-        for sw in self.net.switches:
-            ports: dict[str, int] = {}
-            for intf, number in sw.ports.items():
-                link = getattr(intf, "link", None)
-                if link is None:
-                    continue
-                peer = self._beyond_element(link.intf2 if link.intf1 is intf else link.intf1)
-                key = logical.get(peer.node.name, peer.name) if peer.node in self.net.switches else peer.name
-                ports[key] = int(number)
-            out[logical[sw.name]] = {"dpid": int(sw.dpid, 16), "ports": ports}
-        return out
-
-    def _beyond_element(self, intf: Any) -> Any:
-        """The interface at the far end of an impairment element (or `intf` itself)."""
-        if not any(intf.node.name == e.name for e in self.elements):
-            return intf
-        other = next(i for i in intf.node.intfList() if i is not intf and i.name != "lo")
-        return other.link.intf2 if other.link.intf1 is other else other.link.intf1
+        """Each switch (logical name): its dpid and OpenFlow port numbers by peer (see
+        `lab.portmap`)."""
+        return port_map(self.net, self.names, self.impairments.beyond)
 
     def _controller(self) -> Controller:
         if self.controller is None:
@@ -572,7 +372,7 @@ class Lab:
             link = getattr(intf, "link", None)
             if (
                 link is not None
-                and self._beyond_element(link.intf2 if link.intf1 is intf else link.intf1).node is other
+                and self.impairments.beyond(link.intf2 if link.intf1 is intf else link.intf1).node is other
             ):
                 return (None if node in self.net.switches else name), intf.name
         raise ConfigError(f"no link between {name} and {peer}")

@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.errors import LabError
 
@@ -177,6 +178,16 @@ def read_pcap(path: Path) -> Iterator[tuple[float, bytes]]:
             yield meta.sec + meta.usec * unit, frame
 
 
+def read_frames(path: Path) -> Iterator[tuple[float, Any]]:
+    """(timestamp, frame) for each record of a pcap file, the frame dissected by scapy
+    from Ethernet up (the layers `_scapy` binds)."""
+    _scapy()
+    from scapy.layers.l2 import Ether
+
+    for stamp, raw in read_pcap(path):
+        yield stamp, Ether(raw)
+
+
 def read_tcp_pcap(path: Path) -> list[TcpSegment]:
     """Every IPv4/TCP segment of a pcap file, in capture order, through 802.1Q tags, MPLS
     labels and VXLAN; other frames (ARP, UDP, markers, IPv6, fragments) are skipped.
@@ -258,12 +269,11 @@ def read_redundancy_pcap(path: Path) -> list[RedundancyFrame]:
     _scapy()
     import scapy.layers.vrrp  # noqa: F401  (binds IP protocol 112)
     from scapy.layers.inet import IP
-    from scapy.layers.l2 import ARP, Ether
+    from scapy.layers.l2 import ARP
     from scapy.layers.vrrp import VRRPv3
 
     frames = []
-    for stamp, raw in read_pcap(path):
-        frame = Ether(raw)
+    for stamp, frame in read_frames(path):
         if frame.haslayer(VRRPv3):
             vrrp = frame[VRRPv3]
             detail = {"vrid": int(vrrp.vrid), "priority": int(vrrp.priority), "to": frame[IP].dst}
@@ -289,16 +299,13 @@ class Fragment:
 
 def read_fragments(path: Path) -> list[Fragment]:
     """The IPv4 fragments of a pcap file (offset > 0 or MF set), in capture order (scapy)."""
-    _scapy()
     from scapy.layers.inet import IP
-    from scapy.layers.l2 import Ether
 
     found = []
-    for stamp, raw in read_pcap(path):
-        frame = Ether(raw)
-        if frame.haslayer(IP):
-            ip = frame[IP]
-            more = bool(int(ip.flags) & 1)
-            if ip.frag or more:
-                found.append(Fragment(stamp, ip.src, ip.dst, int(ip.id), int(ip.frag) * 8, more))
+    for stamp, frame in read_frames(path):
+        ip = frame.getlayer(IP)
+        if ip is not None and (ip.frag or int(ip.flags) & 1):
+            found.append(
+                Fragment(stamp, ip.src, ip.dst, int(ip.id), int(ip.frag) * 8, bool(int(ip.flags) & 1))
+            )
     return found

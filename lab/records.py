@@ -17,7 +17,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -107,29 +107,21 @@ class Record:
         self.path.unlink(missing_ok=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "tag": self.tag,
-            "owner": self.owner,
-            "owner_start": self.owner_start,
-            "bridges": self.bridges,
-            "link_prefix": self.link_prefix,
-            "netns": self.netns,
-            "processes": {str(pid): p for pid, p in self.processes.items()},
-        }
+        """The record as its file holds it: every field but the folder it lies in (JSON
+        writes the processes' PIDs as strings)."""
+        data = asdict(self)
+        del data["folder"]
+        return data
 
     @classmethod
     def load(cls, path: Path) -> Record:
+        """The record in `path` (a missing field or one of the wrong kind: KeyError, TypeError
+        or ValueError)."""
         data = json.loads(path.read_text())
-        return cls(
-            tag=data["tag"],
-            folder=path.parent,
-            owner=int(data["owner"]),
-            owner_start=data["owner_start"],
-            bridges=list(data["bridges"]),
-            link_prefix=data["link_prefix"],
-            netns=list(data["netns"]),
-            processes={int(pid): p for pid, p in data["processes"].items()},
-        )
+        kept = {f.name: data[f.name] for f in fields(cls) if f.name != "folder"}
+        kept["owner"] = int(kept["owner"])
+        kept["processes"] = {int(pid): p for pid, p in kept["processes"].items()}
+        return cls(folder=path.parent, **kept)
 
     # --- cleaning ----------------------------------------------------------------------
     def orphaned(self) -> bool:

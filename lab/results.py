@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from lab.errors import LabError
 
@@ -49,6 +49,16 @@ def mark_latest(run: Path) -> None:
     os.replace(fresh, latest)
 
 
+class Measured(Protocol):
+    """What a client load returns (`lab.traffic.Records`): records with the timeout margins
+    of the loads that made them."""
+
+    margins: list[dict[str, Any]]
+
+
+M = TypeVar("M", bound=Measured)
+
+
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120]
 
@@ -72,6 +82,17 @@ class Case:
     runner: dict[str, str] = field(default_factory=dict)  # where it ran: xdist worker, SSH connection
     # seconds of pytest's setup (a module's first case: its lab's start), call, teardown
     phases: dict[str, float] = field(default_factory=dict)
+    # client loads' timeout margins (lab.traffic.timeout_margin), noted by the case itself;
+    # the plugin writes them as a figure and fails the case when one is thin
+    margins: list[dict[str, Any]] = field(default_factory=list)
+
+    def note_load(self, first: M, *more: Measured) -> M:
+        """Note the timeout margins of client loads' records (`lab.traffic.Records`); the
+        first records, so a case writes `records = case.note_load(run_http(...)["c1"])`."""
+        loads: list[Measured] = [first, *more]
+        for records in loads:
+            self.margins.extend(records.margins)
+        return first
 
     def take_ports(self, count: int) -> range:
         """The next `count` unused ports of this case's block (clients' source ports)."""

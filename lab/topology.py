@@ -1,8 +1,17 @@
-"""Topology files: `topologies/<file>.py`, each with a `topos` dict as stock `mn --custom` reads."""
+"""Topology files: `topologies/<file>.py`, each with a `topos` dict as stock `mn --custom`
+reads, and `PLAN`, its address plan as data (`plan(name)`).
+
+A topology file imports the shared node classes by plain name (`from _sessionlab_nodes
+import Router`): while it runs, its own folder and `topologies/` are on the import path, so
+the files carry no `sys.path` header (stock Mininet: see `topologies/_sessionlab_nodes.py`)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +29,27 @@ def available(directory: Path = TOPOLOGY_DIR) -> dict[str, Path]:
     return found
 
 
+@contextlib.contextmanager
+def _importable(*folders: Path) -> Iterator[None]:
+    """`folders` first on the import path for the block (a topology file's siblings)."""
+    added = [str(f.resolve()) for f in folders]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for entry in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
+
+
 def _module(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(f"sessionlab_topo_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with _importable(path.parent, TOPOLOGY_DIR):
+            spec.loader.exec_module(module)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except SyntaxError as exc:
@@ -66,6 +89,19 @@ def controller_modes(name: str, directory: Path = TOPOLOGY_DIR) -> tuple[str, ..
     """The modes a topology's controller runs in (its harness's MODES); () without one."""
     harness = _harness(name, directory)
     return tuple(getattr(harness, "MODES", ())) if harness is not None else ()
+
+
+@functools.cache
+def plan(name: str, directory: Path = TOPOLOGY_DIR) -> Any:
+    """A topology's address plan (its file's `PLAN`, a `_sessionlab_nodes.Plan`): hosts by
+    group, roles, networks, named addresses, VIPs, ports, MACs. Read once per run."""
+    files = available(directory)
+    if name not in files:
+        raise ConfigError(f"unknown topology {name!r} (known: {', '.join(sorted(files)) or 'none'})")
+    found = getattr(_module(files[name]), "PLAN", None)
+    if found is None:
+        raise ConfigError(f"{files[name]}: has no `PLAN` (its address plan)")
+    return found
 
 
 def load(name: str, directory: Path = TOPOLOGY_DIR, **params: Any) -> Any:

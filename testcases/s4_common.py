@@ -1,4 +1,4 @@
-"""What the S4 suites share: the address plan, the real servers, the return path a case
+"""What the S4 suites share: the address plan (the topology's), the real servers, the return path a case
 gives them, and the evidence each case reads (servers' logs, the clients' records)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lab import topology
 from lab.config import HealthCheck
 from lab.plot import requests_timeline
 from lab.traffic import HttpLoad, finish_http, http_log, start_http, start_http_server
@@ -18,18 +19,26 @@ if TYPE_CHECKING:
     from lab.procs import Proc
     from lab.results import Case
 
-VIP = "10.0.1.100"
-SERVERS = {"r1": "10.0.2.11", "r2": "10.0.2.12", "r3": "10.0.2.13", "r4": "10.0.2.14"}
+PLAN = topology.plan("s4")  # the address plan, as topologies/s4_balancers.py defines it
+VIP = PLAN.vips["web"]
+SERVERS: dict[str, str] = dict(PLAN.hosts["servers"])
 BY_ADDRESS = {address: name for name, address in SERVERS.items()}
-CLIENTS = {"c1": "10.0.1.11", "c2": "10.0.1.12", "c3": "10.0.1.13"}
-LB1_SERVER_SIDE = "10.0.2.2"
+CLIENTS: dict[str, str] = dict(PLAN.hosts["clients"])
+CLIENT_NETWORK = PLAN.networks["clients"]
+LB1_SERVER_SIDE = PLAN.addresses["lb1-s"]
 RETURN_PATHS = ("bypass", "route back", "source NAT", "direct server return")
-PAIR_GATEWAY = "10.0.2.100"  # the servers' gateway to the clients on a redundant pair (VRRP)
+PAIR_GATEWAY = PLAN.vips["pair gateway"]  # the servers' gateway to the clients on a redundant pair (VRRP)
 
 
-def start_servers(lab: Lab, names: tuple[str, ...] = tuple(SERVERS)) -> dict[str, Proc]:
-    """A real HTTP server on each of `names`, answering as its name; ended with the case."""
-    return {name: start_http_server(lab, name, name) for name in names}
+def start_servers(
+    lab: Lab, names: tuple[str, ...] = tuple(SERVERS), return_path: str | None = None
+) -> dict[str, Proc]:
+    """A real HTTP server on each of `names`, answering as its name; ended with the case.
+    With `return_path`, then the servers' way back to the clients (`set_return_path`)."""
+    servers = {name: start_http_server(lab, name, name) for name in names}
+    if return_path is not None:
+        set_return_path(lab, return_path)
+    return servers
 
 
 def set_return_path(lab: Lab, mode: str) -> None:
@@ -39,7 +48,7 @@ def set_return_path(lab: Lab, mode: str) -> None:
     their loopback, never answering ARP for it; replies via gw). Source NAT needs no
     change on the servers: the balancer is the peer they answer."""
     for name in SERVERS:
-        lab.run(name, ["ip", "route", "del", "10.0.1.0/24"], check=False)
+        lab.run(name, ["ip", "route", "del", CLIENT_NETWORK], check=False)
         lab.run(name, ["ip", "addr", "del", f"{VIP}/32", "dev", "lo"], check=False)
         dsr = mode == "direct server return"
         # arp_ignore 1: answer ARP only for addresses of the asking interface (not lo's
@@ -54,9 +63,9 @@ def set_return_path(lab: Lab, mode: str) -> None:
             ],
         )
         if mode == "route back":
-            lab.run(name, ["ip", "route", "replace", "10.0.1.0/24", "via", LB1_SERVER_SIDE])
+            lab.run(name, ["ip", "route", "replace", CLIENT_NETWORK, "via", LB1_SERVER_SIDE])
         elif mode == "route back via the pair":
-            lab.run(name, ["ip", "route", "replace", "10.0.1.0/24", "via", PAIR_GATEWAY])
+            lab.run(name, ["ip", "route", "replace", CLIENT_NETWORK, "via", PAIR_GATEWAY])
         elif dsr:
             lab.run(name, ["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
 
@@ -95,6 +104,29 @@ def mismatches(records: dict[str, list[dict[str, Any]]], seen: dict[tuple[str, i
             if r.get("ok") and logged != r.get("served_by"):
                 problems.append(f"{client}:{r['sport']} answered by {r.get('served_by')}, logged by {logged}")
     return problems
+
+
+def spread_loads(case: Case, per_client: int) -> dict[str, HttpLoad]:
+    """`per_client` new sessions to the VIP from each client, 4 at a time, from the case's
+    port block."""
+    ports = case.take_ports(per_client * len(CLIENTS))
+    return {c: HttpLoad(VIP, per_client, ports[i * per_client], concurrency=4) for i, c in enumerate(CLIENTS)}
+
+
+def spread(
+    records: dict[str, list[dict[str, Any]]], servers: dict[str, Proc]
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """client -> server -> requests, and server -> requests, by the servers' logs; asserts
+    that every request was answered, by the server whose log holds it."""
+    seen = answered(servers)
+    counts = per_server(records, seen)
+    totals = {n: sum(counts[c][n] for c in CLIENTS) for n in SERVERS}
+    failed = [
+        f"{c}:{r['sport']} {r.get('error')}" for c, rows in records.items() for r in rows if not r["ok"]
+    ]
+    assert not failed, f"requests failed: {failed}"
+    assert not mismatches(records, seen), mismatches(records, seen)
+    return counts, totals
 
 
 def partial_records(proc: Proc) -> list[dict[str, Any]]:
@@ -142,7 +174,7 @@ def dead_server_case(
     servers["r2"] = start_http_server(lab, "r2", "r2")
     restarted = time.time() - t0
     up = lab.wait(lambda: effective("up", t0 + restarted), 3, "r2 put back")
-    records = finish_http(lab, client, load.budget())
+    records = case.note_load(finish_http(lab, client, load.budget()))
     checks = [e for e in agent_events() if e["event"] in ("down", "up")]
     down_at, up_at = down["t"] - t0, up["t"] - t0
     failures = [r["wall_start"] - t0 for r in records if not r["ok"]]
@@ -163,8 +195,8 @@ def dead_server_case(
         bin_s=0.5,
     )
     assert [(e["event"], e["server"]) for e in checks] == [
-        ("down", "10.0.2.12:80"),
-        ("up", "10.0.2.12:80"),
+        ("down", f"{SERVERS['r2']}:80"),
+        ("up", f"{SERVERS['r2']}:80"),
     ], f"the checks should take r2 out once and put it back once: {checks}"
     interval = check.interval_ms / 1000
     # Detection: `fall` failed checks, the first up to one interval after the stop.

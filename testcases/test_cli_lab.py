@@ -17,8 +17,10 @@ import textwrap
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
 from pathlib import Path
 
+from lab import topology
 from lab.records import RECORDS, Record
 from lab.wait import wait_until
 
@@ -34,14 +36,14 @@ MINI_SUITE = textwrap.dedent('''
 
     def test_outbound_ping(lab, case):
         """Outbound ping crosses the firewall"""
-        out = lab.run("client", ["ping", "-c", "1", "-W", "2", "10.0.2.10"], check=False)
+        out = lab.run("client", ["ping", "-c", "1", "-W", "2", lab.ip("server")], check=False)
         case.figure("outbound ping answered", "1 received" in out)
         assert "1 received" in out, out
 
 
     def test_inbound_ping(lab, case):
         """Inbound ping is denied: this case fails on purpose"""
-        out = lab.run("server", ["ping", "-c", "1", "-W", "1", "10.0.1.10"], check=False)
+        out = lab.run("server", ["ping", "-c", "1", "-W", "1", lab.ip("client")], check=False)
         case.figure("inbound ping answered", "1 received" in out)
         assert "1 received" in out, "denied by the default policy"
 
@@ -157,10 +159,7 @@ def test_topo_runs_commands_on_nodes_and_leaves_nothing(tmp_path):
     policy.write_text("tcp_timeout = 30\n")
     # Mininet's CLI hands what is typed during a command to the node: the next command is
     # written only once the previous one has answered, as a person would.
-    before = _records()
-    proc = _start_topo(["s1", "--policy", str(policy)], tmp_path)
-    output = _Output(proc)
-    try:
+    with _at_a_terminal(["s1", "--policy", str(policy)], tmp_path) as (proc, output):
         text = output.until(PROMPT)
         assert proc.stdin is not None
         proc.stdin.write("client ping -c 1 -W 2 server\n")
@@ -169,14 +168,10 @@ def test_topo_runs_commands_on_nodes_and_leaves_nothing(tmp_path):
         proc.stdin.write("exit\n")
         proc.stdin.close()
         text += output.rest()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            _remove(_records() - before)
+    fw = topology.plan("s1").addresses["fw-in"]
     assert proc.returncode == 0, text
     assert "1 packets transmitted, 1 received" in text, text
-    assert f"policy {policy} on fw" in text and "fw [firewall] 10.0.1.1/24" in text
+    assert f"policy {policy} on fw" in text and f"fw [firewall] {fw}/24" in text
     assert "lab s1 removed" in text
     _gone({_tag(text)})
 
@@ -190,6 +185,22 @@ def _start_topo(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def _at_a_terminal(args: list[str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Output]]:
+    """`topo` as at a terminal (`_start_topo`) with its output as it comes; after the
+    block, a `topo` still running is killed and what it recorded is removed."""
+    before = _records()
+    proc = _start_topo(args, tmp_path)
+    output = _Output(proc)
+    try:
+        yield proc, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            _remove(_records() - before)
 
 
 class _Output:
@@ -248,19 +259,11 @@ def test_topo_with_a_controller_mode(tmp_path):
 
 
 def _interactive(sig: int, tmp_path: Path) -> None:
-    before = _records()
-    proc = _start_topo(["s1"], tmp_path)
-    output = _Output(proc)
     text = ""
-    try:
+    with _at_a_terminal(["s1"], tmp_path) as (proc, output):
         text = output.until(PROMPT)  # at the prompt (earlier, Ctrl-C interrupts the build: 130)
         proc.send_signal(sig)
         text += output.rest()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            _remove(_records() - before)
     assert proc.returncode == (0 if sig == signal.SIGINT else 130), text
     _gone({_tag(text)})
 
@@ -275,7 +278,8 @@ def test_topo_closed_terminal_removes_the_lab(tmp_path):
 
 KILLED_LAB = textwrap.dedent("""
     import sys, time
-    from pathlib import Path
+    from collections.abc import Iterator
+from pathlib import Path
     from lab import topology
     from lab.net import Lab
 
@@ -354,7 +358,7 @@ def test_two_labs_side_by_side_make_one_report(tmp_path):
     for case in summary:
         assert case["verdict"] == "passed", case
         workers.setdefault(case["name"].split(".")[0], set()).add(case["runner"]["worker"])
-    assert set(workers) == {"test_links", "test_s5_firewall"}, workers
+    assert set(workers) == {"test_links", "test_s5_filters"}, workers
     assert all(len(w) == 1 for w in workers.values()) and len(set.union(*workers.values())) == 2, workers
     page = ((results / "latest") / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 2  # both labs' drawings

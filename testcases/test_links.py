@@ -10,6 +10,7 @@ import statistics
 import pytest
 from mininet.topo import Topo
 
+from lab.host_pairs import add_host_pairs
 from lab.results import Case
 
 DELAY = 0.010  # one way, each direction: the RTT grows by twice this
@@ -24,13 +25,7 @@ class ImpairedTopo(Topo):
     impairment (0 ms) get an element the cases change while the lab runs."""
 
     def build(self):
-        h1, h2 = self.addHost("h1", ip="10.0.9.1/24"), self.addHost("h2", ip="10.0.9.2/24")
-        h3, h4 = self.addHost("h3", ip="10.0.9.3/24"), self.addHost("h4", ip="10.0.9.4/24")
-        s1 = self.addSwitch("s1")
-        self.addLink(h1, s1, delay="0ms")
-        self.addLink(s1, h2)
-        self.addLink(h3, s1, delay="0ms", bw=RATE)
-        self.addLink(s1, h4)
+        add_host_pairs(self, {"delay": "0ms"}, {"delay": "0ms", "bw": RATE})
 
 
 @pytest.fixture(scope="module")

@@ -200,7 +200,7 @@ def test_a_run_spread_over_two_hosts_makes_one_report(ssh, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     names = {c["name"] for c in summary}
     assert len([n for n in names if n.startswith("test_links.")]) == 3
-    assert "test_s5_firewall.test_same_intent_stateful_and_stateless" in names
+    assert "test_s5_filters.test_same_intent_stateful_and_stateless" in names
     assert all(c["verdict"] == "passed" for c in summary), summary
     # Each module ran on one host, the two modules on different ones (sshd's port).
     ports: dict[str, set[str]] = {}

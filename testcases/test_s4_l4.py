@@ -23,21 +23,8 @@ from lab.capture import Capture
 from lab.config import HealthCheck, L4Balancer, RealServer
 from lab.plot import distribution_figure
 from lab.traffic import HttpLoad, finish_http, http_log, run_http, start_http
-from testcases.s4_common import (
-    BY_ADDRESS,
-    CLIENTS,
-    LB1_SERVER_SIDE,
-    RETURN_PATHS,
-    SERVERS,
-    VIP,
-    answered,
-    dead_server_case,
-    mismatches,
-    partial_records,
-    per_server,
-    set_return_path,
-    start_servers,
-)
+from testcases import s4_common as s4
+from testcases.s4_common import BY_ADDRESS, CLIENTS, LB1_SERVER_SIDE, RETURN_PATHS, SERVERS, VIP
 
 LAB_TOPOLOGY = "s4"
 PER_CLIENT = 100  # new sessions from each of the three clients, 4 at a time
@@ -59,25 +46,14 @@ def table_counts(lab: Any) -> Counter[str]:
 @pytest.mark.parametrize("algorithm", ["round-robin", "weighted", "source-hash"])
 def test_distribution(lab, case, algorithm):
     """Kernel L4 balancer: how an algorithm spreads 300 new sessions from 3 clients over 4 servers"""
-    servers = start_servers(lab)
-    set_return_path(lab, "route back")
+    servers = s4.start_servers(lab, return_path="route back")
     lab.node("lb1").apply(balancer(algorithm))
-    ports = case.take_ports(PER_CLIENT * len(CLIENTS))
-    loads = {
-        c: HttpLoad(VIP, PER_CLIENT, ports[i * PER_CLIENT], concurrency=4) for i, c in enumerate(CLIENTS)
-    }
-    records = run_http(lab, loads)
+    records = run_http(lab, s4.spread_loads(case, PER_CLIENT))
+    case.note_load(*records.values())
     table = lab.node("lb1").sessions()
     (case.path / "lb1-sessions.json").write_text(json.dumps([s.to_dict() for s in table], indent=1))
     case.keep(case.path / "lb1-sessions.json", "lb1's conntrack table after the requests")
-    seen = answered(servers)
-    counts = per_server(records, seen)
-    totals = {n: sum(counts[c][n] for c in CLIENTS) for n in SERVERS}
-    failed = [
-        f"{c}:{r['sport']} {r.get('error')}" for c, rows in records.items() for r in rows if not r["ok"]
-    ]
-    assert not failed, f"requests failed: {failed}"
-    assert not mismatches(records, seen), mismatches(records, seen)
+    counts, totals = s4.spread(records, servers)
     assert sum(totals.values()) == PER_CLIENT * len(CLIENTS), f"the servers logged {totals}"
     kernel = table_counts(lab)
     assert dict(kernel) == {n: t for n, t in totals.items() if t}, (
@@ -123,8 +99,7 @@ def capture_points(lab: Any, case: Any) -> dict[str, Capture]:
 @pytest.mark.parametrize("mode", RETURN_PATHS)
 def test_return_path(lab, case, mode):
     """NAT-mode return path: servers that answer around the balancer, and three fixes"""
-    servers = start_servers(lab)
-    set_return_path(lab, mode)
+    servers = s4.start_servers(lab, return_path=mode)
     changes = {"source NAT": {"snat": True}, "direct server return": {"mode": "dsr"}}.get(mode, {})
     lab.node("lb1").apply(balancer(**changes))
     count = 8
@@ -133,7 +108,7 @@ def test_return_path(lab, case, mode):
     for c in captures.values():
         c.__enter__()
     try:
-        records = run_http(lab, {"c1": load})["c1"]
+        records = case.note_load(run_http(lab, {"c1": load})["c1"])
     finally:
         for c in captures.values():
             c.stop()
@@ -188,12 +163,11 @@ def test_return_path(lab, case, mode):
 def test_health_check_takes_a_dead_server_out_and_back(lab, case, kind):
     """Kernel L4: health checks (fall 2, rise 2, every 200 ms) take a failed server out and put it back"""
     check = HealthCheck(kind, interval_ms=200, rise=2, fall=2)
-    servers = start_servers(lab)
-    set_return_path(lab, "route back")
+    servers = s4.start_servers(lab, return_path="route back")
     lb = lab.node("lb1")
     lb.apply(balancer())
     lb.start_health(check, case.ports[-100:])
-    dead_server_case(
+    s4.dead_server_case(
         lab, case, check, servers, f"kernel balancer, {kind} check every 200 ms, fall 2 / rise 2"
     )
 
@@ -201,25 +175,28 @@ def test_health_check_takes_a_dead_server_out_and_back(lab, case, kind):
 def test_health_check_drains_a_server_in_maintenance(lab, case):
     """Kernel L4: an HTTP check drains a server in maintenance: its session stays, new ones go elsewhere"""
     check = HealthCheck("http", interval_ms=200, rise=2, fall=2)
-    servers = start_servers(lab)
-    set_return_path(lab, "route back")
+    servers = s4.start_servers(lab, return_path="route back")
     lb = lab.node("lb1")
     lb.apply(balancer())
     agent = lb.start_health(check, case.ports[-100:])
     # One long session: c2 asks every 0.2 s over one connection for 6 s.
     held = HttpLoad(VIP, 30, case.take_port(), rate=5, keepalive=True, timeout=1.0)
     holder = start_http(lab, "c2", held, "http-c2-held")
-    first = lab.wait(lambda: partial_records(holder)[:1], 3, "the held session's first answer")[0]
+    first = lab.wait(lambda: s4.partial_records(holder)[:1], 3, "the held session's first answer")[0]
     target = first["served_by"]
     servers[target].popen.send_signal(signal.SIGUSR1)  # maintenance: /health answers 503
     down = lab.wait(
         lambda: next((e for e in lb.health_events() if e["event"] == "down"), None), 3, "taken out"
     )
-    during = run_http(lab, {"c1": HttpLoad(VIP, 20, case.take_ports(20).start, concurrency=4)})["c1"]
+    during = case.note_load(
+        run_http(lab, {"c1": HttpLoad(VIP, 20, case.take_ports(20).start, concurrency=4)})["c1"]
+    )
     servers[target].popen.send_signal(signal.SIGUSR1)  # back in service
     up = lab.wait(lambda: next((e for e in lb.health_events() if e["event"] == "up"), None), 3, "put back")
-    after = run_http(lab, {"c1": HttpLoad(VIP, 8, case.take_ports(8).start, concurrency=1)})["c1"]
-    answers = finish_http(lab, holder, held.budget())
+    after = case.note_load(
+        run_http(lab, {"c1": HttpLoad(VIP, 8, case.take_ports(8).start, concurrency=1)})["c1"]
+    )
+    answers = case.note_load(finish_http(lab, holder, held.budget()))
     lab.stop(agent)
     held_key = f"{CLIENTS['c2']}:{held.first_port} ESTABLISHED"
     during_servers = Counter(r["served_by"] for r in during if r["ok"])

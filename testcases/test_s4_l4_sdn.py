@@ -28,18 +28,8 @@ from lab.config import HealthCheck, L4Balancer, RealServer
 from lab.ovs import OvsFlow, dump_flows
 from lab.plot import distribution_figure
 from lab.traffic import HttpLoad, finish_http, run_http, start_http
-from testcases.s4_common import (
-    CLIENTS,
-    SERVERS,
-    VIP,
-    answered,
-    dead_server_case,
-    mismatches,
-    partial_records,
-    per_server,
-    set_return_path,
-    start_servers,
-)
+from testcases import s4_common as s4
+from testcases.s4_common import CLIENTS, SERVERS, VIP
 
 LAB_TOPOLOGY = "s4-sdn"
 PER_CLIENT = 100  # new sessions from each of the three clients, 4 at a time
@@ -98,24 +88,14 @@ def test_distribution(lab, case, sdn, algorithm):
     """SDN L4 balancer: how an algorithm spreads 300 new sessions from 3 clients over 4 servers"""
     weights = WEIGHTS if algorithm == "weighted" else None
     sdn(algorithm, weights)
-    servers = start_servers(lab)
-    set_return_path(lab, "bypass")  # the switch is on both paths: nothing to fix
-    ports = case.take_ports(PER_CLIENT * len(CLIENTS))
-    loads = {
-        c: HttpLoad(VIP, PER_CLIENT, ports[i * PER_CLIENT], concurrency=4) for i, c in enumerate(CLIENTS)
-    }
+    servers = s4.start_servers(lab, return_path="bypass")  # the switch is on both paths: nothing to fix
+    loads = s4.spread_loads(case, PER_CLIENT)
     started = time.time()
     records = run_http(lab, loads)
+    case.note_load(*records.values())
     flows = switch_table(lab, case)
-    seen = answered(servers)
-    counts = per_server(records, seen)
-    totals = {n: sum(counts[c][n] for c in CLIENTS) for n in SERVERS}
+    counts, totals = s4.spread(records, servers)
     total = sum(totals.values())
-    failed = [
-        f"{c}:{r['sport']} {r.get('error')}" for c, rows in records.items() for r in rows if not r["ok"]
-    ]
-    assert not failed, f"requests failed: {failed}"
-    assert not mismatches(records, seen), mismatches(records, seen)
     assert total == PER_CLIENT * len(CLIENTS), f"the servers logged {totals}"
     in_switch = pinned(flows)
     assert in_switch == totals, f"s1 pins {in_switch} sessions per server, the servers logged {totals}"
@@ -174,18 +154,19 @@ def test_distribution(lab, case, sdn, algorithm):
 def test_long_sessions_and_least_connections(lab, case, sdn, algorithm):
     """SDN L4: three long sessions hold r1-r3; where 8 new short sessions go, by algorithm"""
     sdn(algorithm)
-    servers = start_servers(lab)
-    set_return_path(lab, "bypass")
+    servers = s4.start_servers(lab, return_path="bypass")
     held = []
     for i in range(3):  # one at a time, each pinned before the next
         load = HttpLoad(VIP, 40, case.take_port(), rate=4, keepalive=True, timeout=1.0)
         proc = start_http(lab, "c2", load, f"http-c2-held{i}")
-        held.append(lab.wait(lambda p=proc: partial_records(p)[:1], 3, f"long session {i} answered")[0])
+        held.append(lab.wait(lambda p=proc: s4.partial_records(p)[:1], 3, f"long session {i} answered")[0])
     holders = [h["served_by"] for h in held]
     started = time.time()
-    short = run_http(lab, {"c1": HttpLoad(VIP, 8, case.take_ports(8).start, concurrency=1)})["c1"]
+    short = case.note_load(
+        run_http(lab, {"c1": HttpLoad(VIP, 8, case.take_ports(8).start, concurrency=1)})["c1"]
+    )
     flows = switch_table(lab, case)
-    seen = answered(servers)
+    seen = s4.answered(servers)
     got = Counter(seen[(CLIENTS["c1"], r["sport"])] for r in short if (CLIENTS["c1"], r["sport"]) in seen)
     ends = [e for e in lab.controller.events("session_end") if e["t"] >= started]
     case.figure("servers holding a long session", holders)
@@ -207,14 +188,20 @@ def test_long_sessions_and_least_connections(lab, case, sdn, algorithm):
     )
 
 
-def test_health_check_takes_a_dead_server_out_and_back(lab, case, sdn):
-    """SDN L4: lb1's health checks (tcp, fall 2, rise 2, every 200 ms) steer the switch round a dead server"""
+def health_checked(lab: Any, case: Any, sdn: Any, kind: str) -> tuple[dict[str, Any], HealthCheck]:
+    """Round robin in the switch, the real servers (replies via gw: the switch is on both
+    paths), and lb1's `kind` checks (every 200 ms, fall 2, rise 2) steering the app."""
     sdn("round-robin")
-    servers = start_servers(lab)
-    set_return_path(lab, "bypass")
-    check = HealthCheck("tcp", interval_ms=200, rise=2, fall=2)
+    servers = s4.start_servers(lab, return_path="bypass")
+    check = HealthCheck(kind, interval_ms=200, rise=2, fall=2)
     targets = L4Balancer(VIP, 80, tuple(RealServer(a, 80) for a in SERVERS.values()))
     lab.node("lb1").start_health(check, case.ports[-100:], servers=targets, service_file=service_file(lab))
+    return servers, check
+
+
+def test_health_check_takes_a_dead_server_out_and_back(lab, case, sdn):
+    """SDN L4: lb1's health checks (tcp, fall 2, rise 2, every 200 ms) steer the switch round a dead server"""
+    servers, check = health_checked(lab, case, sdn, "tcp")
 
     def effective(name: str, after: float) -> dict[str, Any] | None:
         """The controller's change of the backends in service after `after`."""
@@ -223,7 +210,7 @@ def test_health_check_takes_a_dead_server_out_and_back(lab, case, sdn):
                 return event
         return None
 
-    dead_server_case(
+    s4.dead_server_case(
         lab,
         case,
         check,
@@ -235,15 +222,10 @@ def test_health_check_takes_a_dead_server_out_and_back(lab, case, sdn):
 
 def test_health_check_drains_a_server_in_maintenance(lab, case, sdn):
     """SDN L4: an HTTP check drains a server in maintenance: its session stays, new ones go elsewhere"""
-    sdn("round-robin")
-    servers = start_servers(lab)
-    set_return_path(lab, "bypass")
-    check = HealthCheck("http", interval_ms=200, rise=2, fall=2)
-    targets = L4Balancer(VIP, 80, tuple(RealServer(a, 80) for a in SERVERS.values()))
-    lab.node("lb1").start_health(check, case.ports[-100:], servers=targets, service_file=service_file(lab))
+    servers, _ = health_checked(lab, case, sdn, "http")
     held = HttpLoad(VIP, 30, case.take_port(), rate=5, keepalive=True, timeout=1.0)
     holder = start_http(lab, "c2", held, "http-c2-held")
-    target = lab.wait(lambda: partial_records(holder)[:1], 3, "the held session's first answer")[0][
+    target = lab.wait(lambda: s4.partial_records(holder)[:1], 3, "the held session's first answer")[0][
         "served_by"
     ]
     started = time.time()
@@ -260,7 +242,9 @@ def test_health_check_drains_a_server_in_maintenance(lab, case, sdn):
         )
 
     out = lab.wait(taken_out, 3, f"the controller to take {target} out")
-    during = run_http(lab, {"c1": HttpLoad(VIP, 12, case.take_ports(12).start, concurrency=4)})["c1"]
+    during = case.note_load(
+        run_http(lab, {"c1": HttpLoad(VIP, 12, case.take_ports(12).start, concurrency=4)})["c1"]
+    )
     flows = switch_table(lab, case)
     servers[target].popen.send_signal(signal.SIGUSR1)  # back in service
     lab.wait(
@@ -270,7 +254,7 @@ def test_health_check_drains_a_server_in_maintenance(lab, case, sdn):
         3,
         f"the controller to put {target} back",
     )
-    answers = finish_http(lab, holder, held.budget())
+    answers = case.note_load(finish_http(lab, holder, held.budget()))
     held_key = f"{CLIENTS['c2']}:{held.first_port}"
     still_pinned = [
         f

@@ -10,7 +10,9 @@ haproxy's stats socket. Certificates come from a CA the lab makes per run (trust
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -22,8 +24,16 @@ from lab.devices.adc import AdcDaemon, save_config
 from lab.errors import ConfigError
 from lab.pki import LabCa
 from lab.plot import comparison_figure
-from lab.traffic import HttpLoad, curl, http_log, run_http, run_wrk, start_http_server
-from testcases.s4_common import CLIENTS, LB1_SERVER_SIDE, SERVERS, VIP, set_return_path, start_servers
+from lab.traffic import curl, http_log, run_http, run_wrk, start_http_server
+from testcases.s4_common import (
+    CLIENTS,
+    LB1_SERVER_SIDE,
+    SERVERS,
+    VIP,
+    set_return_path,
+    spread_loads,
+    start_servers,
+)
 
 LAB_TOPOLOGY = "s4"
 DAEMONS = ("haproxy", "nginx")
@@ -52,6 +62,19 @@ def start(lab: Any, case: Any, adc: Adc, daemon: str) -> AdcDaemon:
     running = lab.node("lb1").start_adc(adc, daemon, case.ports[len(case.ports) // 2 :])
     case.keep(save_config(running, case.path), f"{daemon} configuration")
     return running
+
+
+@contextlib.contextmanager
+def behind_adc(lab: Any, case: Any, daemon: str, **options: Any) -> Iterator[dict[str, Any]]:
+    """r1's server behind the case's ADC with one pool (r1) and `options`, for one variant
+    of a case: the ADC and the server stop after the block."""
+    servers = start_servers(lab, ("r1",))
+    running = start(lab, case, Adc(VIP, 80, (pool("web", "r1"),), **options), daemon)
+    try:
+        yield servers
+    finally:
+        running.stop()
+        lab.stop(servers["r1"])
 
 
 class Client:
@@ -158,16 +181,13 @@ def test_forwarded_for(lab, case, daemon):
     """L7: what the server learns of the client, with and without X-Forwarded-For"""
     seen = {}
     for xff in (True, False):
-        servers = start_servers(lab, ("r1",))
-        running = start(lab, case, Adc(VIP, 80, (pool("web", "r1"),), forwarded_for=xff), daemon)
-        Client(lab, case).get("/whoami")
-        (request,) = served(servers)
-        seen["with XFF" if xff else "without XFF"] = {
-            "peer": request["peer"],
-            "X-Forwarded-For": request["xff"],
-        }
-        running.stop()
-        lab.stop(servers["r1"])
+        with behind_adc(lab, case, daemon, forwarded_for=xff) as servers:
+            Client(lab, case).get("/whoami")
+            (request,) = served(servers)
+            seen["with XFF" if xff else "without XFF"] = {
+                "peer": request["peer"],
+                "X-Forwarded-For": request["xff"],
+            }
     case.figure("what r1 saw", seen)
     assert seen["with XFF"] == {"peer": LB1_SERVER_SIDE, "X-Forwarded-For": CLIENTS[CLIENT]}, seen
     assert seen["without XFF"] == {"peer": LB1_SERVER_SIDE, "X-Forwarded-For": None}, seen
@@ -178,21 +198,18 @@ def test_compression(lab, case, daemon):
     """L7: 64 KiB of text, gzip on and off: bytes on the wire to the client"""
     sizes = {}
     for gzip in (False, True):
-        servers = start_servers(lab, ("r1",))
-        running = start(lab, case, Adc(VIP, 80, (pool("web", "r1"),), compression=gzip), daemon)
-        name = f"lb1-c-{'gzip' if gzip else 'plain'}"
-        with Capture(lab, "lb1", "lb1-c", case.path, name, snaplen=65535) as wire:
-            got = Client(lab, case).get("/text/64", "--compressed")
-        case.keep(wire.path, f"capture on lb1's client side, compression {'on' if gzip else 'off'}")
-        on_wire = sum(len(s.payload) for s in wire.segments() if s.sport == 80)
-        sizes["gzip" if gzip else "off"] = {
-            "bytes on the wire to the client": on_wire,
-            "Content-Encoding": got["headers"].get("content-encoding"),
-            "status": got["http_code"],
-            "body bytes r1 sent": http_log(servers["r1"])[0]["bytes"],
-        }
-        running.stop()
-        lab.stop(servers["r1"])
+        with behind_adc(lab, case, daemon, compression=gzip) as servers:
+            name = f"lb1-c-{'gzip' if gzip else 'plain'}"
+            with Capture(lab, "lb1", "lb1-c", case.path, name, snaplen=65535) as wire:
+                got = Client(lab, case).get("/text/64", "--compressed")
+            case.keep(wire.path, f"capture on lb1's client side, compression {'on' if gzip else 'off'}")
+            on_wire = sum(len(s.payload) for s in wire.segments() if s.sport == 80)
+            sizes["gzip" if gzip else "off"] = {
+                "bytes on the wire to the client": on_wire,
+                "Content-Encoding": got["headers"].get("content-encoding"),
+                "status": got["http_code"],
+                "body bytes r1 sent": http_log(servers["r1"])[0]["bytes"],
+            }
     case.figure("compression off vs on", sizes)
     off, on = sizes["off"], sizes["gzip"]
     assert off["status"] == on["status"] == 200, sizes
@@ -208,17 +225,13 @@ def test_cache(lab, case, daemon):
     """L7: ten requests for a static file, with and without the ADC's cache: requests the backend got"""
     counts = {}
     for cache in (False, True):
-        servers = start_servers(lab, ("r1",))
-        adc = Adc(VIP, 80, (pool("web", "r1"),), cache_pattern=r"^/static/" if cache else None)
-        running = start(lab, case, adc, daemon)
-        answers = [Client(lab, case).get("/static/logo.css") for _ in range(10)]
-        counts["cache" if cache else "no cache"] = {
-            "client answers 200": sum(1 for a in answers if a["http_code"] == 200),
-            "requests r1 got (its log)": len(served(servers)),
-            "X-Cache": [a["headers"].get("x-cache") for a in answers][:3] if daemon == "nginx" else None,
-        }
-        running.stop()
-        lab.stop(servers["r1"])
+        with behind_adc(lab, case, daemon, cache_pattern=r"^/static/" if cache else None) as servers:
+            answers = [Client(lab, case).get("/static/logo.css") for _ in range(10)]
+            counts["cache" if cache else "no cache"] = {
+                "client answers 200": sum(1 for a in answers if a["http_code"] == 200),
+                "requests r1 got (its log)": len(served(servers)),
+                "X-Cache": [a["headers"].get("x-cache") for a in answers][:3] if daemon == "nginx" else None,
+            }
     case.figure("backend requests for 10 client requests", counts)
     assert counts["no cache"]["client answers 200"] == counts["cache"]["client answers 200"] == 10, counts
     assert counts["no cache"]["requests r1 got (its log)"] == 10, counts
@@ -323,9 +336,8 @@ def test_same_traffic_through_each_balancer(lab, case):
             running = start(lab, case, Adc(VIP, 80, (Pool("web", real),)), kind)
         else:
             lb.apply(L4Balancer(VIP, 80, real))
-        ports = case.take_ports(120)
-        loads = {c: HttpLoad(VIP, 40, ports[i * 40], concurrency=4) for i, c in enumerate(CLIENTS)}
-        records = run_http(lab, loads)
+        records = run_http(lab, spread_loads(case, 40))
+        case.note_load(*records.values())
         failed = [r for rows in records.values() for r in rows if not r["ok"]]
         assert not failed, f"{kind}: {len(failed)} requests failed: {failed[:3]}"
         logged = [r for p in servers.values() for r in http_log(p)]

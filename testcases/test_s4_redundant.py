@@ -25,15 +25,19 @@ from lab.traffic import HttpLoad, curl, finish_http, http_log, start_http
 from testcases.s4_common import (
     CLIENTS,
     PAIR_GATEWAY,
+    PLAN,
     SERVERS,
     VIP,
-    set_return_path,
     start_servers,
     timeline_of,
 )
 
 LAB_TOPOLOGY = "s4"
-PAIR = {"lb1": ("10.0.1.2", "10.0.2.2", 150), "lb2": ("10.0.1.3", "10.0.2.3", 100)}
+# node -> its client-side and server-side addresses (the topology's plan), VRRP priority
+PAIR = {
+    node: (PLAN.addresses[f"{node}-c"], PLAN.addresses[f"{node}-s"], priority)
+    for node, priority in (("lb1", 150), ("lb2", 100))
+}
 ADVERT = 0.1  # s: VRRPv3 advertisement interval
 
 
@@ -65,8 +69,7 @@ FAILOVER_TIMEOUT = 3.0
 @pytest.mark.parametrize("sync", ["no sync", "conntrackd"])
 def test_failover_during_load(lab, case, sync):
     """Redundant kernel L4 balancers: lb1 dies under load; failover time, errors, does a session survive"""
-    servers = start_servers(lab)
-    set_return_path(lab, "route back via the pair")
+    servers = start_servers(lab, return_path="route back via the pair")
     balancer = L4Balancer(VIP, 80, tuple(RealServer(a, 80) for a in SERVERS.values()))
     keepalived = {}
     for node in PAIR:
@@ -87,8 +90,8 @@ def test_failover_during_load(lab, case, sync):
             failed_at = time.time()
             lab.set_links("lb1", up=False)
             lab.wait(lambda: keepalived["lb2"].state() == "MASTER", 5, "lb2 to become master")
-            records = finish_http(lab, client, load.budget())
-            held_records = finish_http(lab, held, held_load.budget())
+            records = case.note_load(finish_http(lab, client, load.budget()))
+            held_records = case.note_load(finish_http(lab, held, held_load.budget()))
         finally:
             lab.set_links("lb1", up=True)
     case.keep(capture.path, "capture on lb2's client side (VRRP, ARP)")

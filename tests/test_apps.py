@@ -6,7 +6,6 @@ on ports the kernel picks, clients bind free ports. Every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 from lab.apps.echo_server import push_delay
 from lab.apps.events import abort
 from lab.errors import ConfigError
+from lab.events import read_records
 from lab.procs import Proc, Supervisor
 from lab.traffic import (
     IdleProbe,
@@ -67,7 +67,6 @@ class Loopback(Supervisor):
         super().__init__(
             logs, f"sltest{random.getrandbits(24):06x}", lambda node: partial(subprocess.Popen, cwd=ROOT)
         )
-        self.margins: list[dict] = []  # as Lab.margins
 
     def ip(self, node: str) -> str:
         return HERE
@@ -285,7 +284,7 @@ def test_probe_that_hangs_aborts_its_connection(loop):
             with pytest.raises(ConnectionResetError):
                 conn.recv(100)  # nothing comes until the probe gives up and aborts
         assert proc.popen.wait(5) == 0, proc.output()
-    raw = json.loads(proc.output().strip().splitlines()[-1])
+    raw = read_records(proc.output())[-1]
     assert raw["outcome"] == "hung" and raw["phase"] == "after idle", raw
     assert 0.68 <= raw["learned_after"] <= 2.0, raw
 
@@ -308,13 +307,14 @@ def test_sessions_from_clients_use_disjoint_port_ranges(loop, echo):
     )
     assert all(r["data_ok"] for r in records), records
     assert sorted(r["sport"] for r in records) == list(range(first, first + 10)), records
-    # each client's load noted how close its slowest wait came to the timeout
-    assert sorted(m["load"] for m in loop.margins) == ["tcp_sessions on a", "tcp_sessions on b"]
+    # each client's load returned how close its slowest wait came to the timeout
+    assert [m["load"] for m in records.margins] == ["tcp_sessions on a", "tcp_sessions on b"]
     # both clients share one address, so the slowest of all their waits is one client's
     # (rounded to the millisecond: on loopback it can round to 0)
     slowest = max(max(r["connect_time"], r["echo_time"]) for r in records)
-    assert max(m["slowest wait (s)"] for m in loop.margins) == round(slowest, 3), loop.margins
-    for m in loop.margins:
+    assert max(m["slowest wait (s)"] for m in records.margins) == round(slowest, 3), records.margins
+    assert records.margin == min(records.margins, key=lambda m: m["margin (s)"])
+    for m in records.margins:
         assert m["client timeout (s)"] == 2.0 and m["completed"] == 5, m
         assert 0 <= m["slowest wait (s)"] <= round(slowest, 3), m
         assert m["margin (s)"] == round(2.0 - m["slowest wait (s)"], 3), m
@@ -326,7 +326,7 @@ def test_failed_session_is_aborted(loop):
         listener.bind((HERE, 0))
         listener.listen(4)  # the kernel completes the handshake; no one reads
         sport = free_block(1)
-        (r,) = run_sessions(
+        records = run_sessions(
             loop,
             "client",
             [f"{HERE}:{listener.getsockname()[1]}"],
@@ -334,8 +334,9 @@ def test_failed_session_is_aborted(loop):
             timeout=0.3,
             first_port=sport,
         )
+        (r,) = records
         assert r["opened"] and not r["data_ok"] and r["error"] == "timeout", r
-        assert loop.margins == []  # nothing completed: no margin to speak of
+        assert records.margins == [] and records.margin is None  # nothing completed: no margin
         states = poll(lambda: tcp_states(sport), lambda s: not s)
         assert states == [], f"the failed session left {states}"
 
@@ -350,6 +351,7 @@ def test_paced_sessions_held_and_reset(loop, echo):
     proc = start_sessions(loop, "client", load, "paced")
     records = finish_sessions(loop, proc, load)
     assert all(r["data_ok"] and r["held"] for r in records), records
+    assert records.margin is not None and records.margin["load"] == "paced", records.margins
     starts = sorted(r["wall_start"] for r in records)
     assert 0.25 <= starts[-1] - starts[0] <= 1.0, (
         f"4 sessions at 10/s started over {starts[-1] - starts[0]:.2f} s"
@@ -452,3 +454,31 @@ def test_timeout_margin_of_sessions_and_requests():
     assert timeout_margin("none", sessions[2:]) is None
     assert thin_margins([margin], least=0.5) == []
     assert thin_margins([margin], least=0.75) == ["s: slowest wait 2.4 s of a 3 s timeout"]
+
+
+def test_records_carry_margins_to_the_case(tmp_path):
+    """A load's records return its margin; the case notes every non-empty one and hands
+    back the first records; the plugin reads them from the case."""
+    from lab.results import Case
+    from lab.traffic import Records
+
+    fast = Records.measured("fast", [{"timeout": 2.0, "ok": True, "elapsed": 0.5}])
+    failed = Records.measured("failed", [{"timeout": 2.0, "ok": False, "elapsed": 2.0}])
+    both = Records([*fast, *failed], [*fast.margins, *failed.margins, fast.margin])
+    assert fast.margin == {
+        "load": "fast",
+        "client timeout (s)": 2.0,
+        "completed": 1,
+        "slowest wait (s)": 0.5,
+        "margin (s)": 1.5,
+    }
+    assert (
+        failed.margin is None
+        and failed.margins == []
+        and list(failed) == [{"timeout": 2.0, "ok": False, "elapsed": 2.0}]
+    )
+    assert len(both) == 2 and both.margins == [fast.margin, fast.margin]
+    case = Case("c", tmp_path)
+    assert case.note_load(fast, failed) is fast
+    assert case.note_load(failed) is failed
+    assert case.margins == [fast.margin]

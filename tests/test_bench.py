@@ -2,19 +2,7 @@
 
 import pytest
 
-from bench.measure import (
-    Reply,
-    duplicate_share,
-    iperf_tcp,
-    iperf_udp,
-    late_share,
-    lost_share,
-    percentile,
-    ping_replies,
-    ping_sent,
-    prompt_share,
-    summary,
-)
+from bench import measure
 
 PING = """PING 10.0.9.2 (10.0.9.2) 56(84) bytes of data.
 64 bytes from 10.0.9.2: icmp_seq=1 ttl=64 time=0.412 ms
@@ -28,42 +16,42 @@ PING = """PING 10.0.9.2 (10.0.9.2) 56(84) bytes of data.
 
 
 def test_ping_output_as_replies_in_arrival_order():
-    replies = ping_replies(PING)
+    replies = measure.ping_replies(PING)
     assert replies == [
-        Reply(1, 0.412, False),
-        Reply(3, 10.5, False),
-        Reply(2, 201.0, False),
-        Reply(2, 201.0, True),
+        measure.Reply(1, 0.412, False),
+        measure.Reply(3, 10.5, False),
+        measure.Reply(2, 201.0, False),
+        measure.Reply(2, 201.0, True),
     ]
-    assert ping_sent(PING) == 4
-    assert lost_share(replies, 4) == 25.0
-    assert duplicate_share(replies, 4) == 25.0
-    assert prompt_share(replies, 5.0) == 25.0
+    assert measure.ping_sent(PING) == 4
+    assert measure.lost_share(replies, 4) == 25.0
+    assert measure.duplicate_share(replies, 4) == 25.0
+    assert measure.prompt_share(replies, 5.0) == 25.0
     with pytest.raises(ValueError, match="no ping statistics"):
-        ping_sent("ping: connect: Network is unreachable")
+        measure.ping_sent("ping: connect: Network is unreachable")
 
 
 def test_late_arrivals_are_the_overtaken_ones():
-    assert late_share([1, 2, 3, 4]) == 0.0
-    assert late_share([3, 1, 2, 4]) == 50.0  # 1 and 2 came after 3
-    assert late_share([]) == 0.0
+    assert measure.late_share([1, 2, 3, 4]) == 0.0
+    assert measure.late_share([3, 1, 2, 4]) == 50.0  # 1 and 2 came after 3
+    assert measure.late_share([]) == 0.0
 
 
 def test_percentiles_by_nearest_rank():
     values = list(range(1, 101))
-    assert percentile(values, 0.99) == 99
-    assert percentile(values, 0.01) == 1
-    assert summary([1.0, 2.0, 3.0])["median"] == 2.0
+    assert measure.percentile(values, 0.99) == 99
+    assert measure.percentile(values, 0.01) == 1
+    assert measure.summary([1.0, 2.0, 3.0])["median"] == 2.0
     with pytest.raises(ValueError):
-        percentile([], 0.5)
+        measure.percentile([], 0.5)
 
 
 def test_iperf3_reports():
-    assert iperf_tcp({"end": {"sum_received": {"bits_per_second": 2.5e9}}}) == 2.5
+    assert measure.iperf_tcp({"end": {"sum_received": {"bits_per_second": 2.5e9}}}) == 2.5
     udp = {"end": {"sum_received": {"seconds": 2.0, "packets": 1000, "lost_packets": 10}}}
-    assert iperf_udp(udp) == {"sent_pps": 500, "delivered_pps": 495, "lost_percent": 1.0}
+    assert measure.iperf_udp(udp) == {"sent_pps": 500, "delivered_pps": 495, "lost_percent": 1.0}
     older = {"end": {"sum": {"seconds": 1.0, "packets": 0, "lost_packets": 0}}}
-    assert iperf_udp(older)["lost_percent"] == 100.0
+    assert measure.iperf_udp(older)["lost_percent"] == 100.0
 
 
 def test_paired_alternates_which_goes_first_and_takes_the_median_ratio():
@@ -134,3 +122,28 @@ def test_suite_time_per_scenario_from_the_cases_phases():
     }
     assert times["test_s2"]["per-case harness"] == 0.0
     assert times["test_s2"]["smallest client timeout margin (s)"] is None
+
+
+def test_suite_groups_a_scenarios_modules_by_their_prefix():
+    from bench.suite import scenario_of, scenario_times
+
+    def case(name, setup, call, teardown):
+        return {"name": name, "phases": {"setup": setup, "call": call, "teardown": teardown}}
+
+    cases = [
+        case("test_s1_keepalive.a", 5.0, 2.0, 0.5),
+        case("test_s1_keepalive.b", 0.5, 1.0, 1.5),
+        case("test_s1_over_wan.a", 4.0, 3.0, 2.0),
+        case("test_links.a", 1.0, 1.0, 1.0),
+    ]
+    times = scenario_times(cases)
+    assert list(times) == ["test_s1", "test_links"]
+    assert times["test_s1"] == {
+        "cases": 3,
+        "lab start": 9.0,  # each module builds its own lab
+        "case bodies": 6.0,
+        "per-case harness": 1.0,
+        "lab stop": 3.5,
+        "smallest client timeout margin (s)": None,
+    }
+    assert scenario_of("test_s12_new_thing") == "test_s12" and scenario_of("test_cli_lab") == "test_cli_lab"

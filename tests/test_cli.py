@@ -1,7 +1,6 @@
 """The CLI: every command's bad input gets one clear line, exit status 2 and starts
 nothing; listing, comparing and the run's exit codes."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -108,10 +107,15 @@ def test_invalid_policy_lists_every_problem():
 
 
 def test_each_scenario_suite_lists_all_its_modules():
-    from lab.catalog import suites
+    from lab.catalog import SUITES_DIR, suites
 
     found = suites()
     assert {"s1", "s2", "s3", "s4", "s5"} <= set(found)
+    # one rule for every scenario: test_<suite>.py and test_<suite>_*.py, however many modules
+    for suite, modules in found.items():
+        assert modules == sorted(
+            {*SUITES_DIR.glob(f"test_{suite}_*.py"), *SUITES_DIR.glob(f"test_{suite}.py")}
+        )
     assert [p.stem for p in found["s4"]] == [
         "test_s4_l4",
         "test_s4_l4_sdn",
@@ -133,13 +137,25 @@ def test_list_shows_every_case_with_its_description():
     assert "Session log from conntrack" in result.stdout
 
 
-def test_targets_resolve_to_suites_modules_and_cases():
-    from lab.catalog import ROOT, resolve
+def test_a_module_belongs_to_its_scenario_by_its_name_alone():
+    from lab.catalog import suite_of
 
-    assert resolve(["s5"]) == [str(ROOT / "testcases/test_s5_firewall.py")]
+    for module in ("test_s1_idle_timeout", "test_s1_wan", "test_s1"):
+        assert suite_of(module) == "s1"
+    assert suite_of("test_s4_l4_sdn") == "s4" and suite_of("test_s12_x") == "s12"
+    for module in ("test_links", "test_cli_lab", "test_lab_harness", "test_s1x", "conftest"):
+        assert suite_of(module) == "harness"
+
+
+def test_targets_resolve_to_suites_modules_and_cases():
+    from lab.catalog import ROOT, resolve, suites
+
+    s5 = [str(p) for p in suites()["s5"]]
+    assert resolve(["s5"]) == s5
     assert resolve(["test_s4_l7"]) == [str(ROOT / "testcases/test_s4_l7.py")]
-    one = resolve(["test_session_log"])
-    assert one == [str(ROOT / "testcases/test_s5_firewall.py::test_session_log")]
+    (one,) = resolve(["test_session_log"])
+    module, _, name = one.partition("::")
+    assert module in s5 and name == "test_session_log"
     # a parametrized case by name: every variant
     assert len(resolve(["test_table_exhaustion"])) == 5
 
@@ -148,57 +164,6 @@ def test_topologies_name_their_controller_modes():
     result = sessionlab("topologies")
     assert result.returncode == 0
     assert "s2\ttopologies/s2_redundant_firewalls.py\tcontroller modes: independent" in result.stdout
-
-
-def _run_folder(path: Path, cases: list[dict]) -> Path:
-    path.mkdir()
-    (path / "summary.json").write_text(json.dumps(cases))
-    return path
-
-
-def test_report_compare_lists_verdicts_and_moved_figures(tmp_path):
-    a = _run_folder(
-        tmp_path / "20261129-010000",
-        [
-            {
-                "name": "m.case1",
-                "verdict": "passed",
-                "figures": {"rate": 100, "outcome": {"8080": "delivered"}, "config": "[/a/lb1.cfg:15]"},
-            },
-            {"name": "m.case2", "verdict": "passed", "figures": {"rate": 50}},
-            {"name": "m.gone", "verdict": "passed", "figures": {}},
-        ],
-    )
-    b = _run_folder(
-        tmp_path / "20261129-020000",
-        [
-            {
-                "name": "m.case1",
-                "verdict": "passed",
-                "figures": {"rate": 105, "outcome": {"8080": "hung"}, "config": "[/b/lb1.cfg:15]"},
-            },
-            {"name": "m.case2", "verdict": "failed", "figures": {"rate": 80}},
-            {"name": "m.new", "verdict": "passed", "figures": {}},
-        ],
-    )
-    from lab.compare import compare
-
-    changes = {(c.case, c.what): c for c in compare(a, b, 0.1)}
-    assert ("m.case1", "rate") not in changes  # 5 % apart: within 10 %
-    assert changes[("m.case1", "outcome / 8080")].kind == "changed"
-    assert changes[("m.case2", "verdict")].b == "failed"
-    assert changes[("m.case2", "rate")].kind == "moved"
-    assert changes[("m.gone", "verdict")].kind == "only in A"
-    assert changes[("m.new", "verdict")].kind == "only in B"
-    assert ("m.case1", "rate") in {(c.case, c.what) for c in compare(a, b, 0.01)}
-    # by run name under --results, exit 1 as a verdict changed
-    result = sessionlab("report", "--compare", a.name, b.name, "--results", str(tmp_path))
-    assert result.returncode == 1, result.stderr
-    assert "m.case2" in result.stdout and "failed" in result.stdout and "hung" in result.stdout
-    # values are shown as they are, never read as rich markup (a path in brackets crashed it)
-    assert "[/a/lb1.cfg:15]" in result.stdout and "[/b/lb1.cfg:15]" in result.stdout
-    same = sessionlab("report", "--compare", str(a), str(a))
-    assert same.returncode == 0 and "no change" in same.stdout
 
 
 def test_progress_shows_case_ids_and_messages_as_they_are():
@@ -224,16 +189,3 @@ def test_progress_shows_case_ids_and_messages_as_they_are():
     text = out.getvalue()
     assert "test_x[early drop]" in text and "assert [/tmp/x.cfg:15] == []" in text
     assert "failed" in text and "s5" in text
-
-
-def test_compare_reads_lists_by_element_and_text_by_its_words():
-    from lab.compare import moved
-
-    assert moved([1.07, 51.4], [1.1, 51.25], 0.1) is None  # each within 10 %
-    assert moved([1.0, 51.4], [2.0, 51.4], 0.1) == "moved"
-    assert moved([1.0, 2.0], [1.0], 0.1) == "changed"
-    # ports in a captured command vary with the run's port blocks; the words do not
-    assert moved("PORT 10,0,1,10,93,193", "PORT 10,0,1,10,39,17", 0.1) is None
-    assert moved(["10.0.3.10 -> 10.0.1.10:25001"], ["10.0.3.10 -> 10.0.1.10:11001"], 0.1) is None
-    assert moved("delivered", "hung", 0.1) == "changed"
-    assert moved("fw1", "fw2", 0.1) is None  # a name's number is not compared either

@@ -30,6 +30,7 @@ def test_server_names_itself_and_logs_what_it_saw(loop):
         loop, {"c1": HttpLoad(HERE, 5, first, port=port, headers=("X-Forwarded-For: 192.0.2.7",))}
     )
     rows = records["c1"]
+    assert rows.margin is not None and rows.margin["load"] == "http_client on c1", rows.margins
     assert [r["i"] for r in rows] == list(range(5))
     assert all(r["ok"] and r["served_by"] == "r1" and r["status"] == 200 for r in rows), rows
     logged = poll(lambda: http_log(server), lambda log: len(log) == 5)

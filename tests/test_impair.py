@@ -1,8 +1,12 @@
 """Link impairments: Mininet-style options parsed and refused in one line, and the relay
-element's scheduling (delay, jitter, loss, duplication, reordering) decided offline."""
+element's scheduling (delay, jitter, loss, duplication, reordering) decided offline; a running
+lab's impaired links and the controller's port map, on stand-ins for Mininet's objects."""
 
+import json
 import random
 import statistics
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +125,61 @@ def test_a_case_sees_the_settings_its_link_had_during_it():
         {"from": 5.0, "server->s2": "none", "s2->server": "none"},
     ]
     assert element.during(130.0, 140.0) == []
+
+
+def test_a_running_link_changes_one_way_or_both_and_keeps_its_history(tmp_path):
+    from lab.impaired import LinkImpairments
+    from lab.links import NetemLink
+
+    impairments = LinkImpairments(tmp_path)
+    quiet = {"a": Impairment(), "b": Impairment()}
+    link = NetemLink("h1-s1", "h1", "s1", quiet)
+    ran: list[tuple[str, list[str]]] = []
+    link.run = lambda node, argv: ran.append((node, argv))
+    link.ends = {"a": ("h1", "h1-eth0", "root"), "b": ("sl0000s1", "sl0000s1-eth1", "root")}
+    impairments.links.append(link)
+    impairments.impair("s1", "h1", one_way=True, delay="5ms")  # from s1: side b
+    assert link.impairments == {"a": Impairment(), "b": Impairment(delay=0.005)}
+    assert [node for node, _ in ran] == ["h1", "sl0000s1"] and "5000us" in ran[1][1]
+    assert impairments.find("h1", "s1") == (link, True)
+    with pytest.raises(ConfigError, match=r"link h1-h2: not impairable \(.*: h1-s1\)"):
+        impairments.impair("h1", "h2", delay="1ms")
+    with pytest.raises(ConfigError, match="link h1-s1: unknown impairment rate"):
+        impairments.impair("h1", "s1", rate=5)
+    saved = json.loads((tmp_path / "links.json").read_text())
+    assert [entry["s1->h1"]["delay"] for entry in saved["h1-s1"]] == [0.005]
+    assert impairments.elements == []
+
+
+class _Thing:
+    """A stand-in for a Mininet node, interface or link: its attributes, hashable by identity."""
+
+    def __init__(self, **attributes: Any) -> None:
+        self.__dict__.update(attributes)
+
+
+def test_the_port_map_names_peers_through_impairment_elements():
+    from lab.impaired import LinkImpairments
+    from lab.links import Element
+    from lab.portmap import port_map
+
+    def wire(x: _Thing, y: _Thing) -> None:
+        x.link = y.link = _Thing(intf1=x, intf2=y)
+
+    sw1, sw2, fw, imp = (_Thing(name=n) for n in ("sl0000s1", "sl0000s2", "fw1", "imp0"))
+    owners = {"s1-1": sw1, "s1-2": sw1, "s2-1": sw2, "fw1-in": fw, "imp0-a": imp, "imp0-b": imp}
+    ends = {name: _Thing(name=name, node=node) for name, node in owners.items()}
+    wire(ends["s1-1"], ends["fw1-in"])
+    wire(ends["s1-2"], ends["imp0-a"])
+    wire(ends["imp0-b"], ends["s2-1"])
+    imp.intfList = lambda: [ends["imp0-a"], ends["imp0-b"]]
+    sw1.ports, sw1.dpid = {ends["s1-1"]: 1, ends["s1-2"]: 2}, "0000000000000001"
+    sw2.ports, sw2.dpid = {ends["s2-1"]: 7}, "000000000000000a"
+    impairments = LinkImpairments(Path("/nonexistent"))
+    impairments.links.append(Element("imp0", "s1", "s2", {"a": Impairment(), "b": Impairment()}))
+    net = _Thing(switches=[sw1, sw2])
+    names = {"s1": "sl0000s1", "s2": "sl0000s2", "fw1": "fw1"}
+    assert port_map(net, names, impairments.beyond) == {
+        "s1": {"dpid": 1, "ports": {"fw1-in": 1, "s2": 2}},
+        "s2": {"dpid": 10, "ports": {"s1": 7}},
+    }

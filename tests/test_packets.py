@@ -15,7 +15,14 @@ from scapy.utils import wrpcap, wrpcapng
 
 from lab.apps import marker
 from lab.errors import LabError
-from lab.packets import TcpSegment, read_fragments, read_pcap, read_tcp_pcap
+from lab.packets import (
+    RedundancyFrame,
+    TcpSegment,
+    read_fragments,
+    read_pcap,
+    read_redundancy_pcap,
+    read_tcp_pcap,
+)
 
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 T0 = Decimal("1700000000")
@@ -175,3 +182,22 @@ def test_fragments_are_read_apart_from_segments(tmp_path: Path):
     ]
     assert [s.flags for s in read_tcp_pcap(path)] == ["A"]
     assert read_tcp_pcap(path)[0].ip_len == 40
+
+
+def test_vrrp_advertisements_and_arp_claims_are_read_in_capture_order(tmp_path: Path):
+    from scapy.layers.vrrp import VRRPv3
+
+    advert = Ether(src=A, dst="01:00:5e:00:00:12") / IP(src="10.0.2.2", dst="224.0.0.18", ttl=255)
+    advert = advert / VRRPv3(vrid=7, priority=200, addrlist=["10.0.2.100"])
+    claim = Ether(src=B, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=B, psrc="10.0.2.100", pdst="10.0.2.100")
+    path = tmp_path / "vrrp.pcap"
+    wrpcap(str(path), [stamped(advert, T0), stamped(tcp("A"), T0 + 1), stamped(claim, T0 + 2)], linktype=1)
+    assert read_redundancy_pcap(path) == [
+        RedundancyFrame(1700000000.0, "vrrp", "10.0.2.2", {"vrid": 7, "priority": 200, "to": "224.0.0.18"}),
+        RedundancyFrame(
+            1700000002.0,
+            "arp",
+            "10.0.2.100",
+            {"op": 2, "claims": "10.0.2.100", "mac": B, "asks": "10.0.2.100"},
+        ),
+    ]

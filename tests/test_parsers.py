@@ -1,4 +1,5 @@
-"""Parsers of what the kernel and tools print: conntrack lines, packets, pcap files."""
+"""Parsers of what the kernel, tools and lab apps print: conntrack lines, packets, pcap files,
+the apps' JSON-lines logs."""
 
 import struct
 from pathlib import Path
@@ -7,6 +8,7 @@ import pytest
 
 from lab import conntrack
 from lab.errors import LabError
+from lab.events import proc_events, read_events, read_json_lines, read_lines, read_records
 from lab.packets import TcpSegment, build_tcp, checksum, parse_ethernet_tcp, parse_ipv4_tcp, read_tcp_pcap
 
 LIST = """\
@@ -185,3 +187,41 @@ def test_a_session_log_gives_each_sessions_span_counts_and_end_reason():
     assert (by_port[12003].end_reason, by_port[12003].last_state) == ("timeout", "ESTABLISHED")
     still = conntrack.session_log(SESSION_EVENTS.splitlines()[:3])
     assert [(r.end_reason, r.end, r.bytes) for r in still] == [("open", None, None)]
+
+
+APP_LOG = (
+    '{"event": "listening", "t": 1.0, "port": 80}\n'
+    "Traceback (most recent call last): not JSON\n"
+    '{"event": "accept", "t": 2.0, "peer": "10.0.1.10:40000"}\n'
+    '{"event": "recv", "t": 2.1, "peer": "10.0.1.10:40000", "data": "hi"}\n'
+    '{"event": "accept", "t": 3.0, "peer": "10.0.1.11:40001"}\n'
+    '{"i": 0, "ok": true}\n'
+    '{"event": "recv", "t": 3.1, "pe'
+)
+
+
+class _Logged:
+    """A process as the reader sees one: its output so far."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def output(self) -> str:
+        return self.text
+
+
+def test_the_event_reader_keeps_whole_json_lines_only():
+    assert read_lines("a\nb") == ["a"] and read_lines("a\nb\n") == ["a", "b"] and read_lines("") == []
+    rows = read_json_lines(APP_LOG)  # the half-written last line and the traceback are left out
+    assert len(rows) == 5
+    assert [e["event"] for e in read_events(APP_LOG)] == ["listening", "accept", "recv", "accept"]
+    assert read_records(APP_LOG) == [{"i": 0, "ok": True}]
+    assert read_events(APP_LOG + 'er": "10.0.1.11:40001", "data": "x"}\n')[-1]["data"] == "x"
+
+
+def test_proc_events_filter_by_kind_and_peer():
+    proc = _Logged(APP_LOG)
+    assert [e["t"] for e in proc_events(proc, "accept")] == [2.0, 3.0]
+    assert [e["event"] for e in proc_events(proc, peer="10.0.1.10:40000")] == ["accept", "recv"]
+    assert [e["t"] for e in proc_events(proc, "recv", "10.0.1.10:40000")] == [2.1]
+    assert proc_events(proc, "done") == []

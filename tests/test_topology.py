@@ -8,7 +8,8 @@ from mininet.topo import Topo
 from lab import topology
 from lab.config import Impairment
 from lab.errors import ConfigError
-from lab.net import Lab, _tagged_topo, topology_problems
+from lab.net import Lab
+from lab.rewrite import tagged_topo, topology_problems
 
 
 def test_s1_loads_without_building_anything():
@@ -49,14 +50,12 @@ def test_bad_impairments_are_refused_with_the_link_named(tmp_path: Path):
 
 
 def test_an_impaired_link_gets_an_element_with_the_ends_as_they_were():
-    from lab.net import _tagged_topo
-
     topo = Topo()
     topo.addHost("fw1")
     topo.addSwitch("a1", dpid="1")
     topo.addLink("fw1", "a1", intfName1="fw1-sync", params1={"ip": "10.0.3.1/24", "loss": 1}, delay="2ms")
     elements: list = []
-    tagged, names = _tagged_topo(topo, "sl0000", elements)
+    tagged, names = tagged_topo(topo, "sl0000", elements)
     (element,) = elements
     assert (element.name, element.link) == ("imp0", "fw1-a1")
     assert element.impairments["a"].loss == 1 and element.impairments["b"].loss == 0
@@ -75,7 +74,7 @@ def test_with_netem_an_impaired_link_stays_whole_and_keeps_its_rate_for_tclink()
     topo.addSwitch("s1", dpid="1")
     topo.addLink("h1", "s1", delay="5ms", jitter="1ms", bw=20, params2={"reorder": 10})
     impaired: list = []
-    tagged, _ = _tagged_topo(topo, "sl0000", impaired, netem=True)
+    tagged, _ = tagged_topo(topo, "sl0000", impaired, netem=True)
     (link,) = impaired
     assert isinstance(link, NetemLink) and link.link == "h1-s1"
     assert link.impairments["b"].reorder == 10 and link.impairments["a"].reorder == 0
@@ -122,7 +121,7 @@ def test_duplicate_dpids_are_refused_and_missing_ones_never_collide():
     plain = Topo()
     for name in ("s1", "a1", "so", "si"):  # Mininet's default dpids (the digits) collide here
         plain.addSwitch(name)
-    tagged, names = _tagged_topo(plain, "sl0000")
+    tagged, names = tagged_topo(plain, "sl0000")
     dpids = [tagged.nodeInfo(names[n])["dpid"] for n in ("s1", "a1", "so", "si")]
     assert len(set(dpids)) == 4
 

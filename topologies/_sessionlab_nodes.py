@@ -1,10 +1,57 @@
-"""Node classes the topology files share: a router and hosts with static neighbours.
+"""What the topology files share: a router, hosts with static neighbours, and `Plan`, the
+address plan each file exports as data.
 
-Plain Mininet (no sessionlab import), so `mn --custom` loads the topology files; the lab
-runs a node with a `role` as that role's session device on top of these classes.
+Plain Mininet (no sessionlab import), so stock `mn --custom` loads the topology files. A
+topology file imports this module by its plain name (`from _sessionlab_nodes import ...`):
+sessionlab's loader (`lab.topology`) puts this folder on the import path while it runs a
+topology file; stock Mininet runs each `--custom` file in a bare namespace, so name this
+file first and the topology after it:
+
+    mn --custom topologies/_sessionlab_nodes.py,topologies/s1_idle_timeout.py --topo s1 ...
+
+Run so, this file registers itself as the module `_sessionlab_nodes` (see the end).
+The lab runs a node with a `role` as that role's session device on top of these classes.
 """
 
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 from mininet.node import Node
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A topology's address plan as data: the file builds its network from it, and cases,
+    controller harnesses and benchmarks read it (`lab.topology.plan(name)`) instead of
+    writing the addresses again.
+
+    hosts: group (a network's hosts: "clients", "servers", "inside") -> node -> address,
+        in the order the file adds them; `roles`: node -> the session device the lab makes
+        of it; `networks`: name -> prefix; `addresses`: other named addresses (router and
+        firewall interfaces by interface name, gateways); `vips`: virtual addresses no
+        single node owns (a balancer's VIP, a VRRP gateway); `ports`: service -> TCP port;
+        `macs`: MACs the plan fixes (virtual gateways, a VIP's MAC)."""
+
+    hosts: Mapping[str, Mapping[str, str]]
+    roles: Mapping[str, str] = field(default_factory=dict)
+    networks: Mapping[str, str] = field(default_factory=dict)
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    vips: Mapping[str, str] = field(default_factory=dict)
+    ports: Mapping[str, int] = field(default_factory=dict)
+    macs: Mapping[str, str] = field(default_factory=dict)
+
+    def address(self, name):
+        """The address of a host (any group), a named interface or gateway, or a VIP."""
+        for group in self.hosts.values():
+            if name in group:
+                return group[name]
+        if name in self.addresses:
+            return self.addresses[name]
+        if name in self.vips:
+            return self.vips[name]
+        raise KeyError(f"the plan has no address named {name!r}")
 
 
 def static_neighbors(node, table, intf=None):
@@ -34,3 +81,12 @@ class Router(Node):
         for route in routes:
             self.cmd(f"ip route replace {route}")
         return result
+
+
+if "_sessionlab_nodes" not in sys.modules:
+    # Imported, this module is already in sys.modules; stock `mn --custom` instead runs
+    # this file in a bare namespace: registering that namespace as the module lets the
+    # topology file that follows it on the --custom list import it.
+    _module = types.ModuleType("_sessionlab_nodes", __doc__)
+    _module.__dict__.update({k: v for k, v in globals().items() if not k.startswith("__")})
+    sys.modules["_sessionlab_nodes"] = _module

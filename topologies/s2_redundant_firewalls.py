@@ -19,27 +19,37 @@
 Both firewalls own the gateway addresses; the hosts reach them through a virtual gateway
 MAC that no box owns (static neighbour entries), so only the fabric decides which
 firewall a packet crosses: the switch rewrites the virtual MAC to the chosen firewall's.
-Stock Mininet loads it with a remote controller:
+`PLAN` is the address plan above as data (`_sessionlab_nodes.Plan`; `lab.topology.plan("s2")`).
+Stock Mininet loads it with a remote controller (the shared node classes' file first):
 
-    mn --custom topologies/s2_redundant_firewalls.py --topo s2 \
+    mn --custom topologies/_sessionlab_nodes.py,topologies/s2_redundant_firewalls.py --topo s2 \
        --switch ovs,datapath=user,protocols=OpenFlow13 --controller remote --link tc
 """
 
-import inspect
-import os
-import sys
-
+from _sessionlab_nodes import Plan, Router, StaticHost
 from mininet.topo import Topo
 
-# The shared node classes live beside this file; stock `mn --custom` runs it without
-# __file__, so its own path comes from the code object.
-sys.path.insert(0, os.path.dirname(os.path.abspath(inspect.currentframe().f_code.co_filename)))
-from _sessionlab_nodes import Router, StaticHost  # noqa: E402
-
-VGW_OUT_MAC = "02:00:00:00:00:01"
-VGW_IN_MAC = "02:00:00:00:00:02"
-OUTSIDE_HOSTS = {"h1": "10.0.0.11", "h2": "10.0.0.12", "h3": "10.0.0.13"}
-INSIDE_HOSTS = {"srv1": "10.0.1.11", "srv2": "10.0.1.12"}
+PLAN = Plan(
+    hosts={
+        "outside": {"h1": "10.0.0.11", "h2": "10.0.0.12", "h3": "10.0.0.13"},
+        "inside": {"srv1": "10.0.1.11", "srv2": "10.0.1.12"},
+    },
+    roles={"fw1": "firewall", "fw2": "firewall"},
+    networks={
+        name: f"10.0.{n}.0/24" for name, n in (("outside", 0), ("inside", 1), ("sync", 3), ("tunnel", 4))
+    },
+    # both firewalls own the gateway addresses; the hosts reach them through the virtual MACs
+    addresses={
+        "gateway-out": "10.0.0.1",
+        "gateway-in": "10.0.1.1",
+        **{f"fw{n}-sync": f"10.0.3.{n}" for n in (1, 2)},
+        **{f"fw{n}-tunnel": f"10.0.4.{n}" for n in (1, 2)},
+    },
+    macs={"vgw-out": "02:00:00:00:00:01", "vgw-in": "02:00:00:00:00:02"},
+)
+VGW_OUT_MAC, VGW_IN_MAC = PLAN.macs["vgw-out"], PLAN.macs["vgw-in"]
+OUTSIDE_HOSTS, INSIDE_HOSTS = PLAN.hosts["outside"], PLAN.hosts["inside"]
+GATEWAY_OUT, GATEWAY_IN = PLAN.addresses["gateway-out"], PLAN.addresses["gateway-in"]
 
 
 def host_mac(address: str) -> str:
@@ -49,6 +59,7 @@ def host_mac(address: str) -> str:
 
 
 def fw_mac(fw: int, side: str) -> str:
+    """Firewall `fw`'s own MAC on its outside, inside or sync interface."""
     return f"02:00:00:00:{fw:02x}:{ {'out': 1, 'in': 2, 'sync': 3}[side]:02x}"
 
 
@@ -60,7 +71,7 @@ class RedundantFirewallTopo(Topo):
         si = self.addSwitch("si", dpid=f"{2:016x}")
         outside_neigh = {ip: host_mac(ip) for ip in OUTSIDE_HOSTS.values()}
         inside_neigh = {ip: host_mac(ip) for ip in INSIDE_HOSTS.values()}
-        sides = ((OUTSIDE_HOSTS, so, "10.0.0.1", VGW_OUT_MAC), (INSIDE_HOSTS, si, "10.0.1.1", VGW_IN_MAC))
+        sides = ((OUTSIDE_HOSTS, so, GATEWAY_OUT, VGW_OUT_MAC), (INSIDE_HOSTS, si, GATEWAY_IN, VGW_IN_MAC))
         for hosts, switch, gateway, vgw_mac in sides:
             for name, ip in hosts.items():
                 host = self.addHost(
@@ -77,27 +88,30 @@ class RedundantFirewallTopo(Topo):
             fw = self.addHost(
                 f"fw{n}",
                 cls=Router,
-                ip="10.0.0.1/24",
-                role="firewall",
+                ip=f"{GATEWAY_OUT}/24",
+                role=PLAN.roles[f"fw{n}"],
                 inside=f"fw{n}-in",
                 outside=f"fw{n}-out",
                 sync=f"fw{n}-sync",
-                peer=f"10.0.3.{3 - n}",
-                tunnel=f"10.0.4.{n}/24",
+                peer=PLAN.addresses[f"fw{3 - n}-sync"],
+                tunnel=f"{PLAN.addresses[f'fw{n}-tunnel']}/24",
                 neighbors={
                     f"fw{n}-out": outside_neigh,
                     f"fw{n}-in": inside_neigh,
-                    f"fw{n}-sync": {f"10.0.3.{3 - n}": fw_mac(3 - n, "sync")},
+                    f"fw{n}-sync": {PLAN.addresses[f"fw{3 - n}-sync"]: fw_mac(3 - n, "sync")},
                 },
             )
             a = self.addSwitch(f"a{n}", dpid=f"{10 + n:016x}")
             access.append(a)
             self.addLink(
-                fw, so, intfName1=f"fw{n}-out", addr1=fw_mac(n, "out"), params1={"ip": "10.0.0.1/24"}
+                fw, so, intfName1=f"fw{n}-out", addr1=fw_mac(n, "out"), params1={"ip": f"{GATEWAY_OUT}/24"}
             )
-            self.addLink(fw, a, intfName1=f"fw{n}-in", addr1=fw_mac(n, "in"), params1={"ip": "10.0.1.1/24"})
             self.addLink(
-                fw, a, intfName1=f"fw{n}-sync", addr1=fw_mac(n, "sync"), params1={"ip": f"10.0.3.{n}/24"}
+                fw, a, intfName1=f"fw{n}-in", addr1=fw_mac(n, "in"), params1={"ip": f"{GATEWAY_IN}/24"}
+            )
+            sync = PLAN.addresses[f"fw{n}-sync"]
+            self.addLink(
+                fw, a, intfName1=f"fw{n}-sync", addr1=fw_mac(n, "sync"), params1={"ip": f"{sync}/24"}
             )
             self.addLink(a, si)
         # The FW1-FW2 link can be slowed down (delay 0 here): cases sweep it.

@@ -9,22 +9,27 @@ Both firewalls are Linux routers; the harness gives them their stateful nftables
 (node role "firewall"): fwc protects the client (and may source-NAT it to 10.0.2.1), fws
 protects the FTP server. `other` is a host on the transit network that tries to use data
 ports announced to someone else. `server_bw` (Mbit/s) makes the server's link a slow one.
-Stock Mininet loads this file too, with plain routers:
+`PLAN` is the address plan above as data (`_sessionlab_nodes.Plan`; `lab.topology.plan("s3")`).
+Stock Mininet loads this file too, with plain routers (the shared node classes' file first):
 
-    mn --custom topologies/s3_ftp.py --topo s3 \
+    mn --custom topologies/_sessionlab_nodes.py,topologies/s3_ftp.py --topo s3 \
        --switch ovs,datapath=user,failMode=standalone --controller none
 """
 
-import inspect
-import os
-import sys
-
+from _sessionlab_nodes import Plan, Router
 from mininet.topo import Topo
 
-# The shared node classes live beside this file; stock `mn --custom` runs it without
-# __file__, so its own path comes from the code object.
-sys.path.insert(0, os.path.dirname(os.path.abspath(inspect.currentframe().f_code.co_filename)))
-from _sessionlab_nodes import Router  # noqa: E402
+PLAN = Plan(
+    hosts={
+        "inside": {"client": "10.0.1.10"},
+        "transit": {"other": "10.0.2.66"},
+        "servers": {"server": "10.0.3.10"},
+    },
+    roles={"fwc": "firewall", "fws": "firewall"},
+    networks={"inside": "10.0.1.0/24", "transit": "10.0.2.0/24", "servers": "10.0.3.0/24"},
+    # fwc-out is also the address fwc source-NATs the client to
+    addresses={"fwc-in": "10.0.1.1", "fwc-out": "10.0.2.1", "fws-out": "10.0.2.2", "fws-in": "10.0.3.1"},
+)
 
 
 class FtpTopo(Topo):
@@ -32,35 +37,39 @@ class FtpTopo(Topo):
     `server_bw` (Mbit/s) rate-limits the server's link (TCLink's HTB)."""
 
     def build(self, server_bw=None):
+        ip = {name: f"{address}/24" for name, address in PLAN.addresses.items()}
+        nets = PLAN.networks
         fwc = self.addHost(
             "fwc",
             cls=Router,
-            ip="10.0.1.1/24",
-            role="firewall",
+            ip=ip["fwc-in"],
+            role=PLAN.roles["fwc"],
             inside="fwc-in",
             outside="fwc-out",
-            routes=("10.0.3.0/24 via 10.0.2.2",),
+            routes=(f"{nets['servers']} via {PLAN.addresses['fws-out']}",),
         )
         fws = self.addHost(
             "fws",
             cls=Router,
-            ip="10.0.2.2/24",  # its first interface (Mininet sets `ip` on it) is fws-out
-            role="firewall",
+            ip=ip["fws-out"],  # its first interface (Mininet sets `ip` on it) is fws-out
+            role=PLAN.roles["fws"],
             inside="fws-in",
             outside="fws-out",
-            routes=("10.0.1.0/24 via 10.0.2.1",),
+            routes=(f"{nets['inside']} via {PLAN.addresses['fwc-out']}",),
         )
-        client = self.addHost("client", ip="10.0.1.10/24", defaultRoute="via 10.0.1.1")
-        server = self.addHost("server", ip="10.0.3.10/24", defaultRoute="via 10.0.3.1")
-        other = self.addHost("other", ip="10.0.2.66/24", defaultRoute="via 10.0.2.2")
+        hosts = {}
+        for name, gateway in (("client", "fwc-in"), ("server", "fws-in"), ("other", "fws-out")):
+            hosts[name] = self.addHost(
+                name, ip=f"{PLAN.address(name)}/24", defaultRoute=f"via {PLAN.addresses[gateway]}"
+            )
         s1, s2, s3 = self.addSwitch("s1"), self.addSwitch("s2"), self.addSwitch("s3")
-        self.addLink(client, s1)
-        self.addLink(fwc, s1, intfName1="fwc-in", params1={"ip": "10.0.1.1/24"})
-        self.addLink(fwc, s2, intfName1="fwc-out", params1={"ip": "10.0.2.1/24"})
-        self.addLink(fws, s2, intfName1="fws-out", params1={"ip": "10.0.2.2/24"})
-        self.addLink(fws, s3, intfName1="fws-in", params1={"ip": "10.0.3.1/24"})
-        self.addLink(server, s3, **({} if server_bw is None else {"bw": server_bw}))
-        self.addLink(other, s2)
+        self.addLink(hosts["client"], s1)
+        self.addLink(fwc, s1, intfName1="fwc-in", params1={"ip": ip["fwc-in"]})
+        self.addLink(fwc, s2, intfName1="fwc-out", params1={"ip": ip["fwc-out"]})
+        self.addLink(fws, s2, intfName1="fws-out", params1={"ip": ip["fws-out"]})
+        self.addLink(fws, s3, intfName1="fws-in", params1={"ip": ip["fws-in"]})
+        self.addLink(hosts["server"], s3, **({} if server_bw is None else {"bw": server_bw}))
+        self.addLink(hosts["other"], s2)
 
 
 topos = {"s3": FtpTopo}

@@ -14,27 +14,42 @@ router, and so do the servers' replies unless a case routes them back through a 
 the NAT-mode return path problem. lb1 and lb2 are Linux hosts that the harness turns into
 balancers (node role "balancer": nftables DNAT, health checks, or an ADC daemon). With
 topology `s4-sdn` (the same network) the controller on s1 balances instead (the `l4lb`
-app): it answers ARP for the VIP and rewrites sessions to a server behind gw. `server_bw` (Mbit/s) limits each
-server's link. Stock Mininet loads it with plain routers:
+app): it answers ARP for the VIP and rewrites sessions to a server behind gw. `server_bw`
+(Mbit/s) limits each server's link. `PLAN` is the address plan above as data
+(`_sessionlab_nodes.Plan`; `lab.topology.plan("s4")`), with the VIP, its MAC for the SDN
+app, the HTTP port, and the servers' gateway a redundant pair shares (VRRP, configured by
+the cases). Stock Mininet loads it with plain routers (the shared node classes' file first):
 
-    mn --custom topologies/s4_balancers.py --topo s4 \
+    mn --custom topologies/_sessionlab_nodes.py,topologies/s4_balancers.py --topo s4 \
        --switch ovs,datapath=user,failMode=standalone --controller none
 """
 
-import inspect
-import os
-import sys
-
+from _sessionlab_nodes import Plan, Router
 from mininet.topo import Topo
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(inspect.currentframe().f_code.co_filename)))
-from _sessionlab_nodes import Router  # noqa: E402
-
-CLIENTS = {"c1": "10.0.1.11", "c2": "10.0.1.12", "c3": "10.0.1.13"}
-SERVERS = {"r1": "10.0.2.11", "r2": "10.0.2.12", "r3": "10.0.2.13", "r4": "10.0.2.14"}
-BALANCERS = {"lb1": ("10.0.1.2", "10.0.2.2"), "lb2": ("10.0.1.3", "10.0.2.3")}
-GATEWAY = ("10.0.1.1", "10.0.2.1")
-VIP = "10.0.1.100"
+PLAN = Plan(
+    hosts={
+        "clients": {"c1": "10.0.1.11", "c2": "10.0.1.12", "c3": "10.0.1.13"},
+        "servers": {"r1": "10.0.2.11", "r2": "10.0.2.12", "r3": "10.0.2.13", "r4": "10.0.2.14"},
+    },
+    roles={"lb1": "balancer", "lb2": "balancer"},
+    networks={"clients": "10.0.1.0/24", "servers": "10.0.2.0/24"},
+    addresses={
+        "gw-c": "10.0.1.1",
+        "gw-s": "10.0.2.1",
+        "lb1-c": "10.0.1.2",
+        "lb1-s": "10.0.2.2",
+        "lb2-c": "10.0.1.3",
+        "lb2-s": "10.0.2.3",
+    },
+    vips={"web": "10.0.1.100", "pair gateway": "10.0.2.100"},
+    ports={"web": 80},
+    macs={"web": "02:00:0a:00:01:64"},  # the SDN app's answer to ARP for the VIP
+)
+CLIENTS, SERVERS = PLAN.hosts["clients"], PLAN.hosts["servers"]
+BALANCERS = {name: (PLAN.addresses[f"{name}-c"], PLAN.addresses[f"{name}-s"]) for name in PLAN.roles}
+GATEWAY = (PLAN.addresses["gw-c"], PLAN.addresses["gw-s"])
+VIP = PLAN.vips["web"]
 
 
 class BalancerTopo(Topo):
@@ -51,7 +66,7 @@ class BalancerTopo(Topo):
                 name,
                 cls=Router,
                 ip=f"{client_side}/24",
-                role="balancer",
+                role=PLAN.roles[name],
                 client_side=f"{name}-c",
                 server_side=f"{name}-s",
             )

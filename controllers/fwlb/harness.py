@@ -1,4 +1,5 @@
-"""How the lab runs this app on the S2 fabric: its configuration, computed from the lab."""
+"""How the lab runs this app on the S2 fabric: its configuration, computed from the lab
+and the topology's address plan (`lab.topology.plan`: the virtual gateway MACs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
 
 
 def config(lab: Lab, mode: str) -> dict[str, Any]:
+    from lab import topology
+
     switches = lab.port_map()
     firewalls = []
     for n in (1, 2):
@@ -19,11 +22,12 @@ def config(lab: Lab, mode: str) -> dict[str, Any]:
         firewalls.append(
             {"number": n, "out_mac": node.intf(f"fw{n}-out").MAC(), "in_mac": node.intf(f"fw{n}-in").MAC()}
         )
-    # The virtual gateway MACs are the hosts' static neighbours in the topology.
+    # The virtual gateway MACs: the hosts' static neighbour for their gateway, in the plan.
+    macs = topology.plan("s2").macs
     return {
         "mode": mode,
-        "vgw_out_mac": lab.topo.nodeInfo("h1")["neighbors"]["10.0.0.1"],
-        "vgw_in_mac": lab.topo.nodeInfo("srv1")["neighbors"]["10.0.1.1"],
+        "vgw_out_mac": macs["vgw-out"],
+        "vgw_in_mac": macs["vgw-in"],
         "firewalls": firewalls,
         "switches": switches,
         "session_file": str(lab.paths.root / "controller-sessions.json"),

@@ -25,6 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.ofp import Action, Flow, Verdict
+from controllers.ofp import match as _m
+
 MODES = ("independent", "symmetric", "correction-mac", "correction-mpls", "sync")
 OUTSIDE_BASIS, INSIDE_BASIS = 1, 2  # hash keys: equal keys give the same firewall both ways
 MPLS_LABEL_BASE = 100  # label 100 + n: "deliver to firewall n"
@@ -35,23 +38,7 @@ ETH_IP, ETH_MPLS, TCP = 0x0800, 0x8847, 6
 # box's links down makes OVS report its ports down, up and down again within ~20 ms.
 HOLD_DOWN = 1.0
 
-Action = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class Flow:
-    """One flow entry to add (or, with command "delete", the entries to remove)."""
-
-    dpid: int
-    table: int
-    priority: int
-    match: tuple[tuple[str, Any], ...]
-    actions: tuple[Action, ...] = ()
-    goto: int | None = None
-    cookie: int = 0
-    command: str = "add"
-    idle_timeout: int = 0  # s; 0: the flow stays
-    notify_removed: bool = False  # the switch reports its removal (OFPFF_SEND_FLOW_REM)
+HASHED = "symmetric_l3l4"  # the hash's fields: addresses, protocol and ports, the same both ways
 
 
 @dataclass(frozen=True)
@@ -90,10 +77,6 @@ class FabricConfig:
         )
 
 
-def _m(**fields: Any) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(fields.items()))
-
-
 @dataclass
 class Fabric:
     """The flows of every switch for a mode, and how they change when a firewall fails."""
@@ -102,10 +85,12 @@ class Fabric:
     alive: dict[int, bool] = field(default_factory=dict)
     ports_down: dict[int, set[tuple[int, int]]] = field(default_factory=dict)
     down_since: dict[int, float] = field(default_factory=dict)
+    reported: dict[int, bool] = field(default_factory=dict)  # liveness as last reported
 
     def __post_init__(self) -> None:
         self.alive = {f.number: True for f in self.config.firewalls}
         self.ports_down = {f.number: set() for f in self.config.firewalls}
+        self.reported = dict(self.alive)
 
     # --- which firewall -------------------------------------------------------------
     def deliver_to(self, chosen: int) -> int:
@@ -163,7 +148,7 @@ class Fabric:
                 T_SESSIONS,
                 0,
                 (),
-                (("multipath", basis, len(self.config.firewalls), "reg0"), ("resubmit", T_LEARN)),
+                (("multipath", HASHED, basis, len(self.config.firewalls), "reg0"), ("resubmit", T_LEARN)),
             ),
         ]
         for index, fw in enumerate(self.config.firewalls):
@@ -215,7 +200,7 @@ class Fabric:
                     T_SELECT,
                     20,
                     _m(in_port=uplink, eth_type=ETH_IP, eth_dst=me.in_mac),
-                    (("multipath", OUTSIDE_BASIS, len(self.config.firewalls), "reg0"),),
+                    (("multipath", HASHED, OUTSIDE_BASIS, len(self.config.firewalls), "reg0"),),
                     goto=T_DELIVER,
                 )
             )
@@ -270,6 +255,18 @@ class Fabric:
     def tick(self, now: float) -> list[Flow]:
         """Settle what the hold-down deferred (called periodically)."""
         return [flow for number in sorted(self.alive) for flow in self._settle(number, now)]
+
+    def report(self, changes: list[Flow]) -> Verdict:
+        """What the controller does after a port change or a tick: send its flows, and a
+        firewall_up / firewall_down line for each firewall whose liveness changed since
+        the last report."""
+        events = tuple(
+            ("firewall_" + ("up" if alive else "down"), {"firewall": number, "flows_changed": len(changes)})
+            for number, alive in self.alive.items()
+            if self.reported.get(number) != alive
+        )
+        self.reported = dict(self.alive)
+        return Verdict(tuple(changes), events=events)
 
     def _settle(self, number: int, now: float) -> list[Flow]:
         alive = not self.ports_down[number]

@@ -1,5 +1,6 @@
 """How the lab runs the L4 balancer app on the S4 network: its configuration, computed
-from the lab. The switch s1 balances; the backends are the real servers behind gw, so a
+from the lab and the topology's address plan (`lab.topology.plan`: the VIP, its MAC and
+port, the real servers). The switch s1 balances; the backends are the real servers behind gw, so a
 session's packets go to gw's MAC with the server's address."""
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ if TYPE_CHECKING:
     from lab.controller import ControllerApp
     from lab.net import Lab
 
-VIP, VMAC, VPORT = "10.0.1.100", "02:00:0a:00:01:64", 80
-SERVERS = {"r1": "10.0.2.11", "r2": "10.0.2.12", "r3": "10.0.2.13", "r4": "10.0.2.14"}
-
 
 def service_file(lab: Lab) -> str:
     """Where the health-check agent writes the backends in service (the app follows it)."""
@@ -22,18 +20,21 @@ def service_file(lab: Lab) -> str:
 
 
 def config(lab: Lab, algorithm: str, weights: dict[str, int] | None = None) -> dict[str, Any]:
+    from lab import topology
+
+    plan = topology.plan("s4-sdn")  # the VIP, its MAC and port, the servers: the topology's
     switches = lab.port_map()
     gw_mac = lab.node("gw").intf("gw-c").MAC()
     port = switches["s1"]["ports"]["gw-c"]
     backends = [
         {"name": name, "ip": ip, "mac": gw_mac, "port": port, "weight": (weights or {}).get(name, 1)}
-        for name, ip in SERVERS.items()
+        for name, ip in plan.hosts["servers"].items()
     ]
     return {
         "dpid": switches["s1"]["dpid"],
-        "vip": VIP,
-        "vmac": VMAC,
-        "vport": VPORT,
+        "vip": plan.vips["web"],
+        "vmac": plan.macs["web"],
+        "vport": plan.ports["web"],
         "algorithm": algorithm,
         "backends": backends,
         "idle_timeout": 10,

@@ -17,8 +17,9 @@ a session stays on its server for its life. Where the choice is made:
 Replies need no per-session state: every packet from a backend's service port is
 rewritten back to the VIP. ARP for the VIP is answered by the controller (per client).
 
-Here the controller's side: the choosers, each taking `now`, and the flows; tested
-offline. The adapter (`app.py`) only translates.
+Here the controller's side: the choosers, each taking `now`, the flows, and what to do
+with each packet-in and health change (a `Verdict`); tested offline. The adapter
+(`app.py`) only parses packets and translates.
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ from __future__ import annotations
 import itertools
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
-from controllers.fwlb.logic import Flow
+from controllers.ofp import Flow, Verdict
+from controllers.ofp import match as _m
 
 ALGORITHMS = ("round-robin", "weighted", "least-connections", "source-hash")
 IN_SWITCH = ("weighted", "source-hash")  # decided by a hash in the switch, no packet-in
 SESSION_COOKIE = 0x4C420000  # session flows: cookie = SESSION_COOKIE + backend index
 T_SESSIONS, T_CHOOSE = 0, 1  # pinned sessions and the static flows; the hash's slots
 ETH_IP, ETH_ARP, TCP = 0x0800, 0x0806, 6
-FIN, RST = 0x01, 0x04
+FIN, SYN, RST = 0x01, 0x02, 0x04  # TCP flags
 SLOT_REG, PORT_REG = "reg0", "reg1"  # the hash's slot; the backend's port, for learn
 # OVS multipath's fields: the addresses only (the VIP is the same for every client, so
 # one client, one slot; OVS 3.1's "nw_src" always gives slot 0), or the whole session.
@@ -166,6 +169,13 @@ class Balancer:
     def _to_vip(self, **more: object) -> tuple[tuple[str, object], ...]:
         return _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_dst=self.vip, tcp_dst=self.vport, **more)
 
+    def flows(self, dpid: int) -> list[Flow]:
+        """Everything a switch needs when it connects: the balancer's switch its flows,
+        every other switch one flow that makes it a plain learning switch."""
+        if dpid == self.dpid:
+            return self.static_flows()
+        return [Flow(dpid, T_SESSIONS, 0, (), (("normal",),))]
+
     def static_flows(self) -> list[Flow]:
         """Everything installed when the switch connects."""
         flows = [
@@ -187,7 +197,7 @@ class Balancer:
         if not slots:
             return [Flow(self.dpid, T_CHOOSE, 0, (), (), command="delete"), self._refuse()]
         hashed = (
-            ("multipath", HASH_FIELDS[self.algorithm], len(slots), SLOT_REG),
+            ("multipath", HASH_FIELDS[self.algorithm], 0, len(slots), SLOT_REG),
             ("resubmit", T_CHOOSE),
         )
         flows = [
@@ -202,6 +212,7 @@ class Balancer:
                 self.idle_timeout,
                 backend.mac,
                 backend.ip,
+                PORT_REG,
             )
             actions = (("set_field", PORT_REG, backend.port), learn, *self.rewrite(backend))
             # The match names IP and TCP: OpenFlow refuses to rewrite an address otherwise.
@@ -265,6 +276,54 @@ class Balancer:
                 )
         return backend, flows
 
+    def packet_in(self, session: Session, flags: int, now: float) -> Verdict:
+        """A client's TCP packet to the VIP reached the controller (`flags`: its TCP flags).
+        A FIN or RST is least-connections' copy (the switch forwarded the packet already):
+        the session ends. A first packet (SYN) is given a backend: the flows that pin it,
+        the packet sent on rewritten, and a "session" line (none for a retransmitted one,
+        whose session is pinned already). A late packet of an ended session is left alone."""
+        client = f"{session[0]}:{session[1]}"
+        if flags & (FIN | RST):
+            return self.ended(session, "RST" if flags & RST else "FIN")
+        known = session in self.sessions
+        if not flags & SYN and not known:
+            return Verdict()
+        before = self.open_sessions()
+        try:
+            backend, flows = self.new_session(session, now)
+        except LookupError:
+            return Verdict(events=(("session_refused", {"client": client, "why": "no backend in service"}),))
+        events = (
+            ()
+            if known
+            else (("session", {"client": client, "backend": backend.name, "open_before": before}),)
+        )
+        return Verdict(tuple(flows), self.rewrite(backend), events)
+
+    def ended(self, session: Session, why: str) -> Verdict:
+        """The session ended (`why`: FIN, RST, or idle: its flow was removed): a
+        "session_end" line with the open sessions after it, if the session was known."""
+        backend = self.session_ended(session)
+        if backend is None:
+            return Verdict()
+        fields: dict[str, Any] = {
+            "client": f"{session[0]}:{session[1]}",
+            "backend": backend.name,
+            "why": why,
+            "open": self.open_sessions(),
+        }
+        return Verdict(events=(("session_end", fields),))
+
+    def service_changed(self, addresses: set[str]) -> Verdict:
+        """The health-check agent's addresses in service changed: the flows for the new
+        set, and an "in_service" line with the sessions kept on backends taken out."""
+        flows = self.set_in_service({b.name for b in self.backends if b.ip in addresses})
+        fields = {
+            "backends": [b.name for b in self.in_service],
+            "sessions_kept": self.sessions_out_of_service(),
+        }
+        return Verdict(flows=tuple(flows), events=(("in_service", fields),))
+
     def session_ended(self, session: Session) -> Backend | None:
         """The session ended (FIN, RST, or its flow was removed idle); its backend."""
         backend = self.sessions.pop(session, None)
@@ -288,7 +347,3 @@ class Balancer:
         for backend in self.sessions.values():
             counts[backend.name] += 1
         return counts
-
-
-def _m(**fields: object) -> tuple[tuple[str, object], ...]:
-    return tuple(sorted(fields.items()))

@@ -1,6 +1,7 @@
-"""An L7 balancer (ADC) on a lab node: haproxy or nginx from Debian, run by the lab.
+"""An L7 balancer (ADC) device: haproxy or nginx from Debian, run by the lab.
 
-Lifecycle: Adc -> render (`lab/render/haproxy.py`, `lab/render/nginx.py`) -> checked by the
+Lifecycle (`lab.devices.base`): Adc -> `problems()` (and, for nginx, what nginx OSS
+cannot do) -> render (`lab/render/haproxy.py`, `lab/render/nginx.py`) -> checked by the
 daemon itself (`haproxy -c`, `nginx -t`; refused with the daemon's own words) -> started in
 the foreground, owned (ended by PID with its case) -> ready when the VIP's port listens ->
 its state as data: haproxy's stats socket (each server's status, sessions, checks), and
@@ -8,7 +9,8 @@ each daemon's request log on stdout.
 
 The ADC is a full proxy: it opens its own connections to the servers. It takes their
 source ports from `ports` (the node's ephemeral range is set to them for the ADC's life),
-so its flows stay in the case's port block.
+so its flows stay in the case's port block. Its connections are sockets of its node,
+listed in the node's kernel table (the L4 balancer device's): it keeps no table of its own.
 """
 
 from __future__ import annotations
@@ -19,49 +21,45 @@ import re
 import shutil
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from lab.config import Adc
-from lab.errors import CommandError, ConfigError, LabError
+from lab.config import Adc, refuse
+from lab.devices.base import Device, Runner
+from lab.errors import ConfigError, LabError
 from lab.render.haproxy import render_haproxy
-from lab.render.nginx import render_nginx
+from lab.render.nginx import nginx_problems, render_nginx
 
 if TYPE_CHECKING:
-    from lab.net import Lab
-    from lab.procs import Proc
+    pass
 
 DAEMONS = ("haproxy", "nginx")
 LINUX_EPHEMERAL = "32768 60999"
 
 
-class AdcDaemon:
+class AdcDaemon(Device):
     """haproxy or nginx serving `adc` on `node` (whose client side must hold the VIP)."""
 
-    def __init__(self, lab: Lab, node: str, adc: Adc, daemon: str, name: str, ports: range):
-        if daemon not in DAEMONS:
-            raise ConfigError(f"adc daemon {daemon!r}: not one of {', '.join(DAEMONS)}")
-        if shutil.which(daemon) is None:
-            raise LabError(f"{daemon} is not installed: run scripts/bootstrap.sh")
-        self.lab, self.node, self.adc, self.daemon, self.name, self.ports = (
-            lab,
-            node,
-            adc,
-            daemon,
-            name,
-            ports,
-        )
-        runtime = lab.runtime_dir()
+    def __init__(
+        self,
+        runner: Runner,
+        node: str,
+        adc: Adc,
+        daemon: str,
+        name: str,
+        ports: range,
+        built_by_lab: bool = True,
+    ):
+        super().__init__(runner, node, name, built_by_lab)
+        self.adc, self.daemon, self.ports = adc, daemon, ports
+        runtime = runner.runtime_dir()
         self.workdir = runtime / name
-        self.workdir.mkdir(mode=0o755, exist_ok=True)
         self.stats_socket = runtime / f"{name}.sock"
-        self.conf_path = lab.paths.root / f"{name}.{'cfg' if daemon == 'haproxy' else 'conf'}"
-        text = (
-            render_haproxy(adc, str(self.stats_socket))
-            if daemon == "haproxy"
-            else render_nginx(adc, str(self.workdir))
-        )
-        self.conf_path.write_text(text)
-        self.proc: Proc | None = None
+        self.conf_path = runner.paths.root / f"{name}.{'cfg' if daemon == 'haproxy' else 'conf'}"
+
+    keeps_sessions: ClassVar[bool] = False
+    config_scope: ClassVar[Literal["lab", "case"]] = "case"
+    checker: ClassVar[str] = "haproxy -c -f <cfg> | nginx -t -c <conf>"
+    ready_on: ClassVar[str] = "the VIP's port listens (ss)"
 
     def _argv(self, check: bool) -> list[str]:
         if self.daemon == "haproxy":
@@ -74,33 +72,42 @@ class AdcDaemon:
         return [*base, "-t", "-q"] if check else base
 
     def start(self, timeout: float = 10) -> AdcDaemon:
-        """Check, then start, and wait until the VIP's port listens."""
-        lab = self.lab
-        try:
-            lab.run(self.node, self._argv(check=True))
-        except CommandError as exc:
-            raise ConfigError(
-                f"{self.daemon} on {self.node} rejects {self.conf_path}: {first_complaint(exc.output)}"
-            ) from None
-        first, last = self.ports.start, self.ports.stop - 1
-        lab.run(self.node, ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={first} {last}"])
-        self.proc = lab.start(self.node, self._argv(check=False), self.name)
-        proc, port = self.proc, self.adc.port
-
-        def listening() -> bool:
-            if not proc.running():
-                raise LabError(
-                    f"{self.daemon} on {self.node} exited at start: {proc.output().strip()[-300:]}"
-                )
-            return bool(lab.run(self.node, ["ss", "-Hltn", f"sport = :{port}"], check=False).strip())
-
-        lab.wait(listening, timeout, f"{self.daemon} on {self.node} to listen on {self.adc.vip}:{port}")
+        """`configure` with the ADC it was made for; returns itself."""
+        self.configure(self.adc, timeout)
         return self
 
+    def configure(self, adc: Adc, timeout: float = 10) -> None:
+        """Validate, render, check, then start, and wait until the VIP's port listens."""
+        self._configurable()
+        if self.daemon not in DAEMONS:
+            raise ConfigError(f"adc daemon {self.daemon!r}: not one of {', '.join(DAEMONS)}")
+        if shutil.which(self.daemon) is None:
+            raise LabError(f"{self.daemon} is not installed: run scripts/bootstrap.sh")
+        refuse(adc.problems() + (nginx_problems(adc) if self.daemon == "nginx" else []))
+        self.adc = adc
+        self.workdir.mkdir(mode=0o755, exist_ok=True)
+        text = (
+            render_haproxy(adc, str(self.stats_socket))
+            if self.daemon == "haproxy"
+            else render_nginx(adc, str(self.workdir))
+        )
+        self.conf_path.write_text(text)
+        self.check(self.conf_path)
+        first, last = self.ports.start, self.ports.stop - 1
+        self.runner.run(self.node, ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={first} {last}"])
+        self.proc = self.runner.start(self.node, self._argv(check=False), self.name)
+        where = f"{adc.vip}:{adc.port}"
+        self._wait_listening(adc.port, self.daemon, where, timeout)
+
+    def check(self, path: Path) -> None:
+        """The daemon's own check of the rendered file, refused with its first complaint."""
+        refused = f"{self.daemon} on {self.node} rejects {path}: "
+        self._run_check(self._argv(check=True), lambda out: refused + first_complaint(out))
+
     def stop(self) -> None:
-        if self.proc is not None:
-            self.lab.stop(self.proc)
-        self.lab.run(self.node, ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={LINUX_EPHEMERAL}"])
+        """End the daemon by PID; the node's ephemeral ports are Linux's again."""
+        super().stop()
+        self.runner.run(self.node, ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={LINUX_EPHEMERAL}"])
 
     # --- what the daemon says --------------------------------------------------------
     def command(self, text: str, timeout: float = 2.0) -> str:

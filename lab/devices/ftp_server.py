@@ -1,9 +1,11 @@
-"""An FTP server: vsftpd from Debian on a lab host.
+"""An FTP server device: vsftpd from Debian on a lab host.
 
-Lifecycle: FtpServerConfig -> render (`lab/render/vsftpd.py`) -> start in the foreground,
-owned by the lab (ended by PID with its case) -> ready when its port listens (vsftpd says
-nothing when it is up; a bad configuration makes it exit at once with "500 OOPS", which is
-reported) -> its log as data: every command and reply it saw, and every transfer.
+Lifecycle (`lab.devices.base`): FtpServerConfig -> `problems()` -> render
+(`lab/render/vsftpd.py`) -> no check: vsftpd has no dry run, and a bad configuration makes
+it exit at once with "500 OOPS", which the wait for its port reports -> start in the
+foreground, owned by the lab (ended by PID with its case) -> ready when its port listens
+(vsftpd says nothing when it is up) -> its log as data: every command and reply it saw,
+and every transfer. Its sessions are its host's sockets: it keeps no table of its own.
 """
 
 from __future__ import annotations
@@ -14,15 +16,12 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import ClassVar, Literal
 
-from lab.config import FtpServerConfig, ftp_server_problems
-from lab.errors import ConfigError, LabError
+from lab.config import FtpServerConfig, refuse
+from lab.devices.base import Device, Runner
+from lab.errors import LabError
 from lab.render.vsftpd import render_vsftpd
-
-if TYPE_CHECKING:
-    from lab.net import Lab
-    from lab.procs import Proc
 
 _LINE = re.compile(r'\[pid (\d+)\] (?:\[\S+\] )?(.*?): Client "([\d.]+)"(?:, "(.*)")?')
 
@@ -39,12 +38,9 @@ class FtpLogLine:
 
 
 def parse_vsftpd_log(text: str) -> list[FtpLogLine]:
-    lines = []
-    for raw in text.splitlines():
-        match = _LINE.search(raw)
-        if match:
-            lines.append(FtpLogLine(int(match[1]), match[2], match[3], match[4] or ""))
-    return lines
+    """The lines of vsftpd's log that name a session process and a client, in order."""
+    found = (_LINE.search(raw) for raw in text.splitlines())
+    return [FtpLogLine(int(m[1]), m[2], m[3], m[4] or "") for m in found if m]
 
 
 def make_file(folder: Path, name: str, size: int) -> str:
@@ -55,41 +51,45 @@ def make_file(folder: Path, name: str, size: int) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class FtpServer:
+class FtpServer(Device):
     """vsftpd running on `node` with `config`; its log is `log_path`."""
 
-    def __init__(self, lab: Lab, node: str, config: FtpServerConfig, name: str):
-        problems = ftp_server_problems(config)
-        if problems:
-            raise ConfigError(problems)
-        if shutil.which("vsftpd") is None:
-            raise LabError("vsftpd is not installed: run scripts/bootstrap.sh")
-        self.lab, self.node, self.config, self.name = lab, node, config, name
-        runtime = lab.runtime_dir()
-        empty = runtime / "vsftpd-empty"
-        empty.mkdir(mode=0o755, exist_ok=True)
-        self.log_path = lab.paths.logs / f"{name}.ftp.log"
-        self.log_path.write_text("")
-        self.conf_path = runtime / f"{name}.conf"
-        self.conf_path.write_text(render_vsftpd(config, str(self.log_path), str(empty)))
-        self.proc: Proc | None = None
+    def __init__(
+        self, runner: Runner, node: str, config: FtpServerConfig, name: str, built_by_lab: bool = True
+    ):
+        super().__init__(runner, node, name, built_by_lab)
+        self.config = config
+        self.log_path = runner.paths.logs / f"{name}.ftp.log"
+        self.conf_path = runner.runtime_dir() / f"{name}.conf"
+
+    keeps_sessions: ClassVar[bool] = False
+    config_scope: ClassVar[Literal["lab", "case"]] = "case"
+    checker: ClassVar[str] = "none: vsftpd has no dry run; a bad file ends it at once (500 OOPS), reported"
+    ready_on: ClassVar[str] = "its control port listens (ss)"
 
     def start(self, timeout: float = 5) -> FtpServer:
-        self.proc = self.lab.start(self.node, ["vsftpd", str(self.conf_path)], self.name)
-        proc = self.proc
-
-        def listening() -> bool:
-            if not proc.running():
-                raise LabError(f"vsftpd on {self.node} exited at start: {proc.output().strip()[-300:]}")
-            out = self.lab.run(self.node, ["ss", "-Hltn", f"sport = :{self.config.port}"], check=False)
-            return bool(out.strip())
-
-        self.lab.wait(listening, timeout, f"vsftpd on {self.node} to listen on port {self.config.port}")
+        """`configure` with the config it was made for; returns itself."""
+        self.configure(self.config, timeout)
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.lab.stop(self.proc)
+    def configure(self, config: FtpServerConfig, timeout: float = 5) -> None:
+        """Validate, render, start, and wait until the control port listens."""
+        self._configurable()
+        refuse(config.problems())
+        if shutil.which("vsftpd") is None:
+            raise LabError("vsftpd is not installed: run scripts/bootstrap.sh")
+        self.config = config
+        empty = self.runner.runtime_dir() / "vsftpd-empty"
+        empty.mkdir(mode=0o755, exist_ok=True)
+        self.log_path.write_text("")
+        self.conf_path.write_text(render_vsftpd(config, str(self.log_path), str(empty)))
+        self.check(self.conf_path)
+        self.proc = self.runner.start(self.node, ["vsftpd", str(self.conf_path)], self.name)
+        where = f"port {config.port}"
+        self._wait_listening(config.port, "vsftpd", where, timeout)
+
+    def check(self, path: Path) -> None:
+        """Nothing to run: vsftpd has no dry run (see `checker`)."""
 
     def log(self) -> list[FtpLogLine]:
         return parse_vsftpd_log(self.log_path.read_text(errors="replace"))

@@ -1,5 +1,6 @@
 """L4Balancer -> nftables ruleset text: the kernel balancer. Pure: golden-file tested,
-checked with `nft -c` before it is loaded.
+checked with `nft -c` before it is loaded; it takes a valid configuration (the device
+validates it once, `lab.devices.l4`).
 
 NAT mode: new sessions to the VIP are DNATed to a real server chosen by `numgen inc`
 (round robin), `numgen inc` over weight-sized slots (weighted), or `jhash ip saddr`
@@ -19,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lab.config import L4Balancer, balancer_problems
-from lab.errors import ConfigError
+from lab.config import L4Balancer
 
 BALANCER_TABLE = "sessionlab_lb"
 DSR_TABLE = "sessionlab_dsr"
@@ -35,6 +35,14 @@ class DsrPorts:
     server_side: str
     source_mac: str
     server_macs: Mapping[str, str]
+
+    def problems(self, config: L4Balancer) -> list[str]:
+        """What `config` needs of these ports: a MAC for each of its servers."""
+        return [
+            f"balancer.servers[{i}]: no MAC known for {s.address}"
+            for i, s in enumerate(config.servers)
+            if s.address not in self.server_macs
+        ]
 
 
 HASH_SEED = 0x5E55  # jhash's seed: fixed, so a client maps to the same server every run
@@ -75,20 +83,6 @@ def render_balancer(config: L4Balancer, server_side: str | None = None, dsr: Dsr
     """The balancer's ruleset; `server_side` is the interface towards the real servers
     (needed with `snat`), `dsr` the node's ports (needed in mode dsr). Starts with deleting
     the balancer's tables: loading it again replaces them."""
-    problems = balancer_problems(config)
-    if config.snat and server_side is None:
-        problems.append("balancer.snat: needs the interface towards the servers")
-    if config.mode == "dsr":
-        if dsr is None:
-            problems.append("balancer.mode: dsr needs the node's interfaces and the servers' MACs")
-        else:
-            problems += [
-                f"balancer.servers[{i}]: no MAC known for {s.address}"
-                for i, s in enumerate(config.servers)
-                if s.address not in dsr.server_macs
-            ]
-    if problems:
-        raise ConfigError(problems)
     if config.mode == "dsr":
         assert dsr is not None
         return _render_dsr(config, dsr)

@@ -7,8 +7,7 @@ and answers on a stats socket (server states: up, down, and why).
 
 from __future__ import annotations
 
-from lab.config import Adc, Pool, adc_problems
-from lab.errors import ConfigError
+from lab.config import Adc, Pool
 
 COMPRESSED_TYPES = "text/html text/plain text/css application/json application/javascript"
 
@@ -44,9 +43,6 @@ def _pool_lines(pool: Pool, adc: Adc) -> list[str]:
 
 def render_haproxy(adc: Adc, stats_socket: str) -> str:
     """The whole haproxy.cfg; `stats_socket` is the path of its admin socket."""
-    problems = adc_problems(adc)
-    if problems:
-        raise ConfigError(problems)
     tls = f" ssl crt {adc.certificate}" if adc.certificate else ""
     lines = [
         "global",

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lab.config import VrrpInstance, vrrp_problems
-from lab.errors import ConfigError
+from lab.config import VrrpInstance
 
 
 def _instance(vrrp: VrrpInstance, name: str) -> list[str]:
@@ -34,13 +33,6 @@ def render_keepalived(vrrp: VrrpInstance | Sequence[VrrpInstance], name: str = "
     """keepalived.conf for one node: one instance (named `name`) or several in a sync
     group (`name`-1, `name`-2, ...)."""
     instances = [vrrp] if isinstance(vrrp, VrrpInstance) else list(vrrp)
-    problems = [p for v in instances for p in vrrp_problems(v)]
-    ids = [v.router_id for v in instances]
-    problems += [f"vrrp.router_id: {i} is used twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
-    if not instances:
-        problems.append("vrrp: no instance")
-    if problems:
-        raise ConfigError(problems)
     names = [name] if len(instances) == 1 else [f"{name}-{i}" for i in range(1, len(instances) + 1)]
     lines = [
         "global_defs {",

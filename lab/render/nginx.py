@@ -9,8 +9,7 @@ server is taken out after failed requests, not by probes. Caching is nginx's pro
 
 from __future__ import annotations
 
-from lab.config import Adc, Pool, adc_problems
-from lab.errors import ConfigError
+from lab.config import Adc, Pool
 from lab.render.haproxy import COMPRESSED_TYPES
 
 NGINX_BALANCE = {"roundrobin": "", "leastconn": "least_conn;", "source": "ip_hash;"}
@@ -35,18 +34,21 @@ def _upstream(pool: Pool, persist: bool = False) -> list[str]:
     return [*lines, "        keepalive 32;", "    }"]
 
 
-def render_nginx(adc: Adc, workdir: str) -> str:
-    """The whole nginx.conf; `workdir` holds its pid file, temporary files and cache."""
-    problems = adc_problems(adc)
-    problems += [
+def nginx_problems(adc: Adc) -> list[str]:
+    """What nginx open source cannot do of `adc` (its device adds these to the ADC's own
+    problems): cookie persistence and shared stick tables are nginx Plus."""
+    problems = [
         f"adc.pools: {p.name!r} asks for cookie persistence, which nginx OSS has not"
         for p in adc.pools
         if p.cookie
     ]
     if adc.peers:
         problems.append("adc.peers: sharing persistence between balancers is nginx Plus (zone_sync), not OSS")
-    if problems:
-        raise ConfigError(problems)
+    return problems
+
+
+def render_nginx(adc: Adc, workdir: str) -> str:
+    """The whole nginx.conf; `workdir` holds its pid file, temporary files and cache."""
     scheme = {p.name: "https" if p.tls else "http" for p in adc.pools}
     lines = [
         "daemon off;",

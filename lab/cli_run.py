@@ -1,0 +1,260 @@
+"""`sessionlab run` and `sessionlab remote`: the suites run here under pytest with live
+progress, spread over other machines (pytest-xdist over SSH), or run whole on one other
+machine with its run folder fetched back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lab.catalog import ROOT
+from lab.cli_common import EXIT_FAILED, RESULTS, console, printer
+from lab.errors import ConfigError, LabError
+
+SSH_OPTIONS = [
+    click.option(
+        "--known-hosts",
+        type=click.Path(path_type=Path),
+        default=Path("~/.ssh/known_hosts").expanduser(),
+        show_default="~/.ssh/known_hosts",
+        help="host keys to check hosts against",
+    ),
+    click.option("--accept-new", is_flag=True, help="trust (and record) the key of a host never seen"),
+    click.option(
+        "--identity", type=click.Path(path_type=Path), help="private key (default: agent, ~/.ssh keys)"
+    ),
+    click.option(
+        "--folder", default="/var/tmp/sessionlab", show_default=True, help="checkout folder on hosts"
+    ),
+]
+
+
+def ssh_options(function: Any) -> Any:
+    for option in reversed(SSH_OPTIONS):
+        function = option(function)
+    return function
+
+
+@click.command()
+@click.argument("targets", nargs=-1)
+@click.option("-k", "keyword", help="only cases matching this pytest -k expression")
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, help="folder of run folders")
+@click.option(
+    "--junitxml", type=click.Path(path_type=Path), help="also write JUnit XML here (for CI systems)"
+)
+@click.option(
+    "-n",
+    "--workers",
+    type=click.IntRange(1, 8),
+    default=1,
+    help="labs side by side on this machine (pytest-xdist; a module and its lab stay on one worker)",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="spread the cases over these machines ([user@]host[:port], repeatable; pytest-xdist over SSH)",
+)
+@ssh_options
+def run(
+    targets: tuple[str, ...],
+    keyword: str | None,
+    results: Path,
+    junitxml: Path | None,
+    workers: int,
+    hosts: tuple[str, ...],
+    known_hosts: Path,
+    accept_new: bool,
+    identity: Path | None,
+    folder: str,
+) -> int:
+    """Run suites (s1...), modules or cases (see `list`; default: all) with live progress
+    and write results/<run>/report.html."""
+    from lab.catalog import check_keyword, resolve
+    from lab.net import check_host
+    from lab.remote import Host
+
+    paths = resolve(list(targets))
+    if keyword:
+        check_keyword(keyword)
+    if junitxml is not None and not junitxml.parent.is_dir():
+        raise ConfigError(f"--junitxml {junitxml}: no folder {junitxml.parent}")
+    machines = [Host.parse(h) for h in hosts]
+    if machines and workers > 1:
+        raise ConfigError("-n and --host: choose one (with --host, each host runs one worker)")
+    if machines:
+        outside = [p for p in paths if not Path(p.split("::")[0]).is_relative_to(ROOT)]
+        if outside:
+            raise ConfigError(f"{outside[0]}: only the checkout's own suites run on other hosts")
+        return _run_on_hosts(
+            paths, keyword, results, junitxml, machines, known_hosts, accept_new, identity, folder
+        )
+    check_host()
+    extra = ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
+    shown = " ".join(targets) or "all suites"
+    # The checkout's configuration whatever the targets (a suite of one's own too: markers,
+    # the checkout on sys.path).
+    here = [f"--rootdir={ROOT}", f"--config-file={ROOT / 'pyproject.toml'}", *extra]
+    return _run_here([*paths, *here], shown, keyword, results, junitxml)
+
+
+def _pytest_args(keyword: str | None, junitxml: Path | None, run_folder: Path) -> list[str]:
+    # Paths as --option=path: pytest takes a lone argument that names an existing folder as
+    # a target (the run folder moved the root to `/`, and pyproject.toml went unread), and
+    # pytest-xdist rewrites such arguments for SSH hosts.
+    argv = ["-o", "addopts=", "-p", "no:terminal", f"--run-dir={run_folder}"]
+    if keyword:
+        argv += ["-k", keyword]
+    if junitxml is not None:
+        argv += [f"--junitxml={junitxml.resolve()}"]
+    return argv
+
+
+def _finish(code: int, progress: Any, run_folder: Path, keyword: str | None) -> int:
+    import pytest
+
+    if progress.outcomes:
+        console.print(progress.summary())
+    report = run_folder / "report.html"
+    if report.exists():
+        console.print(f"report: {report}")
+    if progress.uncollected:
+        # pytest stops before any case when a suite cannot be imported, and says "interrupted"
+        errors = run_folder / "collection-errors.txt"
+        errors.write_text("".join(f"{nodeid}\n{text}\n\n" for nodeid, text in progress.uncollected))
+        nodeid, text = progress.uncollected[0]
+        last = text.strip().splitlines()[-1].removeprefix("E").strip() if text.strip() else "error"
+        more = f" (and {len(progress.uncollected) - 1} more)" if len(progress.uncollected) > 1 else ""
+        raise ConfigError(f"{nodeid}: cannot be collected: {last}{more}; see {errors}")
+    if code == pytest.ExitCode.INTERRUPTED:
+        raise KeyboardInterrupt
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise ConfigError(f"no case matches {keyword!r}" if keyword else "no case to run")
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+        raise LabError(f"pytest could not run the cases (exit {int(code)}); see {run_folder}")
+    return 0 if code == pytest.ExitCode.OK else EXIT_FAILED
+
+
+def _run_here(argv: list[str], shown: str, keyword: str | None, results: Path, junitxml: Path | None) -> int:
+    import pytest
+
+    from lab.progress import RunProgress
+    from lab.results import new_run
+
+    run_folder = new_run(results)
+    progress = RunProgress(console)
+    console.print(f"sessionlab run {run_folder.name}: {shown}" + (f" -k {keyword!r}" if keyword else ""))
+    code = pytest.main([*argv, *_pytest_args(keyword, junitxml, run_folder)], plugins=[progress])
+    return _finish(int(code), progress, run_folder, keyword)
+
+
+def _run_on_hosts(
+    paths: list[str],
+    keyword: str | None,
+    results: Path,
+    junitxml: Path | None,
+    machines: list[Any],
+    known_hosts: Path,
+    accept_new: bool,
+    identity: Path | None,
+    folder: str,
+) -> int:
+    """The cases spread over hosts by pytest-xdist's SSH gateways (a module and its lab on
+    one host), after each host got this checkout and its bootstrap; then each host's
+    cases are fetched and one report written here."""
+    import os
+    import tempfile
+
+    import pytest
+
+    from lab.progress import RunProgress
+    from lab.pytest_plugin import cases_in
+    from lab.remote import prepare, ssh_config, tx_specs
+    from lab.report import write_report
+    from lab.results import new_run
+
+    remotes = []
+    try:
+        for host in machines:
+            remotes.append(prepare(host, printer(host.label), known_hosts, accept_new, identity, folder))
+        run_folder = new_run(results)
+        progress = RunProgress(console)
+        relative = [str(Path(p.split("::")[0]).relative_to(ROOT)) + p[len(p.split("::")[0]) :] for p in paths]
+        console.print(f"sessionlab run {run_folder.name} on {', '.join(str(h) for h in machines)}")
+        with tempfile.TemporaryDirectory(prefix="sessionlab-hosts-") as scratch:
+            aliases = ssh_config(machines, Path(scratch) / "ssh_config", known_hosts.resolve(), identity)
+            specs = tx_specs(aliases, Path(scratch) / "ssh_config", folder)
+            argv = [*relative, "--dist", "loadscope", *(f"--tx={s}" for s in specs)]
+            here = Path.cwd()
+            # The controller collects nothing itself: from an empty folder the cases' paths,
+            # relative to each host's checkout, name nothing here and go to the hosts as given.
+            os.chdir(scratch)
+            try:
+                code = pytest.main([*argv, *_pytest_args(keyword, junitxml, run_folder)], plugins=[progress])
+            finally:
+                os.chdir(here)
+        for remote in remotes:
+            try:
+                remote.fetch_run(run_folder.name, run_folder)
+            except LabError as exc:
+                console.print(f"[{remote.host.label}] {exc}")
+        cases = cases_in(run_folder, [o.nodeid for o in progress.outcomes])
+        if cases:
+            write_report(run_folder, cases)
+        return _finish(int(code), progress, run_folder, keyword)
+    finally:
+        for remote in remotes:
+            remote.close()
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("host")
+@ssh_options
+@click.option(
+    "--results", type=click.Path(path_type=Path), default=RESULTS, help="local folder of run folders"
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def remote(
+    host: str,
+    known_hosts: Path,
+    accept_new: bool,
+    identity: Path | None,
+    folder: str,
+    results: Path,
+    command: tuple[str, ...],
+) -> int:
+    """Run on another machine: `remote [OPTIONS] HOST run [RUN ARGS...]` pushes this checkout
+    over SSH, bootstraps it there, runs with the output streamed here, and fetches the run
+    folder into results/<run>-<host>. The exit status is the remote run's."""
+    import re
+    import shlex
+
+    from lab.remote import Host, prepare
+    from lab.results import mark_latest
+
+    machine = Host.parse(host)
+    if not command or command[0] != "run":
+        raise ConfigError("remote: expected `remote [OPTIONS] HOST run [RUN ARGS...]` (options before HOST)")
+    if any(arg in ("--host", "--results") or arg.startswith(("--host=", "--results=")) for arg in command):
+        raise ConfigError("remote: --host and --results do not apply to the remote run")
+    show = printer(machine.label)
+    with prepare(machine, show, known_hosts, accept_new, identity, folder) as connection:
+        names: list[str] = []
+
+        def on_line(line: str) -> None:
+            found = re.match(r"sessionlab run (\S+?):? ", line)
+            if found and not names:
+                names.append(found.group(1))
+            show(line)
+
+        # A terminal (a pty: a closed connection hangs the run up) without live redraws.
+        line = f"cd {shlex.quote(folder)} && TERM=dumb .venv/bin/sessionlab {shlex.join(command)}"
+        status = connection.stream(line, on_line, pty=True)
+        if names:
+            local = connection.fetch_run(names[0], results / f"{names[0]}-{machine.label}")
+            if (local / "report.html").exists():
+                mark_latest(local)
+                console.print(f"report: {local / 'report.html'}")
+    return status

@@ -1,0 +1,92 @@
+"""The checks every configuration shares: ports, protocols, addresses, timeouts, and the
+reading of plain data (a parsed TOML document) with unknown keys rejected.
+
+Each check appends a problem naming its place (`allow_inbound[0].port: ...`) to a list, so
+a configuration's `problems()` reports every problem at once, as netlab does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, fields
+from typing import Any
+
+from lab.errors import ConfigError
+
+PROTOCOLS = ("tcp", "udp")
+
+
+def port(port: object, where: str, problems: list[str], key: str = "port") -> None:
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        problems.append(f"{where}.{key}: {port!r} is not a port number (1-65535)")
+
+
+def proto(proto: object, where: str, problems: list[str]) -> None:
+    if proto not in PROTOCOLS:
+        problems.append(f"{where}.proto: {proto!r} is not one of {', '.join(PROTOCOLS)}")
+
+
+def address(address: object, where: str, problems: list[str]) -> None:
+    """An IPv4 address or prefix (None: any)."""
+    if address is None:
+        return
+    try:
+        ipaddress.IPv4Network(str(address), strict=True)
+    except ValueError as exc:
+        problems.append(f"{where}.address: {address!r} is not an IPv4 address or prefix ({exc})")
+
+
+def host(address: object, key: str, problems: list[str]) -> None:
+    """One IPv4 address (no prefix): a VIP, a peer."""
+    try:
+        ipaddress.IPv4Address(str(address))
+    except ValueError:
+        problems.append(f"{key}: {address!r} is not an IPv4 address")
+
+
+def timeout(value: object, where: str, problems: list[str]) -> None:
+    # conntrack keeps timeouts in whole seconds; 2**31 / 1000 keeps jiffies in range.
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2_000_000:
+        problems.append(f"{where}: {value!r} is not a timeout in whole seconds (1-2000000)")
+
+
+def is_count(value: object, low: int = 1) -> bool:
+    """A whole number (not a bool) of at least `low`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def refuse(problems: Sequence[str], where: str | None = None) -> None:
+    """Raise one ConfigError with every problem (each prefixed with `where`), if any."""
+    if problems:
+        raise ConfigError([f"{where}: {p}" for p in problems] if where else list(problems))
+
+
+def take(cls: type, data: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    """The keys of `data` that `cls` knows; an unknown key is a problem."""
+    names = {f.name for f in fields(cls)}
+    if not isinstance(data, Mapping):
+        problems.append(f"{where}: expected a table, got {type(data).__name__}")
+        return {}
+    for key in data:
+        if key not in names:
+            problems.append(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
+    return {k: v for k, v in data.items() if k in names}
+
+
+def items(data: Mapping[str, Any], key: str, cls: type, problems: list[str]) -> tuple[Any, ...]:
+    """A list of tables under `key`, each read as a `cls`; missing required keys are problems."""
+    raw = data.get(key, [])
+    if not isinstance(raw, list):
+        problems.append(f"{key}: expected a list of tables")
+        return ()
+    out = []
+    for i, item in enumerate(raw):
+        where = f"{key}[{i}]"
+        kwargs = take(cls, item, where, problems)
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.name not in kwargs]
+        for name in required:
+            problems.append(f"{where}: missing {name!r}")
+        if not required:
+            out.append(cls(**kwargs))
+    return tuple(out)

@@ -1,0 +1,218 @@
+"""S1, session idle timeout (SCENARIOS.md): the failure, and the firewall's fixes a to c.
+
+client (inside) -- fw -- server (outside), the firewall's TCP idle timeout is T seconds.
+A client opens TCP to the server, exchanges data, stays idle for I seconds, then sends
+again (idle probes, testcases/s1_common.py).
+
+- Failure: with I > T the firewall has expired the session; the client's next segment
+  (ACK, no SYN) has no entry and is dropped; the client retransmits until its own timeout:
+  the application hangs, the server never sees the data.
+- Fix a: a longer timeout for that service only (per port); other ports keep the short
+  timeout (both shown).
+- Fix b: admit a mid-stream ACK with no session (loose pick-up). It works, and it weakens
+  the firewall: an unsolicited out-of-state ACK from outside to an allowed port now
+  creates a session, where strict mode drops it.
+- Fix c: RST both ends at expiry, with sequence numbers the hosts accept (Linux follows
+  RFC 5961: exactly the next expected one). Both applications get ECONNRESET at about T
+  instead of hanging, and can reconnect.
+"""
+
+from __future__ import annotations
+
+from lab.capture import Capture, SessionEvents
+from lab.plot import packet_timeline
+from lab.traffic import send_segment
+from testcases.s1_common import (
+    ECHOES,
+    IDLES,
+    LONG_SERVICE,
+    PUBLISHED,
+    SERVICE,
+    STRICT,
+    SWEEPS,
+    UNPUBLISHED,
+    T,
+    assert_as_expected,
+    assert_expired_and_hung,
+    check_reset_at_expiry,
+    data_segments,
+    run_sweep,
+    server_saw,
+)
+
+# This module's lab, every S1 module's: the plugin builds it, the shared `fw` and `servers`
+# fixtures set the firewall and the echo servers up (the s2-server link can become a WAN link).
+LAB_TOPOLOGY, LAB_TOPOLOGY_PARAMS, FIREWALL_POLICY, ECHO_SERVERS = "s1", {"wan_delay": "0ms"}, STRICT, ECHOES
+
+
+def test_failure_idle_past_timeout_hangs(lab, fw, servers, case, collected):
+    """Failure: idle past the timeout, the next segment is dropped and the application hangs"""
+    run = run_sweep(lab, fw, case, SWEEPS["no fix"], collected)
+    case.figure("outcomes", assert_as_expected(run))
+    client = lab.ip("client")
+    believed = {}
+    for idle in IDLES[1:]:
+        r = run.by_idle(idle)
+        assert_expired_and_hung(run, servers, r, client)
+        # While the client hangs, both ends still believe the session is up.
+        hang = (r.wall_start + idle + 0.3, r.wall_start + r.learned_after - 0.3)
+        server_states = set(run.sockets.states("server", r.sport, *hang))
+        client_states = set(run.sockets.states("client", r.sport, *hang, local=True))
+        believed[f"idle {idle:g}s"] = {"server": sorted(server_states), "client": sorted(client_states)}
+        assert server_states == {"ESTAB"}, (
+            f"idle {idle:g}s: the server's socket should stay ESTABLISHED while the client hangs, "
+            f"ss showed {server_states or 'nothing'} (sockets.json)"
+        )
+        assert client_states == {"ESTAB"}, (
+            f"idle {idle:g}s: client socket states {client_states} (sockets.json)"
+        )
+    case.figure("socket state at both ends while the client hangs (ss)", believed)
+    drops = fw.counters()
+    case.figure("drops by reason", drops)
+    sent = sum(len(data_segments(run.inside, client, run.by_idle(i).sport, 0)) for i in IDLES[1:])
+    assert drops["drop_invalid"] >= 2, (
+        f"the firewall's invalid-drop counter should count the dropped segments: {drops}"
+    )
+    assert drops["drop_invalid"] <= sent + 2 * len(IDLES), (
+        f"the counter ({drops}) counts more than this case's {sent} captured data segments (and their ACKs)"
+    )
+    worst = run.by_idle(IDLES[-1])
+    case.figure("application learned after (s)", round(worst.learned_after, 2))
+    packet_timeline(
+        {"server side (fw-out)": run.outside.segments(), "client side (fw-in)": run.inside.segments()},
+        (client, worst.sport),
+        worst.wall_start,
+        {
+            f"timeout T={T}s": worst.wall_start + T,
+            "send after idle": worst.wall_start + worst.probe.idle,
+            "app gives up": worst.wall_start + worst.learned_after,
+        },
+        case.plot_path(
+            "timeline",
+            "packet timeline of the failure: the client's segment and its "
+            "retransmissions enter the firewall and never leave it",
+        ),
+        f"idle {worst.probe.idle:g}s > T={T}s: segments in (fw-in) and out (fw-out) of the firewall",
+    )
+
+
+def test_fix_a_longer_timeout_for_one_service(lab, fw, servers, case, collected):
+    """Fix a: a longer timeout for one service port; another port still expires"""
+    run = run_sweep(lab, fw, case, SWEEPS["fix a"], collected)
+    case.figure("outcomes", assert_as_expected(run))
+    for idle in IDLES:
+        r = run.by_idle(idle, LONG_SERVICE)
+        assert server_saw(servers, r, "after-idle"), (
+            f"server log lacks the segment after idle from {r.client}"
+        )
+    for idle in IDLES[1:]:
+        assert_expired_and_hung(run, servers, run.by_idle(idle, SERVICE), lab.ip("client"))
+    first = next(snap for snap in run.sessions.snapshots if len(snap.sessions) >= 2 * len(IDLES))
+    timeouts = {x.dport: x.timeout for x in first.sessions if x.state == "ESTABLISHED"}
+    case.figure("session timeouts in the table at start (s)", timeouts)
+    assert timeouts.get(LONG_SERVICE, 0) > T, (
+        f"session table shows {timeouts}: port {LONG_SERVICE} should have {10 * T}s"
+    )
+    assert timeouts.get(SERVICE, T + 1) <= T, (
+        f"session table shows {timeouts}: port {SERVICE} should keep {T}s"
+    )
+
+
+def test_fix_b_loose_pickup_delivers(lab, fw, servers, case, collected):
+    """Fix b: loose pick-up admits the mid-stream segment and re-creates the session"""
+    run = run_sweep(lab, fw, case, SWEEPS["fix b"], collected)
+    case.figure("outcomes", assert_as_expected(run))
+    for r in run.results:
+        assert server_saw(servers, r, "after-idle"), (
+            f"server log lacks the segment after idle from {r.client}"
+        )
+    late = run.by_idle(IDLES[-1])
+    history = run.sessions.history(late.sport)
+    gone = [t for t, v, _ in history if v is None and t > late.wall_start + T]
+    back = [t for t, v, _ in history if v is not None and gone and t > gone[0]]
+    assert gone and back, (
+        f"session table ({case.path / 'sessions.json'}) should show the entry expire and come back"
+    )
+    recreated = back[0] - late.wall_start
+    case.figure("session absent, then re-created by the mid-stream segment at (s)", round(recreated, 2))
+    assert late.probe.idle - 0.1 <= recreated <= late.probe.idle + 0.5, (
+        f"the entry should come back with the segment after {late.probe.idle:g}s idle: {recreated:.2f}s"
+    )
+
+
+def test_fix_b_security_cost(lab, fw, servers, case):
+    """Fix b's cost: an unsolicited ACK from outside creates a session in loose mode only"""
+    client, server = lab.ip("client"), lab.ip("server")
+    counts: dict[str, dict[str, int]] = {}
+    for mode, policy in (("strict", STRICT), ("loose", STRICT.with_changes(loose_pickup=True))):
+        case.keep(fw.apply_policy(policy), f"ruleset, {mode}")
+        fw.flush_sessions()
+        sports = {port: case.take_port() for port in (PUBLISHED, UNPUBLISHED)}
+        with (
+            Capture(lab, "fw", "fw-out", case.path, f"{mode}-outside-fw-out") as outside,
+            Capture(lab, "fw", "fw-in", case.path, f"{mode}-inside-fw-in") as inside,
+            SessionEvents(lab, "fw", f"{mode}-session-events", only="NEW") as events,
+        ):
+            for port in (PUBLISHED, UNPUBLISHED):
+                dropped = fw.drops()
+                send_segment(lab, "server", server, client, sports[port], port, "A")
+
+                def verdict(port: int = port, dropped: int = dropped) -> bool:
+                    created = [e for e in events.events() if e.event == "NEW" and e.dport == port]
+                    return bool(created) or fw.drops() > dropped
+
+                # The firewall's verdict on the segment: a session created, or a drop counted.
+                lab.wait(verdict, 5, f"the firewall to admit or drop the ACK to port {port}")
+        case.keep(outside.path, f"capture outside, {mode}")
+        case.keep(inside.path, f"capture inside, {mode}")
+        case.keep(events.path, f"session events, {mode}")
+        arrived, seen = outside.segments(), inside.segments()
+        new = [e for e in events.events() if e.event == "NEW" and e.src == server]
+        counts[mode] = {"drops": fw.drops()}
+        for port in (PUBLISHED, UNPUBLISHED):
+            ack = (server, sports[port], client, port)
+            counts[mode][f"ACKs arriving outside, port {port}"] = len([x for x in arrived if x.key == ack])
+            counts[mode][f"sessions created, port {port}"] = len([e for e in new if e.dport == port])
+            counts[mode][f"ACKs let in, port {port}"] = len([x for x in seen if x.key == ack])
+            counts[mode][f"inside host answered, port {port}"] = len(
+                [x for x in seen if x.key == (client, port, server, sports[port])]
+            )
+    case.figure("unsolicited ACK from outside", counts)
+    ev = f"(captures and session events in {case.path})"
+    for mode in ("strict", "loose"):
+        for port in (PUBLISHED, UNPUBLISHED):
+            assert counts[mode][f"ACKs arriving outside, port {port}"] == 1, (
+                f"{mode}: the ACK to {port} never arrived {ev}"
+            )
+        assert counts[mode][f"sessions created, port {UNPUBLISHED}"] == 0, (
+            f"{mode}: unpublished port got a session {ev}"
+        )
+        assert counts[mode][f"ACKs let in, port {UNPUBLISHED}"] == 0, f"{mode}: unpublished port reached {ev}"
+    assert counts["strict"][f"sessions created, port {PUBLISHED}"] == 0, f"strict mode created a session {ev}"
+    assert counts["strict"][f"ACKs let in, port {PUBLISHED}"] == 0, f"strict mode let the ACK in {ev}"
+    assert counts["strict"]["drops"] == 2, f"strict mode should drop both ACKs, no more {ev}"
+    assert counts["loose"][f"sessions created, port {PUBLISHED}"] == 1, (
+        f"loose mode should create a session {ev}"
+    )
+    assert counts["loose"][f"ACKs let in, port {PUBLISHED}"] == 1, f"loose mode should let the ACK in {ev}"
+    assert counts["loose"][f"inside host answered, port {PUBLISHED}"] == 1, (
+        f"the inside host should answer (RST) {ev}"
+    )
+
+
+def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, collected):
+    """Fix c: the firewall resets both ends at expiry; both applications learn at about T"""
+    run = run_sweep(lab, fw, case, SWEEPS["fix c"], collected)
+    case.figure("outcomes", assert_as_expected(run))
+    check_reset_at_expiry(lab, run, servers, case)
+    worst = run.by_idle(IDLES[-1])
+    packet_timeline(
+        {"server side (fw-out)": run.outside.segments(), "client side (fw-in)": run.inside.segments()},
+        (lab.ip("client"), worst.sport),
+        worst.wall_start,
+        {f"timeout T={T}s": worst.wall_start + T},
+        case.plot_path(
+            "timeline", "packet timeline with RST at expiry: probe, challenge ACK, RST on each side"
+        ),
+        "RST to both ends at expiry",
+    )

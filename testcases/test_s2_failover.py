@@ -1,0 +1,139 @@
+"""S2, asymmetric paths through redundant firewalls (SCENARIOS.md): failover.
+
+    h1 (sender) -- so --+-- [fw1] --+-- si -- srv1 (receiver)
+                        |     X     |   the firewall carrying the transfer loses its links
+                        +-- [fw2] --+   the controller moves the sessions to the other
+
+- Failover: FW1 fails during a long transfer. With sync (or correction) the transfer goes
+  on through FW2; without it the connection breaks.
+- Figures: throughput over time across the failover.
+
+Evidence: a capture at the receiver (data packets before and after the failure), the
+bulk sender's outcome and the receiver's throughput series, and the controller's events
+(port status, firewall liveness).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from lab.capture import Capture
+from lab.controller import ControllerTable
+from lab.plot import failover_figure
+from lab.results import Case
+from lab.traffic import bulk_outcome, bulk_series, start_bulk_receiver, start_bulk_sender
+from testcases.s2_common import BULK, ECHO_PORTS, MODES, prepare
+
+LAB_TOPOLOGY = "s2"
+ECHO_SERVERS = ECHO_PORTS  # the shared `servers` fixture starts them
+INTERVAL = 0.02  # the bulk receiver's reporting interval (s)
+
+
+def gaps_ms(times: list[float], since: float) -> float:
+    """The longest interval (ms) between consecutive packets at or after `since`."""
+    after = [t for t in times if t >= since]
+    return 1000 * max((b - a for a, b in zip(after, after[1:], strict=False)), default=0.0)
+
+
+@pytest.mark.parametrize("mode", ["sync", "symmetric"])
+def test_failover(lab, servers, case: Case, mode):
+    """Failover: the firewall carrying a long transfer fails; with sync it goes on, without it breaks"""
+    prepare(lab, MODES[mode])
+    server = lab.ip("srv1")
+    receiver = start_bulk_receiver(lab, "srv1", BULK, f"bulk-receive-{mode}", INTERVAL)
+    with Capture(lab, "srv1", "srv1-eth0", case.path, "receiver", bpf=f"tcp port {BULK}") as capture:
+        sport = case.take_port()
+        sender = start_bulk_sender(
+            lab, "h1", server, BULK, f"bulk-send-{mode}", duration=8, sport=sport, user_timeout=3
+        )
+        key = (lab.ip("h1"), sport)
+        table = ControllerTable(lab.paths.root / "controller-sessions.json")
+        owner = table.wait_for({key})[key].via
+        lab.wait(
+            lambda: len(bulk_series(receiver)) >= 1.5 / INTERVAL, 10, "1.5 s of transfer before the failure"
+        )
+        failed_at = time.time()
+        lab.set_links(owner, up=False)
+        try:
+            sender.popen.wait(20)
+            if '"completed"' in sender.output():
+                receiver.popen.wait(10)  # it logs its last interval when the sender closes
+        finally:
+            restored_at = time.time()
+            lab.set_links(owner, up=True)
+            lab.stop(sender)
+            lab.stop(receiver)
+    outcome = bulk_outcome(sender) or {"outcome": "no outcome"}
+    arrivals = [s.time for s in capture.segments() if (s.src, s.sport) == key and s.payload_len > 0]
+    before = [t for t in arrivals if t < failed_at]
+    after = [t for t in arrivals if t >= failed_at]
+    series = bulk_series(receiver)
+    case.keep(capture.path, "capture at the receiver")
+    controller = lab.controller
+    window = (failed_at - 0.1, restored_at)
+
+    def ms(e: dict[str, Any]) -> str:
+        return f"+{1000 * (e['t'] - failed_at):.1f}"
+
+    statuses = [e for e in controller.events("port_status") if window[0] <= e["t"] <= window[1]]
+    moves = [
+        e
+        for e in controller.events("firewall_down") + controller.events("firewall_up")
+        if window[0] <= e["t"] <= window[1]
+    ]
+    moves.sort(key=lambda e: e["t"])
+    figures: dict[str, Any] = {
+        "failed firewall": owner,
+        "outcome": outcome["outcome"],
+        "longest gap between data packets before the failure (ms)": round(gaps_ms(before, 0), 1),
+        "data packets after the failure": len(after),
+        "port-status messages to the controller (up/down, ms after the failure)": [
+            f"{'up' if e['up'] else 'down'} {ms(e)}" for e in statuses
+        ],
+        "firewall liveness changes the controller made (ms after the failure)": [
+            f"fw{e['firewall']} {e['event'].split('_')[1]} {ms(e)}" for e in moves
+        ],
+    }
+    if outcome["outcome"] == "completed":
+        figures["longest gap between data packets across the failure (ms)"] = round(
+            gaps_ms(arrivals, failed_at - 0.5), 1
+        )
+    else:
+        figures["last data packet after the failure (ms)"] = (
+            round(1000 * (max(after) - failed_at), 1) if after else None
+        )
+    for name, value in figures.items():
+        case.figure(name, value)
+    failover_figure(
+        series,
+        failed_at,
+        case.plot_path("throughput", f"throughput across the failure of {owner}"),
+        f"{mode}: {owner} fails during the transfer ({outcome['outcome']})",
+        interval=INTERVAL,
+    )
+    downs = [e for e in moves if e["event"] == "firewall_down"]
+    paced = figures["longest gap between data packets before the failure (ms)"]
+    assert 0 < paced < 100, f"the transfer should arrive every ~10 ms before the failure: {figures}"
+    assert any(not e["up"] for e in statuses), f"no port-status message said down: {figures}"
+    assert [e["event"] for e in moves] == ["firewall_down"] and downs[0]["firewall"] == int(owner[-1]), (
+        f"the controller should take {owner} down once and keep it down while its links are down "
+        f"(port-status flapping held down): {figures} ({controller.proc.log_path})"
+    )
+    if mode == "sync":
+        assert outcome["outcome"] == "completed", (
+            f"with sync the transfer should survive: {figures} {outcome}"
+        )
+        assert after, f"no data after the failure: {figures}"
+        gap = figures["longest gap between data packets across the failure (ms)"]
+        assert gap < 1000, f"the transfer stalled for {gap} ms: {figures}"
+    else:
+        assert outcome["outcome"] == "broken", (
+            f"without sync the connection should break: {figures} {outcome}"
+        )
+        late = [t for t in after if t > downs[0]["t"] + 0.1]
+        assert not late, (
+            f"{len(late)} data packets arrived after the controller moved the sessions: {figures}"
+        )
