@@ -26,11 +26,13 @@ from lab.config import (
 )
 from lab.devices import DEVICE_CLASSES, Balancer, Firewall, Runner, SessionDevice, node_devices
 from lab.devices.base import LIFECYCLE, DeviceHolder
+from lab.devices.drivers import NoneDriver
 from lab.devices.health_agent import HealthAgentConfig
 from lab.devices.l4 import BalancerPorts
 from lab.devices.nft_firewall import FirewallPorts
 from lab.errors import LabError
 from lab.render.conntrackd import SyncSettings
+from lab.render.turnserver import StunConfig
 
 DEVICES_DIR = Path(lab.devices.__file__).parent
 MODULES = sorted(m.name for m in pkgutil.iter_modules([str(DEVICES_DIR)]))
@@ -100,6 +102,11 @@ def build(cls: type, runner: FakeRunner, built_by_lab: bool) -> tuple[Any, Any]:
             lambda: cls(runner, "n", "n-health", built_by_lab),
             HealthAgentConfig(HealthCheck(), range(1000, 1010), BALANCER, "n-s"),
         ),
+        "ExternalDevice": (lambda: cls(runner, "n", NoneDriver(), built_by_lab=built_by_lab), object()),
+        "StunServer": (
+            lambda: cls(runner, "n", StunConfig("10.0.2.20", "10.0.2.21"), "stun", built_by_lab),
+            StunConfig("10.0.2.20", "10.0.2.21"),
+        ),
     }
     factory, config = made[cls.__name__]
     return factory(), config
@@ -108,7 +115,8 @@ def build(cls: type, runner: FakeRunner, built_by_lab: bool) -> tuple[Any, Any]:
 def device_classes_in_package() -> set[type]:
     """Classes defined in lab/devices/ that have a session lifecycle (holders excepted)."""
     found = set()
-    for name in (m for m in MODULES if m != "base"):  # base: the protocol and shared plumbing
+    # base: the protocol and shared plumbing; drivers: what reads a device's table, not devices
+    for name in (m for m in MODULES if m not in ("base", "drivers")):
         module = import_module(f"lab.devices.{name}")
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ != module.__name__ or getattr(cls, "_is_protocol", False):

@@ -21,12 +21,14 @@ from lab.devices.base import (
     register,
 )
 from lab.devices.conntrackd import ConntrackSync
+from lab.devices.external import ExternalDevice
 from lab.devices.firewall import Firewall
 from lab.devices.ftp_server import FtpServer
 from lab.devices.health_agent import HealthAgent
 from lab.devices.keepalived import Keepalived
 from lab.devices.l4 import KernelBalancer
 from lab.devices.nft_firewall import NftFirewall
+from lab.devices.stun import StunServer
 
 # Every device class: one role each (tests/test_devices.py checks each against the protocol).
 DEVICE_CLASSES: tuple[type[SessionDevice], ...] = (
@@ -37,6 +39,8 @@ DEVICE_CLASSES: tuple[type[SessionDevice], ...] = (
     Keepalived,
     ConntrackSync,
     HealthAgent,
+    ExternalDevice,
+    StunServer,
 )
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "Balancer",
     "ConntrackSync",
     "DeviceNode",
+    "ExternalDevice",
     "Firewall",
     "FtpServer",
     "HealthAgent",
@@ -55,6 +60,7 @@ __all__ = [
     "Runner",
     "SessionDevice",
     "SessionSource",
+    "StunServer",
     "device_class",
     "node_devices",
     "register",

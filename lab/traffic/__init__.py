@@ -8,6 +8,7 @@
 - `ftp`: the FTP client app, and curl / lftp as FTP clients;
 - `probes`: idle probes, the echo server, bulk transfers;
 - `tools`: wrk, hand-made segments.
+- `udp`: UDP lifetime probes (outbound, bidirectional) and the UDP echo server.
 
 Every client takes a source port (or a first port), so a case can keep its flows inside
 its own port block; 0 lets the kernel pick.
@@ -66,6 +67,15 @@ from lab.traffic.sessions import (
     start_sessions,
 )
 from lab.traffic.tools import parse_wrk, run_wrk, send_segment
+from lab.traffic.udp import (
+    UDP_MODES,
+    UdpProbe,
+    UdpProbeResult,
+    run_udp_probes,
+    start_udp_server,
+    udp_datagrams,
+    udp_probe_problems,
+)
 
 __all__ = [
     "FTP_TOOLS",
@@ -113,4 +123,11 @@ __all__ = [
     "start_sessions",
     "thin_margins",
     "timeout_margin",
+    "UDP_MODES",
+    "UdpProbe",
+    "UdpProbeResult",
+    "run_udp_probes",
+    "start_udp_server",
+    "udp_datagrams",
+    "udp_probe_problems",
 ]
