@@ -278,8 +278,7 @@ def test_topo_closed_terminal_removes_the_lab(tmp_path):
 
 KILLED_LAB = textwrap.dedent("""
     import sys, time
-    from collections.abc import Iterator
-from pathlib import Path
+    from pathlib import Path
     from lab import topology
     from lab.net import Lab
 
