@@ -1,5 +1,6 @@
-"""`sessionlab`: list and run the lab suites, build a scenario's lab by hand, check this
-machine, clean up after a killed run, compare runs, check policies.
+"""`sessionlab`: list and run the lab suites, build a scenario's lab by hand, profile a
+session device, check this machine, clean up after a killed run, compare runs, check
+policies.
 
 Exit status: 0 done (every case passed), 1 a case failed, 2 bad input (one line on stderr,
 nothing started), 130 interrupted.
@@ -16,6 +17,7 @@ import click
 from rich.table import Table
 
 from lab.catalog import ROOT
+from lab.cli_characterize import characterize
 from lab.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RESULTS, console
 from lab.cli_lab import clean, doctor, topo
 from lab.cli_run import remote, run
@@ -27,7 +29,7 @@ def app() -> None:
     pass
 
 
-for _command in (run, remote, topo, doctor, clean):
+for _command in (run, remote, topo, characterize, doctor, clean):
     app.add_command(_command)
 
 

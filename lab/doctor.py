@@ -54,6 +54,7 @@ SCENARIO_NEEDS = {
         "python os-ken",
     ],
     "s5": ["package hping3", "package nmap", "kernel: SYN proxy"],
+    "s6": ["package coturn", "package vsftpd", "package openssh-server", "package socat", "kernel: NAT"],
 }
 BASE_NEEDS = [
     "root",

@@ -85,9 +85,13 @@ class Lab:
         tag: str | None = None,
         controller: ControllerApp | None = None,
         netem: bool | None = None,
+        on_build: Callable[[Lab], None] | None = None,
     ) -> None:
         self.topo = topo
         self.netem = netem  # impair links with netem; None: where the kernel has it
+        # Called once Mininet has built the network, before the switches start: attach
+        # interfaces the lab did not create (a device under test's ports), say.
+        self.on_build = on_build
         self.paths = LabPaths(Path(results))
         self.tag = tag or f"sl{secrets.token_hex(2)}"
         self.net: Any = None
@@ -153,6 +157,7 @@ class Lab:
             self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink, build=False)
             with self._phase("mininet build"):
                 self._build_net()
+                self._built()
             with self._phase("mininet start"):
                 self.net.start()
         else:
@@ -162,6 +167,7 @@ class Lab:
             self.controller.spawn()  # loads os-ken while Mininet builds
             with self._phase("mininet build"):
                 self._build_net()
+                self._built()
             with self._phase("controller start to every switch configured"):
                 self.controller.start()
                 self.net.start()
@@ -193,6 +199,10 @@ class Lab:
             yield
         finally:
             self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - started
+
+    def _built(self) -> None:
+        if self.on_build is not None:
+            self.on_build(self)
 
     def _build_net(self) -> None:
         """Mininet's build; each node's shell (a process per node) goes into the record."""

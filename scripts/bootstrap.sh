@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(openvswitch-switch mininet iperf3 tcpdump conntrack nftables ethtool iputils-ping curl
           iproute2 procps python3-venv conntrackd vsftpd lftp
-          haproxy keepalived nginx-light wrk hping3 nmap openssh-server coturn)
+          haproxy keepalived nginx-light wrk hping3 nmap openssh-server coturn socat)
 
 if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: run as root (it installs packages and starts Open vSwitch)" >&2

@@ -110,7 +110,7 @@ def test_each_scenario_suite_lists_all_its_modules():
     from lab.catalog import SUITES_DIR, suites
 
     found = suites()
-    assert {"s1", "s2", "s3", "s4", "s5"} <= set(found)
+    assert {"s1", "s2", "s3", "s4", "s5", "s6"} <= set(found)
     # one rule for every scenario: test_<suite>.py and test_<suite>_*.py, however many modules
     for suite, modules in found.items():
         assert modules == sorted(
@@ -131,7 +131,7 @@ def test_list_shows_every_case_with_its_description():
     cases = collect()
     result = sessionlab("list")
     assert result.returncode == 0
-    assert f"{len(cases)} cases in 5 suites" in result.stdout
+    assert f"{len(cases)} cases in 6 suites" in result.stdout
     s5 = [c for c in cases if c.suite == "s5"]
     assert s5 and all(c.description and c.description != c.name for c in s5)
     assert "Session log from conntrack" in result.stdout

@@ -80,3 +80,21 @@ def test_ftp_options_from_toml_and_their_bad_values(tmp_path: Path):
         f"{bad}: allow_inbound[1].port_end: 70000 is not a port number (1-65535)",
         f"{bad}: helpers[0].type: 'ftpx' is not a conntrack helper (known: ftp, tftp, irc, sip)",
     ]
+
+
+def test_s6_options_from_toml_and_their_bad_values(tmp_path: Path):
+    good = tmp_path / "s6.toml"
+    good.write_text('udp_timeout = 5\nudp_stream_timeout = 40\nsnat = true\nfull_cone = "10.0.1.10"\n')
+    policy = load_policy(good)
+    assert (policy.udp_timeout, policy.udp_stream_timeout, policy.full_cone) == (5, 40, "10.0.1.10")
+    assert FirewallPolicy().udp_timeout is None and FirewallPolicy().full_cone is None
+    with pytest.raises(ConfigError) as err:
+        policy_from_dict({"udp_timeout": 0, "udp_stream_timeout": "2m", "full_cone": "10.0.1.0/24"})
+    assert err.value.problems == [
+        "udp_timeout: 0 is not a timeout in whole seconds (1-2000000)",
+        "udp_stream_timeout: '2m' is not a timeout in whole seconds (1-2000000)",
+        "full_cone: '10.0.1.0/24' is not an IPv4 address",
+        "full_cone: needs snat (the mapping it opens to everyone outside)",
+    ]
+    with pytest.raises(ConfigError, match="full_cone: 'ci' is not an IPv4 address"):
+        FirewallPolicy(snat=True).with_changes(full_cone="ci")

@@ -69,6 +69,14 @@ POLICIES = {
         synproxy=True,
         early_drop=True,
     ),
+    # S6's known configurations: UDP lifetimes, and an endpoint-independent NAT.
+    "udp_timeouts": FirewallPolicy(
+        tcp_timeout=30,
+        udp_timeout=5,
+        udp_stream_timeout=40,
+        timeouts=(TimeoutRule(300, port=3478, proto="udp"),),
+    ),
+    "full_cone": FirewallPolicy(tcp_timeout=30, snat=True, full_cone="10.0.1.10"),
 }
 
 
@@ -157,6 +165,44 @@ def test_first_timeout_rule_wins_and_default_comes_last():
     sets = [line for line in lines if "ct timeout set" in line]
     assert "tcp dport 9000" in sets[0] and sets[0].endswith("accept")
     assert '"timeout_default_tcp"' in sets[-1]
+
+
+@pytest.mark.parametrize("name", ["udp_timeouts", "full_cone"])
+def test_s6_policies_are_accepted_by_nft(name):
+    import shutil
+    import subprocess
+
+    if shutil.which("nft") is None or os.geteuid() != 0:
+        pytest.skip("nft -c needs nft and root")
+    text = render_ruleset(POLICIES[name], "fw-in", "fw-out")
+    check = subprocess.run(["nft", "-c", "-f", "-"], input=text, text=True, capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_udp_timeouts_write_both_states_and_come_after_the_rules():
+    lines = render_ruleset(POLICIES["udp_timeouts"], "a", "b").splitlines()
+    assert "\t\tpolicy = { unreplied : 5, replied : 40 }" in lines
+    sets = [line for line in lines if "ct timeout set" in line]
+    assert "udp dport 3478" in sets[0] and sets[-1].endswith(
+        'meta l4proto udp ct timeout set "timeout_default_udp"'
+    )
+    # One of the two set: the other is Linux's own, written out (nft's own table differs by version).
+    only = render_ruleset(FirewallPolicy(udp_stream_timeout=600), "a", "b")
+    assert "policy = { unreplied : 30, replied : 600 }" in only
+    assert "udp" not in render_ruleset(FirewallPolicy(), "a", "b")
+
+
+def test_full_cone_sends_new_outside_udp_to_the_host_and_only_it_is_let_in():
+    text = render_ruleset(POLICIES["full_cone"], "fw-in", "fw-out")
+    cone = text.split("chain full_cone {")[1].split("}")[0]
+    assert "type nat hook prerouting priority dstnat" in cone
+    assert 'iifname "fw-out" meta l4proto udp udp dport 1024-65535 fib daddr . iif type local' in cone
+    assert cone.strip().endswith("dnat ip to 10.0.1.10")
+    forward = text.split("chain filter_forward")[1].split("}")[0]
+    accept = 'oifname "fw-in" ip daddr 10.0.1.10 meta l4proto udp ct status dnat ct state new accept'
+    assert forward.index(accept) < forward.index('"drop_denied"')
+    assert "masquerade random" not in text and "fully-random" not in text  # ports kept where free
+    assert "full_cone" not in render_ruleset(POLICIES["ftp_alg_nat"], "fw-in", "fw-out")
 
 
 def test_conntrackd_config_matches_golden():

@@ -69,6 +69,16 @@ class StaticHost(Node):
         return result
 
 
+class MultiHomed(Node):
+    """A host with more addresses on its interface: `extra` ("10.0.2.21/24", comma-separated)."""
+
+    def config(self, extra="", **params):
+        result = super().config(**params)
+        for address in filter(None, extra.split(",")):
+            self.cmd(f"ip addr add {address} dev {self.defaultIntf()}")
+        return result
+
+
 class Router(Node):
     """A Linux host that forwards IPv4; `neighbors` maps each interface to its static
     neighbours (address to MAC); `routes` are `ip route` arguments ("10.0.3.0/24 via ...")."""

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import resource
@@ -22,6 +23,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -90,3 +92,38 @@ def _exit(signum: int, frame: FrameType | None) -> None:
 def stop_on_sigterm() -> None:
     """Make SIGTERM raise SystemExit(0) in the main thread (cleanup runs, exit status 0)."""
     signal.signal(signal.SIGTERM, _exit)
+
+
+def probe_parser(doc: str | None, idle_help: str) -> argparse.ArgumentParser:
+    """The options every idle probe takes: the server, its port, the source port, the idle time."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--sport", type=int, default=0, help="source port (0: the kernel picks)")
+    parser.add_argument("--idle", type=float, required=True, help=idle_help)
+    return parser
+
+
+def probe_record(sock: socket.socket, args: argparse.Namespace, **fields: object) -> dict[str, object]:
+    """A probe's result record as it starts: the socket it used, the server, the idle time
+    and the app's own timeout, and `fields`."""
+    local = sock.getsockname()
+    return {
+        "client": f"{local[0]}:{local[1]}",
+        "server": f"{args.server}:{args.port}",
+        "idle": args.idle,
+        "app_timeout": args.app_timeout,
+        **fields,
+    }
+
+
+def run_probe(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    argv: list[str] | None,
+) -> int:
+    """A probe's main: parse, end cleanly on SIGTERM, print its one result."""
+    args = parser.parse_args(argv)
+    stop_on_sigterm()
+    report(run(args))
+    return 0

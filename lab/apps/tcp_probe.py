@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-from lab.apps.events import abort, connect, report, stop_on_sigterm
+from lab.apps.events import abort, connect, probe_parser, probe_record, run_probe
 
 
 class Lines:
@@ -56,15 +56,7 @@ def probe(sock: socket.socket, args: argparse.Namespace) -> dict[str, object]:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, args.tcp_keepalive)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, args.tcp_keepalive)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
-    local = sock.getsockname()
-    result: dict[str, object] = {
-        "client": f"{local[0]}:{local[1]}",
-        "server": f"{args.server}:{args.port}",
-        "idle": args.idle,
-        "app_timeout": args.app_timeout,
-        "push": args.push,
-        "heartbeats": 0,
-    }
+    result = probe_record(sock, args, push=args.push, heartbeats=0)
     lines = Lines(sock)
     sock.sendall(b"hello\n")
     if lines.next(time.monotonic() + args.app_timeout) != b"hello":
@@ -138,11 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--server", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--sport", type=int, default=0, help="source port (0: the kernel picks)")
-    parser.add_argument("--idle", type=float, required=True, help="seconds to stay idle")
+    parser = probe_parser(__doc__, "seconds to stay idle")
     parser.add_argument("--app-timeout", type=float, default=3.0, help="the application's own reply timeout")
     parser.add_argument("--tcp-keepalive", type=int, default=0, help="TCP keepalive period (s), 0: off")
     parser.add_argument(
@@ -151,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--push", action="store_true", help="the server sends after the idle period (`push <idle>`)"
     )
-    args = parser.parse_args(argv)
-    stop_on_sigterm()
-    report(run(args))
-    return 0
+    return run_probe(parser, run, argv)
 
 
 if __name__ == "__main__":

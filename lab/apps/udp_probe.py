@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 
-from lab.apps.events import report, stop_on_sigterm
+from lab.apps.events import probe_parser, probe_record, run_probe
 
 MODES = ("outbound", "bidirectional")
 
@@ -73,16 +73,7 @@ def wait_pushed(sock: socket.socket, deadline: float) -> bool:
 
 def probe(sock: socket.socket, args: argparse.Namespace) -> dict[str, object]:
     """The warm-up (bidirectional), the push and the wait for its answer, as a result record."""
-    local = sock.getsockname()
-    result: dict[str, object] = {
-        "client": f"{local[0]}:{local[1]}",
-        "server": f"{args.server}:{args.port}",
-        "mode": args.mode,
-        "idle": args.idle,
-        "app_timeout": args.app_timeout,
-        "echoes_sent": 0,
-        "echoes_answered": 0,
-    }
+    result = probe_record(sock, args, mode=args.mode, echoes_sent=0, echoes_answered=0)
     last = time.monotonic()
     result["wall_start"] = time.time()
     try:
@@ -125,13 +116,7 @@ def positive(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--server", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--sport", type=int, default=0, help="source port (0: the kernel picks)")
-    parser.add_argument("--idle", type=float, required=True, help="seconds the server waits before `pushed`")
+    parser = probe_parser(__doc__, "seconds the server waits before `pushed`")
     parser.add_argument("--mode", choices=MODES, required=True)
     parser.add_argument(
         "--app-timeout", type=float, default=2.0, help="seconds to wait for `pushed` beyond the idle time"
@@ -142,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--interval", type=positive, default=0.5, help="bidirectional: seconds between echoes"
     )
-    args = parser.parse_args(argv)
-    stop_on_sigterm()
-    report(run(args))
-    return 0
+    return run_probe(parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,13 @@ class NatFindings:
     filtering: Finding = field(default_factory=Finding)
     hairpinning: Finding = field(default_factory=Finding)
     port_preservation: Finding = field(default_factory=Finding)
+
+    def translates(self) -> bool | None:
+        """True: the device translates addresses; False: no NAT; None: not measured."""
+        values = {self.mapping.value, self.filtering.value, self.tcp_mapping.value} - {None}
+        return None if not values else values != {NO_NAT}
+
+    # TCP (RFC 5382): measured where a probe does
     tcp_mapping: Finding = field(default_factory=Finding)
     tcp_hairpinning: Finding = field(default_factory=Finding)
 
@@ -355,8 +362,7 @@ REQUIREMENTS = (
 
 def _nat_state(profile: Profile) -> bool | None:
     """True: the device translates; False: no NAT; None: not measured."""
-    values = {profile.nat.mapping.value, profile.nat.filtering.value, profile.nat.tcp_mapping.value} - {None}
-    return None if not values else values != {NO_NAT}
+    return profile.nat.translates()
 
 
 def requirements(profile: Profile) -> list[Row]:

@@ -18,6 +18,10 @@ from lab.errors import ConfigError
 HANDOFF_MODES = ("off", "route", "vxlan")
 # Linux's own default for an established TCP session: five days.
 LINUX_ESTABLISHED_TIMEOUT = 432000
+# Linux's own UDP timeouts: a flow with no reply yet (nf_conntrack_udp_timeout) and one that
+# has seen replies and is still active after 2 s (nf_conntrack_udp_timeout_stream).
+LINUX_UDP_TIMEOUT = 30
+LINUX_UDP_STREAM_TIMEOUT = 120
 # Kernel conntrack helpers (ALGs) a policy may assign to a service port.
 HELPER_TYPES = ("ftp", "tftp", "irc", "sip")
 
@@ -91,7 +95,15 @@ class TimeoutRule:
 @dataclass(frozen=True)
 class FirewallPolicy:
     """A stateful policy: inside->outside allowed, new outside->inside denied but for
-    published services, replies allowed by session state."""
+    published services, replies allowed by session state.
+
+    `full_cone` (with `snat`) makes the NAT "full cone" for one inside host, RFC 4787's
+    endpoint-independent mapping and filtering: any new UDP packet from outside to the
+    firewall's outside address on a port 1024-65535 goes to that host on the same port, so
+    once the host has sent from a port, anyone outside may reach it there; masquerade keeps
+    the inside source port where it is free, so the mapping does not depend on the
+    destination either. Without it the NAT filters by address and port (Linux's own).
+    """
 
     tcp_timeout: int = LINUX_ESTABLISHED_TIMEOUT  # idle timeout of any established TCP session
     timeouts: tuple[TimeoutRule, ...] = ()
@@ -121,6 +133,10 @@ class FirewallPolicy:
     # them yet), as Linux's early drop does at nf_conntrack_max (an agent: see
     # lab/agents/early_drop.py).
     early_drop: bool = False
+    # UDP idle timeouts (s); None: Linux's (30 and 120). Set either and both are written.
+    udp_timeout: int | None = None  # a flow that has seen no reply yet
+    udp_stream_timeout: int | None = None  # one with replies, still active after 2 s
+    full_cone: str | None = None  # an inside host address: see the class docstring (needs snat)
 
     def with_changes(self, **changes: Any) -> FirewallPolicy:
         """A copy with `changes`, refused at once if it is not a valid policy (cases build
@@ -146,7 +162,7 @@ class FirewallPolicy:
             value = getattr(self, name)
             if value is not None and not checks.is_count(value):
                 problems.append(f"{name}: {value!r} is not a positive whole number")
-        for name in ("half_open_timeout", "closed_timeout"):
+        for name in ("half_open_timeout", "closed_timeout", "udp_timeout", "udp_stream_timeout"):
             if getattr(self, name) is not None:
                 checks.timeout(getattr(self, name), name, problems)
         if not isinstance(self.synproxy, bool):
@@ -159,6 +175,10 @@ class FirewallPolicy:
             problems.append("early_drop: needs max_sessions (the capacity it makes room in)")
         if self.synproxy and self.loose_pickup:
             problems.append("synproxy with loose_pickup: the proxied handshake needs strict tracking")
+        if self.full_cone is not None:
+            checks.host(self.full_cone, "full_cone", problems)
+            if self.snat is not True:
+                problems.append("full_cone: needs snat (the mapping it opens to everyone outside)")
         if self.peer_handoff not in HANDOFF_MODES:
             problems.append(f"peer_handoff: {self.peer_handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
         if self.loose_pickup is True and self.reset_on_expiry is True:

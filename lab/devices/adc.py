@@ -71,10 +71,8 @@ class AdcDaemon(Device):
         base = ["nginx", "-c", str(self.conf_path), "-p", str(self.workdir)]
         return [*base, "-t", "-q"] if check else base
 
-    def start(self, timeout: float = 10) -> AdcDaemon:
-        """`configure` with the ADC it was made for; returns itself."""
-        self.configure(self.adc, timeout)
-        return self
+    def made_with(self) -> Any:
+        return self.adc
 
     def configure(self, adc: Adc, timeout: float = 10) -> None:
         """Validate, render, check, then start, and wait until the VIP's port listens."""

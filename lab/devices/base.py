@@ -47,9 +47,10 @@ any node's devices ([] for a plain host).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 from lab.errors import CommandError, ConfigError, LabError
 
@@ -166,10 +167,31 @@ class Device:
         self.runner, self.node, self.name, self.built_by_lab = runner, node, name, built_by_lab
         self.proc: Proc | None = None
 
+    # Each device class defines it with its own typed config (see the module docstring).
+    configure: Callable[..., Any]
+
+    def made_with(self) -> Any:
+        """The configuration it was made with (a device a case builds takes it at once)."""
+        raise LabError(f"{self.name}: made without a configuration to start with")
+
+    def start(self, timeout: float | None = None) -> Self:
+        """`configure` with the configuration it was made with; returns itself."""
+        if timeout is None:
+            self.configure(self.made_with())
+        else:
+            self.configure(self.made_with(), timeout)
+        return self
+
     def _configurable(self) -> None:
         """For `configure()`: a device the lab did not build is not the lab's to configure."""
         if not self.built_by_lab:
             raise LabError(f"{self.name}: not built by the lab; its configuration is its owner's")
+
+    @staticmethod
+    def _installed(tool: str, package: str | None = None) -> None:
+        """Refuse at once, in one line, when the daemon is not on this machine."""
+        if shutil.which(tool) is None:
+            raise LabError(f"{package or tool} is not installed: run scripts/bootstrap.sh")
 
     def _run_check(self, argv: Sequence[str], refused: Callable[[str], str]) -> None:
         """Run the daemon's own check of its rendered file; refused with `refused(output)`."""

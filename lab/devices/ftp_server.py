@@ -13,14 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from lab.config import FtpServerConfig, refuse
 from lab.devices.base import Device, Runner
-from lab.errors import LabError
 from lab.render.vsftpd import render_vsftpd
 
 _LINE = re.compile(r'\[pid (\d+)\] (?:\[\S+\] )?(.*?): Client "([\d.]+)"(?:, "(.*)")?')
@@ -67,17 +65,14 @@ class FtpServer(Device):
     checker: ClassVar[str] = "none: vsftpd has no dry run; a bad file ends it at once (500 OOPS), reported"
     ready_on: ClassVar[str] = "its control port listens (ss)"
 
-    def start(self, timeout: float = 5) -> FtpServer:
-        """`configure` with the config it was made for; returns itself."""
-        self.configure(self.config, timeout)
-        return self
+    def made_with(self) -> Any:
+        return self.config
 
     def configure(self, config: FtpServerConfig, timeout: float = 5) -> None:
         """Validate, render, start, and wait until the control port listens."""
         self._configurable()
         refuse(config.problems())
-        if shutil.which("vsftpd") is None:
-            raise LabError("vsftpd is not installed: run scripts/bootstrap.sh")
+        self._installed("vsftpd")
         self.config = config
         empty = self.runner.runtime_dir() / "vsftpd-empty"
         empty.mkdir(mode=0o755, exist_ok=True)

@@ -13,7 +13,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lab.config import VrrpInstance, refuse, vrrp_group_problems
 from lab.devices.base import Device, Runner
@@ -46,10 +46,8 @@ class Keepalived(Device):
     checker: ClassVar[str] = "keepalived -t -f <conf>"
     ready_on: ClassVar[str] = _STATE.pattern
 
-    def start(self, timeout: float = 10) -> Keepalived:
-        """`configure` with the instances it was made for; returns itself."""
-        self.configure(self.instances, timeout)
-        return self
+    def made_with(self) -> Any:
+        return self.instances
 
     def configure(self, instances: Sequence[VrrpInstance], timeout: float = 10) -> None:
         """Validate, render, check (keepalived -t), start, wait until it chose a state."""

@@ -13,10 +13,9 @@ no session table: each client endpoint it saw is in its log (`bindings()`).
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from lab.config import refuse
 from lab.devices.base import Device, Runner
@@ -45,11 +44,6 @@ def parse_turnserver_log(text: str) -> list[StunBinding]:
 class StunServer(Device):
     """coturn's turnserver on `node` as an RFC 5780 STUN server with `config`."""
 
-    def __init__(self, runner: Runner, node: str, config: StunConfig, name: str, built_by_lab: bool = True):
-        super().__init__(runner, node, name, built_by_lab)
-        self.config = config
-        self.conf_path = runner.paths.root / f"{name}.turnserver.conf"
-
     keeps_sessions: ClassVar[bool] = False
     config_scope: ClassVar[Literal["lab", "case"]] = "case"
     checker: ClassVar[str] = (
@@ -58,17 +52,19 @@ class StunServer(Device):
     )
     ready_on: ClassVar[str] = "its four UDP endpoints listen (ss -Hlun), RFC 5780 not refused in its log"
 
-    def start(self, timeout: float = 10) -> StunServer:
-        """`configure` with the config it was made for; returns itself."""
-        self.configure(self.config, timeout)
-        return self
+    def __init__(self, runner: Runner, node: str, config: StunConfig, name: str, built_by_lab: bool = True):
+        super().__init__(runner, node, name, built_by_lab)
+        self.config = config
+        self.conf_path = runner.paths.root / f"{name}.turnserver.conf"
+
+    def made_with(self) -> Any:
+        return self.config
 
     def configure(self, config: StunConfig, timeout: float = 10) -> None:
         """Validate, render, start, and wait until all four endpoints listen."""
         self._configurable()
         refuse(config.problems())
-        if shutil.which("turnserver") is None:
-            raise LabError("coturn's turnserver is not installed: run scripts/bootstrap.sh")
+        self._installed("turnserver", "coturn's turnserver")
         self.config = config
         state = self.runner.runtime_dir() / f"{self.name}-turnserver"
         state.mkdir(mode=0o755, exist_ok=True)

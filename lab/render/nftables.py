@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from lab.config import FirewallPolicy, Helper, Service, TimeoutRule
+from lab.config.firewall import LINUX_UDP_STREAM_TIMEOUT, LINUX_UDP_TIMEOUT
 
 TABLE = "sessionlab"
 # Packets the reset agent crafts carry this mark, so the firewall's own conntrack ignores them.
@@ -57,15 +58,9 @@ def _helper_lines(helpers: tuple[Helper, ...]) -> list[str]:
     return [*lines, "\t}"]
 
 
-def _timeout_object(
-    name: str, proto: str, seconds: int, half_open: int | None = None, closed: int | None = None
-) -> list[str]:
-    state = "established" if proto == "tcp" else "replied"
-    policy = f"{state} : {seconds}"
-    if half_open is not None and proto == "tcp":
-        policy += f", syn_sent : {half_open}, syn_recv : {half_open}"
-    if closed is not None and proto == "tcp":
-        policy += f", time_wait : {closed}, close : {closed}"
+def _timeout_object(name: str, proto: str, states: Mapping[str, int]) -> list[str]:
+    """A ct timeout object: seconds per conntrack state; a state not named keeps nft's default."""
+    policy = ", ".join(f"{state} : {seconds}" for state, seconds in states.items())
     return [
         f"\tct timeout {name} {{",
         f"\t\tprotocol {proto}",
@@ -73,6 +68,28 @@ def _timeout_object(
         f"\t\tpolicy = {{ {policy} }}",
         "\t}",
     ]
+
+
+def _tcp_states(policy: FirewallPolicy) -> dict[str, int]:
+    states = {"established": policy.tcp_timeout}
+    if policy.half_open_timeout is not None:
+        states |= {"syn_sent": policy.half_open_timeout, "syn_recv": policy.half_open_timeout}
+    if policy.closed_timeout is not None:
+        states |= {"time_wait": policy.closed_timeout, "close": policy.closed_timeout}
+    return states
+
+
+def _udp_states(policy: FirewallPolicy) -> dict[str, int] | None:
+    """Both UDP states when the policy sets either (None: Linux's own, no object at all).
+    Both are written: nft fills a missing state with its own table, which is not the
+    kernel's on every version (nftables had 180 s for replied until 2021)."""
+    if policy.udp_timeout is None and policy.udp_stream_timeout is None:
+        return None
+    unreplied, replied = policy.udp_timeout, policy.udp_stream_timeout
+    return {
+        "unreplied": LINUX_UDP_TIMEOUT if unreplied is None else unreplied,
+        "replied": LINUX_UDP_STREAM_TIMEOUT if replied is None else replied,
+    }
 
 
 def _rule_name(i: int, rule: TimeoutRule) -> str:
@@ -98,6 +115,21 @@ def _handoff_chain(inside: str, outside: str) -> list[str]:
     ]
 
 
+def _full_cone_chain(host: str, outside: str) -> list[str]:
+    # Endpoint-independent filtering: a new UDP flow from anyone outside to the firewall's
+    # own outside address (fib: local on the interface it came in by, whatever the address)
+    # goes to the host on the same port. A reply to a session the firewall already has is
+    # not new and never reaches a nat chain; masquerade (no `random`) keeps the host's
+    # source port where it is free, so the port it sent from is the port reached here.
+    match = _match("udp", None, 1024, 65535)
+    return [
+        "\tchain full_cone {",
+        "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+        f'\t\tiifname "{outside}" {match} fib daddr . iif type local dnat ip to {host}',
+        "\t}",
+    ]
+
+
 def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link: str | None = None) -> str:
     """The whole ruleset of a firewall whose interfaces are `inside` and `outside`;
     `peer_link` is the interface towards the peer firewall that handed-off packets leave by.
@@ -117,11 +149,13 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
         lines.append(f"\tcounter {name} {{ }}")
     if policy.per_source_limit is not None:
         lines += ["\tset per_source {", "\t\ttype ipv4_addr", "\t\tsize 65535", "\t\tflags dynamic", "\t}"]
-    lines += _timeout_object(
-        "timeout_default_tcp", "tcp", policy.tcp_timeout, policy.half_open_timeout, policy.closed_timeout
-    )
+    lines += _timeout_object("timeout_default_tcp", "tcp", _tcp_states(policy))
+    udp_states = _udp_states(policy)
+    if udp_states is not None:
+        lines += _timeout_object("timeout_default_udp", "udp", udp_states)
     for i, rule in enumerate(policy.timeouts):
-        lines += _timeout_object(_rule_name(i, rule), rule.proto, rule.timeout)
+        state = "established" if rule.proto == "tcp" else "replied"
+        lines += _timeout_object(_rule_name(i, rule), rule.proto, {state: rule.timeout})
 
     # Timeouts attach to a session when it is new and not yet confirmed: after conntrack
     # (priority -200) in prerouting, first matching rule wins.
@@ -130,6 +164,8 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
         match = _match(rule.proto, rule.address, rule.port)
         lines.append(f'\t\tct state new {match} ct timeout set "{_rule_name(i, rule)}" accept')
     lines.append('\t\tct state new meta l4proto tcp ct timeout set "timeout_default_tcp"')
+    if udp_states is not None:
+        lines.append('\t\tct state new meta l4proto udp ct timeout set "timeout_default_udp"')
     lines.append("\t}")
 
     strict = not policy.loose_pickup
@@ -171,6 +207,12 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
         lines.append(f'\t\tiifname "{inside}" oifname "{outside}" ct state new accept')
     for service in policy.allow_inbound:
         lines.append(_inbound_rule(service, inside, outside, strict))
+    if policy.full_cone is not None:
+        # What the full_cone chain sent to the host (only it DNATs in this table).
+        lines.append(
+            f'\t\tiifname "{outside}" oifname "{inside}" ip daddr {policy.full_cone} meta l4proto udp '
+            "ct status dnat ct state new accept"
+        )
     lines.append('\t\tcounter name "drop_denied" drop')
     lines.append("\t}")
 
@@ -183,6 +225,8 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
             f'\t\toifname "{outside}" masquerade',
             "\t}",
         ]
+    if policy.full_cone is not None:
+        lines += _full_cone_chain(policy.full_cone, outside)
     if handoff:
         lines += _handoff_chain(inside, outside)
     if policy.synproxy:

@@ -1,0 +1,300 @@
+"""The probes of a characterization, each a function of the running lab: real traffic
+from the inside host `ci` to the outside hosts `srv` and `stun` through the device, and
+what it shows, read from the captures on both sides, the apps' own logs and, where a
+driver reads it, the device's session table.
+
+Every probe takes its client source ports from `Ports` (the run's block), so the
+evidence holds only its own flows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lab.characterize.bisect import IdleSearch
+from lab.packets import TcpSegment
+from lab.traffic import IdleProbe, ProbeResult, UdpProbe, run_probes, run_udp_probes, send_segment
+from lab.traffic.probes import server_events
+
+if TYPE_CHECKING:
+    from lab.net import Lab
+    from lab.procs import Proc
+
+CLIENT, SERVER = "ci", "srv"
+ECONNRESET = 104
+
+
+class Ports:
+    """Source ports handed out one by one from a block (the run's or the case's)."""
+
+    def __init__(self, block: range):
+        self.block, self.next = block, 0
+
+    def take(self, count: int = 1) -> range:
+        if self.next + count > len(self.block):
+            raise ValueError(f"the characterization needs more than the {len(self.block)} ports of its block")
+        self.next += count
+        return self.block[self.next - count : self.next]
+
+    def one(self) -> int:
+        return self.take()[0]
+
+
+@dataclass
+class Sides:
+    """The two captures around the device: at the inside client and at the outside server."""
+
+    inside: list[TcpSegment]
+    outside: list[TcpSegment]
+
+
+# --- idle-time searches ---------------------------------------------------------------
+@dataclass
+class TcpPoint:
+    """One idle time of the TCP search: a session the client speaks on first after the
+    idle time, and one the server speaks on first (the service direction)."""
+
+    idle: float
+    client_first: ProbeResult
+    server_first: ProbeResult
+
+    @property
+    def alive(self) -> bool:
+        return self.client_first.outcome == "delivered" and self.server_first.outcome == "delivered"
+
+
+@dataclass
+class Search:
+    """An idle-time search as it ran: the search and every point it probed."""
+
+    search: IdleSearch
+    points: list[Any] = field(default_factory=list)
+
+
+def search(
+    maximum: float,
+    parallel: int,
+    probe_round: Callable[[list[float]], list[Any]],
+    alive: Callable[[Any], bool],
+) -> Search:
+    """Run an idle-time search: each round's idle times probed at once by `probe_round`,
+    which returns one point per idle time; `alive` reads a point."""
+    result = Search(IdleSearch(maximum, parallel=parallel, first=1.0))
+    while times := result.search.next_round():
+        points = probe_round(times)
+        result.points += points
+        result.search.record({t: alive(p) for t, p in zip(times, points, strict=True)})
+    return result
+
+
+def tcp_round(
+    lab: Lab, server: str, port: int, app_timeout: float, ports: Ports
+) -> Callable[[list[float]], list[TcpPoint]]:
+    """One round of the TCP search: two sessions per idle time (client first, server first)."""
+
+    def run(times: list[float]) -> list[TcpPoint]:
+        probes = [IdleProbe(port, t, app_timeout, sport=ports.one(), label=f"tcp {t:g}s") for t in times]
+        probes += [
+            IdleProbe(port, t, app_timeout, sport=ports.one(), label=f"tcp push {t:g}s", push=True)
+            for t in times
+        ]
+        results = run_probes(lab, CLIENT, server, probes)
+        n = len(times)
+        return [TcpPoint(t, results[i], results[n + i]) for i, t in enumerate(times)]
+
+    return run
+
+
+def udp_round(
+    lab: Lab, server: str, port: int, mode: str, app_timeout: float, ports: Ports
+) -> Callable[[list[float]], list[Any]]:
+    """One round of a UDP search (`mode` outbound or bidirectional)."""
+
+    def run(times: list[float]) -> list[Any]:
+        probes = [
+            UdpProbe(port, t, mode, app_timeout, sport=ports.one(), label=f"udp {mode} {t:g}s") for t in times
+        ]
+        return run_udp_probes(lab, CLIENT, server, probes)
+
+    return run
+
+
+# --- what the device does at expiry ---------------------------------------------------
+def _rsts(
+    segments: list[TcpSegment], to_port: int | None = None, from_port: int | None = None
+) -> list[TcpSegment]:
+    return [
+        s
+        for s in segments
+        if "R" in s.flags
+        and (to_port is None or s.dport == to_port)
+        and (from_port is None or s.sport == from_port)
+    ]
+
+
+def nat_map(sides: Sides, port: int) -> dict[int, tuple[str, int]]:
+    """Client source port -> the address and port the server saw for it: the SYN's sequence
+    number is the same on both sides of a NAT (it rewrites addresses and ports only)."""
+    outside = {s.seq: (s.src, s.sport) for s in sides.outside if s.flags == "S" and s.dport == port}
+    return {
+        s.sport: outside[s.seq]
+        for s in sides.inside
+        if s.flags == "S" and s.dport == port and s.seq in outside
+    }
+
+
+def expiry(points: list[TcpPoint], sides: Sides, port: int, server_log: Proc) -> dict[str, Any]:
+    """At expiry, from the client-first sessions that died: an RST the device sent towards
+    the client (captured arriving at the client before any RST left the server) and towards
+    the server (captured arriving at the server before any RST left the client: the client
+    aborts a session that failed, later); whether each receiver accepted it (RFC 5961): the
+    client's app was reset, the server's app logged ECONNRESET."""
+    mapped = nat_map(sides, port)
+    errors = [e for e in server_events(server_log) if e["event"] == "error" and e.get("errno") == ECONNRESET]
+    reset_peers = {e.get("peer") for e in errors}
+    to_client = to_server = accepted_client = accepted_server = 0
+    flows = []
+    for point in points:
+        if point.alive or point.client_first.outcome == "delivered":
+            continue
+        sport = point.client_first.sport
+        far = mapped.get(sport)
+        from_server = _rsts(sides.outside, from_port=port, to_port=far[1] if far else None)
+        at_client = _rsts(sides.inside, to_port=sport, from_port=port)
+        from_client = _rsts(sides.inside, from_port=sport, to_port=port)
+        at_server = _rsts(sides.outside, from_port=far[1], to_port=port) if far else []
+        device_to_client = bool(at_client) and (not from_server or at_client[0].time < from_server[0].time)
+        device_to_server = bool(at_server) and (not from_client or at_server[0].time < from_client[0].time)
+        client_reset = point.client_first.outcome == "reset"
+        server_reset = far is not None and f"{far[0]}:{far[1]}" in reset_peers
+        to_client += device_to_client
+        to_server += device_to_server
+        accepted_client += device_to_client and client_reset
+        accepted_server += device_to_server and server_reset
+        flows.append(
+            {
+                "idle_s": point.idle,
+                "client_port": sport,
+                "seen_by_server_as": f"{far[0]}:{far[1]}" if far else None,
+                "client_outcome": point.client_first.outcome,
+                "device_rst_to_client": device_to_client,
+                "device_rst_to_server": device_to_server,
+                "client_reset": client_reset,
+                "server_logged_reset": server_reset,
+            }
+        )
+    kind = {(True, True): "rst-both", (True, False): "rst-client", (False, True): "rst-server"}.get(
+        (to_client > 0, to_server > 0), "silent"
+    )
+    acceptable = {
+        "client": (accepted_client == to_client) if to_client else None,
+        "server": (accepted_server == to_server) if to_server else None,
+    }
+    return {"expiry": kind, "rst_acceptable": acceptable, "expired_sessions": flows}
+
+
+# --- a mid-stream segment without a session ------------------------------------------
+def crossed(sent: list[TcpSegment], far: list[TcpSegment], sport: int, dport: int, inbound: bool) -> bool:
+    """Whether the hand-made segment from `sport` to `dport` (captured where it was sent)
+    is captured beyond the device: the same sequence number towards the same port, and the
+    same address on the side a NAT does not rewrite (the destination of an outbound
+    segment, the source of an inbound one)."""
+    mine = [s for s in sent if s.sport == sport and s.dport == dport and "R" not in s.flags]
+    return any(
+        f.seq == m.seq and f.dport == dport and (f.src == m.src if inbound else f.dst == m.dst)
+        for m in mine
+        for f in far
+    )
+
+
+def midstream(
+    lab: Lab, phase: Callable[[str], Any], client_ip: str, server_ip: str, port: int, ports: Ports
+) -> dict[str, Any]:
+    """An ACK with data-less payload for a connection the device never saw, from inside to
+    the server's port and from outside to the client's address: "admitted" when the capture
+    beyond the device holds it (loose pick-up), else "dropped"."""
+    inside_port, outside_port = ports.one(), ports.one()
+    with phase("midstream") as sides:
+        send_segment(lab, CLIENT, client_ip, server_ip, inside_port, port, "A")
+        send_segment(lab, SERVER, server_ip, client_ip, outside_port, port, "A")
+    seen = sides()
+    verdict = {
+        "inside": "admitted" if crossed(seen.inside, seen.outside, inside_port, port, False) else "dropped",
+        "outside": "admitted" if crossed(seen.outside, seen.inside, outside_port, port, True) else "dropped",
+    }
+    return {"value": verdict, "ports": {"inside": inside_port, "outside": outside_port}}
+
+
+# --- what the device's own table says -------------------------------------------------
+def table_timeouts(snapshots: list[dict[str, Any]], proto: str, port: int) -> dict[str, int | None]:
+    """The longest time left the device's table showed for the probes' sessions to `port`:
+    TCP established; UDP unreplied and replied (seen both ways). A device that counts down
+    from its idle timeout shows it (within the reading's 1 s resolution)."""
+    best: dict[str, int | None] = {}
+    for snap in snapshots:
+        for row in snap["sessions"]:
+            if row.get("proto") != proto or row.get("dport") != port or row.get("timeout") is None:
+                continue
+            if proto == "tcp":
+                kind = "established" if row.get("state") == "ESTABLISHED" else None
+            else:
+                kind = "unreplied" if "UNREPLIED" in row.get("flags", ()) else "replied"
+            if kind is not None:
+                best[kind] = max(best.get(kind) or 0, int(row["timeout"]))
+    return best
+
+
+def is_private(address: str) -> bool:
+    return ipaddress.ip_address(address).is_private
+
+
+# --- FTP through the device -------------------------------------------------------------
+def announced(text: str) -> str | None:
+    """The address a PORT command announces (h1,h2,h3,h4,p1,p2), or None."""
+    words = text.split()
+    if len(words) != 2 or words[0].upper() != "PORT":
+        return None
+    parts = words[1].split(",")
+    return ".".join(parts[:4]) if len(parts) == 6 else None
+
+
+def ftp_verdicts(
+    records: list[dict[str, Any]], port_commands: list[str], client_ip: str, inbound_ok: bool
+) -> dict[str, Any]:
+    """Active (PORT) and passive (PASV) downloads through the device: "works" when the file
+    arrived whole. An ALG: active works although the device refuses a new inbound session
+    to the client otherwise. PORT rewritten: what the server received announces another
+    address than the client's own (a NAT's helper rewrote it)."""
+    by_mode = {r["mode"]: r for r in records}
+    works = {mode: by_mode[mode].get("outcome") == "ok" for mode in by_mode}
+    addresses = [a for a in (announced(c) for c in port_commands) if a]
+    return {
+        "active": "works" if works.get("PORT") else "fails",
+        "passive": "works" if works.get("PASV") else "fails",
+        "alg": bool(works.get("PORT")) and not inbound_ok,
+        "port_rewritten": (any(a != client_ip for a in addresses) if addresses else None),
+        "announced_as_seen_by_server": addresses,
+        "inbound_session_to_client": "admitted" if inbound_ok else "refused",
+    }
+
+
+# --- capacity --------------------------------------------------------------------------
+def capacity_verdicts(
+    held: list[dict[str, Any]], bound: int, rate: list[dict[str, Any]], seconds: float
+) -> dict[str, Any]:
+    """RFC 9411's terms, from the clients' records: concurrent TCP sessions held (every
+    session opened, echoed and kept open together, up to `bound`), and new sessions per
+    second (completed sessions over the load's wall time)."""
+    ok = sum(1 for r in held if r.get("data_ok"))
+    done = sum(1 for r in rate if r.get("data_ok"))
+    return {
+        "sessions": ok,
+        "bound": bound,
+        "bound_reached": ok >= bound,
+        "new_per_s": round(done / seconds, 1) if seconds > 0 else None,
+        "rate_sessions": len(rate),
+        "rate_completed": done,
+    }

@@ -1,0 +1,103 @@
+"""S6 (SCENARIOS.md): know your session device, one the lab did not build.
+
+   inside 10.0.1.0/24                                     outside 10.0.2.0/24
+     ci 10.0.1.10 --- si ---[in0  s6dut (a netns)  out0]--- so ---+-- srv  10.0.2.10
+                           10.0.1.1   management:   10.0.2.1      +-- stun 10.0.2.20, .21
+                                      sshd, via 127.0.0.1:PORT
+
+A device someone else configured: `testcases/s6_device.sh` sets up a namespace with its
+own nftables ruleset (stateful, masquerade), conntrack timeouts and an sshd on a
+management interface, as the device's owner would. The lab only plugs its ports (veths
+into the namespace: `--netns s6dut --port inside=in0 --port outside=out0`), probes
+through it with real traffic and reads its session table over SSH with the Linux driver
+(host key checked); it never configures, restarts or cleans the device. The profile must
+equal what the script configured, and the table read over SSH must agree.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab.characterize.attach import attachment, link_names
+from lab.characterize.findings import show
+from lab.characterize.run import characterize_run
+from lab.characterize.target import Bounds, Target
+from lab.devices.drivers import driver_from
+
+SCRIPT = Path(__file__).with_name("s6_device.sh")
+NAME = "s6dut"
+BOUNDS = Bounds(
+    tcp_max_s=10, udp_max_s=10, parallel=8, app_timeout_s=1.5, probes=("tcp", "udp", "nat", "ftp")
+)
+TOLERANCE_S = 0.3
+# What s6_device.sh configures: TCP established 5 s, UDP 3 s and 6 s, masquerade, no ALG.
+TIMEOUTS = {"tcp.idle_timeout_s": 5.0, "udp.lifetime_outbound_s": 3.0, "udp.lifetime_bidirectional_s": 6.0}
+EXPECTED = {
+    "tcp.expiry": "silent",
+    "tcp.midstream_ack": {"inside": "dropped", "outside": "dropped"},
+    "nat.mapping": "endpoint-independent",
+    "nat.filtering": "address-and-port-dependent",
+    "nat.port_preservation": True,
+    "ftp.active": "fails",
+    "ftp.passive": "works",
+    "ftp.alg": False,
+    "ftp.port_rewritten": False,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """The device, up for the module and down after it (by its own script, not the lab)."""
+    folder = tmp_path_factory.mktemp("s6-device")
+    key = folder / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    port = free_port()
+    up = subprocess.run(
+        ["bash", str(SCRIPT), "up", NAME, f"{key}.pub", str(port)], capture_output=True, text=True, timeout=60
+    )
+    assert up.returncode == 0, up.stderr
+    known_hosts = folder / "known_hosts"
+    known_hosts.write_text(up.stdout)
+    try:
+        yield {"ssh": f"root@127.0.0.1:{port}", "key": key, "known_hosts": known_hosts}
+    finally:
+        down = subprocess.run(["bash", str(SCRIPT), "down", NAME], capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stderr
+
+
+@pytest.mark.ports(1000)
+def test_profile_of_a_device_the_lab_did_not_build(device, case):
+    """The profile of a device set up outside the lab equals its owner's configuration"""
+    driver = driver_from("linux", device["ssh"], device["known_hosts"], device["key"])
+    ports = attachment(["inside=in0", "outside=out0"], netns=NAME)
+    target = Target(attachment=ports, driver=driver, name=f"netns {NAME} (testcases/s6_device.sh)")
+    profile = characterize_run(target, BOUNDS, case.path, case.ports)
+    case.keep(case.path / "profile.md", "the profile (markdown)")
+    case.keep(case.path / "profile.json", "the profile (data)")
+    found = dict(profile.findings())
+    case.figure("profile", {key: show(key, finding) for key, finding in found.items() if finding.measured})
+    wrong = []
+    for key, wanted in TIMEOUTS.items():
+        low, high = found[key].value
+        if high is None or not (low - TOLERANCE_S <= wanted <= high + TOLERANCE_S) or high - low > 1.6:
+            wrong.append(f"{key}: measured [{low}, {high}], configured {wanted}")
+    for key, wanted in EXPECTED.items():
+        if found[key].value != wanted:
+            wrong.append(f"{key}: measured {found[key].value}, configured {wanted}")
+    assert not wrong, "; ".join(wrong)
+    # the table read over SSH agrees: the device counts down from the timeouts it was given
+    says = found["tcp.idle_timeout_s"].probe["table_says_s"]
+    assert says.get("established") in (4, 5), f"the device's table (over SSH) says {says}"
+    assert not profile.device.built_by_lab and "ssh" in profile.device.table.lower(), profile.device
+    # nothing of the lab is left attached to the device: its veth ends went with the lab
+    assert not {"in0", "out0"} & set(link_names(NAME)), link_names(NAME)
