@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,27 @@ def device(tmp_path_factory):
         assert down.returncode == 0, down.stderr
 
 
+def wrong_findings(profile, keys) -> list[str]:
+    """The findings among `keys` that differ from what s6_device.sh configured."""
+    found, wrong = dict(profile.findings()), []
+    for key in keys:
+        if key in TIMEOUTS:
+            low, high = found[key].value
+            wanted = TIMEOUTS[key]
+            if high is None or not (low - TOLERANCE_S <= wanted <= high + TOLERANCE_S) or high - low > 1.6:
+                wrong.append(f"{key}: measured [{low}, {high}], configured {wanted}")
+        elif found[key].value != EXPECTED[key]:
+            wrong.append(f"{key}: measured {found[key].value}, configured {EXPECTED[key]}")
+    return wrong
+
+
+def keep(case, profile) -> None:
+    case.keep(case.path / "profile.md", "the profile (markdown)")
+    case.keep(case.path / "profile.json", "the profile (data)")
+    found = dict(profile.findings())
+    case.figure("profile", {key: show(key, finding) for key, finding in found.items() if finding.measured})
+
+
 @pytest.mark.ports(1000)
 def test_profile_of_a_device_the_lab_did_not_build(device, case):
     """The profile of a device set up outside the lab equals its owner's configuration"""
@@ -82,22 +104,37 @@ def test_profile_of_a_device_the_lab_did_not_build(device, case):
     ports = attachment(["inside=in0", "outside=out0"], netns=NAME)
     target = Target(attachment=ports, driver=driver, name=f"netns {NAME} (testcases/s6_device.sh)")
     profile = characterize_run(target, BOUNDS, case.path, case.ports)
-    case.keep(case.path / "profile.md", "the profile (markdown)")
-    case.keep(case.path / "profile.json", "the profile (data)")
-    found = dict(profile.findings())
-    case.figure("profile", {key: show(key, finding) for key, finding in found.items() if finding.measured})
-    wrong = []
-    for key, wanted in TIMEOUTS.items():
-        low, high = found[key].value
-        if high is None or not (low - TOLERANCE_S <= wanted <= high + TOLERANCE_S) or high - low > 1.6:
-            wrong.append(f"{key}: measured [{low}, {high}], configured {wanted}")
-    for key, wanted in EXPECTED.items():
-        if found[key].value != wanted:
-            wrong.append(f"{key}: measured {found[key].value}, configured {wanted}")
+    keep(case, profile)
+    wrong = wrong_findings(profile, [*TIMEOUTS, *EXPECTED])
     assert not wrong, "; ".join(wrong)
     # the table read over SSH agrees: the device counts down from the timeouts it was given
-    says = found["tcp.idle_timeout_s"].probe["table_says_s"]
+    says = dict(profile.findings())["tcp.idle_timeout_s"].probe["table_says_s"]
     assert says.get("established") in (4, 5), f"the device's table (over SSH) says {says}"
     assert not profile.device.built_by_lab and "ssh" in profile.device.table.lower(), profile.device
     # nothing of the lab is left attached to the device: its veth ends went with the lab
     assert not {"in0", "out0"} & set(link_names(NAME)), link_names(NAME)
+
+
+@pytest.mark.ports(1000)
+def test_profile_through_ports_in_the_root_namespace(device, case):
+    """A device whose ports are interfaces of the root namespace (a VM's taps): attached, never removed"""
+    owned = {"inside": ("s6in", "in0"), "outside": ("s6out", "out0")}  # the device owner's veths
+    for root, far in owned.values():
+        subprocess.run(
+            ["ip", "link", "add", root, "type", "veth", "peer", "name", far, "netns", NAME], check=True
+        )
+    try:
+        ports = attachment([f"{role}={root}" for role, (root, _) in owned.items()])
+        target = Target(attachment=ports, name="netns s6dut through root-namespace ports")
+        profile = characterize_run(target, replace(BOUNDS, probes=("tcp", "nat")), case.path, case.ports)
+        keep(case, profile)
+        wrong = wrong_findings(profile, ["tcp.idle_timeout_s", "tcp.expiry", "nat.mapping", "nat.filtering"])
+        assert not wrong, "; ".join(wrong)
+        # the lab took its switch ports away and left the device's own interfaces where they were
+        left = set(link_names())
+        assert {"s6in", "s6out"} <= left, "the lab removed an interface it did not create"
+        bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
+        assert not any(b.startswith("sl") for b in bridges), bridges
+    finally:
+        for root, _ in owned.values():
+            subprocess.run(["ip", "link", "del", root], check=False)

@@ -25,7 +25,7 @@ from lab.characterize.findings import show
 from lab.characterize.profile import requirements
 from lab.characterize.run import Characterization
 from lab.characterize.target import Bounds, Target
-from lab.config import FirewallPolicy, Helper
+from lab.config import FirewallPolicy, Helper, TimeoutRule
 from testcases.common import dashed
 
 LAB_TOPOLOGY = "s6"
@@ -47,13 +47,15 @@ class Known:
 
 
 SHORT = FirewallPolicy(tcp_timeout=4, udp_timeout=3, udp_stream_timeout=6)
+PER_PORT = 9100  # a service with a timeout of its own (the policy's `timeouts`), searched apart
 KNOWN = [
     Known(
         "short timeouts",
-        SHORT,
+        replace(SHORT, timeouts=(TimeoutRule(6, port=PER_PORT),)),
         ("tcp", "udp", "nat", "ftp", "capacity"),
         {
             "tcp.idle_timeout_s": 4.0,
+            f"tcp.idle_timeout_s[port {PER_PORT}]": 6.0,
             "tcp.expiry": "silent",
             "tcp.midstream_ack": {"inside": "dropped", "outside": "dropped"},
             "udp.lifetime_outbound_s": 3.0,
@@ -137,7 +139,8 @@ def test_profile_equals_configuration(lab, case, known):
     firewall = lab.node("dut")
     case.keep(firewall.apply_policy(known.policy), "the firewall's ruleset")
     target = Target(policy=known.policy, name=f"the lab's firewall ({known.name})")
-    bounds = replace(BOUNDS, probes=known.probes)
+    per_port = tuple(int(k.split()[-1].rstrip("]")) for k in known.expected if "[port" in k)
+    bounds = replace(BOUNDS, probes=known.probes, tcp_ports=per_port)
     profile = Characterization(lab, firewall, target, bounds, case.path, case.ports).run()
     case.keep(case.path / "profile.md", "the profile (markdown)")
     case.keep(case.path / "profile.json", "the profile (data)")
@@ -155,8 +158,9 @@ def test_profile_equals_configuration(lab, case, known):
             )
     assert not wrong, "; ".join(wrong)
     # the firewall's own table corroborates the timeouts the traffic found (it counts down from them)
-    for key in ("tcp.idle_timeout_s", "udp.lifetime_outbound_s", "udp.lifetime_bidirectional_s"):
-        wanted = known.expected.get(key)
+    for key, wanted in known.expected.items():
+        if not key.startswith(("tcp.idle_timeout_s", "udp.lifetime")):
+            continue
         says = found[key].probe.get("table_says_s")
         if isinstance(wanted, float):
             says = says.get("established") if isinstance(says, dict) else says

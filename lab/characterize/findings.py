@@ -121,8 +121,10 @@ SPECS: dict[str, Spec] = {
     "tcp.idle_timeout_s": Spec(
         "TCP established idle timeout",
         _bracket,
-        "TCP sessions opened from inside, each left idle for a different time, then sent data: "
-        "data delivered through the device means the session survived that idle time. " + _BISECTED,
+        "Two TCP sessions opened from inside for each idle time, left idle that long, then the "
+        "client speaks on one and the server on the other: both delivered through the device means "
+        "the session survived that idle time (the server's side catches a device whose loose "
+        "pick-up re-opens an expired session for the client). " + _BISECTED,
     ),
     "tcp.expiry": Spec(
         "At TCP expiry",

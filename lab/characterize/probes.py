@@ -186,9 +186,13 @@ def expiry(points: list[TcpPoint], sides: Sides, port: int, server_log: Proc) ->
                 "server_logged_reset": server_reset,
             }
         )
-    kind = {(True, True): "rst-both", (True, False): "rst-client", (False, True): "rst-server"}.get(
-        (to_client > 0, to_server > 0), "silent"
-    )
+    kind: str | None = {
+        (True, True): "rst-both",
+        (True, False): "rst-client",
+        (False, True): "rst-server",
+    }.get((to_client > 0, to_server > 0), "silent")
+    if not flows:  # no session died where the client spoke first (loose pick-up re-opens them)
+        kind = None
     acceptable = {
         "client": (accepted_client == to_client) if to_client else None,
         "server": (accepted_server == to_server) if to_server else None,

@@ -160,7 +160,8 @@ class Characterization:
             kind, _, which = name.partition(" ")
             if kind == "tcp":
                 port = int(which)
-                finding = Finding.from_search(result.search, evidence, port=port, table_says_s=table["tcp"])
+                says_tcp = probes.table_timeouts(self.snapshots, "tcp", port)
+                finding = Finding.from_search(result.search, evidence, port=port, table_says_s=says_tcp)
                 if port == self.tcp_port:
                     profile.tcp.idle_timeout_s = finding
                 else:
