@@ -16,6 +16,7 @@ equal what the script configured, and the table read over SSH must agree.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from dataclasses import replace
@@ -113,6 +114,11 @@ def test_profile_of_a_device_the_lab_did_not_build(device, case):
     assert not profile.device.built_by_lab and "ssh" in profile.device.table.lower(), profile.device
     # nothing of the lab is left attached to the device: its veth ends went with the lab
     assert not {"in0", "out0"} & set(link_names(NAME)), link_names(NAME)
+    # its counters (conntrack -S over SSH) are kept beside the probes' results
+    counters = json.loads((case.path / "probes.json").read_text())["device_counters"]
+    assert counters.get("cpus", 0) >= 1 and "found" in counters, counters
+    latency = dict(profile.findings())["capacity.latency_added_ms"]
+    assert latency.measured and 0 < latency.value < 20, f"latency added {latency.value} ms"
 
 
 @pytest.mark.ports(1000)

@@ -167,6 +167,11 @@ def test_profile_equals_configuration(lab, case, known):
             assert says is not None and abs(says - wanted) <= 1, (
                 f"{key}: the table says {says} s, configured {wanted}"
             )
+    if "tcp" in known.probes:  # what the firewall (and the lab's two switches) adds to a packet's way
+        latency = found["capacity.latency_added_ms"]
+        assert latency.measured and 0 < latency.value < 20, (
+            f"latency added {latency.value} ms ({latency.probe})"
+        )
     rows = requirements(profile)
     if found["nat.mapping"].value == "no-nat":  # RFC 4787/5382 bind NATs: a plain firewall is not one
         nat_rows = [r for r in rows if r.rfc in ("RFC 4787", "RFC 5382")]

@@ -226,7 +226,9 @@ SPECS: dict[str, Spec] = {
     "capacity.latency_added_ms": Spec(
         "Latency added",
         _number,
-        "Median TCP handshake time through the device, less the same path's without it.",
+        "The time a packet takes through the device (and the lab's two switches around it): the "
+        "idle probes' handshakes captured on both sides (one clock), each SYN from the client's side "
+        "to the server's and each SYN-ACK back, matched by sequence number; the mean of the two medians.",
     ),
 }
 

@@ -302,3 +302,36 @@ def capacity_verdicts(
         "rate_sessions": len(rate),
         "rate_completed": done,
     }
+
+
+# --- latency through the device ---------------------------------------------------------
+def transit(sides: Sides, port: int) -> dict[str, Any]:
+    """The time the device (and the lab's two switches around it) takes to pass a packet,
+    from the captures on both sides (one clock): each session's SYN from the client's
+    capture to the server's, and its SYN-ACK back (matched by sequence number, which a NAT
+    keeps). Medians in ms, and how many handshakes they come from."""
+
+    def median(values: list[float]) -> float | None:
+        ordered = sorted(values)
+        return round(1000 * ordered[len(ordered) // 2], 3) if ordered else None
+
+    syn_out = {s.seq: s.time for s in sides.outside if s.flags == "S" and s.dport == port}
+    synack_out = {s.seq: s.time for s in sides.outside if s.flags == "SA" and s.sport == port}
+    forward = [
+        syn_out[s.seq] - s.time
+        for s in sides.inside
+        if s.flags == "S" and s.dport == port and s.seq in syn_out
+    ]
+    back = [
+        s.time - synack_out[s.seq]
+        for s in sides.inside
+        if s.flags == "SA" and s.sport == port and s.seq in synack_out
+    ]
+    one_way = [median(forward), median(back)]
+    known = [v for v in one_way if v is not None]
+    return {
+        "latency_added_ms": round(sum(known) / len(known), 3) if known else None,
+        "client_to_server_ms": one_way[0],
+        "server_to_client_ms": one_way[1],
+        "handshakes": min(len(forward), len(back)),
+    }

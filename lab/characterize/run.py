@@ -170,6 +170,16 @@ class Characterization:
                 says = table["udp"].get("unreplied" if which == "outbound" else "replied")
                 finding = Finding.from_search(result.search, evidence, port=self.udp_port, table_says_s=says)
                 setattr(profile.udp, f"lifetime_{which}_s", finding)
+        passed = probes.transit(sides(), self.tcp_port)
+        self.records["transit"] = passed
+        if passed["latency_added_ms"] is not None:
+            how = "one-way: the medians of each handshake's SYN and SYN-ACK, client side to server side"
+            profile.capacity.latency_added_ms = Finding(
+                passed["latency_added_ms"], ["search-inside.pcap", "search-outside.pcap"], passed, how
+            )
+        counters = getattr(self.device, "counters", None)
+        if not self.target.built_by_lab and counters is not None:
+            self.records["device_counters"] = counters()  # the driver's (conntrack -S), if it reads them
         if f"tcp {self.tcp_port}" in results:
             at_expiry = probes.expiry(results[f"tcp {self.tcp_port}"].points, sides(), self.tcp_port, echo)
             self.records["expiry"] = at_expiry
