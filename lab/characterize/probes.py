@@ -9,7 +9,6 @@ evidence holds only its own flows.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -249,10 +248,6 @@ def table_timeouts(snapshots: list[dict[str, Any]], proto: str, port: int) -> di
             if kind is not None:
                 best[kind] = max(best.get(kind) or 0, int(row["timeout"]))
     return best
-
-
-def is_private(address: str) -> bool:
-    return ipaddress.ip_address(address).is_private
 
 
 # --- FTP through the device -------------------------------------------------------------

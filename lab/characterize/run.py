@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.capture import Capture
+from lab.capture import Capture, Sampler
 from lab.characterize import probes
 from lab.characterize.probes import CLIENT, SERVER, Ports, Search, Sides
 from lab.characterize.profile import Device, Finding, Profile, render_markdown, requirements
@@ -40,6 +39,31 @@ STUN = "stun"
 FTP_FILE, FTP_SIZE = "probe.bin", 200_000
 
 __all__ = ["PROBES", "Bounds", "Characterization", "Target", "characterize_run"]
+
+
+class DeviceTable(Sampler):
+    """The device's session table every 0.5 s while the searches run (a driver's read:
+    conntrack over SSH, or nothing): what it says corroborates the traffic. A read that
+    fails ends the sampling and is kept as the last snapshot; the profile goes on."""
+
+    period = 0.5
+
+    def __init__(self, device: Any):
+        super().__init__()
+        self.device = device
+        self.snapshots: list[dict[str, Any]] = []
+        self.failed = False
+
+    def sample(self) -> None:
+        if self.failed:
+            return
+        try:
+            rows = self.device.sessions()
+        except LabError as exc:
+            self.failed = True
+            self.snapshots.append({"time": time.time(), "error": str(exc), "sessions": []})
+            return
+        self.snapshots.append({"time": time.time(), "sessions": [_row(s) for s in rows]})
 
 
 class Characterization:
@@ -142,7 +166,8 @@ class Characterization:
                 jobs[f"udp {mode}"] = partial(
                     probes.search, bounds.udp_max_s, bounds.parallel, run, _alive_udp
                 )
-        with self._table_watch(), self._phase("search") as sides, ThreadPoolExecutor(len(jobs)) as pool:
+        watch = DeviceTable(self.device)
+        with watch, self._phase("search") as sides, ThreadPoolExecutor(len(jobs)) as pool:
             futures = {name: pool.submit(job) for name, job in jobs.items()}
             results = {name: future.result() for name, future in futures.items()}
         lab.stop(echo)
@@ -151,17 +176,16 @@ class Characterization:
             name: [_point(p) for p in result.points] for name, result in results.items()
         }
         evidence = ["search-inside.pcap", "search-outside.pcap", "probes.json", "device-table.json"]
-        table = {
-            "tcp": probes.table_timeouts(self.snapshots, "tcp", self.tcp_port),
-            "udp": probes.table_timeouts(self.snapshots, "udp", self.udp_port),
-        }
+        self.snapshots = watch.snapshots
+        # what the table showed, once per port searched
+        table = {f"tcp {port}": probes.table_timeouts(self.snapshots, "tcp", port) for port in tcp_ports}
+        table["udp"] = probes.table_timeouts(self.snapshots, "udp", self.udp_port)
         self.records["table_timeouts"] = table
         for name, result in results.items():
             kind, _, which = name.partition(" ")
             if kind == "tcp":
                 port = int(which)
-                says_tcp = probes.table_timeouts(self.snapshots, "tcp", port)
-                finding = Finding.from_search(result.search, evidence, port=port, table_says_s=says_tcp)
+                finding = Finding.from_search(result.search, evidence, port=port, table_says_s=table[name])
                 if port == self.tcp_port:
                     profile.tcp.idle_timeout_s = finding
                 else:
@@ -188,30 +212,6 @@ class Characterization:
                 at_expiry["expiry"], expiry_evidence, {"sessions": at_expiry["expired_sessions"]}
             )
             profile.tcp.rst_acceptable = Finding(at_expiry["rst_acceptable"], expiry_evidence)
-
-    @contextlib.contextmanager
-    def _table_watch(self, period: float = 0.5) -> Iterator[None]:
-        """The device's session table every `period` s while the searches run (a driver's
-        read: conntrack over SSH, or nothing): what it says corroborates the traffic."""
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.is_set():
-                try:
-                    rows = self.device.sessions()
-                except LabError as exc:
-                    self.snapshots.append({"time": time.time(), "error": str(exc), "sessions": []})
-                    return
-                self.snapshots.append({"time": time.time(), "sessions": [_row(s) for s in rows]})
-                stop.wait(period)
-
-        thread = threading.Thread(target=watch, name="device-table", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(timeout=30)
 
     # --- NAT, FTP, capacity ---------------------------------------------------------------
     def _nat(self, profile: Profile) -> None:

@@ -48,8 +48,8 @@ class Bounds:
         unknown = [p for p in self.probes if p not in PROBES]
         if unknown:
             problems.append(f"probes: unknown {', '.join(unknown)} (known: {', '.join(PROBES)})")
-        if not problems and self.too_long():
-            problems.append(f"estimate: {self.too_long()}")
+        if not problems and (why := self.too_long()) is not None:
+            problems.append(f"estimate: {why}")
         return problems
 
     def too_long(self) -> str | None:
