@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from lab.catalog import ROOT
 from lab.cli_characterize import characterize
-from lab.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, RESULTS, console
-from lab.cli_lab import clean, doctor, topo
+from lab.cli_common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, console
+from lab.cli_lab import clean, doctor
+from lab.cli_policy import policy, topologies
+from lab.cli_report import report
 from lab.cli_run import remote, run
+from lab.cli_topo import topo
+from lab.cli_try import try_command
 from lab.errors import ConfigError, LabError
 
 
@@ -29,7 +31,7 @@ def app() -> None:
     pass
 
 
-for _command in (run, remote, topo, characterize, doctor, clean):
+for _command in (run, remote, topo, try_command, characterize, doctor, clean, report, policy, topologies):
     app.add_command(_command)
 
 
@@ -56,60 +58,6 @@ def list_cases(suite: tuple[str, ...]) -> int:
         )
         last = case.suite
     console.print(table)
-    return 0
-
-
-# --- report ----------------------------------------------------------------------------
-@app.command()
-@click.option(
-    "--compare",
-    nargs=2,
-    type=click.Path(path_type=Path),
-    help="two run folders (or run names in results/): A then B",
-)
-@click.option("--tolerance", type=float, default=0.1, help="list figures moving more than this fraction")
-@click.option("--results", type=click.Path(path_type=Path), default=RESULTS, help="folder of run folders")
-def report(compare: tuple[Path, Path] | None, tolerance: float, results: Path) -> int:
-    """Compare two runs: cases whose verdict changed, figures that moved beyond a tolerance."""
-    from lab.compare import compare as compare_runs
-
-    if not compare:
-        raise ConfigError("report: give --compare RUN_A RUN_B")
-    runs = [p if p.exists() else results / p for p in compare]
-    changes = compare_runs(runs[0], runs[1], tolerance)
-    table = Table(title=f"{runs[0].name} (A) -> {runs[1].name} (B), tolerance {tolerance:.0%}")
-    for column in ("case", "what", "A", "B", "change"):
-        table.add_column(column, overflow="fold")
-    for change in changes:
-        table.add_row(change.case, change.what, str(change.a), str(change.b), change.kind)
-    console.print(table if changes else "no change: same verdicts, figures within tolerance")
-    verdicts = [c for c in changes if c.kind != "moved" and c.kind != "changed"]
-    return EXIT_FAILED if verdicts else 0
-
-
-# --- policy, topologies -------------------------------------------------------------------
-@app.command()
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--inside", default="fw-in", help="inside interface name")
-@click.option("--outside", default="fw-out", help="outside interface name")
-def policy(file: Path, inside: str, outside: str) -> int:
-    """Check a firewall policy (TOML) and print its nftables ruleset."""
-    from lab.config import load_policy
-    from lab.render.nftables import render_ruleset
-
-    sys.stdout.write(render_ruleset(load_policy(file), inside, outside))
-    return 0
-
-
-@app.command()
-def topologies() -> int:
-    """List the topologies and their files."""
-    from lab import topology
-
-    for name, path in topology.available().items():
-        modes = topology.controller_modes(name)
-        extra = f"\tcontroller modes: {', '.join(modes)}" if modes else ""
-        click.echo(f"{name}\t{path.relative_to(ROOT)}{extra}")  # tab-separated: for scripts
     return 0
 
 
