@@ -59,14 +59,22 @@ class _Collector:
 
     def __init__(self) -> None:
         self.items: list[Any] = []
+        self.broken: list[str] = []  # modules that could not be collected
 
     def pytest_collection_finish(self, session: Any) -> None:
         self.items = list(session.items)
 
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.broken.append(report.nodeid or "a module outside the checkout")
 
-def collect(paths: list[Path] | None = None, keyword: str | None = None) -> list[CaseInfo]:
+
+def collect(
+    paths: list[Path] | None = None, keyword: str | None = None, broken: list[str] | None = None
+) -> list[CaseInfo]:
     """The cases in `paths` (default: every suite), optionally only those `keyword` (a
-    pytest -k expression) selects, in run order."""
+    pytest -k expression) selects, in run order. A module that cannot be collected is an
+    error, or, given `broken`, listed there and the others' cases returned."""
     import pytest
 
     targets = [str(p) for p in (paths or [p for group in suites().values() for p in group])]
@@ -77,7 +85,9 @@ def collect(paths: list[Path] | None = None, keyword: str | None = None) -> list
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = pytest.main(argv, plugins=[collector])
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+    if broken is not None and collector.broken:
+        broken += collector.broken
+    elif code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         last = [line for line in out.getvalue().splitlines() if line.strip()][-1:] or ["no output"]
         raise ConfigError(f"collecting the cases failed: {last[0]}")
     found = []
@@ -85,7 +95,8 @@ def collect(paths: list[Path] | None = None, keyword: str | None = None) -> list
         module = item.path.stem
         function = getattr(item, "function", None)
         doc = ((function.__doc__ if function else None) or "").strip().splitlines()
-        rel = item.path.relative_to(ROOT).as_posix()
+        # a suite of one's own may lie outside the checkout: named by its full path
+        rel = item.path.relative_to(ROOT).as_posix() if item.path.is_relative_to(ROOT) else str(item.path)
         found.append(
             CaseInfo(
                 nodeid=f"{rel}::{item.name}",
@@ -100,6 +111,8 @@ def collect(paths: list[Path] | None = None, keyword: str | None = None) -> list
 
 def check_keyword(expression: str) -> None:
     """Refuse a malformed -k expression in one line, before anything starts."""
+    if not expression.strip():
+        raise ConfigError("-k '': an empty expression selects every case (leave -k out to run them all)")
     try:
         from _pytest.mark.expression import Expression
     except ImportError:  # pytest moved it: its own error will have to do
@@ -112,36 +125,71 @@ def check_keyword(expression: str) -> None:
 
 
 def resolve(targets: list[str]) -> list[str]:
-    """What to hand pytest for `run` targets: suite names (`s5`), module names
-    (`test_s5_firewall`), case names (`test_session_log`, every case of that name), node
-    ids (`testcases/test_s5_firewall.py::test_session_log`) or a lab suite file of one's
-    own (`my_cases.py[::case]`). Unknown ones are an error naming each."""
+    """What to hand pytest for `run` targets, each matched exactly: a suite name (`s5`), a
+    module name (`test_s5_firewall`), a node id (`testcases/test_s5_firewall.py::test_x`,
+    its [params] optional), a case name with or without its [params] (refused when cases of
+    that name are in several modules: the candidates are named) or a lab suite file of
+    one's own (`my_cases.py[::case]`). Every unknown or ambiguous target is named."""
     known = suites()
     if not targets:
         return [str(p) for group in known.values() for p in group]
     modules = {p.stem: p for p in sorted(SUITES_DIR.glob("test_*.py"))}  # the harness's own too
     out: list[str] = []
     cases: list[CaseInfo] | None = None
-    unknown = []
+    unknown: list[str] = []
+    problems: list[str] = []
+    broken: list[str] = []
     for target in targets:
+        file, sep, name = target.partition("::")
+        path = _suite_file(file)
         if target in known:
             out += [str(p) for p in known[target]]
         elif target.removesuffix(".py") in modules:
             out.append(str(modules[target.removesuffix(".py")]))
-        elif target.split("::", 1)[0].endswith(".py") and Path(target.split("::", 1)[0]).is_file():
-            out.append(str(Path(target).resolve()) if "::" not in target else target)  # a suite of one's own
-        else:
-            if cases is None:
-                cases = collect(list(modules.values()))
-            hits = [c.nodeid for c in cases if target in (c.nodeid, c.name, c.name.split("[")[0])]
-            hits += [c.nodeid for c in cases if c.nodeid.endswith(target) and c.nodeid not in hits]
+        elif path is not None and not sep:
+            out.append(str(path))  # a suite of one's own
+        elif path is not None:
+            hits = _named(collect([path]), name)
             if hits:
-                out += [str(ROOT / h) for h in hits]
+                out += [f"{path}::{c.name}" for c in hits]
+            else:
+                problems.append(f"no case {name!r} in {file}")
+        elif sep:
+            problems.append(f"{target}: no such file {file}")
+        else:
+            if cases is None:  # a module that cannot be imported hides only its own cases
+                cases = collect(list(modules.values()), broken=broken)
+            hits = _named(cases, target)
+            places = list(dict.fromkeys(c.nodeid.split("::", 1)[0] for c in hits))
+            if len(places) > 1:
+                ids = list(dict.fromkeys(c.nodeid if "[" in target else c.nodeid.split("[")[0] for c in hits))
+                problems.append(f"case {target} is in {len(places)} modules: name one of {', '.join(ids)}")
+            elif hits:
+                out += [str(ROOT / c.nodeid) for c in hits]
             else:
                 unknown.append(target)
     if unknown:
-        raise ConfigError(
+        problems.insert(
+            0,
             f"unknown suite or case {', '.join(unknown)} (suites: {', '.join(known)}; "
             "`sessionlab list` shows the cases)"
+            + (f"; {', '.join(broken)} could not be collected (`run` it to see why)" if broken else ""),
         )
+    if problems:
+        raise ConfigError(problems)
     return list(dict.fromkeys(out))
+
+
+def _suite_file(file: str) -> Path | None:
+    """A target's `.py` file: as given (from here), else in the checkout; None if neither."""
+    if not file.endswith(".py"):
+        return None
+    for path in (Path(file), ROOT / file):
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
+def _named(cases: list[CaseInfo], name: str) -> list[CaseInfo]:
+    """The cases called exactly `name`: with its [params], or every variant without."""
+    return [c for c in cases if name in (c.name, c.name.split("[")[0])]

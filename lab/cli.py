@@ -8,12 +8,15 @@ nothing started), 130 interrupted.
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import signal
 import sys
+import textwrap
 from typing import Any
 
 import click
-from rich.table import Table
 
 from lab.cli_characterize import characterize
 from lab.cli_common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, console
@@ -25,8 +28,41 @@ from lab.cli_topo import topo
 from lab.cli_try import try_command
 from lab.errors import ConfigError, LabError
 
+log = logging.getLogger(__name__)
+
+# Where Debian keeps ethtool, nft, conntrack, sysctl...: a plain `su` to root leaves them
+# off PATH, and the tools were then reported missing.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`--version`: the installed package's version, and the checkout's commit if a git one."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from lab.catalog import ROOT
+    from lab.results import git_state
+
+    try:
+        number = version("sessionlab")
+    except PackageNotFoundError:
+        number = "(not installed)"
+    commit, dirty = git_state(ROOT)
+    where = f" (commit {commit[:12]}{', with local changes' if dirty else ''})" if commit else ""
+    click.echo(f"sessionlab {number}{where}")
+    ctx.exit(0)
+
 
 @click.group(no_args_is_help=True, help=__doc__)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="show the version (and the checkout's git commit) and exit",
+)
 def app() -> None:
     pass
 
@@ -39,7 +75,8 @@ for _command in (run, remote, topo, try_command, characterize, doctor, clean, re
 @app.command("list")
 @click.argument("suite", nargs=-1)
 def list_cases(suite: tuple[str, ...]) -> int:
-    """List the scenarios' cases with what each shows."""
+    """List the scenarios' cases by suite and module, with what each shows (any of these
+    names is a `run` target)."""
     from lab.catalog import collect, suites
 
     known = suites()
@@ -48,17 +85,56 @@ def list_cases(suite: tuple[str, ...]) -> int:
         raise ConfigError(f"unknown suite {', '.join(unknown)} (known: {', '.join(known)})")
     chosen = suite or list(known)
     cases = collect([p for s in chosen for p in known[s]])
-    table = Table(title=f"{len(cases)} cases in {len(chosen)} suites")
-    for column in ("suite", "case", "what it shows"):
-        table.add_column(column, overflow="fold")
-    last = None
-    for case in cases:
-        table.add_row(
-            case.suite if case.suite != last else "", case.nodeid.split("::", 1)[1], case.description
-        )
-        last = case.suite
-    console.print(table)
+    console.print("\n".join(_listing(cases, len(chosen), shutil.get_terminal_size().columns)))
     return 0
+
+
+def _listing(cases: list[Any], suites: int, width: int) -> list[str]:
+    """`list`'s lines: a section per suite, a header per module, each case's name whole on
+    its own line (indented 2: the longest fits 80 columns) and its description wrapped to
+    `width` below it, once for a run of variants of one parametrized case."""
+    width = max(width, 40)
+    lines = [f"{len(cases)} cases in {suites} suite{'' if suites == 1 else 's'}"]
+    counts: dict[str, int] = {}
+    modules: dict[str, set[str]] = {}
+    for case in cases:
+        counts[case.suite] = counts.get(case.suite, 0) + 1
+        modules.setdefault(case.suite, set()).add(case.module)
+    suite = module = None
+    for n, case in enumerate(cases):
+        if case.suite != suite:
+            suite, module = case.suite, None
+            lines += ["", f"suite {suite}: {counts[suite]} cases in {len(modules[suite])} modules"]
+        if case.module != module:
+            module = case.module
+            lines += ["", module]
+        lines.append(f"  {case.name}")  # never folded: it is what `run` takes
+        after = cases[n + 1] if n + 1 < len(cases) else None
+        variant = after is not None and (after.module, after.name.split("[")[0], after.description) == (
+            case.module,
+            case.name.split("[")[0],
+            case.description,
+        )
+        if case.description != case.name and not variant:
+            lines += textwrap.wrap(
+                case.description,
+                width,
+                initial_indent=" " * 6,
+                subsequent_indent=" " * 6,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+    return lines
+
+
+def _sbin_on_path() -> None:
+    """Put the sbin folders on PATH (appended, where missing), so every tool is found
+    whatever the shell gave us."""
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    missing = [d for d in SBIN if d not in path]
+    if missing:
+        log.debug("PATH lacked %s: appended", ", ".join(missing))
+        os.environ["PATH"] = os.pathsep.join([*path, *missing])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, signal.default_int_handler)
     args = sys.argv[1:] if argv is None else argv
+    _sbin_on_path()
     try:
-        result: Any = app.main(args=args, prog_name="sessionlab", standalone_mode=False)
+        # obj: the arguments as given, which `run` writes into its run.json
+        result: Any = app.main(args=args, prog_name="sessionlab", standalone_mode=False, obj={"argv": args})
         return int(result or 0)
     except click.exceptions.NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "sessionlab: see --help", file=sys.stderr)

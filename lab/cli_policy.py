@@ -16,12 +16,31 @@ from lab.catalog import ROOT
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--inside", default="fw-in", help="inside interface name")
 @click.option("--outside", default="fw-out", help="outside interface name")
-def policy(file: Path, inside: str, outside: str) -> int:
-    """Check a firewall policy (TOML) and print its nftables ruleset."""
-    from lab.config import load_policy
+@click.option("--no-check", is_flag=True, help="print the ruleset without nft's own check (nft -c)")
+def policy(file: Path, inside: str, outside: str, no_check: bool) -> int:
+    """Check a firewall policy (TOML), render its nftables ruleset, have nft check it
+    (`nft -c`, in a throwaway network namespace) and print it; the verdict goes to stderr."""
+    from lab.config import checks, load_policy
+    from lab.errors import ConfigError
+    from lab.render.check import nft_check
     from lab.render.nftables import render_ruleset
 
-    sys.stdout.write(render_ruleset(load_policy(file), inside, outside))
+    problems: list[str] = []
+    checks.interface(inside, "--inside", problems)
+    checks.interface(outside, "--outside", problems)
+    if inside == outside:
+        problems.append(f"--inside and --outside: both are {inside!r}; a firewall sits between two")
+    try:
+        firewall = load_policy(file)
+    except ConfigError as exc:
+        problems += exc.problems
+    checks.refuse(problems)
+    text = render_ruleset(firewall, inside, outside)
+    if not no_check:
+        nft_check(text, str(file))
+    sys.stdout.write(text)
+    verdict = "not checked (--no-check)" if no_check else "good: nft -c accepts its ruleset"
+    click.echo(f"{file}: {verdict}", err=True)
     return 0
 
 

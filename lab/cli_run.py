@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from lab.catalog import ROOT
-from lab.cli_common import EXIT_FAILED, RESULTS, console, printer
+from lab.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, RESULTS, console, printer
 from lab.errors import ConfigError, LabError
+from lab.results import COLLECTION_ERRORS
 
 SSH_OPTIONS = [
     click.option(
@@ -57,6 +58,11 @@ def ssh_options(function: Any) -> Any:
     multiple=True,
     help="spread the cases over these machines ([user@]host[:port], repeatable; pytest-xdist over SSH)",
 )
+@click.option(
+    "--pause-on-fail",
+    is_flag=True,
+    help="when a case fails, keep its lab as the failure left it and open the Mininet prompt (here, -n 1)",
+)
 @ssh_options
 def run(
     targets: tuple[str, ...],
@@ -65,25 +71,40 @@ def run(
     junitxml: Path | None,
     workers: int,
     hosts: tuple[str, ...],
+    pause_on_fail: bool,
     known_hosts: Path,
     accept_new: bool,
     identity: Path | None,
     folder: str,
 ) -> int:
-    """Run suites (s1...), modules or cases (see `list`; default: all) with live progress
-    and write results/<run>/report.html."""
+    """Run suites (s1...), modules, node ids or cases by their exact name (see `list`;
+    default: all) with live progress and write results/<run>/report.html. A run that ran no
+    case keeps no folder; the newest 10 runs are kept, and older ones with a failed case
+    (see `clean --runs`)."""
+    import sys
+
     from lab.catalog import check_keyword, resolve
     from lab.net import check_host
     from lab.remote import Host
+    from lab.results import check_results_root
 
-    paths = resolve(list(targets))
-    if keyword:
+    if keyword is not None:
         check_keyword(keyword)
+    if junitxml is not None and junitxml.is_dir():
+        raise ConfigError(f"--junitxml {junitxml}: a folder; name the file to write")
     if junitxml is not None and not junitxml.parent.is_dir():
         raise ConfigError(f"--junitxml {junitxml}: no folder {junitxml.parent}")
     machines = [Host.parse(h) for h in hosts]
     if machines and workers > 1:
         raise ConfigError("-n and --host: choose one (with --host, each host runs one worker)")
+    if pause_on_fail and (workers > 1 or machines):
+        raise ConfigError(
+            "--pause-on-fail needs this terminal: the prompt opens here, not in an -n worker or on a --host"
+        )
+    if pause_on_fail and not sys.stdin.isatty():
+        raise ConfigError("--pause-on-fail needs this terminal: stdin is not a terminal")
+    check_results_root(results)
+    paths = resolve(list(targets))
     if machines:
         outside = [p for p in paths if not Path(p.split("::")[0]).is_relative_to(ROOT)]
         if outside:
@@ -97,10 +118,20 @@ def run(
     # The checkout's configuration whatever the targets (a suite of one's own too: markers,
     # the checkout on sys.path).
     here = [f"--rootdir={ROOT}", f"--config-file={ROOT / 'pyproject.toml'}", *extra]
-    return _run_here([*paths, *here], shown, keyword, results, junitxml)
+    return _run_here([*paths, *here], shown, keyword, results, junitxml, pause_on_fail)
 
 
-def _pytest_args(keyword: str | None, junitxml: Path | None, run_folder: Path) -> list[str]:
+def _invocation() -> list[str]:
+    """The arguments `sessionlab` was given (main() passes them as the context's obj)."""
+    import sys
+
+    obj = click.get_current_context().find_root().obj
+    return list(obj["argv"]) if isinstance(obj, dict) and "argv" in obj else sys.argv[1:]
+
+
+def _pytest_args(
+    keyword: str | None, junitxml: Path | None, run_folder: Path, pause_on_fail: bool = False
+) -> list[str]:
     # Paths as --option=path: pytest takes a lone argument that names an existing folder as
     # a target (the run folder moved the root to `/`, and pyproject.toml went unread), and
     # pytest-xdist rewrites such arguments for SSH hosts.
@@ -109,6 +140,8 @@ def _pytest_args(keyword: str | None, junitxml: Path | None, run_folder: Path) -
         argv += ["-k", keyword]
     if junitxml is not None:
         argv += [f"--junitxml={junitxml.resolve()}"]
+    if pause_on_fail:
+        argv += ["--pause-on-fail"]
     return argv
 
 
@@ -122,7 +155,7 @@ def _finish(code: int, progress: Any, run_folder: Path, keyword: str | None) -> 
         console.print(f"report: {report}")
     if progress.uncollected:
         # pytest stops before any case when a suite cannot be imported, and says "interrupted"
-        errors = run_folder / "collection-errors.txt"
+        errors = run_folder / COLLECTION_ERRORS
         errors.write_text("".join(f"{nodeid}\n{text}\n\n" for nodeid, text in progress.uncollected))
         nodeid, text = progress.uncollected[0]
         last = text.strip().splitlines()[-1].removeprefix("E").strip() if text.strip() else "error"
@@ -133,21 +166,33 @@ def _finish(code: int, progress: Any, run_folder: Path, keyword: str | None) -> 
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise ConfigError(f"no case matches {keyword!r}" if keyword else "no case to run")
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
-        raise LabError(f"pytest could not run the cases (exit {int(code)}); see {run_folder}")
+        raise LabError(f"pytest could not run the cases (exit {int(code)}): see its message above")
     return 0 if code == pytest.ExitCode.OK else EXIT_FAILED
 
 
-def _run_here(argv: list[str], shown: str, keyword: str | None, results: Path, junitxml: Path | None) -> int:
+def _run_here(
+    argv: list[str],
+    shown: str,
+    keyword: str | None,
+    results: Path,
+    junitxml: Path | None,
+    pause_on_fail: bool = False,
+) -> int:
     import pytest
 
     from lab.progress import RunProgress
-    from lab.results import new_run
+    from lab.results import new_run, settle, write_run_info
 
     run_folder = new_run(results)
     progress = RunProgress(console)
-    console.print(f"sessionlab run {run_folder.name}: {shown}" + (f" -k {keyword!r}" if keyword else ""))
-    code = pytest.main([*argv, *_pytest_args(keyword, junitxml, run_folder)], plugins=[progress])
-    return _finish(int(code), progress, run_folder, keyword)
+    try:
+        write_run_info(run_folder, _invocation(), ROOT)
+        console.print(f"sessionlab run {run_folder.name}: {shown}" + (f" -k {keyword!r}" if keyword else ""))
+        pytest_argv = [*argv, *_pytest_args(keyword, junitxml, run_folder, pause_on_fail)]
+        code = pytest.main(pytest_argv, plugins=[progress])
+        return _finish(int(code), progress, run_folder, keyword)
+    finally:
+        settle(run_folder, ran=True if progress.outcomes else None)
 
 
 def _run_on_hosts(
@@ -173,14 +218,16 @@ def _run_on_hosts(
     from lab.pytest_plugin import cases_in
     from lab.remote import prepare, ssh_config, tx_specs
     from lab.report import write_report
-    from lab.results import new_run
+    from lab.results import new_run, settle, write_run_info
 
     remotes = []
+    run_folder: Path | None = None
+    progress = RunProgress(console)
     try:
         for host in machines:
             remotes.append(prepare(host, printer(host.label), known_hosts, accept_new, identity, folder))
         run_folder = new_run(results)
-        progress = RunProgress(console)
+        write_run_info(run_folder, _invocation(), ROOT)
         relative = [str(Path(p.split("::")[0]).relative_to(ROOT)) + p[len(p.split("::")[0]) :] for p in paths]
         console.print(f"sessionlab run {run_folder.name} on {', '.join(str(h) for h in machines)}")
         with tempfile.TemporaryDirectory(prefix="sessionlab-hosts-") as scratch:
@@ -207,6 +254,8 @@ def _run_on_hosts(
     finally:
         for remote in remotes:
             remote.close()
+        if run_folder is not None:
+            settle(run_folder, ran=True if progress.outcomes else None)
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -232,13 +281,16 @@ def remote(
     import shlex
 
     from lab.remote import Host, prepare
-    from lab.results import mark_latest
+    from lab.results import check_results_root, mark_latest, prune, ran_a_case
 
     machine = Host.parse(host)
     if not command or command[0] != "run":
         raise ConfigError("remote: expected `remote [OPTIONS] HOST run [RUN ARGS...]` (options before HOST)")
     if any(arg in ("--host", "--results") or arg.startswith(("--host=", "--results=")) for arg in command):
         raise ConfigError("remote: --host and --results do not apply to the remote run")
+    if "--pause-on-fail" in command:
+        raise ConfigError("--pause-on-fail needs this terminal: not a remote run's")
+    check_results_root(results)
     show = printer(machine.label)
     with prepare(machine, show, known_hosts, accept_new, identity, folder) as connection:
         names: list[str] = []
@@ -253,8 +305,15 @@ def remote(
         line = f"cd {shlex.quote(folder)} && TERM=dumb .venv/bin/sessionlab {shlex.join(command)}"
         status = connection.stream(line, on_line, pty=True)
         if names:
-            local = connection.fetch_run(names[0], results / f"{names[0]}-{machine.label}")
+            try:
+                local = connection.fetch_run(names[0], results / f"{names[0]}-{machine.label}")
+            except LabError:
+                if status == EXIT_BAD_INPUT:  # it ran no case and kept no folder; it said why
+                    return status
+                raise
             if (local / "report.html").exists():
                 mark_latest(local)
                 console.print(f"report: {local / 'report.html'}")
+            if ran_a_case(local):
+                prune(results)
     return status

@@ -6,7 +6,17 @@ text, such as ports, vary from run to run and are not compared).
 A case is named `<module>.<test>`. When a scenario's module is split or renamed between the
 runs, a case found on one side only is paired with the case of the other side that has the
 same test name in the same scenario (`test_s1_*`), where that name is unique in the scenario
-on both sides."""
+on both sides.
+
+Some figures differ by nature from run to run and are never compared: a figure whose own
+name (the last part of its path) names a TCP sequence or acknowledgement number (seq, ISN,
+RCV.NXT, SND.NXT, ack number, TSval), a port picked per run (source, client, ephemeral,
+passive or data port, sport), a moment (timestamp, time of day, wall clock; times counted
+from the case's start are compared) or a process id (PID). `BY_NATURE` is that rule;
+`differs_by_nature` applies it.
+
+Only a changed verdict is a regression (`verdict_changed`): moved or changed figures and
+cases found in one run only are listed, not failed."""
 
 from __future__ import annotations
 
@@ -26,7 +36,7 @@ class Change:
     what: str  # "verdict" or the figure's path ("figure / key")
     a: Any
     b: Any
-    kind: str  # verdict, only in A, only in B, moved, changed
+    kind: str  # verdict, only in A, only in B, moved, changed, figure only in A, figure only in B
 
 
 def load_run(path: Path) -> dict[str, dict[str, Any]]:
@@ -64,6 +74,34 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+BY_NATURE = re.compile(
+    r"\b(seq|sequence numbers?|isn|initial sequence numbers?|rcv\.nxt|snd\.nxt|ack(nowledge?ment)? numbers?"
+    r"|tsval|tsecr|timestamps?|time of day|wall clock|pids?"
+    r"|(source|src|client|ephemeral|passive|data) ports?|sport)\b",
+    re.IGNORECASE,
+)
+
+
+def differs_by_nature(path: str) -> bool:
+    """Whether a figure (its path, `a / b / leaf`) holds a value that differs between any
+    two runs by nature; decided by its own name, the path's last part."""
+    leaf = path.rsplit(" / ", 1)[-1]
+    return bool(BY_NATURE.search(leaf))
+
+
+def verdict_changed(changes: list[Change]) -> bool:
+    """Whether a case that ran in both runs changed its verdict: `report --compare`'s exit 1."""
+    return any(c.kind == "verdict" for c in changes)
+
+
+def same_run(a: Path, b: Path) -> bool:
+    """Whether two paths name one run (the same folder, or one resolved path)."""
+    try:
+        return a.resolve() == b.resolve() or a.samefile(b)
+    except OSError:
+        return False
 
 
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
@@ -145,12 +183,19 @@ def compare(run_a: Path, run_b: Path, tolerance: float = 0.1) -> list[Change]:
         figures_a = flatten(case.get("figures", {}), "").items()
         figures_b = flatten(other.get("figures", {}), "")
         for path, value in figures_a:
-            new = figures_b.get(path)
-            kind = moved(value, new, tolerance)
+            if differs_by_nature(path):
+                continue
+            if path not in figures_b:
+                changes.append(Change(name, path.removeprefix(" / "), value, None, "figure only in A"))
+                continue
+            kind = moved(value, figures_b[path], tolerance)
             if kind:
-                changes.append(Change(name, path.removeprefix(" / "), value, new, kind))
+                changes.append(Change(name, path.removeprefix(" / "), value, figures_b[path], kind))
         for path in figures_b.keys() - dict(figures_a).keys():
-            changes.append(Change(name, path.removeprefix(" / "), None, figures_b[path], "changed"))
+            if not differs_by_nature(path):
+                changes.append(
+                    Change(name, path.removeprefix(" / "), None, figures_b[path], "figure only in B")
+                )
     paired = set(pairs.values())
     for name, case in b.items():
         if name not in paired:

@@ -16,12 +16,15 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab.catalog import ROOT
 from lab.errors import LabError
 from lab.procs import host_run
+from lab.records import RECORDS, records
 
 BOOTSTRAP = ROOT / "scripts" / "bootstrap.sh"
+RESULTS = ROOT / "results"  # the CLI's default folder of run folders (lab.cli_common)
 FIX_ALL = "scripts/bootstrap.sh"
 
 # Each scenario's needs beyond the base (root, Open vSwitch, namespaces, conntrack, the
@@ -60,6 +63,7 @@ BASE_NEEDS = [
     "root",
     "Open vSwitch running",
     "Open vSwitch userspace datapath",
+    "tools on PATH",
     "kernel: network namespaces",
     "kernel: connection tracking",
     "kernel: HTB rate limits",
@@ -88,16 +92,47 @@ KERNEL_RULESETS = {
 }
 
 
+# Where Debian keeps administration tools (nft, ip, tc, conntrack, ethtool); a plain `su`
+# or some cron and service environments leave them off PATH.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+SYSTEM_BIN = (*SBIN, "/usr/local/bin", "/usr/bin", "/bin")  # where a tool off PATH is looked for
+
+
+def path_fix(folders: list[str]) -> str:
+    """The fix for tools in `folders` that PATH lacks (a plain `su` keeps the user's PATH)."""
+    return f'use `su -` or `sudo -i`, or export PATH="$PATH:{":".join(folders)}"'
+
+
+def _outside_path(name: str, path: str | None = None) -> str | None:
+    """The system folder holding tool `name` when PATH lacks that folder (else None)."""
+    folders = (os.environ.get("PATH", "") if path is None else path).split(os.pathsep)
+    for folder in SYSTEM_BIN:
+        found = os.path.join(folder, name)
+        if folder not in folders and os.path.isfile(found) and os.access(found, os.X_OK):
+            return folder
+    return None
+
+
+def tool_missing(name: str, path: str | None = None) -> str:
+    """Why a tool is not found on PATH, in a line: where it is when PATH lacks its folder."""
+    folder = _outside_path(name, path)
+    if folder is not None:
+        return f"{name} is not on PATH: it is {folder}/{name}, and PATH lacks {folder}"
+    return f"{name} is not installed (not on PATH)"
+
+
 @dataclass(frozen=True)
 class Check:
     """One finding: `ok` None means not checked (a prerequisite failed); `optional`
-    findings never stop a scenario."""
+    findings never stop a scenario; `status`, where set, is the word to show for a finding
+    that is neither ok nor missing (leftover lab records, low disk)."""
 
     name: str
     ok: bool | None
     detail: str
     fix: str = ""
     optional: bool = False
+    status: str = ""
 
 
 def bootstrap_packages(path=BOOTSTRAP) -> list[str]:  # type: ignore[no-untyped-def]
@@ -109,9 +144,10 @@ def bootstrap_packages(path=BOOTSTRAP) -> list[str]:  # type: ignore[no-untyped-
 
 
 def _package(name: str) -> Check:
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status} ${Version}", name], capture_output=True, text=True
-    )
+    dpkg = _find("dpkg-query")
+    if dpkg is None:  # not Debian: the packages' names are Debian's
+        return Check(f"package {name}", None, "not checked: no dpkg-query", f"install {name}'s equivalent")
+    result = subprocess.run([dpkg, "-W", "-f=${Status} ${Version}", name], capture_output=True, text=True)
     ok = result.returncode == 0 and "install ok installed" in result.stdout
     detail = result.stdout.split()[-1] if ok else "not installed"
     return Check(f"package {name}", ok, detail, "" if ok else f"apt-get install -y {name}  (or {FIX_ALL})")
@@ -134,23 +170,72 @@ def python_checks() -> list[Check]:
     return [_python(r) for r in requirements if "extra ==" not in r]
 
 
+def _find(name: str) -> str | None:
+    """A tool's full path: on PATH, or in an sbin folder PATH lacks (the "tools on PATH"
+    check says so), so a kernel feature is not reported missing for want of PATH."""
+    found = shutil.which(name)
+    if found is None:
+        found = next((f"{d}/{name}" for d in SYSTEM_BIN if os.access(f"{d}/{name}", os.X_OK)), None)
+    return found
+
+
+# The tools the lab runs by name (from PATH), with the package that brings each.
+LAB_TOOLS = {
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "nft": "nftables",
+    "conntrack": "conntrack",
+    "ethtool": "ethtool",
+    "sysctl": "procps",
+    "ping": "iputils-ping",
+    "tcpdump": "tcpdump",
+    "ovs-vsctl": "openvswitch-switch",
+    "ovs-ofctl": "openvswitch-switch",
+    "mnexec": "mininet",
+}
+
+
+def tools_check(path: str | None = None) -> Check:
+    """Whether every tool the lab runs is on PATH; for one that is not, where it is."""
+    missing = [name for name in LAB_TOOLS if shutil.which(name, path=path) is None]
+    if not missing:
+        return Check("tools on PATH", True, f"{len(LAB_TOOLS)} found")
+    where: dict[str, list[str]] = {}
+    for name in missing:
+        where.setdefault(_outside_path(name, path) or "", []).append(name)
+    absent = where.pop("", [])
+    details = [f"{', '.join(names)} in {folder}, which PATH lacks" for folder, names in where.items()]
+    details += [f"{', '.join(absent)} not installed"] if absent else []
+    fixes = [path_fix(list(where))] if where else []
+    packages = sorted({LAB_TOOLS[n] for n in absent})
+    fixes += [f"apt-get install -y {' '.join(packages)}  (or {FIX_ALL})"] if packages else []
+    return Check("tools on PATH", False, "; ".join(details), "; ".join(fixes))
+
+
 def _ovs() -> list[Check]:
     fix = f"/usr/share/openvswitch/scripts/ovs-ctl start  (or {FIX_ALL})"
     if shutil.which("ovs-vsctl") is None:
+        not_checked = "not checked: Open vSwitch is not installed"
         return [
             Check(
                 "Open vSwitch running",
                 False,
-                "ovs-vsctl not installed",
+                tool_missing("ovs-vsctl"),
                 f"apt-get install -y openvswitch-switch  (or {FIX_ALL})",
-            )
+            ),
+            Check("Open vSwitch userspace datapath", None, not_checked, "install Open vSwitch first"),
         ]
     try:
         host_run(["ovs-vsctl", "--timeout=3", "show"], timeout=10)
     except LabError as exc:
         return [
             Check("Open vSwitch running", False, str(exc).splitlines()[0][:80], fix),
-            Check("Open vSwitch userspace datapath", None, "not checked: Open vSwitch is not running"),
+            Check(
+                "Open vSwitch userspace datapath",
+                None,
+                "not checked: Open vSwitch is not running",
+                "start Open vSwitch first (above)",
+            ),
         ]
     types = host_run(["ovs-vsctl", "--timeout=3", "get", "Open_vSwitch", ".", "datapath_types"], check=False)
     netdev = "netdev" in types
@@ -160,67 +245,119 @@ def _ovs() -> list[Check]:
             "Open vSwitch userspace datapath",
             netdev,
             types.strip() or "unknown",
-            "" if netdev else "an Open vSwitch build with the netdev (userspace) datapath",
+            ""
+            if netdev
+            else "apt-get install --reinstall openvswitch-switch  (Debian's has the netdev datapath)",
         ),
     ]
 
 
-def _in_namespace(ns: str, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+# What to do when a kernel feature is missing: the module that brings it (built in, no
+# module exists, which is why each is tried rather than looked for).
+KERNEL_FIXES = {
+    "kernel: network namespaces": "a kernel with CONFIG_NET_NS; in a container, give it CAP_SYS_ADMIN",
+    "kernel: connection tracking": "modprobe nf_conntrack  (or a kernel with CONFIG_NF_CONNTRACK)",
+    "kernel: FTP conntrack helper": "modprobe nf_conntrack_ftp  (or CONFIG_NF_CONNTRACK_FTP)",
+    "kernel: NAT": "modprobe nft_nat nft_masq  (or CONFIG_NFT_NAT, CONFIG_NFT_MASQ)",
+    "kernel: SYN proxy": "modprobe nft_synproxy  (or CONFIG_NFT_SYNPROXY)",
+    "kernel: HTB rate limits": "modprobe sch_htb  (or CONFIG_NET_SCH_HTB)",
+    "kernel: netem": "modprobe sch_netem  (or CONFIG_NET_SCH_NETEM); optional",
+}
+KERNEL_CHECKS = ["kernel: network namespaces", *KERNEL_RULESETS, "kernel: HTB rate limits", "kernel: netem"]
+
+
+def _not_checked(names: list[str], why: str, fix: str) -> list[Check]:
+    return [Check(n, None, f"not checked: {why}", fix, optional=n == "kernel: netem") for n in names]
+
+
+def _in_namespace(
+    ip: str, ns: str, argv: list[str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["ip", "netns", "exec", ns, *argv], input=stdin, capture_output=True, text=True, timeout=20
+        [ip, "netns", "exec", ns, *argv], input=stdin, capture_output=True, text=True, timeout=20
     )
 
 
 def kernel_checks() -> list[Check]:
-    """Each kernel feature, tried in a throwaway namespace."""
+    """Each kernel feature, tried in a throwaway namespace (tools by full path where PATH
+    lacks their folder: the feature is the kernel's, PATH has its own check)."""
+    tools = {name: _find(name) for name in ("ip", "nft", "tc")}
+    if tools["ip"] is None:
+        return _not_checked(KERNEL_CHECKS, tool_missing("ip"), "apt-get install -y iproute2")
+    ip, nft, tc = tools["ip"], tools["nft"] or "", tools["tc"] or ""  # "": not found
     ns = f"sldoc{secrets.token_hex(3)}"
-    made = subprocess.run(["ip", "netns", "add", ns], capture_output=True, text=True)
+    made = subprocess.run([ip, "netns", "add", ns], capture_output=True, text=True)
     if made.returncode != 0:
-        names = ["kernel: network namespaces", *KERNEL_RULESETS, "kernel: HTB rate limits", "kernel: netem"]
-        first = Check(
-            names[0],
-            False,
-            made.stderr.strip()[:80] or "ip netns add failed",
-            "a kernel with network namespaces",
-        )
-        return [first] + [Check(n, None, "not checked: no namespace") for n in names[1:]]
+        detail = made.stderr.strip()[:80] or "ip netns add failed"
+        first = Check(KERNEL_CHECKS[0], False, detail, KERNEL_FIXES[KERNEL_CHECKS[0]])
+        return [first, *_not_checked(KERNEL_CHECKS[1:], "no namespace", "network namespaces first (above)")]
     found = [Check("kernel: network namespaces", True, "ip netns add works")]
     try:
-        for name, ruleset in KERNEL_RULESETS.items():
-            result = _in_namespace(ns, ["nft", "-f", "-"], ruleset)
-            _in_namespace(ns, ["nft", "flush", "ruleset"])
-            detail = (
-                "loads"
-                if result.returncode == 0
-                else (result.stderr.strip().splitlines() or ["fails"])[0][:80]
-            )
-            found.append(
-                Check(
-                    name,
-                    result.returncode == 0,
-                    detail,
-                    "" if result.returncode == 0 else "a kernel built with it",
-                )
-            )
-        _in_namespace(ns, ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
-        _in_namespace(ns, ["ip", "link", "set", "d0", "up"])
-        for name, qdisc, optional in (
+        if not nft:
+            found += _not_checked(list(KERNEL_RULESETS), tool_missing("nft"), "apt-get install -y nftables")
+        for name, ruleset in KERNEL_RULESETS.items() if nft else ():
+            result = _in_namespace(ip, ns, [nft, "-f", "-"], ruleset)
+            _in_namespace(ip, ns, [nft, "flush", "ruleset"])
+            ok = result.returncode == 0
+            detail = "loads" if ok else (result.stderr.strip().splitlines() or ["fails"])[0][:80]
+            found.append(Check(name, ok, detail, "" if ok else KERNEL_FIXES[name]))
+        qdiscs = [
             ("kernel: HTB rate limits", ["htb", "default", "1"], False),
             ("kernel: netem", ["netem", "delay", "1ms"], True),
-        ):
-            result = _in_namespace(ns, ["tc", "qdisc", "replace", "dev", "d0", "root", *qdisc])
+        ]
+        if not tc:
+            found += _not_checked([q[0] for q in qdiscs], tool_missing("tc"), "apt-get install -y iproute2")
+            qdiscs = []
+        elif qdiscs:
+            _in_namespace(ip, ns, [ip, "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
+            _in_namespace(ip, ns, [ip, "link", "set", "d0", "up"])
+        for name, qdisc, optional in qdiscs:
+            result = _in_namespace(ip, ns, [tc, "qdisc", "replace", "dev", "d0", "root", *qdisc])
             ok = result.returncode == 0
             detail = "works" if ok else "missing"
             if optional and not ok:
                 detail = "missing: impaired links use the lab's relay element instead"
-            found.append(Check(name, ok, detail, optional=optional))
+            found.append(Check(name, ok, detail, "" if ok else KERNEL_FIXES[name], optional=optional))
     finally:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run([ip, "netns", "del", ns], capture_output=True)
     return found
 
 
-def run_checks(progress: Callable[[str], None] | None = None) -> list[Check]:
-    """Every check, in the order they are shown."""
+MIN_FREE_BYTES = 2 * 10**9  # a run keeps captures and plots: a few hundred MB at most
+
+
+def host_checks(results: Path) -> list[Check]:
+    """What the machine is: its kernel, its CPUs, and the space left where runs go."""
+    uname = os.uname()
+    usable = len(os.sched_getaffinity(0))
+    checks = [
+        Check("kernel", True, f"Linux {uname.release} {uname.machine}"),
+        Check("CPUs", True, f"{os.cpu_count()} ({usable} usable by this process)"),
+    ]
+    folder = next(p for p in (results, *results.parents) if p.exists())  # runs go there once made
+    usage = shutil.disk_usage(folder)
+    mount = next(p for p in (folder, *folder.parents) if os.path.ismount(p))
+    detail = f"{usage.free / 1e9:.1f} GB free of {usage.total / 1e9:.1f} GB on {mount} (holds {results})"
+    low = usage.free < MIN_FREE_BYTES
+    fix = f"free space on {mount}, or `sessionlab clean --runs` (old run folders)" if low else ""
+    checks.append(Check("free disk", not low, detail, fix, optional=True, status="low" if low else ""))
+    return checks
+
+
+def records_check(folder: Path = RECORDS) -> Check:
+    """Labs whose run was killed and left bridges, namespaces or processes behind."""
+    found = records(folder)
+    orphaned = [r.tag for r in found if r.orphaned()]
+    if not orphaned:
+        running = len(found)
+        return Check("orphaned lab records", True, f"none ({running} lab{'s' * (running != 1)} running)")
+    detail = f"{len(orphaned)} lab{'s' * (len(orphaned) != 1)} whose run is gone: {', '.join(orphaned)}"
+    fix = "run `sessionlab clean`  (`sessionlab clean --dry-run` shows what it removes)"
+    return Check("orphaned lab records", False, detail, fix, optional=True, status="leftover")
+
+
+def run_checks(progress: Callable[[str], None] | None = None, results: Path = RESULTS) -> list[Check]:
+    """Every check, in the order they are shown; `results`: the folder runs are kept in."""
     note = progress or (lambda _: None)
     root = os.geteuid() == 0
     checks = [
@@ -228,21 +365,22 @@ def run_checks(progress: Callable[[str], None] | None = None) -> list[Check]:
             "root", root, "uid 0" if root else f"uid {os.geteuid()}", "" if root else "run it as root (sudo)"
         )
     ]
+    checks += host_checks(results)
     note("packages")
     names = list(dict.fromkeys([*BASE_PACKAGES, *bootstrap_packages()]))
     checks += [_package(n) for n in names]
+    checks.append(tools_check())
     note("Open vSwitch")
     checks += _ovs()
     note("kernel features")
     if root:
         checks += kernel_checks()
     else:
-        checks += [
-            Check(n, None, "not checked: needs root")
-            for n in ["kernel: network namespaces", *KERNEL_RULESETS]
-        ]
+        checks += _not_checked(KERNEL_CHECKS, "needs root", "run it as root (sudo)")
     note("Python packages")
     checks += python_checks()
+    note("lab records")
+    checks.append(records_check())
     return checks
 
 

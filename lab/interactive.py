@@ -8,6 +8,7 @@ lab is removed on every one of these ways out.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
@@ -82,9 +83,11 @@ class WakeableInput:
 
 
 @contextlib.contextmanager
-def wakeable_stdin(stream: Any = sys.stdin) -> Iterator[Any]:
-    """`stream` as the CLI should read it: a terminal as it is (readline's editing and
-    history), anything else through WakeableInput while the signal wakeup pipe is ours."""
+def wakeable_stdin(stream: Any = None) -> Iterator[Any]:
+    """`stream` (standard input when None, as it is at the call: pytest swaps it) as the
+    CLI should read it: a terminal as it is (readline's editing and history), anything
+    else through WakeableInput while the signal wakeup pipe is ours."""
+    stream = sys.stdin if stream is None else stream
     if stream.isatty():
         yield stream
         return
@@ -99,13 +102,15 @@ def wakeable_stdin(stream: Any = sys.stdin) -> Iterator[Any]:
 
 
 class LabCLI(CLI):  # type: ignore[misc]
-    """Mininet's CLI on a Lab: Ctrl-C at the prompt leaves instead of looping."""
+    """Mininet's CLI on a Lab: Ctrl-C at the prompt leaves instead of looping
+    (`interrupted` then says so, for a caller that treats it apart from Ctrl-D)."""
 
     prompt = "sessionlab> "
 
     def __init__(self, lab: Any, stdin: Any = sys.stdin) -> None:
         self.lab = lab
         self.busy = False
+        self.interrupted = False
         # Cmd reads a terminal with input() (readline), anything else with stdin.readline()
         self.use_rawinput = stdin.isatty()
         super().__init__(lab.net, stdin=stdin)
@@ -126,6 +131,7 @@ class LabCLI(CLI):  # type: ignore[misc]
             except KeyboardInterrupt:
                 if not self.busy:
                     output("\n")
+                    self.interrupted = True
                     return
                 self.busy = False
                 output("\nInterrupt\n")
@@ -135,12 +141,37 @@ class LabCLI(CLI):  # type: ignore[misc]
                         node.waitOutput()
 
 
-def serve(lab: Any, banner: str) -> None:
-    """Print `banner`, then the CLI until the user leaves; SIGHUP and SIGTERM leave too."""
+def serve(lab: Any, banner: str) -> bool:
+    """Print `banner`, then the CLI until the user leaves; SIGHUP and SIGTERM leave too
+    (raising Hangup). True when the user left with Ctrl-C at an empty prompt."""
     for sig in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, _hangup)
     # The lab keeps Mininet quiet (errors only); here its CLI prints commands' output.
     setLogLevel("output")
     print(banner, flush=True)
     with wakeable_stdin() as stdin:
-        LabCLI(lab, stdin=stdin)
+        return LabCLI(lab, stdin=stdin).interrupted
+
+
+@contextlib.contextmanager
+def at_the_terminal() -> Iterator[None]:
+    """While a prompt opens in the middle of a run (`--pause-on-fail`): Mininet's log
+    writes to the standard error of now (its handler kept the one of its import, which
+    pytest may have been capturing), and SIGHUP and SIGTERM get back their handlers."""
+    from mininet.log import lg
+
+    streams = [(h, h.stream, h.level) for h in lg.handlers if isinstance(h, logging.StreamHandler)]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    level = lg.level
+    for handler, _, _ in streams:
+        handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        for handler, stream, handler_level in streams:
+            handler.setStream(stream)
+            handler.setLevel(handler_level)
+        for sig, previous in handlers.items():
+            if previous is not None:  # None: a handler not set from Python, left as it is
+                signal.signal(sig, previous)
+        lg.setLevel(level)

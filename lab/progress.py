@@ -3,7 +3,9 @@ verdict as it ends, then a summary table per suite (a pytest plugin drawn with r
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +104,19 @@ class RunProgress:
             self._by_id[report.nodeid] = outcome
             self.outcomes.append(outcome)
         self._line(outcome)
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """The live display off while something else has the terminal (a prompt opened by
+        `--pause-on-fail`), back on after."""
+        live = self._progress is not None and self._progress.live.is_started
+        if live and self._progress is not None:
+            self._progress.stop()
+        try:
+            yield
+        finally:
+            if live and self._progress is not None:
+                self._progress.start()
 
     def pytest_sessionfinish(self, session: Any) -> None:
         if self._progress is not None:

@@ -11,6 +11,7 @@ one report from the cases' case.json files, in the order they finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,9 @@ _CASES = pytest.StashKey[list[Case]]()
 _RUN = pytest.StashKey[Path]()
 _ITEM_CASE = pytest.StashKey[Case]()
 _PORTS = pytest.StashKey[PortBlocks]()
+_LAB = pytest.StashKey[Any]()  # the lab the running module built, while it is up
+_FAILED = pytest.StashKey[str]()  # how and why a case failed (one line), for --pause-on-fail
+_MADE = pytest.StashKey[bool]()  # the plugin made the run folder (plain pytest): it settles it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,12 +41,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--results-root", default="results", help="folder that holds run folders (default: results)"
     )
     group.addoption("--run-dir", default=None, help="write this run here instead of a new run folder")
+    group.addoption(
+        "--pause-on-fail",
+        action="store_true",
+        help="when a case fails, open Mininet's prompt on its lab as the failure left it "
+        "(before the case's cleanup); leaving ends the run and removes the lab, as topo does",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ports(n): the case needs a block of n TCP ports (default 500)")
     config.stash[_CASES] = []
     config.stash[_PORTS] = PortBlocks()
+    workers = config.getoption("numprocesses", None) if config.pluginmanager.has_plugin("xdist") else None
+    if config.getoption("--pause-on-fail") and workers:
+        raise pytest.UsageError("--pause-on-fail needs the terminal: it runs without -n (pytest-xdist)")
 
 
 def _worker(config: pytest.Config) -> bool:
@@ -59,6 +72,7 @@ def _run_dir(config: pytest.Config) -> Path:
             path.mkdir(parents=True, exist_ok=True)
         else:
             path = new_run(Path(config.getoption("--results-root")))
+            config.stash[_MADE] = True
         config.stash[_RUN] = path
     return config.stash[_RUN]
 
@@ -105,7 +119,11 @@ def lab(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[Any]:
     controller = topology.controller_for(name, **getattr(module, "LAB_CONTROLLER_PARAMS", {}))
     folder = run_dir / f"{safe_name(module.__name__.rsplit('.', 1)[-1])}-lab"
     with Lab(topo, folder, controller=controller) as running:
-        yield running
+        request.config.stash[_LAB] = running
+        try:
+            yield running
+        finally:
+            del request.config.stash[_LAB]
 
 
 @pytest.fixture(autouse=True)
@@ -171,6 +189,10 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
+    if report.failed and report.when in ("setup", "call"):
+        item.stash[_FAILED] = ("failed: " if report.when == "call" else "erred in its setup: ") + _one_line(
+            report
+        )
     result = item.stash.get(_ITEM_CASE, None)
     if result is not None:
         result.phases[report.when] = report.duration
@@ -187,6 +209,62 @@ def pytest_runtest_makereport(
             result.verdict = "passed"
         result.save()
     return report
+
+
+def _one_line(report: pytest.TestReport) -> str:
+    """Why a case failed, in one line: the assertion's or exception's first line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    lines = (crash.message if crash is not None else report.longreprtext).strip().splitlines()
+    return (lines[0] if crash is not None else lines[-1]).strip()[:300] if lines else "no message"
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """With --pause-on-fail, a case that failed (or erred in its setup) opens the prompt
+    on its lab before its fixtures' teardown stops its processes and flushes its tables."""
+    why = item.stash.get(_FAILED, None)
+    running = item.config.stash.get(_LAB, None)
+    uses_lab = "lab" in getattr(item, "fixturenames", ())
+    if why is not None and running is not None and uses_lab and item.config.getoption("--pause-on-fail"):
+        _pause(item, running, why)
+    return (yield)
+
+
+def _pause(item: pytest.Item, running: Any, why: str) -> None:
+    """The prompt on `running`, the terminal given back by pytest's capture and the live
+    progress for the while. Leaving ends the run as `-x` does (the cases' teardown and the
+    lab's removal run; exit 1); Ctrl-C at the prompt (or a hangup) interrupts it (130)."""
+    from lab.interactive import Hangup, at_the_terminal, serve
+    from lab.progress import RunProgress
+
+    config = item.config
+    capture = config.pluginmanager.getplugin("capturemanager")
+    shown = [p for p in config.pluginmanager.get_plugins() if isinstance(p, RunProgress)]
+    nodes = " ".join(n if r == n else f"{n} (as {r})" for n, r in running.names.items())
+    # A suite file outside the checkout has no path in its node id: name the file.
+    shown_id = item.nodeid if item.nodeid.split("::")[0] else f"{item.path.name}{item.nodeid}"
+    banner = "\n".join(
+        [
+            f"case {shown_id} {why}",
+            f"lab {running.tag} is as the failure left it; nodes: {nodes}",
+            "Ctrl-D, `exit` or Ctrl-C at the prompt: the run ends here (as `-x` would) "
+            "and the lab is removed, as `topo` does.",
+        ]
+    )
+    with contextlib.ExitStack() as stack:
+        if capture is not None:
+            capture.suspend(in_=True)
+            stack.callback(capture.resume)
+        for plugin in shown:
+            stack.enter_context(plugin.suspended())
+        stack.enter_context(at_the_terminal())
+        try:
+            interrupted = serve(running, banner)
+        except Hangup:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt(f"left the prompt of {item.nodeid} with Ctrl-C")
+    item.session.shouldfail = f"left the prompt after {item.nodeid} failed (--pause-on-fail)"
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -229,6 +307,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if _worker(config):
         return
+    try:
+        _write_report(session)
+    finally:
+        if config.stash.get(_MADE, False):
+            # A run folder of plain pytest's making: kept and older runs pruned as
+            # `sessionlab run` does (lab.results.settle), removed when no case ran.
+            from lab.results import settle
+
+            settle(_run_dir(config))
+
+
+def _write_report(session: pytest.Session) -> None:
+    config = session.config
     cases = config.stash.get(_CASES, [])
     if not cases and _FINISHED and _RUN in config.stash:  # the workers ran them
         cases = cases_in(_run_dir(config), list(_FINISHED))

@@ -10,11 +10,18 @@ import base64
 import html
 import json
 import os
-import time
+import platform
+import socket
+import subprocess
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lab.results import TOPOLOGY_DATA, TOPOLOGY_DRAWING, Case, mark_latest
+from lab.report_values import render
+from lab.results import RUN_FILE, TOPOLOGY_DATA, TOPOLOGY_DRAWING, Case, mark_latest
+
+FAILED = ("failed", "error")  # the verdicts the summary's filter keeps
+_ROOT = Path(__file__).resolve().parent.parent
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }
@@ -23,11 +30,35 @@ h2 { border-top: 2px solid #999; padding-top: 1em; } h3 { border-top: 1px solid 
 table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: left; vertical-align: top; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
+table.facts th { color: #555; font-weight: normal; } th { white-space: nowrap; }
+img.topology { max-width: 760px; }
+table.summary tr:nth-child(even) { background: #f7f7f7; }
+td.reason { color: #b3261e; max-width: 40em; }
+table.figure, ul.figure, ol.figure { margin: 0; } ul.figure, ol.figure { padding-left: 1.2em; }
+table.figure td, table.figure th { border-bottom: 1px solid #eee; }
+label.filter { display: inline-block; margin: 0.5em 0; padding: 2px 8px; background: #f1f1f1; }
+#only-failed:checked ~ table.summary tr.ok { display: none; }
+body:has(#only-failed:checked) section.ok, body:has(#only-failed:checked) .module.ok { display: none; }
 """
+
+
+# report.html#failed opens with the filter on (a link to a run's failures; the screenshot check)
+_FILTER_FROM_ADDRESS = (
+    "if (location.hash === '#failed') document.getElementById('only-failed').checked = true;"
+)
 
 
 def _rel(path: Path, base: Path) -> str:
     return html.escape(os.path.relpath(path, base))
+
+
+def _in_run(path: Path, run: Path) -> Path:
+    """A file of the run where the run is now: a case loaded from a copied or fetched run
+    keeps the old absolute path of files outside its own folder (its lab's rulesets, logs)."""
+    if path.is_relative_to(run) or run.name not in path.parts[:-1]:
+        return path
+    at = len(path.parts) - 1 - path.parts[::-1].index(run.name)
+    return run.joinpath(*path.parts[at + 1 :])
 
 
 def _topology_drawing(lab_dir: Path) -> Path | None:
@@ -43,11 +74,11 @@ def _topology_drawing(lab_dir: Path) -> Path | None:
     return drawing if drawing.exists() else None
 
 
-def _embedded(path: Path, caption: str) -> str:
+def _embedded(path: Path, caption: str, kind: str = "plot") -> str:
     """A PNG inside the page (a data URI), with its caption."""
     data = base64.b64encode(path.read_bytes()).decode()
     return (
-        f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+        f"<figure><img class='{kind}' src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
@@ -61,40 +92,6 @@ def _where(runner: dict[str, str]) -> str:
 def module_of(case: Case) -> str:
     """The scenario module a case belongs to (`test_s1_idle_timeout`)."""
     return case.name.split(".", 1)[0]
-
-
-def _scalar(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, (dict, list)):
-        return html.escape(json.dumps(value, default=str))
-    return html.escape(str(value))
-
-
-def _grid(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """Rows of the same kind as a table: a row per item, a column per key."""
-    columns = list(dict.fromkeys(k for _, row in rows for k in row))
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = [
-        f"<tr><th>{html.escape(label)}</th>"
-        + "".join(f"<td>{_scalar(row.get(c, ''))}</td>" for c in columns)
-        + "</tr>"
-        for label, row in rows
-    ]
-    return "<table class='figure'><tr><th></th>" + head + "</tr>" + "".join(body) + "</table>"
-
-
-def _value(value: object) -> str:
-    """A figure as it reads best: a table for rows of the same kind (a mapping of mappings,
-    a list of mappings), a list of key: value for a flat mapping, else the value itself."""
-    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-        return _grid([(str(k), v) for k, v in value.items()])
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return _grid([(str(i + 1), v) for i, v in enumerate(value)])
-    if isinstance(value, dict) and value:
-        items = "".join(f"<li>{html.escape(str(k))}: {_scalar(v)}</li>" for k, v in value.items())
-        return f"<ul class='figure'>{items}</ul>"
-    return _scalar(value)
 
 
 def _links_table(links: dict[str, list[dict[str, Any]]]) -> str:
@@ -113,6 +110,7 @@ def _links_table(links: dict[str, list[dict[str, Any]]]) -> str:
 
 def _case_section(case: Case, run: Path) -> list[str]:
     parts = [
+        f"<section class='case {'bad' if case.verdict in FAILED else 'ok'}'>",
         f"<h3 id='{html.escape(case.name)}'>{html.escape(case.title or case.name)} "
         f"<span class='{case.verdict}'>[{case.verdict}]</span></h3>",
         f"<p><code>{html.escape(case.name)}</code>, {case.duration:.1f} s"
@@ -124,16 +122,109 @@ def _case_section(case: Case, run: Path) -> list[str]:
     if case.figures:
         parts.append("<table>")
         for key, value in case.figures.items():
-            parts.append(f"<tr><th>{html.escape(key)}</th><td>{_value(value)}</td></tr>")
+            parts.append(f"<tr><th>{html.escape(key)}</th><td>{render(value)}</td></tr>")
         parts.append("</table>")
     if case.links:
         parts.append(_links_table(case.links))
     parts += [_embedded(path, caption) for caption, path in case.plots if path.exists()]
-    kept = [(w, p) for w, p in case.evidence if p.exists()]
+    kept = [(w, p) for w, p in ((w, _in_run(p, run)) for w, p in case.evidence) if p.exists()]
     if kept:
         links = ", ".join(f"<a href='{_rel(p, run)}'>{html.escape(w)}</a>" for w, p in kept)
         parts.append(f"<p>Evidence (files beside this report): {links}</p>")
-    return parts
+    return [*parts, "</section>"]
+
+
+def reason(case: Case) -> str:
+    """A failed case's reason in one line: its message's first line that says something
+    (pytest's `AssertionError: ...` prefix dropped), cut to 200 characters."""
+    for line in case.message.splitlines():
+        line = line.strip().removeprefix("AssertionError: ").removeprefix("E   ")
+        if line and line != "assert False":
+            return line if len(line) <= 200 else line[:199] + "\u2026"
+    return ""
+
+
+def _stamp(when: datetime) -> str:
+    """A moment with its offset and zone name: `2026-12-02 01:23:19 +0000 (UTC)`."""
+    return when.strftime("%Y-%m-%d %H:%M:%S %z") + (f" ({when.tzname()})" if when.tzname() else "")
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(_ROOT), *args], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def run_facts(run: Path, ended: datetime | None = None) -> dict[str, str]:
+    """What ran, where and when: from `run.json` when `run` wrote one, else what can be told
+    now (the commit checked out at report time, the start from the run folder's name)."""
+    try:
+        meta = json.loads((run / RUN_FILE).read_text())
+        meta = meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError):
+        meta = {}
+    started = "unknown"
+    if meta.get("started"):
+        try:
+            started = _stamp(datetime.fromisoformat(str(meta["started"])))
+        except ValueError:
+            started = str(meta["started"])
+    else:
+        try:  # a run folder is named by its local start time (lab.results.new_run)
+            named = datetime.strptime(run.name[:15], "%Y%m%d-%H%M%S").astimezone()
+            started = _stamp(named) + ", from the run folder's name"
+        except ValueError:
+            pass
+    if meta.get("commit"):
+        commit = str(meta["commit"]) + (" with uncommitted changes" if meta.get("dirty") else "")
+    else:
+        now = _git("rev-parse", "--short", "HEAD")
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        commit = (
+            (
+                now
+                + (" with uncommitted changes" if dirty else "")
+                + ", checked out when the report was written"
+            )
+            if now
+            else "unknown"
+        )
+    uname = platform.uname()
+    return {
+        "command": str(meta.get("command") or "unknown (the run wrote no run.json)"),
+        "commit": commit,
+        "kernel": f"{uname.system} {uname.release} ({uname.machine})",
+        "machine": f"{socket.gethostname()}, {os.cpu_count() or '?'} CPUs",
+        "started": started,
+        "ended (report written)": _stamp(ended or datetime.now().astimezone()),
+    }
+
+
+def _fact(key: str, value: str) -> str:
+    return f"<code>{html.escape(value)}</code>" if key == "command" else html.escape(value)
+
+
+def _summary(cases: list[Case]) -> list[str]:
+    """The table a colleague reads first: every case, its verdict and, when it failed, why."""
+    parts = [
+        "<input type='checkbox' id='only-failed'>"
+        "<label class='filter' for='only-failed'>show failed cases only</label>",
+        "<table class='summary'><tr><th>scenario module</th><th>case</th><th>verdict</th>"
+        "<th>time (s)</th><th>reason</th></tr>",
+    ]
+    for case in cases:
+        bad = case.verdict in FAILED
+        parts.append(
+            f"<tr class='{'bad' if bad else 'ok'}'><td>{html.escape(module_of(case))}</td>"
+            f"<td><a href='#{html.escape(case.name)}'>{html.escape(case.title or case.name)}</a></td>"
+            f"<td class='{case.verdict}'>{case.verdict}</td><td>{case.duration:.1f}</td>"
+            f"<td class='reason'>{html.escape(reason(case)) if bad else ''}</td></tr>"
+        )
+    return [*parts, "</table>"]
 
 
 def write_report(run: Path, cases: list[Case], title: str = "sessionlab report") -> Path:
@@ -144,33 +235,39 @@ def write_report(run: Path, cases: list[Case], title: str = "sessionlab report")
         counts[case.verdict] = counts.get(case.verdict, 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no cases"
     total = sum(c.duration for c in cases)
+    facts = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{_fact(k, v)}</td></tr>" for k, v in run_facts(run).items()
+    )
+    failed = [c for c in cases if c.verdict in FAILED]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Run <code>{html.escape(run.name)}</code>, written "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {summary}; {total:.0f} s in cases.</p>",
-        "<table><tr><th>scenario module</th><th>case</th><th>verdict</th><th>time (s)</th></tr>",
+        f"<p>Run <code>{html.escape(run.name)}</code>: <b>{summary}</b>; {total:.0f} s in cases.</p>",
+        f"<table class='facts'>{facts}</table>",
     ]
+    if failed:
+        parts.append(
+            "<p class='failed'>Failed: "
+            + ", ".join(f"<a href='#{html.escape(c.name)}'>{html.escape(c.name)}</a>" for c in failed)
+            + "</p>"
+        )
+    parts += _summary(cases)
     modules: dict[str, list[Case]] = {}
     for case in cases:
         modules.setdefault(module_of(case), []).append(case)
     for module, mine in modules.items():
-        for case in mine:
-            parts.append(
-                f"<tr><td>{html.escape(module)}</td>"
-                f"<td><a href='#{html.escape(case.name)}'>{html.escape(case.title or case.name)}</a></td>"
-                f"<td class='{case.verdict}'>{case.verdict}</td><td>{case.duration:.1f}</td></tr>"
-            )
-    parts.append("</table>")
-    for module, mine in modules.items():
-        parts.append(f"<h2 id='{html.escape(module)}'>{html.escape(module)}</h2>")
+        ok = "ok" if all(c.verdict not in FAILED for c in mine) else "bad"
+        parts.append(f"<div class='module {ok}'><h2 id='{html.escape(module)}'>{html.escape(module)}</h2>")
         drawing = _topology_drawing(run / f"{module}-lab")
         if drawing is not None:
-            parts.append(_embedded(drawing, f"{module}: the lab's topology, device roles and addresses"))
+            parts.append(
+                _embedded(drawing, f"{module}: the lab's topology, device roles and addresses", "topology")
+            )
+        parts.append("</div>")
         for case in mine:
             parts += _case_section(case, run)
-    parts.append("</body></html>")
+    parts.append(f"<script>{_FILTER_FROM_ADDRESS}</script></body></html>")
     path = run / "report.html"
     path.write_text("\n".join(parts))
     (run / "summary.json").write_text(json.dumps([c.to_dict() for c in cases], indent=2, default=str))

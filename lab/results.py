@@ -1,40 +1,201 @@
 """Run outputs: `results/<run>/<case>/` with figures (JSON), plots (PNG), pcaps and logs.
 
-Runs are named by their start time; the newest few are kept and `results/latest` points at
-the newest run that wrote its report, like pytest's tmp_path.
+Runs are named by their start time and `results/latest` points at the newest run that wrote
+its report, like pytest's tmp_path. What is kept (see `settle` and `prune`): a run that ran
+no case leaves nothing; after a run that ran a case, the newest `KEEP_RUNS` runs that ran a
+case are kept, and an older one goes unless `latest` points at it or a case of it failed.
+Other folders (a `topo` session's logs, a characterization) are removed only when asked
+(`sessionlab clean --runs`); a folder not named like a run is never touched.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import re
+import shlex
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
+
+log = logging.getLogger(__name__)
 
 KEEP_RUNS = 10
 TOPOLOGY_DATA = "topology.json"  # in a module's lab folder: Lab.describe(), written at its start
 TOPOLOGY_DRAWING = "topology.png"  # beside it: drawn from it by the report
 CASE_FILE = "case.json"  # in a case's folder: the case as data
+SUMMARY_FILE = "summary.json"  # in a run folder: every case, written with the report
+RUN_FILE = "run.json"  # in a run folder: what ran (command line, start, commit)
+COLLECTION_ERRORS = "collection-errors.txt"  # in a run folder: why a suite could not be collected
+FAILED_VERDICTS = ("failed", "error")
+_HELD = ".running"  # in a run folder: locked by the process of that run (see `in_progress`)
+_held: dict[Path, int] = {}  # this process's runs: their lock files' descriptors
 _RUN_NAME = re.compile(r"^\d{8}-\d{6}(-[0-9A-Za-z_.-]+)?$")  # -2, or -<host> when fetched
 
 
-def new_run(root: Path, keep: int = KEEP_RUNS) -> Path:
-    """A fresh run folder under `root`; older runs beyond `keep` are removed."""
-    root.mkdir(parents=True, exist_ok=True)
+def check_results_root(root: Path) -> None:
+    """Refuse, in one line, a results folder that is not a folder or cannot be made."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--results {root}: not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--results {root}: cannot make the folder ({exc.strerror})") from None
+
+
+def new_run(root: Path) -> Path:
+    """A fresh run folder under `root`, named by the time, held (`in_progress`) while this
+    process lives; nothing is removed here (see `settle`: a run's folder is kept or
+    removed by what the run did)."""
+    check_results_root(root)
     base = time.strftime("%Y%m%d-%H%M%S")
     path, n = root / base, 1
-    while path.exists():
-        path, n = root / f"{base}-{n}", n + 1
-    path.mkdir()
-    runs = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and _RUN_NAME.match(p.name))
-    for old in runs[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    while True:
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:  # another run started in the same second
+            path, n = root / f"{base}-{n}", n + 1
+    # An flock the kernel drops when this process ends, however it ends: pruning by another
+    # process leaves a running run's folder alone. The descriptor is not inherited (PEP 446).
+    fd = os.open(path / _HELD, os.O_CREAT | os.O_WRONLY, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held[path] = fd
+    return path
+
+
+def in_progress(run: Path) -> bool:
+    """Whether a live process holds the run folder (made by `new_run` and not yet ended)."""
+    if run in _held:
+        return True
+    try:
+        fd = os.open(run / _HELD, os.O_WRONLY)
+    except OSError:
+        return False  # no lock file: a run from before, or not ours
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock taken here
+    return False
+
+
+def run_folders(root: Path) -> list[Path]:
+    """The run folders under `root`, oldest first: real folders named like a run."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and _RUN_NAME.match(p.name))
+
+
+def verdicts(run: Path) -> list[str]:
+    """The verdicts of the cases a run folder holds: from its summary.json, or (a run killed
+    before its report) from its cases' case.json; empty when it ran no case."""
+    summary = run / SUMMARY_FILE
+    try:
+        if summary.is_file():
+            return [str(case.get("verdict", "")) for case in json.loads(summary.read_text())]
+        return [str(json.loads(p.read_text()).get("verdict", "")) for p in sorted(run.glob(f"*/{CASE_FILE}"))]
+    except (OSError, ValueError, AttributeError):
+        return ["unreadable"]  # kept as if a case failed: never removed on a guess
+
+
+def ran_a_case(run: Path) -> bool:
+    """Whether the run folder holds a case (a summary or a case.json)."""
+    return bool(verdicts(run))
+
+
+def is_case_run(run: Path) -> bool:
+    """A folder `sessionlab run` made (its run.json) or one holding cases: what automatic
+    pruning counts; a `topo` or `characterize` folder is not one."""
+    return (run / RUN_FILE).exists() or ran_a_case(run)
+
+
+def failed(run: Path) -> bool:
+    """Whether a case of the run failed or errored (such runs are kept unless asked)."""
+    return any(v in (*FAILED_VERDICTS, "unreadable") for v in verdicts(run))
+
+
+def latest_run(root: Path) -> Path | None:
+    """The run folder `root/latest` points at, if any."""
+    latest = root / "latest"
+    return latest.resolve() if latest.is_symlink() else None
+
+
+def doomed(root: Path, keep: int, *, with_failed: bool = False, every_kind: bool = False) -> list[Path]:
+    """The run folders pruning removes: all but the newest `keep` runs (`is_case_run`; of
+    every run folder with `every_kind`), never the one `latest` points at, and a run with a
+    failed case only `with_failed`."""
+    folders = [p for p in run_folders(root) if every_kind or is_case_run(p)]
+    pinned = latest_run(root)
+    old = folders[: max(len(folders) - keep, 0)]
+    return [p for p in old if p.resolve() != pinned and (with_failed or not failed(p)) and not in_progress(p)]
+
+
+def prune(root: Path, keep: int = KEEP_RUNS) -> list[Path]:
+    """After a run that ran a case: remove the older runs beyond the newest `keep` (see
+    `doomed`: never `latest`'s, nor one with a failed case); returns what was removed."""
+    gone = doomed(root, keep)
+    for path in gone:
+        log.debug("pruning run folder %s", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return gone
+
+
+def settle(run: Path, ran: bool | None = None, keep: int = KEEP_RUNS) -> None:
+    """At the end of a run: a run that ran no case (`ran`, else what its folder holds)
+    leaves nothing, unless it explains why a suite could not be collected (the message
+    names that file); one that ran a case prunes the older runs."""
+    fd = _held.pop(run, None)
+    if fd is not None:
+        os.close(fd)  # this run is over
+    if ran or (ran is None and ran_a_case(run)):
+        prune(run.parent, keep)
+    elif not (run / COLLECTION_ERRORS).exists():
+        log.debug("run %s ran no case: its folder goes", run)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def git_state(root: Path) -> tuple[str | None, bool]:
+    """The checkout's commit (git HEAD) and whether its files differ from it; (None, False)
+    when it is not a git checkout."""
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        return None, False
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None, False
+    if head.returncode != 0:
+        return None, False
+    return head.stdout.strip(), status.returncode == 0 and bool(status.stdout.strip())
+
+
+def write_run_info(run: Path, argv: list[str], checkout: Path) -> Path:
+    """`run.json`: the command line (shell-quoted), the start (local time with its UTC
+    offset) and the checkout's commit, for the report to say what ran."""
+    commit, dirty = git_state(checkout)
+    info = {
+        "command": shlex.join(["sessionlab", *argv]),
+        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "commit": commit,
+        "dirty": dirty,
+    }
+    path = run / RUN_FILE
+    path.write_text(json.dumps(info, indent=2) + "\n")
     return path
 
 
@@ -137,10 +298,11 @@ class Case:
         old = Path(data.get("path") or path)
 
         def here(file: str) -> Path:
-            try:
-                return path / Path(file).relative_to(old)
-            except ValueError:
-                return Path(file)
+            # The case's own files, then the run's (its lab's logs beside the case folder)
+            for was, now in ((old, path), (old.parent, path.parent)):
+                with contextlib.suppress(ValueError):
+                    return now / Path(file).relative_to(was)
+            return Path(file)
 
         return cls(
             name=data["name"],

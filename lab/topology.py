@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import inspect
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,16 +57,83 @@ def _module(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid Python (line {exc.lineno}: {exc.msg})") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except SystemExit as exc:  # would end the program silently, with the file's status
+        raise ConfigError(f"{path}: calls sys.exit({exc.code!r}) while it loads{_ONLY_TOPOS}") from None
     except Exception as exc:
         raise ConfigError(f"{path}: fails to load ({type(exc).__name__}: {exc})") from None
     return module
 
 
+_ONLY_TOPOS = " (a topology file defines `topos` and runs nothing)"
+
+
+def _what(value: Any) -> str:
+    """A value as a message names it: a class by its name, anything else by its repr."""
+    return f"class {value.__name__}" if isinstance(value, type) else f"{type(value).__name__} {value!r}"[:80]
+
+
 def _load(path: Path) -> dict[str, Any]:
+    """A file's `topos` dict, each entry a Topo class or a function that returns a Topo
+    (stock `mn --custom` takes both); every bad entry named at once."""
+    from mininet.topo import Topo
+
     topos = getattr(_module(path), "topos", None)
-    if not isinstance(topos, dict):
+    if topos is None:
         raise ConfigError(f"{path}: has no `topos` dict")
+    if not isinstance(topos, dict):
+        raise ConfigError(f"{path}: `topos` is {_what(topos)}, not a dict of name -> Topo class")
+    if not topos:
+        raise ConfigError(f"{path}: `topos` is empty: name a topology in it ({{'name': MyTopo}})")
+    problems = []
+    for name, factory in topos.items():
+        if not isinstance(name, str) or not name:
+            problems.append(f"{path}: topos key {name!r} is not a name")
+        elif isinstance(factory, type) and not issubclass(factory, Topo):
+            problems.append(f"{path}: topos[{name!r}] is {_what(factory)}, not a subclass of mininet's Topo")
+        elif not callable(factory):
+            what = "not a Topo class (or a function returning a Topo)"
+            problems.append(f"{path}: topos[{name!r}] is {_what(factory)}, {what}")
+    if problems:
+        raise ConfigError(problems)
     return topos
+
+
+def _bad_parameters(factory: Any, params: dict[str, Any]) -> str | None:
+    """Why `params` do not fit the topology's build (None: they do, or it cannot be told)."""
+    from mininet.topo import Topo
+
+    own = {k: v for k, v in params.items() if k not in ("hopts", "sopts", "lopts")}  # Topo's own
+    plain = isinstance(factory, type) and vars(Topo)["__init__"] is getattr(factory, "__init__", None)
+    target = factory.build if plain else factory
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # no signature to read
+        return None
+    try:
+        signature.bind(*([None] if plain else []), **own)
+    except TypeError as exc:
+        names = [n for n in signature.parameters if n != "self"]
+        return f"{exc}; it takes {', '.join(names) or 'none'}"
+    return None
+
+
+def _build(path: Path, name: str, factory: Any, params: dict[str, Any]) -> Any:
+    """The Topo `factory` builds with `params`; whatever goes wrong is one line naming
+    the file and the topology."""
+    from mininet.topo import Topo
+
+    bad = _bad_parameters(factory, params)
+    if bad is not None:
+        raise ConfigError(f"{path}: topology {name!r}: bad parameters ({bad})")
+    try:
+        built = factory(**params)
+    except SystemExit as exc:
+        raise ConfigError(f"{path}: topology {name!r} calls sys.exit({exc.code!r}) while it builds") from None
+    except Exception as exc:
+        raise ConfigError(f"{path}: topology {name!r} fails to build ({type(exc).__name__}: {exc})") from None
+    if not isinstance(built, Topo):
+        raise ConfigError(f"{path}: topos[{name!r}] returned {_what(built)}, not a Topo")
+    return built
 
 
 def _harness(name: str, directory: Path) -> Any:
@@ -109,10 +177,7 @@ def load(name: str, directory: Path = TOPOLOGY_DIR, **params: Any) -> Any:
     files = available(directory)
     if name not in files:
         raise ConfigError(f"unknown topology {name!r} (known: {', '.join(sorted(files)) or 'none'})")
-    try:
-        return _load(files[name])[name](**params)
-    except TypeError as exc:
-        raise ConfigError(f"topology {name!r}: bad parameters ({exc})") from None
+    return _build(files[name], name, _load(files[name])[name], params)
 
 
 def load_spec(spec: str, **params: Any) -> tuple[str, Any]:
@@ -126,13 +191,8 @@ def load_spec(spec: str, **params: Any) -> tuple[str, Any]:
     topos = _load(path)
     if not name:
         if len(topos) != 1:
-            raise ConfigError(f"{path}: defines {', '.join(topos) or 'no topology'}: name one as {path}:NAME")
+            raise ConfigError(f"{path}: defines {', '.join(topos)}: name one as {path}:NAME")
         name = next(iter(topos))
     if name not in topos:
-        raise ConfigError(f"{path}: no topology {name!r} (it has {', '.join(topos) or 'none'})")
-    try:
-        return name, topos[name](**params)
-    except TypeError as exc:
-        raise ConfigError(f"topology {name!r}: bad parameters ({exc})") from None
-    except Exception as exc:
-        raise ConfigError(f"topology {name!r} fails to build ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"{path}: no topology {name!r} (it has {', '.join(topos)})")
+    return name, _build(path, name, topos[name], params)

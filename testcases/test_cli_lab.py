@@ -7,15 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import re
 import secrets
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ from pathlib import Path
 from lab import topology
 from lab.records import RECORDS, Record
 from lab.wait import wait_until
+from testcases.terminal import Output
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
 PROMPT = "sessionlab> "
@@ -188,12 +186,13 @@ def _start_topo(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
 
 
 @contextlib.contextmanager
-def _at_a_terminal(args: list[str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Output]]:
+def _at_a_terminal(args: list[str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output]]:
     """`topo` as at a terminal (`_start_topo`) with its output as it comes; after the
     block, a `topo` still running is killed and what it recorded is removed."""
     before = _records()
     proc = _start_topo(args, tmp_path)
-    output = _Output(proc)
+    assert proc.stdout is not None
+    output = Output(proc, proc.stdout.fileno())
     try:
         yield proc, output
     finally:
@@ -201,54 +200,6 @@ def _at_a_terminal(args: list[str], tmp_path: Path) -> Iterator[tuple[subprocess
             proc.kill()
             proc.wait()
             _remove(_records() - before)
-
-
-class _Output:
-    """A process's output as it comes, read by a thread in chunks: a prompt has no newline,
-    and select() on the pipe missed lines already in its file object's buffer."""
-
-    def __init__(self, proc: subprocess.Popen[str]):
-        self.proc = proc
-        self.chunks: queue.Queue[str | None] = queue.Queue()
-        self.pending = ""
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        while chunk := os.read(fd, 65536):
-            self.chunks.put(chunk.decode(errors="replace"))
-        self.chunks.put(None)
-
-    def until(self, marker: str, timeout: float = 60) -> str:
-        """Output up to the end of `marker`, waiting at most `timeout` s for it."""
-        deadline = time.monotonic() + timeout
-        while marker not in self.pending:
-            left = deadline - time.monotonic()
-            try:
-                chunk = self.chunks.get(timeout=left) if left > 0 else None
-            except queue.Empty:
-                chunk = None
-            if chunk is None:
-                raise AssertionError(f"no {marker!r} within {timeout:g} s: {self.pending[-2000:]}")
-            self.pending += chunk
-        end = self.pending.index(marker) + len(marker)
-        text, self.pending = self.pending[:end], self.pending[end:]
-        return text
-
-    def rest(self, timeout: float = 60) -> str:
-        """Everything until the process has ended (at most `timeout` s)."""
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(queue.Empty):
-                while chunk := self.chunks.get_nowait():
-                    self.pending += chunk
-            raise AssertionError(f"still running after {timeout:g} s: {self.pending[-2000:]}") from None
-        while (chunk := self.chunks.get(timeout=timeout)) is not None:
-            self.pending += chunk
-        text, self.pending = self.pending, ""
-        return text
 
 
 def test_topo_with_a_controller_mode(tmp_path):

@@ -42,8 +42,11 @@ BAD_INPUT = [
     (["topo", "s1", "--param", "colour"], "expected key=value"),
     (["topo", "s1", "--param", "colour=red"], "bad parameters"),
     (["topo", "s1", "--mode", "sync"], "has no controller: --mode does not apply"),
-    (["topo", "s2", "--mode", "nosuch"], "unknown fabric mode 'nosuch'"),
-    (["topo", "s4-sdn", "--mode", "nosuch"], "unknown balancing algorithm 'nosuch'"),
+    (["topo", "s2", "--mode", "nosuch"], "unknown mode 'nosuch' for topology 's2' (modes: independent"),
+    (
+        ["topo", "s4-sdn", "--mode", "nosuch"],
+        "unknown mode 'nosuch' for topology 's4-sdn' (modes: round-robin",
+    ),
     (["topo", "s1", "--policy", str(POLICIES / "latin1.toml")], "not UTF-8 text"),
     (["topo", str(TOPOLOGIES / "bad_names.py")], "node 'Client1': names are lower-case"),
     (["topo", str(TOPOLOGIES / "bad_names.py")], "switch 'switchnum1': its interface names would be 21"),
@@ -57,6 +60,34 @@ BAD_INPUT = [
     (["report", "--compare", "a"], "'--compare' requires 2 arguments"),
     (["report", "--compare", "/tmp", "/tmp"], "no summary.json"),
     (["report", "--compare", "/tmp", "/tmp", "--tolerance", "x"], "is not a valid float"),
+    # issue 23: targets match exactly, an empty -k, the results folder, --pause-on-fail, clean --runs
+    (["run", "e"], "unknown suite or case e (suites: s1"),
+    (["run", "]"], "unknown suite or case ] (suites: s1"),
+    (["run", "keepalive"], "unknown suite or case keepalive"),
+    (
+        ["run", "test_distribution"],
+        "case test_distribution is in 2 modules: name one of testcases/test_s4_l4.py::test_distribution, "
+        "testcases/test_s4_l4_sdn.py::test_distribution",
+    ),
+    (["run", "test_distribution[weighted]"], "is in 2 modules: name one of testcases/test_s4_l4.py::"),
+    (["run", "testcases/test_s1_keepalive.py::nosuch"], "no case 'nosuch' in testcases/test_s1_keepalive.py"),
+    (["run", "testcases/nosuch.py::test_x"], "no such file testcases/nosuch.py"),
+    (["run", "s1", "-k", ""], "-k '': an empty expression selects every case"),
+    (["run", "s1", "-k", " "], "-k '': an empty expression selects every case"),
+    (["run", "--results", str(POLICIES / "latin1.toml"), "s1"], "latin1.toml: not a folder"),
+    (
+        ["run", "--results", f"{POLICIES / 'latin1.toml'}/sub", "s1"],
+        "cannot make the folder (Not a directory)",
+    ),
+    (["run", "s1", "--junitxml", "/tmp"], "--junitxml /tmp: a folder; name the file to write"),
+    (["run", "s1", "--pause-on-fail", "-n", "2"], "--pause-on-fail needs this terminal: "),
+    (["run", "s1", "--pause-on-fail", "--host", "vm1"], "--pause-on-fail needs this terminal: "),
+    (["run", "s1", "--pause-on-fail"], "--pause-on-fail needs this terminal: stdin is not a terminal"),
+    (["remote", "vm1", "run", "s1", "--pause-on-fail"], "--pause-on-fail needs this terminal"),
+    (["clean", "--keep", "3"], "--keep, --failed and --results go with --runs"),
+    (["clean", "--runs", "--keep", "0"], "0 is not in the range x>=1"),
+    (["clean", "--runs", "--results", str(POLICIES / "latin1.toml")], "latin1.toml: not a folder"),
+    (["topo", "s1", "--results", str(POLICIES / "latin1.toml")], "latin1.toml: not a folder"),
 ]
 
 

@@ -102,3 +102,48 @@ def test_a_split_module_compares_its_cases_not_only_in_a_and_only_in_b(tmp_path)
     )
     same = _run_folder(tmp_path / "c", [("test_s3_modes.test_active", "passed", {"time (s)": 1.0})])
     assert compare(a, same) == []
+
+
+def test_values_that_differ_by_nature_are_not_compared(tmp_path):
+    from lab.compare import differs_by_nature
+
+    assert differs_by_nature(" / RSTs and sequence numbers / idle 3s / seq")
+    assert differs_by_nature(" / RSTs / idle 3s / receiver's RCV.NXT")
+    assert differs_by_nature(" / session log / 1 / client port")
+    assert differs_by_nature(" / announced passive port") and differs_by_nature(" / server PID")
+    assert not differs_by_nature(" / sessions per firewall / fw1")
+    assert not differs_by_nature(" / failed requests started (s after load start)")
+    a = _run_folder(
+        tmp_path / "a", [("m.c", "passed", {"log": [{"client port": 14000, "isn": 1, "end": "FIN"}]})]
+    )
+    b = _run_folder(
+        tmp_path / "b", [("m.c", "passed", {"log": [{"client port": 15000, "isn": 9, "end": "FIN"}]})]
+    )
+    assert compare(a, b) == []
+
+
+def test_only_a_changed_verdict_exits_1_and_a_run_against_itself_warns(tmp_path):
+    a = _run_folder(tmp_path / "a", [("m.c", "passed", {"rate": 10}), ("m.gone", "passed", {})])
+    b = _run_folder(tmp_path / "b", [("m.c", "passed", {"rate": 50}), ("m.new", "failed", {})])
+    moved_only = subprocess.run(
+        [SESSIONLAB, "report", "--compare", str(a), str(b)], capture_output=True, text=True
+    )
+    assert moved_only.returncode == 0, moved_only.stdout + moved_only.stderr
+    assert "moved" in moved_only.stdout and "only in B" in moved_only.stdout
+    c = _run_folder(tmp_path / "c", [("m.c", "failed", {"rate": 10})])
+    changed = subprocess.run(
+        [SESSIONLAB, "report", "--compare", str(a), str(c)], capture_output=True, text=True
+    )
+    assert changed.returncode == 1 and "verdict" in changed.stdout
+    (tmp_path / "link").symlink_to(a)
+    same = subprocess.run(
+        [SESSIONLAB, "report", "--compare", "a", "link", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert same.returncode == 0 and "same run" in same.stderr and "Traceback" not in same.stderr
+
+
+def test_tolerance_shows_its_default():
+    shown = subprocess.run([SESSIONLAB, "report", "--help"], capture_output=True, text=True)
+    assert "[default: 0.1]" in shown.stdout

@@ -321,7 +321,7 @@ ADC = Adc(
     pools=(
         Pool(
             "web",
-            (RealServer("10.0.3.11", 80), RealServer("10.0.3.12", 80)),
+            (RealServer("10.0.3.11", 80), RealServer("10.0.3.12", 80, weight=3)),  # 1 in 4, 3 in 4
             check=HealthCheck("http", "/health", interval_ms=200, rise=2, fall=2),
             cookie=True,
         ),

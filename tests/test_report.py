@@ -1,8 +1,12 @@
-"""Figures in the HTML report read as tables, not as raw JSON."""
+"""The HTML report: figures read as words and tables (never JSON or Python literals), the
+top says what ran and why each failed case failed, and failures can be shown alone."""
 
 import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
 
-from lab.report import _value
+from lab.report_values import render as _value
 
 
 def test_rows_of_the_same_kind_are_a_table():
@@ -22,7 +26,25 @@ def test_flat_mappings_and_scalars():
     )
     assert _value(0.123456) == "0.123"
     assert _value("<b>") == "&lt;b&gt;"
-    assert _value([1, 2]) == "[1, 2]"
+    assert _value([1, 2]) == "1, 2"
+
+
+def test_literals_read_as_words():
+    assert _value(["ESTAB"]) == "ESTAB"
+    assert _value(None) == "\u2014"
+    assert _value({}) == "none" and _value([]) == "none"
+    assert _value(True) == "yes" and _value(False) == "no"
+    assert _value({"server": ["ESTAB"], "client": []}) == (
+        "<ul class='figure'><li>server: ESTAB</li><li>client: none</li></ul>"
+    )
+    nested = _value([[1, 2], {"a": None}])
+    assert (
+        nested == "<ol class='figure'><li>1, 2</li><li><ul class='figure'><li>a: \u2014</li></ul></li></ol>"
+    )
+    assert _value({"x": {"ok": True, "ports": [1, 2]}}) == (
+        "<table class='figure'><tr><th></th><th>ok</th><th>ports</th></tr>"
+        "<tr><th>x</th><td>yes</td><td>1, 2</td></tr></table>"
+    )
 
 
 def _case(tmp_path, name="test_s9_demo.test_one", verdict="passed"):
@@ -97,3 +119,109 @@ def test_the_report_draws_each_lab_from_the_description_its_lab_wrote(tmp_path):
     assert (
         "<figcaption>test_s9_demo: the lab&#x27;s topology, device roles and addresses</figcaption>" in text
     )
+
+
+class _Cells(HTMLParser):
+    """The text of every table cell and list item of a page (an inner one apart)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self.open: list[int] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("td", "li"):
+            self.cells.append("")
+            self.open.append(len(self.cells) - 1)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "li") and self.open:
+            self.open.pop()
+
+    def handle_data(self, data):
+        if self.open:
+            self.cells[self.open[-1]] += data
+
+
+# what a JSON or Python literal looks like in a cell: ["x"], [], {}, {"k", None, True, False
+LITERAL = re.compile(r"""\[\s*["']|\[\]|\{\}|\{\s*["']|\bNone\b|\bTrue\b|\bFalse\b""")
+# every figure of a whole default run (S1-S5, 101 cases, run 20261202-012319) and two S6
+# runs, as their case.json files held them
+RUN_FIGURES = Path(__file__).resolve().parent / "samples" / "run-figures.json"
+
+
+def _literal_cells(text: str) -> list[str]:
+    parser = _Cells()
+    parser.feed(text)
+    assert parser.cells
+    return [cell for cell in parser.cells if LITERAL.search(cell)]
+
+
+def test_a_synthetic_case_of_every_shape_has_no_literal_cell(tmp_path):
+    from lab.report import write_report
+
+    run = tmp_path / "20261129-010203"
+    run.mkdir()
+    case = _case(run)
+    for name, value in {
+        "states": {"idle 1s": {"server": ["ESTAB"], "client": []}},
+        "nothing": None,
+        "empty": {},
+        "flags": [True, False],
+        "rows": [{"port": 1, "seen": None}, {"port": 2, "extra": {"a": [1, [2, 3]]}}],
+    }.items():
+        case.figure(name, value)
+    assert _literal_cells(write_report(run, [case]).read_text()) == []
+
+
+def test_every_figure_of_whole_runs_reads_without_literals(tmp_path):
+    """Every figure of a whole default run (S1-S5, 101 cases) and two S6 runs, as figures
+    of cases of a report written here."""
+    from lab.report import write_report
+    from lab.results import Case
+
+    figures = json.loads(RUN_FIGURES.read_text())
+    run = tmp_path / "20261202-012319"
+    run.mkdir()
+    cases = [Case(name=name, path=run / name, figures=f, verdict="passed") for name, f in figures.items()]
+    text = write_report(run, cases).read_text()
+    assert len(cases) == 110
+    assert _literal_cells(text) == []
+
+
+def test_the_top_says_what_ran_and_why_each_failure_failed(tmp_path):
+    from lab.report import write_report
+
+    run = tmp_path / "20261129-010203"
+    run.mkdir()
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "command": "sessionlab run s1",
+                "started": "2026-11-29T01:02:03+01:00",
+                "commit": "abc1234",
+                "dirty": True,
+            }
+        )
+    )
+    ok = _case(run)
+    bad = _case(run, name="test_s9_demo.test_two", verdict="failed")
+    bad.message = "AssertionError: idle 6s: the client hung\nassert 'hung' == 'delivered'"
+    text = write_report(run, [ok, bad]).read_text()
+    assert "<code>sessionlab run s1</code>" in text
+    assert "abc1234 with uncommitted changes" in text
+    assert "2026-11-29 01:02:03 +0100" in text
+    assert "CPUs" in text and "kernel" in text and "ended (report written)" in text
+    assert "<td class='reason'>idle 6s: the client hung</td>" in text
+    assert "<tr class='ok'>" in text and "<tr class='bad'>" in text
+    assert "id='only-failed'" in text and "#only-failed:checked ~ table.summary tr.ok" in text
+    assert "<section class='case bad'>" in text
+
+
+def test_without_run_json_the_start_comes_from_the_folder_name(tmp_path):
+    from lab.report import run_facts
+
+    facts = run_facts(tmp_path / "20261129-010203")
+    assert facts["started"].startswith("2026-11-29 01:02:03 ")
+    assert facts["command"].startswith("unknown")
+    assert run_facts(tmp_path / "mine")["started"] == "unknown"

@@ -153,3 +153,60 @@ def test_stock_mininet_builds_s1_with_a_wan_link_from_its_command_line():
     }
     assert delays[("server", "s2")] == "25ms"
     assert all(d is None for link, d in delays.items() if link != ("server", "s2"))
+
+
+CORPUS = Path(__file__).resolve().parent / "corpus" / "topologies"
+BAD_TOPOLOGY_FILES = [
+    ("sys_exit.py", "sys_exit.py: calls sys.exit(3) while it loads"),
+    (
+        "exit_in_build.py",
+        "exit_in_build.py: topology 'quits' calls sys.exit('no hosts today') while it builds",
+    ),
+    ("not_a_class.py", "not_a_class.py: topos['number'] is int 42, not a Topo class"),
+    ("not_a_class.py:fine", "not_a_class.py: topos['number'] is int 42"),  # named at once, whichever is asked
+    ("not_a_topo.py", "not_a_topo.py: topos['plain'] is class Plain, not a subclass of mininet's Topo"),
+    ("empty_topos.py", "empty_topos.py: `topos` is empty"),
+    ("no_topos.py", "no_topos.py: has no `topos` dict"),
+    ("two_topos.py:one", "two_topos.py: topology 'one': bad parameters (got an unexpected keyword"),
+]
+
+
+@pytest.mark.parametrize(("spec", "says"), BAD_TOPOLOGY_FILES, ids=[s for s, _ in BAD_TOPOLOGY_FILES])
+def test_a_bad_topology_file_is_one_problem_naming_the_file(spec, says):
+    params = {"colour": "red"} if spec == "two_topos.py:one" else {}
+    with pytest.raises(ConfigError) as caught:
+        topology.load_spec(str(CORPUS / spec), **params)
+    (problem,) = caught.value.problems
+    assert problem.startswith(str(CORPUS)) and says in problem, problem
+    assert "\n" not in problem
+
+
+@pytest.mark.parametrize("spec", ["sys_exit.py", "exit_in_build.py", "empty_topos.py", "not_a_class.py"])
+def test_topo_says_what_is_wrong_with_a_file_and_builds_nothing(spec):
+    """The command a person runs: one line, exit 2 (before anything is built)."""
+    import subprocess
+    import sys
+
+    sessionlab = str(Path(sys.executable).with_name("sessionlab"))
+    result = subprocess.run(
+        [sessionlab, "topo", str(CORPUS / spec)], capture_output=True, text=True, timeout=60, cwd="/"
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"sessionlab: {CORPUS / spec}: "), line
+
+
+def test_a_function_in_topos_is_taken_as_stock_mininet_takes_it(tmp_path: Path):
+    path = tmp_path / "by_function.py"
+    path.write_text(
+        "from mininet.topo import Topo\n\n\n"
+        "def two(hosts=2):\n    topo = Topo()\n"
+        "    for n in range(hosts):\n        topo.addHost(f'h{n}')\n    return topo\n\n\n"
+        "topos = {'two': two, 'odd': lambda: 'not a topo'}\n"
+    )
+    name, topo = topology.load_spec(f"{path}:two", hosts=3)
+    assert name == "two" and sorted(topo.hosts()) == ["h0", "h1", "h2"]
+    with pytest.raises(ConfigError, match=r"topos\['odd'\] returned str 'not a topo', not a Topo"):
+        topology.load_spec(f"{path}:odd")
+    with pytest.raises(ConfigError, match=r"bad parameters \(.*'colour'.*; it takes hosts\)"):
+        topology.load_spec(f"{path}:two", colour="red")

@@ -20,9 +20,12 @@ from lab.config.balancing import (
     RealServer,
     Route,
     VrrpInstance,
+    adc_from_dict,
     adc_problems,
     balancer_from_dict,
     balancer_problems,
+    load_adc,
+    load_balancer,
     vrrp_group_problems,
     vrrp_problems,
 )
@@ -36,6 +39,7 @@ from lab.config.checks import take as _take
 from lab.config.checks import timeout as _check_timeout
 from lab.config.firewall import (
     HANDOFF_MODES,
+    HELPER_PROTOCOLS,
     HELPER_TYPES,
     LINUX_ESTABLISHED_TIMEOUT,
     FirewallPolicy,
@@ -51,10 +55,14 @@ from lab.config.ftp import FtpServerConfig, ftp_server_problems
 from lab.config.impairment import IMPAIRMENT_OPTIONS, Impairment, impairment_from
 
 __all__ = [
+    "adc_from_dict",
+    "load_adc",
+    "load_balancer",
     "ADC_ALGORITHMS",
     "BALANCE_ALGORITHMS",
     "BALANCE_MODES",
     "HANDOFF_MODES",
+    "HELPER_PROTOCOLS",
     "HELPER_TYPES",
     "IMPAIRMENT_OPTIONS",
     "LINUX_ESTABLISHED_TIMEOUT",

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lab.config import checks
@@ -30,7 +31,8 @@ class RealServer:
     weight: int = 1
 
     def problems(self, where: str = "server") -> list[str]:
-        """Its address and port (the weight is the L4 balancer's to check: the ADC has none)."""
+        """Its address and port (the weight is checked by the pool that holds it: the L4
+        balancer's 1-100, an ADC pool's 1-256, haproxy's limit)."""
         problems: list[str] = []
         checks.address(self.address, where, problems)
         checks.port(self.port, where, problems)
@@ -92,17 +94,22 @@ def balancer_problems(config: L4Balancer) -> list[str]:
     return config.problems()
 
 
+def _made(kind: Any, top: dict[str, Any], where: str, problems: list[str]) -> Any:
+    """A balancer config made from its read fields once they and it have no problem (a VIP
+    and a port required: every balancer listens somewhere)."""
+    problems += [f"{where}: missing {key!r}" for key in ("vip", "port") if key not in top]
+    checks.refuse(problems)
+    config = kind(**top)
+    checks.refuse(config.problems())
+    return config
+
+
 def balancer_from_dict(data: Mapping[str, Any]) -> L4Balancer:
     """A validated L4 balancer from plain data (servers: a list of tables)."""
     problems: list[str] = []
     top = checks.take(L4Balancer, data, "balancer", problems)
     top["servers"] = checks.items(data, "servers", RealServer, problems)
-    for key in ("vip", "port"):
-        if key not in top:
-            problems.append(f"balancer: missing {key!r}")
-    checks.refuse(problems)
-    config = L4Balancer(**top)
-    checks.refuse(config.problems())
+    config: L4Balancer = _made(L4Balancer, top, "balancer", problems)
     return config
 
 
@@ -151,6 +158,8 @@ class Pool:
             problems.append(f"{where}.servers: no real server")
         for j, server in enumerate(self.servers):
             problems += server.problems(f"{where}.servers[{j}]")
+            if not checks.is_count(server.weight) or server.weight > 256:
+                problems.append(f"{where}.servers[{j}].weight: {server.weight!r} is not a weight (1-256)")
         if self.check is not None:
             problems += self.check.problems(f"{where}.check")
         return problems
@@ -280,3 +289,64 @@ def vrrp_group_problems(instances: Sequence[VrrpInstance]) -> list[str]:
     if not instances:
         problems.append("vrrp: no instance")
     return problems
+
+
+# --- from TOML files (`sessionlab topo --balancer`, `--adc`) ---------------------------------
+def _pairs(data: Mapping[str, Any], key: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    """A list of two-string lists (`redirects`, `peers`) as pairs."""
+    raw = data.get(key, [])
+    good = isinstance(raw, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in raw
+    )
+    if not good:
+        problems.append(f"adc.{key}: expected a list of [text, text] pairs")
+        return ()
+    return tuple((p[0], p[1]) for p in raw)
+
+
+def adc_from_dict(data: Mapping[str, Any]) -> Adc:
+    """A validated ADC from plain data: `[[pools]]` (each with `[[pools.servers]]` and an
+    optional `[pools.check]`), `[[routes]]`, `redirects` and `peers` as pairs; every
+    problem (unknown keys among them) reported at once."""
+    problems: list[str] = []
+    top = checks.take(Adc, data, "adc", problems)
+    pools: list[Pool] = []
+    raw_pools = data.get("pools", [])
+    if not isinstance(raw_pools, list):
+        problems.append("adc.pools: expected a list of tables ([[pools]])")
+        raw_pools = []
+    for i, raw in enumerate(raw_pools):
+        where = f"adc.pools[{i}]"
+        fields_ = checks.take(Pool, raw, where, problems)
+        if not isinstance(raw, Mapping):
+            continue
+        inner: list[str] = []
+        fields_["servers"] = checks.items(raw, "servers", RealServer, inner)
+        problems += [f"{where}.{p}" for p in inner]
+        if isinstance(raw.get("check"), Mapping):
+            check = checks.take(HealthCheck, raw["check"], f"{where}.check", problems)
+            fields_["check"] = HealthCheck(**check)
+        elif "check" in raw:
+            problems.append(f"{where}.check: expected a table ([pools.check])")
+        if "name" not in fields_:
+            problems.append(f"{where}: missing 'name'")
+        else:
+            pools.append(Pool(**fields_))
+    top["pools"] = tuple(pools)
+    top["routes"] = checks.items(data, "routes", Route, problems)
+    top["redirects"] = _pairs(data, "redirects", problems)
+    top["peers"] = _pairs(data, "peers", problems)
+    adc: Adc = _made(Adc, top, "adc", problems)
+    return adc
+
+
+def load_balancer(path: Path) -> L4Balancer:
+    """A validated kernel L4 balancer from a TOML file (`balancer_from_dict`'s keys)."""
+    config: L4Balancer = checks.load_toml(path, balancer_from_dict)
+    return config
+
+
+def load_adc(path: Path) -> Adc:
+    """A validated L7 balancer (ADC) from a TOML file (`adc_from_dict`'s keys)."""
+    config: Adc = checks.load_toml(path, adc_from_dict)
+    return config

@@ -8,8 +8,10 @@ a configuration's `problems()` reports every problem at once, as netlab does.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError
@@ -51,6 +53,30 @@ def timeout(value: object, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: {value!r} is not a timeout in whole seconds (1-2000000)")
 
 
+IFNAMSIZ = 16  # the kernel's limit with the terminating NUL: names of at most 15 bytes
+# Bytes dev_valid_name() refuses: '/', ':' and what the kernel's isspace() takes for space.
+_BAD_IFNAME_BYTES = frozenset(b"/: \t\n\v\f\r\xa0")
+
+
+def interface(name: object, where: str, problems: list[str]) -> None:
+    """A Linux interface name, as the kernel's dev_valid_name() takes it: 1-15 bytes, not
+    `.` or `..`, no `/`, `:` or whitespace; and no `"`, which an nftables rule cannot quote."""
+    if not isinstance(name, str) or not name:
+        problems.append(f"{where}: {name!r} is not an interface name (1-15 characters)")
+        return
+    size = len(name.encode())
+    bad = sorted({c for c in name if _BAD_IFNAME_BYTES & set(c.encode())})
+    if size >= IFNAMSIZ:
+        problems.append(f"{where}: {name!r} is {size} bytes; Linux interface names have at most 15")
+    if name in (".", ".."):
+        problems.append(f"{where}: {name!r} is not an interface name")
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        problems.append(f"{where}: {name!r} holds {shown}, which Linux interface names cannot")
+    if '"' in name:
+        problems.append(f"{where}: {name!r} holds '\"', which an nftables rule cannot quote")
+
+
 def is_count(value: object, low: int = 1) -> bool:
     """A whole number (not a bool) of at least `low`."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
@@ -90,3 +116,20 @@ def items(data: Mapping[str, Any], key: str, cls: type, problems: list[str]) -> 
         if not required:
             out.append(cls(**kwargs))
     return tuple(out)
+
+
+def load_toml(path: Path, from_dict: Callable[[Mapping[str, Any]], Any]) -> Any:
+    """`from_dict` of a TOML file's data; a file that cannot be read or parsed, and every
+    problem of its data, is reported naming the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None

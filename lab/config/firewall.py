@@ -6,14 +6,12 @@ naming its place. The firewall device validates a policy once, when it is config
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lab.config import checks
-from lab.errors import ConfigError
 
 HANDOFF_MODES = ("off", "route", "vxlan")
 # Linux's own default for an established TCP session: five days.
@@ -22,8 +20,11 @@ LINUX_ESTABLISHED_TIMEOUT = 432000
 # has seen replies and is still active after 2 s (nf_conntrack_udp_timeout_stream).
 LINUX_UDP_TIMEOUT = 30
 LINUX_UDP_STREAM_TIMEOUT = 120
-# Kernel conntrack helpers (ALGs) a policy may assign to a service port.
-HELPER_TYPES = ("ftp", "tftp", "irc", "sip")
+# Kernel conntrack helpers (ALGs) a policy may assign to a service port, and the protocols
+# each is registered for (the first is a helper's default): nf_conntrack_tftp has no TCP
+# helper, so nft refuses `type "tftp" protocol tcp`.
+HELPER_PROTOCOLS = {"ftp": ("tcp",), "tftp": ("udp",), "irc": ("tcp",), "sip": ("udp", "tcp")}
+HELPER_TYPES = tuple(HELPER_PROTOCOLS)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,12 @@ class Helper:
 
     port: int
     type: str = "ftp"
-    proto: str = "tcp"
+    proto: str = ""  # "": the protocol the helper is registered for (tftp: udp, ftp: tcp)
+
+    def __post_init__(self) -> None:
+        if self.proto == "":
+            known = HELPER_PROTOCOLS.get(self.type) if isinstance(self.type, str) else None
+            object.__setattr__(self, "proto", (known or ("tcp",))[0])
 
     def problems(self, where: str = "helper") -> list[str]:
         problems: list[str] = []
@@ -68,7 +74,33 @@ class Helper:
             problems.append(
                 f"{where}.type: {self.type!r} is not a conntrack helper (known: {', '.join(HELPER_TYPES)})"
             )
+        elif self.proto in checks.PROTOCOLS and self.proto not in HELPER_PROTOCOLS[self.type]:
+            problems.append(
+                f"{where}.proto: the kernel's {self.type} helper follows "
+                f"{' and '.join(HELPER_PROTOCOLS[self.type])} only, not {self.proto}"
+            )
         return problems
+
+
+def helper_conflicts(helpers: tuple[Helper, ...]) -> list[str]:
+    """Two helpers on one port and protocol: a session gets one helper, so the second
+    would never run (and the same helper twice is a slip)."""
+    problems: list[str] = []
+    first: dict[tuple[str, str], int] = {}
+    for i, helper in enumerate(helpers):
+        key = (repr(helper.port), repr(helper.proto))  # repr: a bad value (a list) is no key
+        if key not in first:
+            first[key] = i
+            continue
+        j, on = first[key], f"{helper.port}/{helper.proto}"
+        if helpers[j] == helper:
+            problems.append(f"helpers[{i}]: the same helper as helpers[{j}] ({helper.type} on {on})")
+        else:
+            problems.append(
+                f"helpers[{i}]: {helper.type} on {on} clashes with helpers[{j}] ({helpers[j].type} "
+                f"on {on}): a session gets one helper"
+            )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -155,6 +187,7 @@ class FirewallPolicy:
             problems += service.problems(f"allow_inbound[{i}]")
         for i, helper in enumerate(self.helpers):
             problems += helper.problems(f"helpers[{i}]")
+        problems += helper_conflicts(self.helpers)
         for name in ("allow_outbound", "loose_pickup", "reset_on_expiry", "liberal_windows", "snat"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name}: {getattr(self, name)!r} is not true or false")
@@ -214,15 +247,5 @@ def policy_from_dict(data: Mapping[str, Any]) -> FirewallPolicy:
 
 def load_policy(path: Path) -> FirewallPolicy:
     """A validated policy from a TOML file; errors name the file."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    try:
-        return policy_from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None
+    policy: FirewallPolicy = checks.load_toml(path, policy_from_dict)
+    return policy

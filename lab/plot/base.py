@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 __all__ = ["plt", "save"]
 
 
-def save(fig: Any, path: Path) -> Path:
-    """Lay out, write (PNG, 110 dpi) and close a figure; its path."""
-    fig.tight_layout()
+def save(fig: Any, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Lay out (within `rect` of the figure, to leave room for a footnote), write (PNG,
+    110 dpi) and close a figure; its path."""
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

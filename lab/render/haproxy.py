@@ -28,7 +28,7 @@ def _pool_lines(pool: Pool, adc: Adc) -> list[str]:
             lines.append(f"    option httpchk GET {check.path}")
         lines.append(f"    default-server inter {check.interval_ms}ms rise {check.rise} fall {check.fall}")
     for i, server in enumerate(pool.servers, start=1):
-        options = []
+        options = [f"weight {server.weight}"] if server.weight != 1 else []  # 1: haproxy's own
         if check is not None:
             options.append("check")
         if pool.cookie:

@@ -1,11 +1,12 @@
-"""FirewallPolicy -> nftables ruleset text. Pure: golden-file tested, checked with `nft -c`."""
+"""FirewallPolicy -> nftables ruleset text. Pure: golden-file tested, checked with `nft -c`
+(`lab.render.check` offline, as `sessionlab policy` does; the firewall device in its node)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
 from lab.config import FirewallPolicy, Helper, Service, TimeoutRule
-from lab.config.firewall import LINUX_UDP_STREAM_TIMEOUT, LINUX_UDP_TIMEOUT
+from lab.config.firewall import HELPER_PROTOCOLS, LINUX_UDP_STREAM_TIMEOUT, LINUX_UDP_TIMEOUT
 
 TABLE = "sessionlab"
 # Packets the reset agent crafts carry this mark, so the firewall's own conntrack ignores them.
@@ -36,8 +37,10 @@ def _ports(services: Iterable[Service]) -> str:
 
 
 def helper_name(helper: Helper) -> str:
-    """The name of a helper's object in the ruleset (and in `conntrack -L`'s helper=)."""
-    return f"{helper.type}_{helper.port}"
+    """The name of a helper's object in the ruleset (and in `conntrack -L`'s helper=); a
+    helper on its type's second protocol (SIP over TCP) says so, so both can share a port."""
+    default = HELPER_PROTOCOLS.get(helper.type, (helper.proto,))[0]
+    return f"{helper.type}_{helper.port}" + ("" if helper.proto == default else f"_{helper.proto}")
 
 
 def _helper_lines(helpers: tuple[Helper, ...]) -> list[str]:

@@ -27,7 +27,8 @@ def _upstream(pool: Pool, persist: bool = False) -> list[str]:
         window = max(1, pool.check.rise * pool.check.interval_ms // 1000)
         passive = f" max_fails={pool.check.fall} fail_timeout={window}s"
     for server in pool.servers:
-        lines.append(f"        server {server.address}:{server.port}{passive};")
+        weight = f" weight={server.weight}" if server.weight != 1 else ""  # 1: nginx's own
+        lines.append(f"        server {server.address}:{server.port}{weight}{passive};")
     # Kept-open connections to the servers (with HTTP/1.1 and no Connection header, see
     # the proxy settings): without them nginx opens one per request, and under load runs
     # out of source ports (TIME_WAIT) and answers 502.

@@ -1,0 +1,3 @@
+"""Malformed on purpose: an empty `topos` dict."""
+
+topos = {}
