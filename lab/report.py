@@ -128,6 +128,12 @@ def _case_section(case: Case, run: Path) -> list[str]:
         parts.append(_links_table(case.links))
     parts += [_embedded(path, caption) for caption, path in case.plots if path.exists()]
     kept = [(w, p) for w, p in ((w, _in_run(p, run)) for w, p in case.evidence) if p.exists()]
+    # A ruleset a firewall loaded has its policy as TOML beside it (to redo by hand)
+    kept += [
+        (f"{w}: its policy (TOML, for topo --policy)", p.with_suffix(".toml"))
+        for w, p in list(kept)
+        if p.suffix == ".nft" and p.with_suffix(".toml").exists()
+    ]
     if kept:
         links = ", ".join(f"<a href='{_rel(p, run)}'>{html.escape(w)}</a>" for w, p in kept)
         parts.append(f"<p>Evidence (files beside this report): {links}</p>")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +133,22 @@ def load_toml(path: Path, from_dict: Callable[[Mapping[str, Any]], Any]) -> Any:
         return from_dict(data)
     except ConfigError as exc:
         raise ConfigError([f"{path}: {p}" for p in exc.problems]) from None
+
+
+def as_data(config: Any) -> dict[str, Any]:
+    """A config dataclass as the plain data its loader reads (`take`/`items`): only the
+    fields that differ from their defaults, tables for nested configs; None is left out
+    (TOML has no null, and every None field defaults to None)."""
+    data: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        default = f.default if f.default is not MISSING else MISSING
+        if value is None or value == default:
+            continue
+        if isinstance(value, tuple) and value and all(is_dataclass(v) for v in value):
+            data[f.name] = [as_data(v) for v in value]
+        elif is_dataclass(value):
+            data[f.name] = as_data(value)
+        else:
+            data[f.name] = list(value) if isinstance(value, tuple) else value
+    return data
