@@ -11,14 +11,17 @@
 # wider than the page, plots legible, every failure's reason in the summary.
 # Needs chromium (apt-get install -y chromium); exit 2 when it or the report is missing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
     echo "usage: scripts/check-report.sh RUN [OUT]" >&2
     exit 2
 fi
+# RUN and OUT as given, from where the script was called; else a run in the checkout's results/
 run="$1"
-[ -d "$run" ] || run="results/$1"
+[ -d "$run" ] || run="$(dirname "$0")/../results/$1"
+[ $# -lt 2 ] || { mkdir -p "$2" && set -- "$1" "$(realpath "$2")"; }
+run="$(realpath "$run" 2>/dev/null || echo "$run")"
+cd "$(dirname "$0")/.."
 report="$run/report.html"
 if [ ! -f "$report" ]; then
     echo "check-report: $1: no report.html (neither a run folder nor a run in results/)" >&2
