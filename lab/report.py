@@ -128,11 +128,12 @@ def _case_section(case: Case, run: Path) -> list[str]:
         parts.append(_links_table(case.links))
     parts += [_embedded(path, caption) for caption, path in case.plots if path.exists()]
     kept = [(w, p) for w, p in ((w, _in_run(p, run)) for w, p in case.evidence) if p.exists()]
-    # A ruleset a firewall loaded has its policy as TOML beside it (to redo by hand)
+    # A ruleset or daemon configuration a device loaded has the configuration it was
+    # rendered from as TOML beside it (to redo by hand with topo's per-node options)
     kept += [
-        (f"{w}: its policy (TOML, for topo --policy)", p.with_suffix(".toml"))
+        (f"{w}: as TOML, for topo", p.with_suffix(".toml"))
         for w, p in list(kept)
-        if p.suffix == ".nft" and p.with_suffix(".toml").exists()
+        if p.suffix in (".nft", ".cfg", ".conf") and p.with_suffix(".toml").exists()
     ]
     if kept:
         links = ", ".join(f"<a href='{_rel(p, run)}'>{html.escape(w)}</a>" for w, p in kept)

@@ -7,7 +7,8 @@ import tomllib
 import pytest
 
 from lab.config import FirewallPolicy
-from lab.config.firewall import Helper, Service, TimeoutRule, policy_from_dict, policy_toml
+from lab.config.checks import to_toml
+from lab.config.firewall import Helper, Service, TimeoutRule, policy_from_dict
 
 POLICIES = {
     "defaults": FirewallPolicy(),
@@ -33,9 +34,24 @@ POLICIES = {
 @pytest.mark.parametrize("name", POLICIES)
 def test_a_policy_as_toml_reads_back_equal(name):
     policy = POLICIES[name]
-    assert policy_from_dict(tomllib.loads(policy_toml(policy))) == policy
+    assert policy_from_dict(tomllib.loads(to_toml(policy))) == policy
 
 
 def test_only_what_differs_from_the_defaults_is_written():
-    assert policy_toml(FirewallPolicy()) == ""
-    assert policy_toml(FirewallPolicy(tcp_timeout=2)).strip() == "tcp_timeout = 2"
+    assert to_toml(FirewallPolicy()) == ""
+    assert to_toml(FirewallPolicy(tcp_timeout=2)).strip() == "tcp_timeout = 2"
+
+
+def test_the_balancer_examples_as_toml_read_back_equal():
+    """The L4 balancer and the ADC (pools with servers and a check, routes, redirects as
+    pairs) written as TOML read back equal: what S4's cases applied, redone by `topo`."""
+    from pathlib import Path
+
+    from lab.config.balancing import adc_from_dict, balancer_from_dict, load_adc, load_balancer
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    adc = load_adc(examples / "s4-adc.toml")
+    assert adc_from_dict(tomllib.loads(to_toml(adc))) == adc
+    balancer = load_balancer(examples / "s4-l4.toml")
+    assert balancer_from_dict(tomllib.loads(to_toml(balancer, "a header\nof two lines"))) == balancer
+    assert to_toml(balancer, "a header\nof two lines").startswith("# a header\n# of two lines\n")

@@ -152,3 +152,13 @@ def as_data(config: Any) -> dict[str, Any]:
         else:
             data[f.name] = list(value) if isinstance(value, tuple) else value
     return data
+
+
+def to_toml(config: Any, header: str = "") -> str:
+    """A config dataclass as TOML its loader reads back equal (`as_data`: only what differs
+    from the defaults), after `header` as comment lines: what a case applied, to redo by
+    hand with `topo`'s per-node options."""
+    import tomli_w
+
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    return comments + tomli_w.dumps(as_data(config))

@@ -249,11 +249,3 @@ def load_policy(path: Path) -> FirewallPolicy:
     """A validated policy from a TOML file; errors name the file."""
     policy: FirewallPolicy = checks.load_toml(path, policy_from_dict)
     return policy
-
-
-def policy_toml(policy: FirewallPolicy) -> str:
-    """The policy as TOML that `load_policy` reads back equal (only what differs from the
-    defaults): what a case applied, to redo by hand with `topo --policy NODE=FILE`."""
-    import tomli_w
-
-    return tomli_w.dumps(checks.as_data(policy))

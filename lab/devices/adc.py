@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lab.config import Adc, refuse
+from lab.config.checks import to_toml
 from lab.devices.base import Device, Runner
 from lab.errors import ConfigError, LabError
 from lab.render.haproxy import render_haproxy
@@ -165,7 +166,11 @@ def first_complaint(output: str) -> str:
 
 
 def save_config(daemon: AdcDaemon, folder: Path) -> Path:
-    """A copy of the daemon's configuration beside the case's evidence."""
+    """A copy of the daemon's configuration beside the case's evidence, and the ADC
+    configuration it was rendered from as TOML beside that (`topo --adc NODE=FILE`)."""
     copy = folder / daemon.conf_path.name
     shutil.copyfile(daemon.conf_path, copy)
+    copy.with_suffix(".toml").write_text(
+        to_toml(daemon.adc, f"{daemon.node}'s ADC of {copy.name}; by hand: topo ... --adc {daemon.node}=FILE")
+    )
     return copy

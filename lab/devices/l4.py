@@ -16,6 +16,7 @@ from typing import ClassVar, Literal
 
 from lab import conntrack
 from lab.config import L4Balancer, refuse
+from lab.config.checks import to_toml
 from lab.devices.base import Device, Runner
 from lab.render.balancer import DsrPorts, render_balancer, render_clear
 
@@ -89,6 +90,12 @@ class KernelBalancer(Device):
         self.loads += 1
         path = self.runner.paths.root / f"{self.node}-balancer-{self.loads}.nft"
         path.write_text(render_balancer(config, self.ports.server_side, dsr))
+        path.with_suffix(".toml").write_text(
+            to_toml(
+                config,
+                f"{self.node}'s balancer of {path.name}; by hand: topo ... --balancer {self.node}=FILE",
+            )
+        )
         self.check(path)
         # Strict tracking: a mid-stream packet of a session this balancer does not know
         # (one a failed peer balanced) must not start a new NAT binding to a server the

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from lab import conntrack
 from lab.config import FirewallPolicy, refuse
-from lab.config.firewall import policy_toml
+from lab.config.checks import to_toml
 from lab.devices.base import Device, Runner
 from lab.errors import ConfigError
 from lab.render.nftables import (
@@ -79,8 +79,9 @@ class NftFirewall(Device):
         path.write_text(render_ruleset(policy, self.ports.inside, self.ports.outside, link))
         # What was applied, as a file `topo --policy NODE=FILE` takes: redone by hand.
         path.with_suffix(".toml").write_text(
-            f"# {self.node}'s policy of {path.name}; by hand: "
-            f"sessionlab topo ... --policy {self.node}=<this file>\n" + policy_toml(policy)
+            to_toml(
+                policy, f"{self.node}'s policy of {path.name}; by hand: topo ... --policy {self.node}=FILE"
+            )
         )
         self.check(path)
         settings = [f"{key}={value}" for key, value in render_sysctls(policy).items()]
