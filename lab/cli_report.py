@@ -21,14 +21,10 @@ def _run(name: Path, results: Path) -> Path:
     raise ConfigError(f"{name}: no such run folder (neither a folder nor a run in {results})")
 
 
-def _one_line(message: str) -> str:
-    lines = [line.strip().removeprefix("AssertionError: ") for line in message.splitlines()]
-    return next((line for line in lines if line), "")[:200]
-
-
 def _summary(run: Path) -> int:
     """A run's verdicts, each failed case with its reason, and where its report is."""
     from lab.compare import load_run
+    from lab.report import message_reason
 
     cases = load_run(run)
     counts: dict[str, int] = {}
@@ -38,7 +34,7 @@ def _summary(run: Path) -> int:
     console.print(f"run {run.resolve().name}: {shown}")
     failed = [c for c in cases.values() if c["verdict"] in ("failed", "error")]
     for case in failed:
-        console.print(f"  {case['verdict']}: {case['name']}: {_one_line(case.get('message', ''))}")
+        console.print(f"  {case['verdict']}: {case['name']}: {message_reason(case.get('message', ''))}")
     report = run / "report.html"
     console.print(f"report: {report.resolve()}" if report.is_file() else "report: none written")
     return EXIT_FAILED if failed else 0

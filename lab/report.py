@@ -12,13 +12,12 @@ import json
 import os
 import platform
 import socket
-import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lab.report_values import render
-from lab.results import RUN_FILE, TOPOLOGY_DATA, TOPOLOGY_DRAWING, Case, mark_latest
+from lab.results import RUN_FILE, TOPOLOGY_DATA, TOPOLOGY_DRAWING, Case, git_state, mark_latest
 
 FAILED = ("failed", "error")  # the verdicts the summary's filter keeps
 _ROOT = Path(__file__).resolve().parent.parent
@@ -50,15 +49,6 @@ _FILTER_FROM_ADDRESS = (
 
 def _rel(path: Path, base: Path) -> str:
     return html.escape(os.path.relpath(path, base))
-
-
-def _in_run(path: Path, run: Path) -> Path:
-    """A file of the run where the run is now: a case loaded from a copied or fetched run
-    keeps the old absolute path of files outside its own folder (its lab's rulesets, logs)."""
-    if path.is_relative_to(run) or run.name not in path.parts[:-1]:
-        return path
-    at = len(path.parts) - 1 - path.parts[::-1].index(run.name)
-    return run.joinpath(*path.parts[at + 1 :])
 
 
 def _topology_drawing(lab_dir: Path) -> Path | None:
@@ -127,7 +117,7 @@ def _case_section(case: Case, run: Path) -> list[str]:
     if case.links:
         parts.append(_links_table(case.links))
     parts += [_embedded(path, caption) for caption, path in case.plots if path.exists()]
-    kept = [(w, p) for w, p in ((w, _in_run(p, run)) for w, p in case.evidence) if p.exists()]
+    kept = [(w, p) for w, p in case.evidence if p.exists()]
     # A ruleset or daemon configuration a device loaded has the configuration it was
     # rendered from as TOML beside it (to redo by hand with topo's per-node options)
     kept += [
@@ -142,9 +132,14 @@ def _case_section(case: Case, run: Path) -> list[str]:
 
 
 def reason(case: Case) -> str:
-    """A failed case's reason in one line: its message's first line that says something
-    (pytest's `AssertionError: ...` prefix dropped), cut to 200 characters."""
-    for line in case.message.splitlines():
+    """A failed case's reason in one line (`message_reason` of its message)."""
+    return message_reason(case.message)
+
+
+def message_reason(message: str) -> str:
+    """A failure message's first line that says something (pytest's `AssertionError: ...`
+    prefix dropped), cut to 200 characters: the reason shown for a failed case."""
+    for line in message.splitlines():
         line = line.strip().removeprefix("AssertionError: ").removeprefix("E   ")
         if line and line != "assert False":
             return line if len(line) <= 200 else line[:199] + "\u2026"
@@ -154,16 +149,6 @@ def reason(case: Case) -> str:
 def _stamp(when: datetime) -> str:
     """A moment with its offset and zone name: `2026-12-02 01:23:19 +0000 (UTC)`."""
     return when.strftime("%Y-%m-%d %H:%M:%S %z") + (f" ({when.tzname()})" if when.tzname() else "")
-
-
-def _git(*args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(_ROOT), *args], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def run_facts(run: Path, ended: datetime | None = None) -> dict[str, str]:
@@ -189,11 +174,10 @@ def run_facts(run: Path, ended: datetime | None = None) -> dict[str, str]:
     if meta.get("commit"):
         commit = str(meta["commit"]) + (" with uncommitted changes" if meta.get("dirty") else "")
     else:
-        now = _git("rev-parse", "--short", "HEAD")
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        now, dirty = git_state(_ROOT)
         commit = (
             (
-                now
+                now[:7]
                 + (" with uncommitted changes" if dirty else "")
                 + ", checked out when the report was written"
             )

@@ -352,7 +352,8 @@ def test_netns_ports_are_checked():
 
     ports = {"inside": "in0", "outside": "a-very-long-name0"}
     assert netns_port_problems("dut", ports, ["other"], present) == [
-        "--port outside=a-very-long-name0: not an interface name (1-15 characters, no space, / or :)",
+        "--port outside=a-very-long-name0: 'a-very-long-name0' is 17 bytes; "
+        "Linux interface names have at most 15",
         "--netns dut: no such network namespace (ip netns list)",
     ]
     assert asked == []  # nothing read in a namespace that is not there

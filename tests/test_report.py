@@ -225,3 +225,25 @@ def test_without_run_json_the_start_comes_from_the_folder_name(tmp_path):
     assert facts["started"].startswith("2026-11-29 01:02:03 ")
     assert facts["command"].startswith("unknown")
     assert run_facts(tmp_path / "mine")["started"] == "unknown"
+
+
+def test_a_copied_run_s_case_finds_its_lab_s_files_where_the_run_is_now(tmp_path):
+    """A case loaded from a run moved elsewhere (copied, fetched from a host) names its own
+    files and its lab's (a ruleset in `<module>-lab/`) in the new place."""
+    from lab.results import Case
+
+    old = tmp_path / "old" / "20261129-010203"
+    case = Case(name="test_s9_demo.test_one", path=old / "test_s9_demo.test_one", verdict="passed")
+    case.keep(case.path / "capture.pcap", "a capture")
+    case.keep(old / "test_s9_demo-lab" / "fw-ruleset-1.nft", "a ruleset")
+    case.keep(tmp_path / "elsewhere.txt", "a file outside the run")
+    case.save()
+    new = tmp_path / "new" / old.name
+    new.parent.mkdir()
+    old.rename(new)
+    moved = Case.load(new / case.name)
+    assert [p for _, p in moved.evidence] == [
+        new / case.name / "capture.pcap",
+        new / "test_s9_demo-lab" / "fw-ruleset-1.nft",
+        tmp_path / "elsewhere.txt",
+    ]

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.attacks import LAB_NETWORK
+from lab.config import checks
 from lab.errors import CommandError, ConfigError, LabError
 from lab.procs import host_run
 from lab.records import Record
@@ -44,7 +45,6 @@ IFNAME_MAX = 15
 # How the root-side end of each role's veth is named after the lab's link prefix: a "-"
 # follows the prefix, which no switch name (letters and digits) has, so it never collides.
 ROOT_SUFFIX = {"inside": "in", "outside": "out"}
-_IFNAME = re.compile(r"[^\s/:]{1,15}")
 _LAB_MADE = re.compile(r"sl[0-9a-f]{4}")  # a lab's tag (lab.net): interfaces a lab created
 
 
@@ -159,11 +159,9 @@ def netns_port_problems(
 ) -> list[str]:
     """What is wrong with plugging veths named `ports` into `netns` (`namespaces`: those
     that exist; `present()`: interface names already in it, asked only if it exists)."""
-    problems = [
-        f"--port {role}={name}: not an interface name (1-{IFNAME_MAX} characters, no space, / or :)"
-        for role, name in ports.items()
-        if not _IFNAME.fullmatch(name) or name in (".", "..")
-    ]
+    problems: list[str] = []
+    for role, name in ports.items():
+        checks.interface(name, f"--port {role}={name}", problems)
     if netns not in namespaces:
         problems.append(f"--netns {netns}: no such network namespace (ip netns list)")
         return problems
