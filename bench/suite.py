@@ -10,20 +10,26 @@ scenario: its test_sN_*.py modules, each with its own lab; any other module on i
     lab stop          the teardown of each module's last case (its lab removed)
 
 and how close each scenario's client loads came to their timeouts (the smallest margin
-any case reported).
+any case reported). Beside each scenario, its time before (issue 24): the same parts read
+from a stored run's cases of the same modules, `BENCH_SUITE_BEFORE` (a run folder with
+summary.json); without it, the run of the previous `bench suite` in the same results
+folder, if any. `BENCH_SUITE_MODULES` (space-separated case files) cuts the run down.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
+from lab.schedule import durations_from_cases
 
 PARTS = ("lab start", "case bodies", "per-case harness", "lab stop")
 _SCENARIO = re.compile(r"^(test_s\d+)_")
@@ -67,11 +73,66 @@ def scenario_times(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
+def scenario_total(times: dict[str, Any]) -> float:
+    """A scenario's seconds: every part summed."""
+    return float(sum(times[p] for p in PARTS))
+
+
+def before_run(out: Path, explicit: str | None) -> Path | None:
+    """The run whose times count as before: `explicit` (a run folder, checked), else the
+    run of the newest earlier `bench suite` beside `out` (results/bench/<stamp>/suite/)."""
+    if explicit:
+        path = Path(explicit)
+        if not (path / "summary.json").exists():
+            raise ConfigError(f"BENCH_SUITE_BEFORE={explicit}: not a run folder (no summary.json)")
+        return path
+    stamp = out.parent
+    earlier = sorted(p for p in stamp.parent.glob("*/suite.json") if p.parent.name < stamp.name)
+    for data in reversed(earlier):
+        try:
+            folder = Path(json.loads(data.read_text())["run"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if (folder / "summary.json").exists():
+            return folder
+    return None
+
+
+def same_modules(stored: list[dict[str, Any]], ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored run's cases of the modules this run ran (a cut-down run compares like
+    with like)."""
+    modules = {c["name"].split(".", 1)[0] for c in ran}
+    return [c for c in stored if c["name"].split(".", 1)[0] in modules]
+
+
+def compared_rows(after: dict[str, Any], before: dict[str, Any] | None, source: str) -> list[dict[str, Any]]:
+    """A row per scenario: its time now, by part, and before (when the stored run has it)."""
+    rows = []
+    for name, t in after.items():
+        was = before.get(name) if before else None
+        margin = t["smallest client timeout margin (s)"]
+        rows.append(
+            {
+                "what": f"{name} ({t['cases']} cases)",
+                "configured": f"before: {scenario_total(was):,.0f} s ({source})" if was else "",
+                "measured": f"{scenario_total(t):,.0f} s: "
+                + ", ".join(f"{p} {t[p]:,.1f}" for p in PARTS)
+                + (f"; smallest timeout margin {margin:g} s" if margin is not None else ""),
+                "target": "margin at least 0.5 s" if margin is not None else "",
+                "met": margin >= 0.5 if margin is not None else None,
+            }
+        )
+    return rows
+
+
 def run(out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
+    before_folder = before_run(out, os.environ.get("BENCH_SUITE_BEFORE"))
+    stored = json.loads((before_folder / "summary.json").read_text()) if before_folder else []
+    modules = shlex.split(os.environ.get("BENCH_SUITE_MODULES", ""))
     cli = Path(sys.executable).with_name("sessionlab")
     started = time.monotonic()
-    done = subprocess.run([str(cli), "run", f"--results={out}"], capture_output=True, text=True)
+    done = subprocess.run([str(cli), "run", f"--results={out}", *modules], capture_output=True, text=True)
     wall = time.monotonic() - started
     (out / "run.log").write_text(done.stdout + done.stderr)
     runs = sorted(p for p in out.iterdir() if not p.is_symlink() and (p / "summary.json").exists())
@@ -79,49 +140,51 @@ def run(out: Path) -> dict[str, Any]:
         raise LabError(f"the suite wrote no report (exit {done.returncode}): {done.stderr.strip()[-300:]}")
     cases = json.loads((runs[-1] / "summary.json").read_text())
     times = scenario_times(cases)
-    rows: list[dict[str, Any]] = []
-    for module, t in times.items():
-        total = sum(t[p] for p in PARTS)
-        rows.append(
-            {
-                "what": f"{module} ({t['cases']} cases)",
-                "configured": "",
-                "measured": f"{total:,.0f} s: "
-                + ", ".join(f"{p} {t[p]:,.1f}" for p in PARTS)
-                + (
-                    f"; smallest timeout margin {t['smallest client timeout margin (s)']:g} s"
-                    if t["smallest client timeout margin (s)"] is not None
-                    else ""
-                ),
-                "target": "",
-                "met": None,
-            }
-        )
+    before = scenario_times(same_modules(stored, cases)) if before_folder else None
+    rows = compared_rows(times, before, before_folder.name if before_folder else "")
+    # seconds per module: what testcases/durations.json holds (lab/schedule.py), to copy there
+    seconds = durations_from_cases([(c["name"].split(".", 1)[0] + ".py", c["duration"]) for c in cases])
+    measured = {"measured": f"bench suite, run {runs[-1].name}", "modules": seconds}
+    (out / "durations.json").write_text(json.dumps(measured, indent=1) + "\n")
     verdicts = [c["verdict"] for c in cases]
     rows.append(
         {
             "what": "whole run",
             "configured": "",
             "measured": f"{wall:,.0f} s, {verdicts.count('passed')} of {len(verdicts)} cases passed",
-            "target": "every case passes",
-            "met": done.returncode == 0 and all(v == "passed" for v in verdicts),
+            "target": "every case passes" + ("" if modules else "; at most 300 s (issue 24)"),
+            "met": done.returncode == 0
+            and all(v == "passed" for v in verdicts)
+            and (bool(modules) or wall <= 300),
         }
     )
-    return {"rows": rows, "scenarios": times, "wall": wall, "exit": done.returncode, "run": str(runs[-1])}
+    return {
+        "rows": rows,
+        "scenarios": times,
+        "before": before,
+        "before_run": str(before_folder) if before_folder else None,
+        "wall": wall,
+        "exit": done.returncode,
+        "run": str(runs[-1]),
+    }
 
 
 def plot(data: dict[str, Any], path: Path) -> None:
-    """Each scenario's time, stacked by part."""
+    """Each scenario's time, stacked by part; before it, its time in the stored run."""
     from lab.plot import plt, save
 
+    before = data.get("before") or {}
     names = list(data["scenarios"])
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(9, 4 + 0.3 * len(names)))
     left = [0.0] * len(names)
     for part in PARTS:
         widths = [data["scenarios"][n][part] for n in names]
         ax.barh(names, widths, left=left, label=part)
         left = [a + b for a, b in zip(left, widths, strict=True)]
+    was = [(n, scenario_total(before[n])) for n in names if n in before]
+    if was:
+        ax.scatter([w for _, w in was], [n for n, _ in was], marker="|", s=400, color="black", label="before")
     ax.set_xlabel("seconds")
     ax.legend(fontsize=8)
-    ax.set_title("the default suite's time per scenario")
+    ax.set_title("the default suite's time per scenario (| : before)")
     save(fig, path)

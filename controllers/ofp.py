@@ -15,6 +15,7 @@ import ipaddress
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +43,29 @@ class Flow:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """What an app does about one event: the flows to send, the actions to send the event's
-    packet out with (None: the packet is not sent), and the event lines to write, in order."""
+class Group:
+    """One select group to add (or, with command "modify", to replace): each bucket an
+    action list, all of weight 1. Without a selection method, Open vSwitch (3.1 here: its
+    group_set_selection_method) picks the bucket in the datapath by `dp_hash`, a symmetric
+    hash of addresses, protocol and ports (basis 0), its 16 lowest values dealt to equal
+    buckets in turn (value v to bucket v mod n): no upcall per new session."""
 
-    flows: tuple[Flow, ...] = ()
+    dpid: int
+    group_id: int
+    buckets: tuple[tuple[Action, ...], ...]
+    command: str = "add"
+
+
+Message = Flow | Group  # what a logic module asks a switch to hold
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an app does about one event: the flows (and groups) to send, the actions to send
+    the event's packet out with (None: the packet is not sent), and the event lines to
+    write, in order."""
+
+    flows: tuple[Message, ...] = ()
     packet: tuple[Action, ...] | None = None
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
 
@@ -69,11 +88,11 @@ def action(dp: Any, spec: Action) -> Any:
 
     ("output", port), ("normal",), ("controller",) (the whole packet),
     ("set_field", field, value), ("resubmit", table), ("push_mpls", ethertype),
-    ("pop_mpls", ethertype),
+    ("pop_mpls", ethertype), ("group", group_id),
+    ("ct", zone, table): track the packet in conntrack `zone`, continue in `table` with its
+    ct_state and ct_mark; ("ct_commit", zone, mark): commit its connection, with `mark`;
     ("multipath", fields, basis, links, reg): hash `fields` (a HASH_FIELDS name) with key
     `basis` into one of `links` slots, written to `reg`;
-    ("learn", table, cookie, idle, value): learn the session's 5-tuple into `table`
-    (priority 10), loading `value` into reg0;
     ("learn_session", table, cookie, idle, mac, ip, port_reg): learn the session's 5-tuple
     (priority 100) rewritten to a backend: its MAC and address, out of the port in `port_reg`.
     """
@@ -93,6 +112,17 @@ def action(dp: Any, spec: Action) -> Any:
         return p.OFPActionPushMpls(spec[1])
     if kind == "pop_mpls":
         return p.OFPActionPopMpls(spec[1])
+    if kind == "group":
+        return p.OFPActionGroup(spec[1])
+    if kind in ("ct", "ct_commit"):
+        from os_ken.ofproto import nicira_ext
+
+        if kind == "ct":
+            _, zone, table = spec
+            return p.NXActionCT(0, "", zone, table, 0, [])
+        _, zone, mark = spec
+        marked = [p.OFPActionSetField(ct_mark=mark)]
+        return p.NXActionCT(nicira_ext.NX_CT_F_COMMIT, "", zone, nicira_ext.NX_CT_RECIRC_NONE, 0, marked)
     if kind == "multipath":
         from os_ken.ofproto import nicira_ext  # os-ken only where a switch is (module docstring)
 
@@ -106,10 +136,6 @@ def action(dp: Any, spec: Action) -> Any:
             ofs_nbits=nicira_ext.ofs_nbits(0, 31),
             dst=reg,
         )
-    if kind == "learn":
-        _, table, cookie, idle, value = spec
-        specs = [*session_match_specs(p), p.NXFlowSpecLoad(src=value, dst=("reg0", 0), n_bits=32)]
-        return p.NXActionLearn(table_id=table, specs=specs, idle_timeout=idle, priority=10, cookie=cookie)
     if kind == "learn_session":
         _, table, cookie, idle, mac, ip, port_reg = spec
         specs = [
@@ -172,6 +198,19 @@ def flow_mod(dp: Any, flow: Flow) -> Any:
     )
 
 
+def group_mod(dp: Any, group: Group) -> Any:
+    """A `Group` as a group-mod: a select group added or replaced."""
+    p, ofp = dp.ofproto_parser, dp.ofproto
+    command = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY}[group.command]
+    buckets = [p.OFPBucket(weight=1, actions=[action(dp, a) for a in b]) for b in group.buckets]
+    return p.OFPGroupMod(dp, command, ofp.OFPGT_SELECT, group.group_id, buckets)
+
+
+def message(dp: Any, msg: Message) -> Any:
+    """A flow's flow-mod or a group's group-mod."""
+    return group_mod(dp, msg) if isinstance(msg, Group) else flow_mod(dp, msg)
+
+
 def packet_out(dp: Any, in_port: int, actions: tuple[Action, ...], data: bytes) -> Any:
     """A packet-out of `data` (as it came in on `in_port`) with the given action specs."""
     p, ofp = dp.ofproto_parser, dp.ofproto
@@ -181,8 +220,10 @@ def packet_out(dp: Any, in_port: int, actions: tuple[Action, ...], data: bytes) 
 
 
 def clear_switch(dp: Any) -> None:
-    """Start clean: whatever an earlier controller left (flows, learned sessions) goes."""
+    """Start clean: whatever an earlier controller left (flows, learned sessions, groups) goes."""
     dp.send_msg(_delete(dp, dp.ofproto.OFPTT_ALL, ()))
+    p, ofp = dp.ofproto_parser, dp.ofproto
+    dp.send_msg(p.OFPGroupMod(dp, ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL))
 
 
 def send_barrier(dp: Any) -> int:
@@ -215,18 +256,19 @@ class SwitchAdapter:
         set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)(SwitchAdapter.barrier_reply)
         set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])(SwitchAdapter.error)
 
-    def switch_flows(self, dpid: int) -> list[Flow]:
-        """Everything a switch needs when it connects (the app's logic decides)."""
+    def switch_flows(self, dpid: int) -> Sequence[Message]:
+        """Everything a switch needs when it connects (the app's logic decides), groups
+        before the flows that name them."""
         raise NotImplementedError
 
     def switch_fields(self, dpid: int) -> dict[str, Any]:
         """Fields the app adds to a switch's event lines (none by default)."""
         return {}
 
-    def send(self, flow: Flow) -> None:
+    def send(self, flow: Message) -> None:
         dp = self.datapaths.get(flow.dpid)
         if dp is not None:
-            dp.send_msg(flow_mod(dp, flow))
+            dp.send_msg(message(dp, flow))
 
     def carry_out(self, verdict: Verdict, dp: Any = None, in_port: int = 0, data: bytes = b"") -> None:
         """Send a verdict's flows, then its packet (through `dp`, as it came in on `in_port`),

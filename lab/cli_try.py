@@ -37,7 +37,9 @@ from lab.tryout.plan import DEFAULT_LIMIT, DEFAULT_PORT, EVENTS, SCENARIOS
 @click.option("--timeout", help="the firewall's TCP idle timeout, e.g. 2s, 5m")
 @click.option("--policy", type=click.Path(path_type=Path), help="firewall policy (TOML) for every firewall")
 @click.option(
-    "--mode", help="the controller's mode (s2: independent, symmetric, correction-mac, correction-mpls, sync)"
+    "--mode",
+    help="the controller's mode (s2: independent, symmetric, correction-mac, correction-mpls, sync, "
+    "sync-defer)",
 )
 @click.option(
     "--at",
@@ -79,6 +81,8 @@ def try_command(
 
     found = SCENARIOS.get(scenario)
     modes = topology.controller_modes(found.topology) if found is not None and found.controller else ()
+    if "sync" in modes:  # sync's option, the firewalls' own: the fabric runs as for sync
+        modes = (*modes, "sync-defer")
     plan = make_plan(
         scenario,
         server,

@@ -267,6 +267,15 @@ def _pause(item: pytest.Item, running: Any, why: str) -> None:
     item.session.shouldfail = f"left the prompt after {item.nodeid} failed (--pause-on-fail)"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Labs side by side (pytest-xdist): the longest modules first (lab/schedule.py)."""
+    workers = config.getoption("numprocesses", None) if config.pluginmanager.has_plugin("xdist") else None
+    if workers or hasattr(config, "workerinput"):
+        from lab.schedule import expected_seconds, longest_first
+
+        items[:] = longest_first(items, lambda item: item.path.name, expected_seconds())
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist, on the controller: every worker writes into this run's folder; one on

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(openvswitch-switch mininet iperf3 tcpdump conntrack nftables ethtool iputils-ping curl
           iproute2 procps python3-venv conntrackd vsftpd lftp
-          haproxy keepalived nginx-light wrk hping3 nmap openssh-server coturn socat)
+          haproxy keepalived nginx-light wrk hping3 nmap openssh-server coturn socat
+          iptables libnetfilter-queue-dev gcc python3-dev)  # the last four: S2 sync-defer's NFQUEUE (its target; its library, built by pip)
 
 if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: run as root (it installs packages and starts Open vSwitch)" >&2

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.capture import Capture, SessionRecorder, SocketRecorder
+from lab.capture import Capture, SessionRecorder, SocketRecorder, stop_captures
 from lab.config import FirewallPolicy, Service, TimeoutRule
 from lab.packets import TcpSegment
 from lab.plot import session_timeline
@@ -150,6 +150,7 @@ def run_sweep(lab, fw, case: Case, sweep: Sweep, outcomes: dict[str, list[dict[s
         SocketRecorder(lab, ["client", "server"], case.ports) as sockets,
     ):
         results = run_probes(lab, "client", lab.ip("server"), probes)
+        stop_captures([inside, outside])
     run = Run(sweep, results, inside, outside, sessions, sockets)
     case.keep(inside.path, "capture, client side (fw-in)")
     case.keep(outside.path, "capture, server side (fw-out)")

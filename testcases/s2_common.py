@@ -35,6 +35,7 @@ class Mode:
     name: str
     fabric: str  # the controller's mode
     sync: bool = False
+    defer: bool = False  # with sync: hold a new session's SYN (SYN-ACK) until the peer has it
     handoff: str = "off"  # the firewalls' own path correction
     what: str = ""
     client_timeout: float = 3.0  # s: each connect and echo wait (the slowest here: 0.12 s)
@@ -60,6 +61,14 @@ MODES = {
             what="conntrackd copies sessions to the peer",
             client_timeout=RETRANSMITTED_TIMEOUT,
         ),
+        Mode(
+            "sync-defer",
+            "independent",
+            sync=True,
+            defer=True,
+            what="conntrackd copies sessions; a new session's SYN and SYN-ACK wait for the peer's copy",
+            client_timeout=RETRANSMITTED_TIMEOUT,
+        ),
     )
 }
 
@@ -76,7 +85,7 @@ def policy(mode: Mode) -> FirewallPolicy:
 
 def prepare(lab, mode: Mode, external_cache: bool = False) -> None:
     """The controller in the mode's fabric mode; both firewalls with the mode's policy,
-    empty tables and zeroed counters; sync on or off."""
+    empty tables and zeroed counters; sync on or off (deferring where the mode says)."""
     lab.restart_controller(mode=mode.fabric)
     for name in FIREWALLS:
         fw = lab.node(name)
@@ -85,7 +94,7 @@ def prepare(lab, mode: Mode, external_cache: bool = False) -> None:
         fw.reset()
     if mode.sync:
         for name in FIREWALLS:
-            lab.node(name).start_sync(external_cache=external_cache)
+            lab.node(name).start_sync(external_cache=external_cache, defer=mode.defer)
 
 
 def servers_of(lab) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lab import topology
-from lab.capture import Capture, ExpectationEvents
+from lab.capture import Capture, ExpectationEvents, stop_captures
 from lab.config import FirewallPolicy, FtpServerConfig, Helper, Service
 from lab.devices.ftp_server import FtpLogLine, FtpServer, make_file
 from lab.packets import TcpSegment
@@ -31,8 +31,10 @@ MODES = ("PORT", "EPRT", "PASV", "EPSV")
 ACTIVE = ("PORT", "EPRT")
 POSITIONS = ("client side", "server side", "both")
 FILE, FILE_SIZE = "file.bin", 256 * 1024
-DATA_TIMEOUT = 3  # vsftpd's wait for a data connection (s)
-STEP_TIMEOUT = 5.0  # the client's wait at each step (s): longer, so it hears the server's 425
+# vsftpd's wait for a data connection (s): a data connection in the lab is up in
+# milliseconds; a refused one is told by where its first SYN stopped (the captures)
+DATA_TIMEOUT = 2
+STEP_TIMEOUT = 3.0  # the client's wait at each step (s): longer, so it hears the server's 425
 SERVER_IP, CLIENT_IP = PLAN.address("server"), PLAN.address("client")
 NAT_IP = PLAN.addresses["fwc-out"]  # fwc source-NATs the client to its outside address
 # A firewall outside the cell's position: still stateful, but lets every new session in.
@@ -233,6 +235,7 @@ def evidence(lab, case: Case, label: str, policies: dict[str, FirewallPolicy]):
     with contextlib.ExitStack() as stack:
         for item in [*captures.values(), *expect.values()]:
             stack.enter_context(item)
+        stack.callback(stop_captures, list(captures.values()))  # first on the way out: at once
         yield folder, captures, expect
     for intf, capture in captures.items():
         case.keep(capture.path, f"capture {intf}, {label}")

@@ -19,7 +19,7 @@ again (idle probes, testcases/s1_common.py).
 
 from __future__ import annotations
 
-from lab.capture import Capture, SessionEvents
+from lab.capture import Capture, SessionEvents, stop_captures
 from lab.plot import packet_timeline
 from lab.traffic import send_segment
 from testcases.s1_common import (
@@ -163,6 +163,7 @@ def test_fix_b_security_cost(lab, fw, servers, case):
 
                 # The firewall's verdict on the segment: a session created, or a drop counted.
                 lab.wait(verdict, 5, f"the firewall to admit or drop the ACK to port {port}")
+            stop_captures([outside, inside])
         case.keep(outside.path, f"capture outside, {mode}")
         case.keep(inside.path, f"capture inside, {mode}")
         case.keep(events.path, f"session events, {mode}")

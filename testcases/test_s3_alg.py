@@ -21,7 +21,7 @@ import json
 import pytest
 
 from lab import conntrack
-from lab.capture import Capture, ExpectationEvents
+from lab.capture import Capture, ExpectationEvents, stop_captures
 from lab.config import FirewallPolicy, FtpServerConfig, Helper, Service
 from lab.devices.ftp_server import FtpServer
 from lab.traffic import FtpDownload, finish_ftp, run_sessions, start_ftp
@@ -103,6 +103,7 @@ def test_alg_opens_only_what_was_announced(lab, ftp_server, ftp_root, case):
         again = case.note_load(
             run_sessions(lab, "client", [f"{SERVER_IP}:{port}"], 1, timeout=1.0, first_port=case.take_port())
         )
+        stop_captures([outside, inside])
     case.keep(events.path, "expectation events on fws")
     case.keep(outside.path, "capture fws-out")
     case.keep(inside.path, "capture fws-in")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.capture import Capture
+from lab.capture import Capture, stop_captures
 from lab.config import TimeoutRule
 from lab.devices.ftp_server import make_file
 from lab.plot import sessions_timeline
@@ -63,6 +63,7 @@ def test_idle_control_session_during_a_long_transfer(lab, ftp_server, long_file,
         Capture(lab, "fwc", "fwc-out", case.path, "fwc-out") as outside,
     ):
         (result,) = run_ftp(lab, "client", SERVER_IP, [download])
+        stop_captures([inside, outside])
     case.keep(inside.path, "capture fwc-in (client side)")
     case.keep(outside.path, "capture fwc-out")
     control = (CLIENT_IP, download.sport)

@@ -10,16 +10,19 @@ ways get the same answers from each; crafted packets from hping3 and nmap do not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lab.attacks import CRAFTED, hping3_argv, nmap_argv, parse_nmap_xml, run_hping3
-from lab.capture import Capture
+from lab.capture import Capture, stop_captures
 from lab.config import FirewallPolicy
 from lab.packets import TcpSegment, read_fragments
 from lab.plot import verdict_matrix_figure
 from lab.render.nftables import rule_count
 from lab.results import Case
 from lab.traffic import run_sessions
+from testcases.parallel_labs import at_once
 from testcases.s5_common import ECHOES, INTENT, OUTBOUND, PUBLISHED, UNPUBLISHED, accepted_from
 
 # This module's lab, every S5 module's: the plugin builds it, the shared `fw` and `servers`
@@ -56,6 +59,7 @@ def test_same_intent_stateful_and_stateless(lab, fw, servers, case):
                 results[label] = case.note_load(
                     run_sessions(lab, client, [server], count, timeout=1.0, first_port=first)
                 )
+            stop_captures([inside, outside])
         case.keep(inside.path, f"capture, inside (fw-in), {kind}")
         case.keep(outside.path, f"capture, outside (fw-out), {kind}")
         for label, (_, _, count, allowed) in flows.items():
@@ -97,14 +101,18 @@ def crafted_verdicts(
         Capture(lab, "fw", "fw-in", folder, "inside-fw-in") as inside,
         Capture(lab, "fw", "fw-out", folder, "outside-fw-out") as outside,
     ):
-        sent = {
-            c.name: run_hping3(
+        # Every crafted packet and the scan at once: each from its own source port, and
+        # hping3 waits a second for answers after its last packet.
+        scan_argv = nmap_argv("ACK scan", srv, f"{PUBLISHED},{UNPUBLISHED}", nmap_port)
+        jobs: list[Callable[[], Any]] = [
+            lambda c=c: run_hping3(
                 lab, "scanner", hping3_argv(srv, UNPUBLISHED, c.hping3, 2, 20_000, source_port=ports[c.name])
             )["sent"]
             for c in CRAFTED
-        }
-        scan_argv = nmap_argv("ACK scan", srv, f"{PUBLISHED},{UNPUBLISHED}", nmap_port)
-        nmap_out = lab.run("scanner", scan_argv, timeout=60, merge=False)
+        ]
+        *counts, nmap_out = at_once([*jobs, lambda: lab.run("scanner", scan_argv, timeout=60, merge=False)])
+        sent = {c.name: count for c, count in zip(CRAFTED, counts, strict=True)}
+        stop_captures([inside, outside])
     case.keep(inside.path, f"capture, inside (fw-in), {kind}")
     case.keep(outside.path, f"capture, outside (fw-out), {kind}")
     (folder / "nmap.xml").write_text(nmap_out)

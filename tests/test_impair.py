@@ -183,3 +183,89 @@ def test_the_port_map_names_peers_through_impairment_elements():
         "s1": {"dpid": 1, "ports": {"fw1-in": 1, "s2": 2}},
         "s2": {"dpid": 10, "ports": {"s1": 7}},
     }
+
+
+@pytest.fixture
+def relay():
+    """The relay's forwarding on datagram socket pairs standing in for its two interfaces:
+    what the test writes on `wire["a"]` arrives on the relay's side a (frames as bytes)."""
+    import socket
+
+    from lab.agents.impair_relay import Relay
+
+    pairs = {side: socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for side in ("a", "b")}
+    for relay_end, wire_end in pairs.values():
+        relay_end.setblocking(False)
+        wire_end.setblocking(False)
+    made = Relay({side: ends[0] for side, ends in pairs.items()}, seed=7)
+    made.wire = {side: ends[1] for side, ends in pairs.items()}  # type: ignore[attr-defined]
+    yield made
+    for ends in pairs.values():
+        for sock in ends:
+            sock.close()
+
+
+def _arrived(sock: Any) -> list[bytes]:
+    frames = []
+    while True:
+        try:
+            frames.append(sock.recv(65536))
+        except BlockingIOError:
+            return frames
+
+
+def test_a_direction_without_impairment_forwards_each_frame_as_it_is_read(relay):
+    for n in range(5):
+        relay.wire["a"].send(b"frame %d" % n)
+    relay.read("a")
+    assert len(relay.wheel) == 0  # never planned: no wheel, no timer
+    assert _arrived(relay.wire["b"]) == [b"frame %d" % n for n in range(5)]
+    assert relay.stats["a"] == {"received": 5, "sent": 5, "lost": 0}
+
+
+def test_a_delayed_direction_holds_its_frames_until_due(relay):
+    import time
+
+    relay.configure(json.dumps({"a": {"delay": 0.05}}))
+    relay.wire["a"].send(b"late")
+    relay.read("a")
+    assert _arrived(relay.wire["b"]) == [] and len(relay.wheel) == 1
+    relay.send_due(time.monotonic() + 0.05)
+    assert _arrived(relay.wire["b"]) == [b"late"]
+    assert relay.stats["a"] == {"received": 1, "sent": 1, "lost": 0}
+
+
+def test_frames_due_before_a_change_to_none_still_leave_first(relay):
+    import time
+
+    relay.configure(json.dumps({"a": {"delay": 0.001}}))
+    relay.wire["a"].send(b"delayed")
+    relay.read("a")
+    relay.configure(json.dumps({"a": {}}))
+    time.sleep(0.002)  # the delayed frame is due now
+    relay.wire["a"].send(b"undelayed")
+    relay.read("a")
+    assert _arrived(relay.wire["b"]) == [b"delayed", b"undelayed"]
+
+
+def test_a_busy_side_is_read_a_batch_at_a_time(relay):
+    from lab.agents.impair_relay import BATCH
+
+    for n in range(BATCH + 3):
+        relay.wire["b"].send(b"%d" % n)
+    relay.read("b")
+    assert len(_arrived(relay.wire["a"])) == BATCH  # the rest waits for the next round
+    relay.read("b")
+    assert len(_arrived(relay.wire["a"])) == 3
+
+
+def test_the_relay_keeps_how_late_it_got_to_a_due_frame(relay):
+    import time
+
+    relay.configure(json.dumps({"a": {"delay": 0.001}}))
+    relay.wire["a"].send(b"frame")
+    relay.read("a")
+    relay.send_due(time.monotonic() - 1.0)  # nothing due yet: nothing sent, nothing late
+    assert relay.late == 0.0 and len(relay.wheel) == 1
+    relay.send_due(time.monotonic() + 1.0)  # as if the relay had stalled for a second
+    assert 0.99 <= relay.late <= 1.1 and _arrived(relay.wire["b"]) == [b"frame"]

@@ -24,12 +24,19 @@ def config(lab: Lab, mode: str) -> dict[str, Any]:
         )
     # The virtual gateway MACs: the hosts' static neighbour for their gateway, in the plan.
     macs = topology.plan("s2").macs
+    # The fabric switches' conntrack zones. Every lab's switches share one datapath, so
+    # the zones must differ between labs running at once: from this lab's controller port
+    # (unique among them, ephemeral: 32768-60999), and the same with the top bit flipped.
+    assert lab.controller is not None
+    port = lab.controller.port
+    zones = {"so": port, "si": (port ^ 0x8000) or 0xFFFF}  # never zone 0: the default zone
     return {
         "mode": mode,
         "vgw_out_mac": macs["vgw-out"],
         "vgw_in_mac": macs["vgw-in"],
         "firewalls": firewalls,
         "switches": switches,
+        "zones": zones,
         "session_file": str(lab.paths.root / "controller-sessions.json"),
         # read on request only (ControllerTable asks while it waits: see the app)
         "poll_request_file": str(lab.paths.root / "controller-sessions.request"),

@@ -1,44 +1,55 @@
 """Firewall load balancing for a two-firewall fabric: the decisions, free of os-ken.
 
 The fabric (topologies/s2_redundant_firewalls.py): an outside switch and an inside switch
-each choose a firewall for every packet addressed to the virtual gateway MAC, by a hash of
-the session (addresses and ports, the same for both directions). Each firewall's inside
-access switch sits on the FW1-FW2 link. Modes:
+each choose a firewall for every session whose packets are addressed to the virtual
+gateway MAC, by a hash of the session (addresses, protocol and ports, the same for both
+directions). Each firewall's inside access switch sits on the FW1-FW2 link. Modes:
 
-- independent: the two fabric switches hash with different keys, so half of the sessions
-  cross one firewall inbound and the other on return (the failure);
-- symmetric: both hash with the same key: both directions of a session cross one firewall,
+- independent: the two fabric switches use different bits of the hash, so half of the
+  sessions cross one firewall inbound and the other on return (the failure);
+- symmetric: both use the same bits: both directions of a session cross one firewall,
   and sessions still spread over both;
 - correction-mac / correction-mpls: independent choice, and the access switch in front of
-  the wrong firewall recomputes the owner (the outside switch's hash) and sends the packet
+  the wrong firewall finds the owner (the outside switch's choice) and sends the packet
   over the FW1-FW2 link to the owner's access switch: rewriting the destination MAC to the
   owner's, or pushing an MPLS label naming the owner that the other side pops;
 - sync: independent choice; conntrackd copies sessions between the firewalls.
 
-Every session's first choice is learned into the switch (OVS `learn`), so a session keeps
-its firewall; those learned flows are the controller's session table. The pipeline is
-installed ahead of traffic: no packet of a session goes to the controller.
+Sessions live in the datapath's fast path: each fabric switch tracks every IPv4 packet
+through it in its own conntrack zone (the lab's switches share one userspace datapath),
+a session's first packet gets its firewall from a select group the datapath hashes
+(`dp_hash`), committed as the connection's `ct_mark`, and later packets to the virtual
+gateway go to their mark. No flow is per session, so after the first sessions every new
+one runs in cached megaflows (no upcall); the conntrack entries are the controller's
+session table (read on request). When a firewall fails its group buckets and its marked
+sessions move to the living one, which marks them as its own: when it comes back they stay.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from controllers.ofp import Action, Flow, Verdict
+from controllers.ofp import Action, Flow, Group, Message, Verdict
 from controllers.ofp import match as _m
 
 MODES = ("independent", "symmetric", "correction-mac", "correction-mpls", "sync")
-OUTSIDE_BASIS, INSIDE_BASIS = 1, 2  # hash keys: equal keys give the same firewall both ways
 MPLS_LABEL_BASE = 100  # label 100 + n: "deliver to firewall n"
-SESSION_COOKIE = 0x5E550000  # learned session flows: cookie = SESSION_COOKIE + firewall
-T_SELECT, T_DELIVER, T_SESSIONS, T_LEARN = 0, 1, 5, 6
-ETH_IP, ETH_MPLS, TCP = 0x0800, 0x8847, 6
+# Tables: 0 sorts packets; the tracked ones continue in 1 (to the virtual gateway) or 2
+# (from a firewall); 3 commits a session's choice and delivers by it.
+T_CLASSIFY, T_TOWARD, T_FROM, T_COMMIT = 0, 1, 2, 3
+GROUP_CHOOSE = 1  # the select group choosing a new session's firewall
+ETH_IP, ETH_MPLS = 0x0800, 0x8847
+# ct_state bits (ovs-fields(7)) and the two states matched: a session's first packet, and
+# a packet of a known session (tracked, neither new nor invalid).
+CT_NEW, CT_INV, CT_TRK = 0x01, 0x10, 0x20
+FIRST_PACKET = (CT_TRK | CT_NEW, CT_TRK | CT_NEW)
+KNOWN = (CT_TRK, CT_TRK | CT_NEW | CT_INV)
+FROM_FIREWALL = 1  # reg1: the packet came from a firewall (commit, then forward normally)
 # A failed firewall stays down this long before a port coming back up counts: taking a
 # box's links down makes OVS report its ports down, up and down again within ~20 ms.
 HOLD_DOWN = 1.0
-
-HASHED = "symmetric_l3l4"  # the hash's fields: addresses, protocol and ports, the same both ways
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,17 @@ class FabricConfig:
     outside: dict[str, Any]  # {"dpid": int, "ports": {peer: port}}
     inside: dict[str, Any]
     access: dict[int, dict[str, Any]]  # firewall number -> the access switch
-    session_idle: int = 60
+    # conntrack zones of the outside and inside switches: unique among the labs running
+    # on this machine (their switches share one datapath)
+    zones: dict[str, int]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FabricConfig:
         if data["mode"] not in MODES:
             raise ValueError(f"unknown mode {data['mode']!r} (known: {', '.join(MODES)})")
+        zones = {"outside": int(data["zones"]["so"]), "inside": int(data["zones"]["si"])}
+        if len(set(zones.values())) != 2 or not all(0 < z < 0x10000 for z in zones.values()):
+            raise ValueError(f"the fabric switches need two distinct conntrack zones 1-65535: {zones}")
         return cls(
             mode=data["mode"],
             vgw_out_mac=data["vgw_out_mac"],
@@ -73,13 +89,14 @@ class FabricConfig:
             outside=data["switches"]["so"],
             inside=data["switches"]["si"],
             access={int(f["number"]): data["switches"][f"a{f['number']}"] for f in data["firewalls"]},
-            session_idle=int(data.get("session_idle", 60)),
+            zones=zones,
         )
 
 
 @dataclass
 class Fabric:
-    """The flows of every switch for a mode, and how they change when a firewall fails."""
+    """The flows and groups of every switch for a mode, and how they change when a
+    firewall fails."""
 
     config: FabricConfig
     alive: dict[int, bool] = field(default_factory=dict)
@@ -94,14 +111,23 @@ class Fabric:
 
     # --- which firewall -------------------------------------------------------------
     def deliver_to(self, chosen: int) -> int:
-        """The firewall that gets what the hash gave to `chosen`: itself while it lives."""
+        """The firewall that gets what was chosen for (or marked) `chosen`: itself while
+        it lives."""
         if self.alive.get(chosen):
             return chosen
         living = [n for n, up in sorted(self.alive.items()) if up]
         return living[0] if living else chosen
 
-    def inside_basis(self) -> int:
-        return OUTSIDE_BASIS if self.config.mode == "symmetric" else INSIDE_BASIS
+    def layout(self, role: str) -> tuple[int, ...]:
+        """The firewall of each bucket of a switch's select group. The datapath deals the
+        hash values to the buckets in turn (value v to bucket v mod n), so the outside
+        switch's two buckets follow the hash's lowest bit, and four buckets (1, 1, 2, 2)
+        its second bit: the inside switch's own choice, except in symmetric mode. The
+        access switches recompute the outside switch's."""
+        numbers = tuple(f.number for f in self.config.firewalls)
+        if role == "inside" and self.config.mode != "symmetric":
+            return tuple(n for n in numbers for _ in range(2))
+        return numbers
 
     def role(self, dpid: int) -> str:
         if dpid == self.config.outside["dpid"]:
@@ -112,118 +138,164 @@ class Fabric:
             return "access"
         raise KeyError(f"unknown switch dpid {dpid}")
 
+    @property
+    def corrects(self) -> bool:
+        return self.config.mode.startswith("correction")
+
     # --- flows ----------------------------------------------------------------------
-    def flows(self, dpid: int) -> list[Flow]:
-        """Everything a switch needs, installed when it connects."""
+    def flows(self, dpid: int) -> list[Message]:
+        """Everything a switch needs, installed when it connects (its group first)."""
         role = self.role(dpid)
         if role == "outside":
-            return self._fabric(self.config.outside, self.config.vgw_out_mac, OUTSIDE_BASIS, "out")
+            return self._fabric(self.config.outside, self.config.vgw_out_mac, "outside")
         if role == "inside":
-            return self._fabric(self.config.inside, self.config.vgw_in_mac, self.inside_basis(), "in")
+            return self._fabric(self.config.inside, self.config.vgw_in_mac, "inside")
         number = next(n for n, a in self.config.access.items() if a["dpid"] == dpid)
         return self._access(number)
 
-    def _fw_port(self, switch: dict[str, Any], number: int, side: str) -> int:
+    def _fw_port(self, switch: dict[str, Any], number: int, role: str) -> int:
         ports = switch["ports"]
-        if side == "out":
-            return int(ports[f"fw{number}-out"])
-        return int(ports[f"a{number}"])
+        return int(ports[f"fw{number}-out"] if role == "outside" else ports[f"a{number}"])
 
-    def _fabric(self, switch: dict[str, Any], vgw: str, basis: int, side: str) -> list[Flow]:
-        dpid = switch["dpid"]
-        flows = [
-            Flow(dpid, T_SELECT, 0, (), (("normal",),)),
-            # To the virtual gateway: find the session's firewall (table 5), then deliver.
-            Flow(
-                dpid,
-                T_SELECT,
-                100,
-                _m(eth_type=ETH_IP, eth_dst=vgw),
-                (("resubmit", T_SESSIONS),),
-                goto=T_DELIVER,
+    def _deliver(self, switch: dict[str, Any], role: str, number: int) -> tuple[Action, ...]:
+        """To firewall `number` from a fabric switch: its MAC on this side, its port."""
+        fw = self._by_number(number)
+        mac = fw.out_mac if role == "outside" else fw.in_mac
+        return (("set_field", "eth_dst", mac), ("output", self._fw_port(switch, number, role)))
+
+    def _group(self, dpid: int, role: str, command: str = "add") -> Group:
+        """The select group: each bucket names its firewall (or the living one) in reg0."""
+        buckets = tuple(
+            (("set_field", "reg0", self.deliver_to(n)), ("resubmit", T_COMMIT)) for n in self.layout(role)
+        )
+        return Group(dpid, GROUP_CHOOSE, buckets, command)
+
+    def _fabric(self, switch: dict[str, Any], vgw: str, role: str) -> list[Message]:
+        dpid, zone = switch["dpid"], self.config.zones[role]
+        numbers = [f.number for f in self.config.firewalls]
+        flows: list[Message] = [
+            self._group(dpid, role),
+            Flow(dpid, T_CLASSIFY, 0, (), (("normal",),)),
+            # To the virtual gateway: tracked, then delivered by its session (table 1).
+            Flow(dpid, T_CLASSIFY, 100, _m(eth_type=ETH_IP, eth_dst=vgw), (("ct", zone, T_TOWARD),)),
+            # Unknown or invalid to conntrack: by the hash alone (committed if new, table 3).
+            Flow(dpid, T_TOWARD, 0, (), (("group", GROUP_CHOOSE),)),
+            # From a firewall: tracked, so a session opened from this side is known (table 2).
+            *(
+                Flow(
+                    dpid,
+                    T_CLASSIFY,
+                    90,
+                    _m(eth_type=ETH_IP, in_port=self._fw_port(switch, n, role)),
+                    (("ct", zone, T_FROM),),
+                )
+                for n in numbers
             ),
-            # A session not seen yet: hash it, and learn the choice for the session's life.
+            Flow(dpid, T_FROM, 0, (), (("normal",),)),
             Flow(
                 dpid,
-                T_SESSIONS,
-                0,
-                (),
-                (("multipath", HASHED, basis, len(self.config.firewalls), "reg0"), ("resubmit", T_LEARN)),
+                T_FROM,
+                20,
+                _m(ct_state=FIRST_PACKET),
+                (("set_field", "reg1", FROM_FIREWALL), ("group", GROUP_CHOOSE)),
             ),
         ]
-        for index, fw in enumerate(self.config.firewalls):
-            learn = ("learn", T_SESSIONS, SESSION_COOKIE + fw.number, self.config.session_idle, index)
-            flows.append(Flow(dpid, T_LEARN, 10, _m(eth_type=ETH_IP, ip_proto=TCP, reg0=index), (learn,)))
-        flows += self._delivery(switch, side)
-        return flows
+        for n in numbers:
+            deliver = self._deliver(switch, role, n)
+            flows += [
+                Flow(dpid, T_COMMIT, 10, _m(reg0=n), deliver),
+                Flow(
+                    dpid,
+                    T_COMMIT,
+                    20,
+                    _m(eth_type=ETH_IP, reg0=n, ct_state=FIRST_PACKET),
+                    (("ct_commit", zone, n), *deliver),
+                ),
+                Flow(
+                    dpid,
+                    T_COMMIT,
+                    30,
+                    _m(eth_type=ETH_IP, reg0=n, reg1=FROM_FIREWALL, ct_state=FIRST_PACKET),
+                    (("ct_commit", zone, n), ("normal",)),
+                ),
+            ]
+        return flows + self._pinned(switch, role)
 
-    def _delivery(self, switch: dict[str, Any], side: str) -> list[Flow]:
-        """Table 1: hash slot -> the living firewall it stands for."""
-        flows = []
-        for index, fw in enumerate(self.config.firewalls):
-            target = self._by_number(self.deliver_to(fw.number))
-            mac = target.out_mac if side == "out" else target.in_mac
-            actions = (("set_field", "eth_dst", mac), ("output", self._fw_port(switch, target.number, side)))
-            flows.append(Flow(switch["dpid"], T_DELIVER, 10, _m(reg0=index), actions))
+    def _pinned(self, switch: dict[str, Any], role: str) -> list[Message]:
+        """Table 1: a known session to its marked firewall while it lives, else to the
+        living one, which the connection is then marked with (it stays there)."""
+        dpid, zone = switch["dpid"], self.config.zones[role]
+        flows: list[Message] = []
+        for fw in self.config.firewalls:
+            owner = self.deliver_to(fw.number)
+            actions = self._deliver(switch, role, owner)
+            if owner != fw.number:
+                actions = (("ct_commit", zone, owner), *actions)
+            flows.append(
+                Flow(dpid, T_TOWARD, 30, _m(eth_type=ETH_IP, ct_state=KNOWN, ct_mark=fw.number), actions)
+            )
         return flows
 
     def _by_number(self, number: int) -> Firewall:
         return next(f for f in self.config.firewalls if f.number == number)
 
-    def _access(self, number: int) -> list[Flow]:
+    def _access(self, number: int) -> list[Message]:
         switch = self.config.access[number]
         dpid, ports = switch["dpid"], switch["ports"]
         fw_in, fw_sync, uplink, link = (
             int(ports[k]) for k in (f"fw{number}-in", f"fw{number}-sync", "si", f"a{3 - number}")
         )
         me = self._by_number(number)
-        flows = [
-            Flow(dpid, T_SELECT, 10, _m(in_port=uplink), (("output", fw_in),)),
-            Flow(dpid, T_SELECT, 10, _m(in_port=fw_in), (("output", uplink),)),
-            Flow(dpid, T_SELECT, 10, _m(in_port=fw_sync), (("output", link),)),
-            Flow(dpid, T_SELECT, 10, _m(in_port=link), (("output", fw_sync),)),
+        flows: list[Message] = []
+        if self.corrects:
+            flows.append(self._group(dpid, "outside"))
+        flows += [
+            Flow(dpid, T_CLASSIFY, 10, _m(in_port=uplink), (("output", fw_in),)),
+            Flow(dpid, T_CLASSIFY, 10, _m(in_port=fw_in), (("output", uplink),)),
+            Flow(dpid, T_CLASSIFY, 10, _m(in_port=fw_sync), (("output", link),)),
+            Flow(dpid, T_CLASSIFY, 10, _m(in_port=link), (("output", fw_sync),)),
             # Corrected packets arriving over the FW1-FW2 link go to this firewall.
-            Flow(dpid, T_SELECT, 30, _m(in_port=link, eth_dst=me.in_mac), (("output", fw_in),)),
+            Flow(dpid, T_CLASSIFY, 30, _m(in_port=link, eth_dst=me.in_mac), (("output", fw_in),)),
             Flow(
                 dpid,
-                T_SELECT,
+                T_CLASSIFY,
                 30,
                 _m(in_port=link, eth_type=ETH_MPLS, mpls_label=MPLS_LABEL_BASE + number),
                 (("pop_mpls", ETH_IP), ("set_field", "eth_dst", me.in_mac), ("output", fw_in)),
             ),
         ]
-        if self.config.mode.startswith("correction"):
-            # Return traffic for this firewall: recompute the owner the outside switch chose.
+        if self.corrects:
+            # Return traffic for this firewall: its owner is the outside switch's choice,
+            # recomputed here with the outside switch's group (the same symmetric hash and
+            # buckets; this switch keeps no session state of its own).
             flows.append(
                 Flow(
                     dpid,
-                    T_SELECT,
+                    T_CLASSIFY,
                     20,
                     _m(in_port=uplink, eth_type=ETH_IP, eth_dst=me.in_mac),
-                    (("multipath", HASHED, OUTSIDE_BASIS, len(self.config.firewalls), "reg0"),),
-                    goto=T_DELIVER,
+                    (("group", GROUP_CHOOSE),),
                 )
             )
-            flows += self._correction(number, fw_in, link)
+            flows += [
+                Flow(dpid, T_COMMIT, 10, _m(reg0=fw.number), self._correct(number, fw.number))
+                for fw in self.config.firewalls
+            ]
         return flows
 
-    def _correction(self, number: int, fw_in: int, link: int) -> list[Flow]:
-        dpid = self.config.access[number]["dpid"]
-        flows = []
-        for index, fw in enumerate(self.config.firewalls):
-            owner = self.deliver_to(fw.number)
-            if owner == number:
-                actions: tuple[Action, ...] = (("output", fw_in),)
-            elif self.config.mode == "correction-mac":
-                actions = (("set_field", "eth_dst", self._by_number(owner).in_mac), ("output", link))
-            else:
-                actions = (
-                    ("push_mpls", ETH_MPLS),
-                    ("set_field", "mpls_label", MPLS_LABEL_BASE + owner),
-                    ("output", link),
-                )
-            flows.append(Flow(dpid, T_DELIVER, 10, _m(reg0=index), actions))
-        return flows
+    def _correct(self, number: int, owner: int) -> tuple[Action, ...]:
+        """At firewall `number`'s access switch: a return packet to `owner`."""
+        ports = self.config.access[number]["ports"]
+        fw_in, link = int(ports[f"fw{number}-in"]), int(ports[f"a{3 - number}"])
+        if owner == number:
+            return (("output", fw_in),)
+        if self.config.mode == "correction-mac":
+            return (("set_field", "eth_dst", self._by_number(owner).in_mac), ("output", link))
+        return (
+            ("push_mpls", ETH_MPLS),
+            ("set_field", "mpls_label", MPLS_LABEL_BASE + owner),
+            ("output", link),
+        )
 
     # --- events ---------------------------------------------------------------------
     def firewall_of_port(self, dpid: int, port: int) -> int | None:
@@ -239,9 +311,9 @@ class Fabric:
                 return fw.number
         return None
 
-    def port_changed(self, dpid: int, port: int, up: bool, now: float = 0.0) -> list[Flow]:
+    def port_changed(self, dpid: int, port: int, up: bool, now: float = 0.0) -> list[Message]:
         """A firewall's fabric port went down or up. The firewall is alive while all its
-        fabric ports are up; when that changes, its hash slots (and so its sessions) move.
+        fabric ports are up; when that changes, its hash buckets and sessions move.
         Coming back is held down for HOLD_DOWN seconds after a failure (see `tick`)."""
         number = self.firewall_of_port(dpid, port)
         if number is None:
@@ -252,11 +324,11 @@ class Fabric:
             self.ports_down[number].add((dpid, port))
         return self._settle(number, now)
 
-    def tick(self, now: float) -> list[Flow]:
+    def tick(self, now: float) -> list[Message]:
         """Settle what the hold-down deferred (called periodically)."""
         return [flow for number in sorted(self.alive) for flow in self._settle(number, now)]
 
-    def report(self, changes: list[Flow]) -> Verdict:
+    def report(self, changes: list[Message]) -> Verdict:
         """What the controller does after a port change or a tick: send its flows, and a
         firewall_up / firewall_down line for each firewall whose liveness changed since
         the last report."""
@@ -268,7 +340,7 @@ class Fabric:
         self.reported = dict(self.alive)
         return Verdict(tuple(changes), events=events)
 
-    def _settle(self, number: int, now: float) -> list[Flow]:
+    def _settle(self, number: int, now: float) -> list[Message]:
         alive = not self.ports_down[number]
         if alive == self.alive[number]:
             return []
@@ -277,59 +349,70 @@ class Fabric:
         self.alive[number] = alive
         if not alive:
             self.down_since[number] = now
-        changes = self._delivery(self.config.outside, "out") + self._delivery(self.config.inside, "in")
-        if self.config.mode.startswith("correction"):
-            for n, access in self.config.access.items():
-                ports = access["ports"]
-                changes += self._correction(n, int(ports[f"fw{n}-in"]), int(ports[f"a{3 - n}"]))
+        changes: list[Message] = []
+        for role, switch in (("outside", self.config.outside), ("inside", self.config.inside)):
+            changes += [self._group(switch["dpid"], role, "modify"), *self._pinned(switch, role)]
+        if self.corrects:
+            changes += [self._group(a["dpid"], "outside", "modify") for a in self.config.access.values()]
         return changes
 
 
 @dataclass
 class Session:
-    client: str
+    client: str  # the side that opened the session (the original direction's source)
     server: str
-    inbound_fw: int | None = None
-    return_fw: int | None = None
-    first_seen: float = 0.0
-    last_seen: float = 0.0
-    packets_in: int = 0
-    packets_out: int = 0
+    inbound_fw: int | None = None  # the outside switch's firewall for the session
+    return_fw: int | None = None  # the inside switch's
+    first_seen: float = 0.0  # when the controller first read it
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
+# One connection of `ovs-appctl dpctl/dump-conntrack`, e.g.
+# tcp,orig=(src=10.0.0.11,dst=10.0.1.11,sport=40000,dport=8080),reply=(...),zone=7,mark=1,...
+CONNECTION = re.compile(
+    r"^(?P<proto>\w+),orig=\(src=(?P<src>[^,]+),dst=(?P<dst>[^,]+)(?:,sport=(?P<sport>\d+),dport=(?P<dport>\d+))?"
+    r".*?\bzone=(?P<zone>\d+)(?:.*?\bmark=(?P<mark>\d+))?"
+)
+
+
+def parse_conntrack(text: str) -> list[dict[str, Any]]:
+    """The connections of a conntrack dump: proto, src, sport, dst, dport, zone, mark."""
+    out = []
+    for line in text.splitlines():
+        found = CONNECTION.match(line.strip())
+        if found is None:
+            continue
+        entry: dict[str, Any] = found.groupdict()
+        for key in ("sport", "dport", "zone", "mark"):
+            entry[key] = int(entry[key]) if entry[key] is not None else None
+        out.append(entry)
+    return out
+
+
 @dataclass
 class SessionTable:
-    """Sessions as the fabric learned them: which firewall each direction crossed, when,
-    how many packets. Fed with the learned flows of the outside and inside switches."""
+    """Sessions as the fabric pinned them: which firewall each fabric switch gave them
+    (their connections' marks in the outside and inside switches' conntrack zones)."""
 
     sessions: dict[tuple[str, str], Session] = field(default_factory=dict)
 
     def update(self, role: str, entries: list[dict[str, Any]], now: float) -> None:
-        """`entries`: learned flows as dicts with cookie, src, sport, dst, dport, packets, duration."""
+        """`entries`: one switch's connections (`parse_conntrack`), named by their
+        original direction on both switches (each tracks both directions)."""
         for e in entries:
-            fw = int(e["cookie"]) - SESSION_COOKIE
-            if not 1 <= fw <= 9:
-                continue
+            fw = e.get("mark") or 0
+            if not 1 <= fw <= 9 or e.get("sport") is None:
+                continue  # not marked by the fabric, or without ports (ICMP): not a session here
             a, b = f"{e['src']}:{e['sport']}", f"{e['dst']}:{e['dport']}"
-            key = (a, b) if role == "outside" else (b, a)
-            session = self.sessions.get(key)
+            session = self.sessions.get((a, b))
             if session is None:
-                session = self.sessions[key] = Session(
-                    client=key[0], server=key[1], first_seen=now - float(e["duration"]), last_seen=now
-                )
-            session.first_seen = min(session.first_seen, now - float(e["duration"]))
-            packets = int(e["packets"])
+                session = self.sessions[(a, b)] = Session(client=a, server=b, first_seen=now)
             if role == "outside":
-                if packets > session.packets_in:
-                    session.last_seen = now
-                session.inbound_fw, session.packets_in = fw, packets
+                session.inbound_fw = fw
             else:
-                if packets > session.packets_out:
-                    session.last_seen = now
-                session.return_fw, session.packets_out = fw, packets
+                session.return_fw = fw
 
     def to_list(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in sorted(self.sessions.values(), key=lambda s: s.first_seen)]

@@ -1,6 +1,7 @@
 """The firewall node: a Linux router holding two devices, its nftables firewall
 (`lab.devices.nft_firewall`: the policy, its agents and handoff routing) and, in a
-redundant pair, conntrackd (`lab.devices.conntrackd`) syncing sessions to the peer.
+redundant pair, conntrackd (`lab.devices.conntrackd`) syncing sessions to the peer, with
+its option to defer each new session's SYN and SYN-ACK (`lab.devices.sync_defer`).
 
 The methods cases call (`apply_policy`, `sessions`, `counters`, `start_sync`, ...) are the
 node's and go to the device that does the work.
@@ -17,6 +18,7 @@ from lab.config import FirewallPolicy
 from lab.devices.base import DeviceHolder, Runner, SessionDevice, register
 from lab.devices.conntrackd import ConntrackSync
 from lab.devices.nft_firewall import FirewallPorts, NftFirewall
+from lab.devices.sync_defer import Deferral, DeferSettings, install_hold
 from lab.errors import ConfigError
 from lab.render.conntrackd import SyncSettings
 
@@ -39,6 +41,7 @@ class Firewall(DeviceHolder, Node):
     # Its devices, made by lab_start.
     firewall: NftFirewall | None = None
     syncer: ConntrackSync | None = None
+    deferral: Deferral | None = None
 
     def config(  # noqa: N802
         self,
@@ -64,6 +67,9 @@ class Firewall(DeviceHolder, Node):
         ports = FirewallPorts(self.inside, self.outside, self.sync, sync_address, self.peer, self.tunnel)
         self.firewall = NftFirewall(runner, self.name, ports)
         self.syncer = ConntrackSync(runner, self.name, f"{self.name}-conntrackd")
+        if self.sync is not None and self.peer is not None:
+            # Before the first ruleset brings conntrack's hooks (lab.devices.sync_defer).
+            self.deferral = Deferral(runner, self.name, install_hold(runner, self.name))
         self.apply_policy(FirewallPolicy())
 
     def devices(self) -> list[SessionDevice]:
@@ -111,21 +117,32 @@ class Firewall(DeviceHolder, Node):
         return self._firewall().drops()
 
     # --- session sync (conntrackd) ------------------------------------------------------
-    def start_sync(self, external_cache: bool = False) -> Proc:
-        """Run conntrackd (FTFW over the sync interface to `peer`) in the foreground."""
+    def start_sync(
+        self, external_cache: bool = False, defer: bool = False, defer_timeout: float = 0.25
+    ) -> Proc:
+        """Run conntrackd (FTFW over the sync interface to `peer`) in the foreground; with
+        `defer`, hold each new session's SYN (and a SYN-ACK whose SYN crossed the peer)
+        until the peer holds its entry (and has seen that reply), at most `defer_timeout` s."""
         self._runner()
         if self.sync is None or self.peer is None:
             raise ConfigError(f"firewall {self.name}: session sync needs `sync` and `peer` in the topology")
+        if defer and external_cache:
+            raise ConfigError(
+                f"firewall {self.name}: defer waits for the peer's kernel entry, "
+                "which conntrackd's external cache never writes"
+            )
         self.stop_sync()
-        settings = SyncSettings(
-            local=self.intf(self.sync).IP(),
-            peer=self.peer,
-            interface=self.sync,
-            external_cache=external_cache,
-        )
-        return self._started(self.syncer).configure(settings)
+        local = self.intf(self.sync).IP()
+        settings = SyncSettings(local, self.peer, self.sync, external_cache=external_cache)
+        proc = self._started(self.syncer).configure(settings)
+        if defer:
+            interfaces = (self.inside, self.outside)
+            self._started(self.deferral).start(DeferSettings(local, self.peer, interfaces, defer_timeout))
+        return proc
 
     def stop_sync(self) -> None:
+        if self.deferral is not None:
+            self.deferral.stop()
         if self.syncer is not None:
             self.syncer.stop()
 

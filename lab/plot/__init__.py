@@ -6,7 +6,13 @@ One module per family of figures; every figure function is importable from here,
 
 from lab.plot.balancing import comparison_figure, distribution_figure, requests_timeline, scaling_figure
 from lab.plot.base import plt, save
-from lab.plot.fabric import failover_figure, mode_figure, race_sweep_figure, sync_lag_figure
+from lab.plot.fabric import (
+    defer_latency_figure,
+    failover_figure,
+    mode_figure,
+    race_sweep_figure,
+    sync_lag_figure,
+)
 from lab.plot.grids import (
     FTP_OUTCOME_COLOURS,
     VERDICT_COLOURS,
@@ -46,6 +52,7 @@ __all__ = [
     "session_timeline",
     "sessions_timeline",
     "sync_lag_figure",
+    "defer_latency_figure",
     "topology_figure",
     "verdict_matrix_figure",
 ]

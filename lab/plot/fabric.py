@@ -110,3 +110,60 @@ def race_sweep_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     for ax in (left, right):
         ax.grid(alpha=0.3)
     return save(fig, path)
+
+
+def defer_latency_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Deferring: the time each new session's SYN is held (the agents' logs: median, 95th
+    percentile, max; the captures' time through the firewall: median) and a split session's
+    SYN-ACK (median) against the delay on the FW1-FW2 link, beside the link's round trip;
+    raced sessions annotated (0 expected). A split session pays both."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    delays = [r["delay (ms)"] for r in rows]
+    ax.plot(delays, [r["held median (ms)"] for r in rows], marker="o", label="SYN held, median (agent)")
+    ax.plot(
+        delays,
+        [r["held p95 (ms)"] for r in rows],
+        marker=".",
+        linestyle=":",
+        label="SYN held, 95th percentile",
+    )
+    ax.plot(delays, [r["held max (ms)"] for r in rows], marker="x", linestyle="--", label="SYN held, max")
+    through = [
+        (d, r["SYN through the firewall median (ms, captures)"]) for d, r in zip(delays, rows, strict=True)
+    ]
+    through = [(d, t) for d, t in through if t is not None]
+    ax.plot(
+        [d for d, _ in through],
+        [t for _, t in through],
+        marker="s",
+        linestyle="",
+        label="SYN in to out, median (captures)",
+    )
+    key = "split sessions' SYN-ACK held median (ms)"
+    syn_ack = [(d, float(r[key])) for d, r in zip(delays, rows, strict=True) if r.get(key) is not None]
+    if syn_ack:
+        ax.plot(
+            [d for d, _ in syn_ack],
+            [t for _, t in syn_ack],
+            marker="^",
+            label="SYN-ACK held, median (split sessions)",
+        )
+    ax.plot(
+        delays, [2 * d for d in delays], color="grey", linestyle="-.", label="link round trip (2 x delay)"
+    )
+    for r in rows:
+        ax.annotate(
+            f"raced {r['raced']}/{r['split']}",
+            (r["delay (ms)"], r["held max (ms)"]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=7,
+        )
+    ax.set_ylim(0, 1.2 * max([r["held max (ms)"] for r in rows] + [2 * d for d in delays] + [1]))
+    ax.set_xlabel("delay on the FW1-FW2 link, each way (ms)")
+    ax.set_ylabel("added latency per new session (ms)")
+    ax.set_title("sync-defer: time a new session's SYN (SYN-ACK) waits for the peer's copy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)

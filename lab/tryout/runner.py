@@ -27,6 +27,7 @@ from lab.tryout.plan import Event, TryPlan
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 10.0  # s the server has to listen on its port
+SYNC_MODES = ("sync", "sync-defer")  # the firewalls sync (conntrackd); sync-defer also defers
 
 
 @dataclass
@@ -133,9 +134,10 @@ def _run(plan: TryPlan, folder: Path, say: Callable[[str], None]) -> TryOutcome:
     controller = None
     if scenario.controller:
         fabric = plan.mode or "symmetric"
-        # sync is the firewalls' (conntrackd); the fabric then hashes each side on its own
+        # sync is the firewalls' (conntrackd, deferring or not); the fabric then hashes
+        # each side on its own
         controller = topology.controller_for(
-            scenario.topology, mode="independent" if fabric == "sync" else fabric
+            scenario.topology, mode="independent" if fabric in SYNC_MODES else fabric
         )
     name = f"try-{scenario.name}"
     case = Case(name=name, path=folder / name, title=f"try {scenario.name}: {plan.client_cmd}")
@@ -150,8 +152,8 @@ def _run(plan: TryPlan, folder: Path, say: Callable[[str], None]) -> TryOutcome:
             node = lab.node(fw)
             case.keep(node.apply_policy(plan.policy), f"ruleset loaded on {fw}")
             node.reset()
-            if plan.mode == "sync":
-                node.start_sync()
+            if plan.mode in SYNC_MODES:
+                node.start_sync(defer=plan.mode == "sync-defer")
         server_addr, client_addr = lab.ip(scenario.server), lab.ip(scenario.client)
         with contextlib.ExitStack() as stack:
             captures = {
