@@ -142,9 +142,9 @@ def run(out: Path) -> dict[str, Any]:
     times = scenario_times(cases)
     before = scenario_times(same_modules(stored, cases)) if before_folder else None
     rows = compared_rows(times, before, before_folder.name if before_folder else "")
-    # seconds per module: what testcases/durations.json holds (lab/schedule.py), to copy there
-    seconds = durations_from_cases([(c["name"].split(".", 1)[0] + ".py", c["duration"]) for c in cases])
-    measured = {"measured": f"bench suite, run {runs[-1].name}", "modules": seconds}
+    # seconds per case: what testcases/durations.json holds (lab/schedule.py), to copy there
+    seconds = durations_from_cases([(c["name"], c["duration"]) for c in cases])
+    measured = {"measured": f"bench suite, run {runs[-1].name}", "cases": seconds}
     (out / "durations.json").write_text(json.dumps(measured, indent=1) + "\n")
     verdicts = [c["verdict"] for c in cases]
     rows.append(

@@ -117,13 +117,28 @@ def lab(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[Any]:
         raise pytest.UsageError(f"{module.__name__} uses the lab fixture but sets no LAB_TOPOLOGY")
     topo = topology.load(name, **getattr(module, "LAB_TOPOLOGY_PARAMS", {}))
     controller = topology.controller_for(name, **getattr(module, "LAB_CONTROLLER_PARAMS", {}))
-    folder = run_dir / f"{safe_name(module.__name__.rsplit('.', 1)[-1])}-lab"
+    folder = _lab_folder(run_dir / f"{safe_name(module.__name__.rsplit('.', 1)[-1])}-lab")
     with Lab(topo, folder, controller=controller) as running:
         request.config.stash[_LAB] = running
         try:
             yield running
         finally:
             del request.config.stash[_LAB]
+
+
+def _lab_folder(first: Path) -> Path:
+    """The folder of a module's lab: `<module>-lab`, claimed by creating it; where it is
+    taken (the cases of a module split over workers, each building the lab, or one worker
+    building it again: testcases/conftest.py's BY_CASE) `<module>-lab-<worker>-<n>`."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    candidates = [first, *(first.with_name(f"{first.name}-{worker}-{n}") for n in range(1, 1000))]
+    for folder in candidates:
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise pytest.UsageError(f"no free lab folder beside {first}")
 
 
 @pytest.fixture(autouse=True)
@@ -265,15 +280,6 @@ def _pause(item: pytest.Item, running: Any, why: str) -> None:
     if interrupted:
         raise KeyboardInterrupt(f"left the prompt of {item.nodeid} with Ctrl-C")
     item.session.shouldfail = f"left the prompt after {item.nodeid} failed (--pause-on-fail)"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Labs side by side (pytest-xdist): the longest modules first (lab/schedule.py)."""
-    workers = config.getoption("numprocesses", None) if config.pluginmanager.has_plugin("xdist") else None
-    if workers or hasattr(config, "workerinput"):
-        from lab.schedule import expected_seconds, longest_first
-
-        items[:] = longest_first(items, lambda item: item.path.name, expected_seconds())
 
 
 @pytest.hookimpl(optionalhook=True)

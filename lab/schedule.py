@@ -1,12 +1,13 @@
-"""Which lab module goes first when labs run side by side (pytest-xdist, `--dist
-loadscope`): the longest first, so that the last module to start is a short one and the
-workers end close together (longest-processing-time-first scheduling).
+"""Which scope goes first when labs run side by side (pytest-xdist, `--dist loadscope`: a
+scope, usually a module, runs whole on one worker with its lab): the longest first, so
+that the last scope to start is a short one and the workers end close together
+(longest-processing-time-first scheduling).
 
-A module's expected seconds come from `testcases/durations.json` (measured: a default
-run's case times per module; `python -m bench suite` writes one as
-`results/bench/<stamp>/suite/durations.json`); a module it does not
-name counts as one minute. The order is the same on every worker (xdist compares their
-collections), and the cases keep their order within a module. Pure: no lab imports.
+A scope's expected seconds are the sum of its cases' in `testcases/durations.json`
+(measured: the case times of a run; `python -m bench suite` writes one as
+`results/bench/<stamp>/suite/durations.json`); a case it does not name counts
+UNKNOWN_CASE_SECONDS. The order is the same on every worker (xdist compares their
+collections), and the cases keep their order within a scope. Pure: no lab imports.
 """
 
 from __future__ import annotations
@@ -17,36 +18,39 @@ from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
-UNKNOWN_SECONDS = 60.0
+UNKNOWN_CASE_SECONDS = 2.0
 DURATIONS = Path(__file__).resolve().parent.parent / "testcases" / "durations.json"
 
 
 def expected_seconds(path: Path = DURATIONS) -> dict[str, float]:
-    """Module file name (test_s2_sync.py) -> seconds; empty when the file is missing or unreadable."""
+    """Case name (test_s2_sync.test_sync_defer_race) -> seconds; empty when the file is
+    missing or unreadable."""
     try:
         data = json.loads(path.read_text())
-        return {str(k): float(v) for k, v in data["modules"].items()}
+        return {str(k): float(v) for k, v in data["cases"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
-def longest_first(items: Sequence[T], module_of: Callable[[T], str], seconds: dict[str, float]) -> list[T]:
-    """`items` with whole modules reordered by expected seconds, longest first (ties: as
-    collected); the items of one module stay together and in their order."""
+def longest_first(
+    items: Sequence[T], scope_of: Callable[[T], str], case_of: Callable[[T], str], seconds: dict[str, float]
+) -> list[T]:
+    """`items` with whole scopes reordered by expected seconds, longest first (ties: as
+    collected); the items of one scope keep their order."""
     first_seen: dict[str, int] = {}
+    total: dict[str, float] = {}
     for index, item in enumerate(items):
-        first_seen.setdefault(module_of(item), index)
+        scope = scope_of(item)
+        first_seen.setdefault(scope, index)
+        total[scope] = total.get(scope, 0.0) + seconds.get(case_of(item), UNKNOWN_CASE_SECONDS)
 
     def key(item: T) -> tuple[float, int]:
-        module = module_of(item)
-        return (-seconds.get(module, UNKNOWN_SECONDS), first_seen[module])
+        scope = scope_of(item)
+        return (-total[scope], first_seen[scope])
 
-    return sorted(items, key=key)  # stable: a module's items keep their order
+    return sorted(items, key=key)  # stable: a scope's items keep their order
 
 
 def durations_from_cases(cases: Sequence[tuple[str, float]]) -> dict[str, float]:
-    """(module file name, case seconds) pairs -> seconds per module, rounded."""
-    total: dict[str, float] = {}
-    for module, seconds in cases:
-        total[module] = total.get(module, 0.0) + seconds
-    return {m: round(s, 1) for m, s in sorted(total.items(), key=lambda kv: -kv[1])}
+    """(case name, seconds) pairs -> seconds per case, rounded, longest first."""
+    return {name: round(s, 1) for name, s in sorted(cases, key=lambda kv: -kv[1])}

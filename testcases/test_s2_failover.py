@@ -154,9 +154,14 @@ def twin_firewall(lab, table: ControllerTable, sport: int) -> str:
     transfer h2:sport -> srv2:BULK: its twin for the symmetric hash (the same protocol,
     the same XOR of the addresses, 10.0.0.11 ^ 10.0.1.11 == 10.0.0.12 ^ 10.0.1.12, and of
     the ports), a different connection."""
+    # the bulk receiver serves one transfer and ends: one per try
+    receiver = start_bulk_receiver(lab, "srv2", BULK, f"bulk-receive-twin-{sport}", INTERVAL)
     sender = start_bulk_sender(lab, "h2", lab.ip("srv2"), BULK, f"twin-{sport}", duration=0.2, sport=sport)
     sender.popen.wait(10)
     lab.stop(sender)
+    if '"completed"' in sender.output():
+        receiver.popen.wait(10)  # it ends once it has logged the transfer
+    lab.stop(receiver)
     key = (lab.ip("h2"), sport)
     via = table.wait_for({key})[key].via
     assert via is not None
@@ -177,7 +182,6 @@ def test_sessions_stay_pinned_when_slots_move_back(lab, servers, case: Case):
     """Recovery: a transfer opened while FW1 is down stays on FW2 when FW1 takes its slots back"""
     prepare(lab, MODES["symmetric"])
     table = ControllerTable(lab.paths.root / "controller-sessions.json")
-    twin_receiver = start_bulk_receiver(lab, "srv2", BULK, "bulk-receive-twins", INTERVAL)
     # A source port whose hash slot is FW1's (each try is FW1's with probability 1/2).
     tried = {}
     for _ in range(8):
@@ -185,7 +189,6 @@ def test_sessions_stay_pinned_when_slots_move_back(lab, servers, case: Case):
         tried[sport] = twin_firewall(lab, table, sport)
         if tried[sport] == "fw1":
             break
-    lab.stop(twin_receiver)
     assert "fw1" in tried.values(), f"no source port hashed to fw1 in {len(tried)} tries: {tried}"
     receiver = start_bulk_receiver(lab, "srv1", BULK, "bulk-receive-pinned", INTERVAL)
     down_at = time.time()

@@ -1,22 +1,31 @@
-"""lab.schedule: the longest lab modules first, each module's cases together and in order."""
+"""lab.schedule: the longest scopes first, each scope's cases together and in order; and
+how many labs `sessionlab run` puts side by side unless told."""
 
 import json
 from pathlib import Path
 
-from lab.schedule import UNKNOWN_SECONDS, durations_from_cases, expected_seconds, longest_first
+from lab.schedule import UNKNOWN_CASE_SECONDS, durations_from_cases, expected_seconds, longest_first
 
 
-def test_longest_modules_first_cases_in_order():
-    items = ["a.py::1", "a.py::2", "b.py::1", "c.py::1", "c.py::2", "d.py::1"]
-    seconds = {"a.py": 10, "b.py": 200, "c.py": 90}  # d.py: unknown, one minute
-    ordered = longest_first(items, lambda i: i.split("::")[0], seconds)
-    assert ordered == ["b.py::1", "c.py::1", "c.py::2", "d.py::1", "a.py::1", "a.py::2"]
-    assert UNKNOWN_SECONDS == 60
+def scope(item: str) -> str:
+    return item.split("::")[0]
+
+
+def case(item: str) -> str:
+    return item.replace("::", ".")
+
+
+def test_longest_scopes_first_cases_in_order():
+    items = ["a::1", "a::2", "b::1", "c::1", "c::2", "d::1"]
+    seconds = {"a.1": 5, "a.2": 5, "b.1": 200, "c.1": 40, "c.2": 50}  # d.1: unknown
+    assert longest_first(items, scope, case, seconds) == ["b::1", "c::1", "c::2", "a::1", "a::2", "d::1"]
+    assert UNKNOWN_CASE_SECONDS == 2.0
 
 
 def test_ties_keep_the_collected_order():
-    items = ["x.py::1", "y.py::1", "x.py::2"]
-    assert longest_first(items, lambda i: i.split("::")[0], {}) == ["x.py::1", "x.py::2", "y.py::1"]
+    items = ["x::1", "y::1", "x::2"]
+    assert longest_first(items, lambda i: i, case, {}) == ["x::1", "y::1", "x::2"]
+    assert longest_first(items, scope, case, {"x.1": 1, "x.2": 1, "y.1": 2}) == ["x::1", "x::2", "y::1"]
 
 
 def test_durations_file(tmp_path: Path):
@@ -24,16 +33,16 @@ def test_durations_file(tmp_path: Path):
     assert expected_seconds(path) == {}
     path.write_text("not json")
     assert expected_seconds(path) == {}
-    modules = durations_from_cases([("a.py", 1.04), ("b.py", 5.0), ("a.py", 2.0)])
-    assert modules == {"b.py": 5.0, "a.py": 3.0}
-    path.write_text(json.dumps({"modules": modules}))
-    assert expected_seconds(path) == {"b.py": 5.0, "a.py": 3.0}
+    cases = durations_from_cases([("a.x", 1.04), ("b.y", 5.0)])
+    assert list(cases.items()) == [("b.y", 5.0), ("a.x", 1.0)]
+    path.write_text(json.dumps({"cases": cases}))
+    assert expected_seconds(path) == {"b.y": 5.0, "a.x": 1.0}
 
 
 def test_the_checked_in_durations_name_real_modules():
     root = Path(__file__).resolve().parent.parent / "testcases"
     names = expected_seconds()
-    assert names and all((root / name).exists() for name in names)
+    assert names and all((root / f"{name.split('.')[0]}.py").exists() for name in names)
 
 
 def test_labs_side_by_side_by_default_where_they_can_be():
