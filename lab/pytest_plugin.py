@@ -129,7 +129,7 @@ def lab(request: pytest.FixtureRequest, run_dir: Path) -> Iterator[Any]:
 def _lab_folder(first: Path) -> Path:
     """The folder of a module's lab: `<module>-lab`, claimed by creating it; where it is
     taken (the cases of a module split over workers, each building the lab, or one worker
-    building it again: testcases/conftest.py's BY_CASE) `<module>-lab-<worker>-<n>`."""
+    building it again: testcases/scheduling.py's BY_CASE) `<module>-lab-<worker>-<n>`."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     candidates = [first, *(first.with_name(f"{first.name}-{worker}-{n}") for n in range(1, 1000))]
     for folder in candidates:

@@ -17,16 +17,10 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from lab import topology
 from lab.records import RECORDS, Record
 from lab.wait import wait_until
 from testcases.terminal import Output
-
-# What these check (labs, records and bridges of the whole machine) holds only with no
-# other lab running: README command 2 runs them after the rest, one lab at a time.
-pytestmark = pytest.mark.alone
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
 PROMPT = "sessionlab> "

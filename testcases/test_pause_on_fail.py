@@ -18,15 +18,9 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from lab.records import RECORDS, Record
 from testcases.terminal import Output
 from testcases.test_cli_lab import _gone  # no record, bridge or runtime folder left
-
-# What these check (labs, records and bridges of the whole machine) holds only with no
-# other lab running: README command 2 runs them after the rest, one lab at a time.
-pytestmark = pytest.mark.alone
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSIONLAB = str(Path(sys.executable).with_name("sessionlab"))

@@ -23,10 +23,6 @@ from lab.catalog import ROOT
 from lab.records import RECORDS, Record
 from lab.wait import wait_until
 
-# What these check (labs, records and bridges of the whole machine) holds only with no
-# other lab running: README command 2 runs them after the rest, one lab at a time.
-pytestmark = pytest.mark.alone
-
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
 SSHD = "/usr/sbin/sshd"
 

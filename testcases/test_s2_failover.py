@@ -38,10 +38,6 @@ from lab.traffic import (
 from testcases.s2_common import BULK, CLIENTS, ECHO_PORTS, MODES, prepare, servers_of
 
 LAB_TOPOLOGY = "s2"
-# A transfer paced at one packet per 10 ms whose gaps are the evidence: beside another
-# worker's labs a 149 ms stall before the failure (clean-clone run at fc2ae5b), so README
-# command 2 runs this module with nothing beside it.
-pytestmark = pytest.mark.alone
 ECHO_SERVERS = ECHO_PORTS  # the shared `servers` fixture starts them
 INTERVAL = 0.02  # the bulk receiver's reporting interval (s)
 

@@ -34,10 +34,6 @@ from testcases.s5_common import ECHOES, INTENT, PUBLISHED, accepted_from
 # This module's lab, every S5 module's: the plugin builds it, the shared `fw` and `servers`
 # fixtures set the firewall and the echo servers up.
 LAB_TOPOLOGY, FIREWALL_POLICY, ECHO_SERVERS = "s5", INTENT, ECHOES
-# Four labs at once (a defence's rates) against 0.8 s legitimate timeouts: beside another
-# worker's labs the machine stalled every lab's clients by 0.31 s at once (clean-clone run
-# at fc2ae5b), so README command 2 runs this module with nothing beside it.
-pytestmark = pytest.mark.alone
 # The attacker's SYNs come from an address nobody in the lab holds: the SYN-ACKs go
 # nowhere (the firewall's ARP for it fails), each SYN leaves a half-open session.
 SPOOFED = "10.0.2.166"

@@ -1,0 +1,116 @@
+"""How the lab suites run side by side (pytest-xdist, `--dist loadscope`: `sessionlab run`'s
+default on 2 CPUs, README command 2): which cases form one scope (run whole on one worker
+with its lab), which go first, and which need the machine to themselves.
+
+- SHARED_COLLECTION: a scenario whose closing case is in another module than the cases it
+  collects from (S1's test_s1_summary): its modules are one scope, in order.
+- BY_CASE: modules whose cases share nothing but the lab's topology, the longest in the
+  suite: each case a scope of its own (each worker builds the module's lab for the cases
+  it gets: about a second).
+- ALONE: modules that need the machine to themselves (marked `alone`): they start only
+  when no other worker has work, and nothing starts beside them. Their reasons beside each.
+- Order: the collection's (the longest scopes first, by testcases/durations.json, ALONE
+  last: `order`), not xdist's by number of tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SHARED_COLLECTION = ("s1",)
+BY_CASE = ("test_s2_sync", "test_s6_known_firewall", "test_s6_external_device")
+ALONE = (
+    # every lab's records, bridges and runtime folders of the machine checked before and after
+    "test_cli_lab",
+    "test_pause_on_fail",
+    "test_remote",
+    # four labs at once (a defence's rates) against 0.8 s legitimate timeouts: beside another
+    # worker's labs every lab's clients stalled 0.31 s at once (clean-clone run at fc2ae5b)
+    "test_s5_table_exhaustion",
+    # a transfer paced at one packet per 10 ms whose gaps are the evidence: beside another
+    # worker's labs a 149 ms stall before the failure (clean-clone run at fc2ae5b)
+    "test_s2_failover",
+)
+
+
+def stem_of(nodeid_or_scope: str) -> str:
+    return Path(nodeid_or_scope.split("::", 1)[0]).stem
+
+
+def scope_of(nodeid: str) -> str:
+    """The xdist scope of a test: a SHARED_COLLECTION scenario, the case itself in a
+    BY_CASE module, else its module (xdist's own rule)."""
+    from lab.catalog import suite_of
+
+    stem = stem_of(nodeid)
+    suite = suite_of(stem)
+    if suite in SHARED_COLLECTION:
+        return f"scenario {suite}"
+    if stem in BY_CASE:
+        return nodeid
+    return nodeid.rsplit("::", 1)[0] if "::" in nodeid else nodeid
+
+
+def is_alone(scope: str) -> bool:
+    return stem_of(scope) in ALONE
+
+
+def order(items: list[Any]) -> list[Any]:
+    """pytest items, the longest scopes first (lab/schedule.py), those needing the machine
+    to themselves last; the same on every worker."""
+    from lab.results import safe_name
+    from lab.schedule import expected_seconds, longest_first
+
+    ranked = longest_first(
+        items,
+        lambda item: scope_of(item.nodeid),
+        lambda item: safe_name(f"{item.path.stem}.{item.name}"),
+        expected_seconds(),
+    )
+    return sorted(ranked, key=lambda item: is_alone(scope_of(item.nodeid)))  # stable
+
+
+def scheduler(config: Any, log: Any) -> Any:
+    """xdist's LoadScopeScheduling with these scopes, this order, and ALONE's rule."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep `order`'s order
+
+    class ScenarioScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+        def _pending(self, node: Any) -> int:
+            return int(self._pending_of(self.assigned_work.get(node, {})))
+
+        def _alone_running(self) -> bool:
+            return any(
+                is_alone(scope) and False in unit.values()
+                for work in self.assigned_work.values()
+                for scope, unit in work.items()
+            )
+
+        def _assign_work_unit(self, node: Any) -> None:
+            """The first queued scope that may start on `node` now: none while a scope
+            that needs the machine runs; such a scope only when no worker has work."""
+            if self._alone_running():
+                return
+            others_busy = any(self._pending(n) for n in self.assigned_work if n is not node)
+            for scope in self.workqueue:
+                if not is_alone(scope) or (not others_busy and not self._pending(node)):
+                    break
+            else:
+                return
+            work_unit = self.workqueue.pop(scope)
+            self.assigned_work.setdefault(node, {})[scope] = work_unit
+            collection = self.registered_collections[node]
+            node.send_runtest_some([collection.index(n) for n, done in work_unit.items() if not done])
+
+        def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+            super().mark_test_complete(node, item_index, duration)
+            for other in self.nodes:  # a worker left idle by the rule above: try again
+                if other is not node and not self._pending(other):
+                    self._reschedule(other)
+
+    return ScenarioScheduling(config, log)
