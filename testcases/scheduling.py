@@ -31,6 +31,9 @@ ALONE = (
     # a transfer paced at one packet per 10 ms whose gaps are the evidence: beside another
     # worker's labs a 149 ms stall before the failure (clean-clone run at fc2ae5b)
     "test_s2_failover",
+    # the firewall's table memory cross-checked against the kernel-wide nf_conntrack slab,
+    # which another worker's labs would move (the case then does not assert it)
+    "test_s5_timeouts_as_memory",
 )
 
 
@@ -78,39 +81,37 @@ def scheduler(config: Any, log: Any) -> Any:
     config.option.loadscopereorder = False  # keep `order`'s order
 
     class ScenarioScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """A worker runs its last test only once it is sent more or told to shut down (it
+        needs the next test for fixture teardown), so "no other worker has work" is known
+        only when the others have ended: once only ALONE scopes are left, the first worker
+        to ask runs them all, the others are shut down, and it starts them when it is the
+        last worker left (`remove_node`)."""
+
+        runner: Any = None
+
         def _split_scope(self, nodeid: str) -> str:
             return scope_of(nodeid)
 
-        def _pending(self, node: Any) -> int:
-            return int(self._pending_of(self.assigned_work.get(node, {})))
-
-        def _alone_running(self) -> bool:
-            return any(
-                is_alone(scope) and False in unit.values()
-                for work in self.assigned_work.values()
-                for scope, unit in work.items()
-            )
-
         def _assign_work_unit(self, node: Any) -> None:
-            """The first queued scope that may start on `node` now: none while a scope
-            that needs the machine runs; such a scope only when no worker has work."""
-            if self._alone_running():
-                return
-            others_busy = any(self._pending(n) for n in self.assigned_work if n is not node)
-            for scope in self.workqueue:
-                if not is_alone(scope) or (not others_busy and not self._pending(node)):
-                    break
-            else:
-                return
+            scope = next((s for s in self.workqueue if not is_alone(s)), None)
+            if scope is None:  # only scopes that need the machine to themselves are left
+                if self.runner is None:
+                    self.runner = node
+                    for other in self.nodes:
+                        if other is not node and not other.shutting_down:
+                            other.shutdown()
+                if node is not self.runner or len(self.nodes) > 1:
+                    return
+                scope = next(iter(self.workqueue))
             work_unit = self.workqueue.pop(scope)
             self.assigned_work.setdefault(node, {})[scope] = work_unit
             collection = self.registered_collections[node]
             node.send_runtest_some([collection.index(n) for n, done in work_unit.items() if not done])
 
-        def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
-            super().mark_test_complete(node, item_index, duration)
-            for other in self.nodes:  # a worker left idle by the rule above: try again
-                if other is not node and not self._pending(other):
-                    self._reschedule(other)
+        def remove_node(self, node: Any) -> Any:
+            crashed = super().remove_node(node)
+            if self.runner is not None and node is not self.runner and self.runner in self.assigned_work:
+                self._reschedule(self.runner)  # perhaps the last other worker: start
+            return crashed
 
     return ScenarioScheduling(config, log)

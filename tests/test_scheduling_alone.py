@@ -1,6 +1,7 @@
-"""testcases/scheduling.py's xdist scheduler, driven with stand-in workers (no processes):
-every test runs once, in scopes; a module that needs the machine to itself runs with no
-other worker holding work, and the workers all end."""
+"""testcases/scheduling.py's xdist scheduler, driven with stand-in workers that behave as
+xdist's do (a worker runs its last test only once it is sent more or told to shut down;
+a worker that has shut down and run everything is removed): every test runs once, a
+module that needs the machine to itself runs with no other worker left, and all end."""
 
 from __future__ import annotations
 
@@ -30,14 +31,19 @@ def alone(nodeid: str) -> bool:
 
 class Worker:
     def __init__(self, name: str):
-        self.name, self.queue, self.shutting_down = name, [], False
+        self.name, self.queue, self.shutting_down, self.gone = name, [], False, False
         self.gateway = types.SimpleNamespace(id=name)
 
     def send_runtest_some(self, indexes: list[int]) -> None:
+        assert not self.shutting_down
         self.queue.extend(indexes)
 
     def shutdown(self) -> None:
         self.shutting_down = True
+
+    def runnable(self) -> bool:
+        """xdist's worker holds its last test back until more comes or it shuts down."""
+        return len(self.queue) > 1 or (self.shutting_down and bool(self.queue))
 
 
 @pytest.fixture
@@ -47,26 +53,31 @@ def sched(monkeypatch):
     return scheduler(config, None)
 
 
-def test_alone_modules_run_with_nothing_beside_them(sched):
+@pytest.mark.parametrize(
+    "collection", [COLLECTION, [n for n in COLLECTION if alone(n)]], ids=["mixed", "alone only"]
+)
+def test_alone_modules_run_with_no_other_worker_left(sched, collection):
     workers = [Worker("gw0"), Worker("gw1")]
     for w in workers:
         sched.add_node(w)
     for w in workers:
-        sched.add_node_collection(w, COLLECTION)
+        sched.add_node_collection(w, collection)
     sched.schedule()
     ran: list[str] = []
-    for _ in range(100):
-        busy = [w for w in workers if w.queue]
-        if not busy:
+    for _ in range(200):
+        for w in [w for w in workers if not w.gone]:
+            if w.runnable():
+                index = w.queue.pop(0)
+                nodeid = collection[index]
+                if alone(nodeid):
+                    assert [o.name for o in workers if not o.gone] == [w.name], f"{nodeid} beside others"
+                ran.append(nodeid)
+                sched.mark_test_complete(w, index)
+            elif w.shutting_down and not w.queue:
+                w.gone = True
+                sched.remove_node(w)
+        if all(w.gone for w in workers):
             break
-        for w in busy:  # each worker finishes one test per step
-            if any(alone(COLLECTION[i]) for o in workers for i in o.queue):
-                assert len(busy) == 1, [COLLECTION[i] for o in busy for i in o.queue]
-            index = w.queue.pop(0)
-            ran.append(COLLECTION[index])
-            sched.mark_test_complete(w, index)
-    assert sorted(ran) == sorted(COLLECTION)
-    assert all(w.shutting_down for w in workers)
-    assert sched.tests_finished
-    # the two alone modules ran last, each whole on one worker
-    assert set(ran[-3:]) == {n for n in COLLECTION if alone(n)}
+    assert sorted(ran) == sorted(collection)
+    assert all(w.gone for w in workers) and sched.tests_finished
+    assert {n for n in ran[-3:]} == {n for n in collection if alone(n)}
