@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", required=True, help="the peer firewall's address on the sync link")
     parser.add_argument("--port", type=int, default=3781, help="the agents' UDP port")
     parser.add_argument("--queue", type=int, default=5, help="the NFQUEUE number")
-    parser.add_argument("--timeout", type=float, default=0.25, help="s: the longest hold")
+    parser.add_argument("--timeout", type=float, default=0.9, help="s: the longest hold")
     parser.add_argument("--limit", type=int, default=128, help="packets held at most at once")
     parser.add_argument("--hello", type=float, default=0.2, help="s between hellos to the peer")
     parser.add_argument("--dead", type=float, default=1.0, help="s of silence: the peer is down")

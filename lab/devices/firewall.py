@@ -118,7 +118,7 @@ class Firewall(DeviceHolder, Node):
 
     # --- session sync (conntrackd) ------------------------------------------------------
     def start_sync(
-        self, external_cache: bool = False, defer: bool = False, defer_timeout: float = 0.25
+        self, external_cache: bool = False, defer: bool = False, defer_timeout: float = 0.9
     ) -> Proc:
         """Run conntrackd (FTFW over the sync interface to `peer`) in the foreground; with
         `defer`, hold each new session's SYN (and a SYN-ACK whose SYN crossed the peer)
