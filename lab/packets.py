@@ -208,7 +208,7 @@ def _plain_tcp(frame: bytes, time: float) -> TcpSegment | None:
     """The segment of an untagged Ethernet/IPv4/TCP frame with whole headers, not a
     fragment, read by dpkt; None for any other frame (scapy reads those: `_dissect_tcp`).
     Nearly every frame the cases capture is plain, and scapy dissects about 3,000 frames a
-    second here: a 5 MiB transfer's capture took 1.6 s (tests/test_packets_fast.py: both
+    second here: a 5 MiB transfer's capture took 1.6 s (tests/test_packets.py: both
     readers give the same segments)."""
     import dpkt
 

@@ -245,3 +245,16 @@ def test_figures_write_pngs(tmp_path):
     ]
     for path in paths:
         assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+
+
+def test_the_table_timeout_counts_only_sessions_seen_both_ways():
+    from lab.characterize.probes import table_timeouts
+
+    row = {"proto": "tcp", "dport": 9000, "state": "ESTABLISHED"}
+    snapshots = [
+        {"sessions": [{**row, "timeout": 3, "flags": ["ASSURED"]}]},
+        # a dead probe's late data picked up mid-stream by a loose device: one way only
+        {"sessions": [{**row, "timeout": 119, "flags": ["UNREPLIED"]}]},
+        {"sessions": [{**row, "state": "TIME_WAIT", "timeout": 119, "flags": ["ASSURED"]}]},
+    ]
+    assert table_timeouts(snapshots, "tcp", 9000) == {"established": 3}

@@ -234,15 +234,17 @@ def midstream(
 # --- what the device's own table says -------------------------------------------------
 def table_timeouts(snapshots: list[dict[str, Any]], proto: str, port: int) -> dict[str, int | None]:
     """The longest time left the device's table showed for the probes' sessions to `port`:
-    TCP established; UDP unreplied and replied (seen both ways). A device that counts down
+    TCP established (seen both ways); UDP unreplied and replied (seen both ways). A device that counts down
     from its idle timeout shows it (within the reading's 1 s resolution)."""
     best: dict[str, int | None] = {}
     for snap in snapshots:
         for row in snap["sessions"]:
             if row.get("proto") != proto or row.get("dport") != port or row.get("timeout") is None:
                 continue
-            if proto == "tcp":
-                kind = "established" if row.get("state") == "ESTABLISHED" else None
+            if proto == "tcp":  # an entry seen one way only (a loose device picking up a
+                # dead probe's late data mid-stream: 119 s here) says nothing of the timeout
+                replied = "UNREPLIED" not in row.get("flags", ())
+                kind = "established" if row.get("state") == "ESTABLISHED" and replied else None
             else:
                 kind = "unreplied" if "UNREPLIED" in row.get("flags", ()) else "replied"
             if kind is not None:
