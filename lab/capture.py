@@ -118,11 +118,9 @@ def stop_captures(captures: list[Capture]) -> None:
     """Stop `captures` that end together: their markers awaited at once (threads: each
     waits on its own file), then each tcpdump stopped in turn (the lab's process records
     are changed by one thread)."""
-    from concurrent.futures import ThreadPoolExecutor
+    from lab.wait import at_once
 
-    with ThreadPoolExecutor(max_workers=max(1, len(captures))) as pool:
-        for future in [pool.submit(c.flush) for c in captures]:
-            future.result()
+    at_once([c.flush for c in captures])
     for capture in captures:
         capture._end()
 

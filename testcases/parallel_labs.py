@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ import pytest
 from lab import topology
 from lab.net import Lab
 from lab.results import Case
+from lab.wait import at_once
 
 R = TypeVar("R")
 
@@ -68,13 +68,3 @@ def in_case(sides: dict[str, Lab], case: Case) -> Iterator[dict[str, Lab]]:
             for _, p in dead:
                 p.stopped = True  # reported once
             pytest.fail("lab process crashed: " + "; ".join(lines), pytrace=False)
-
-
-def at_once(jobs: list[Callable[[], R]]) -> list[R]:
-    """Run `jobs` at the same time (threads: they wait on lab processes), their results in
-    order; the first job's exception (in order) is raised once every job has ended."""
-    if len(jobs) <= 1:
-        return [job() for job in jobs]
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(job) for job in jobs]
-        return [f.result() for f in futures]

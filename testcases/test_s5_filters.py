@@ -22,7 +22,7 @@ from lab.plot import verdict_matrix_figure
 from lab.render.nftables import rule_count
 from lab.results import Case
 from lab.traffic import run_sessions
-from testcases.parallel_labs import at_once
+from lab.wait import at_once
 from testcases.s5_common import ECHOES, INTENT, OUTBOUND, PUBLISHED, UNPUBLISHED, accepted_from
 
 # This module's lab, every S5 module's: the plugin builds it, the shared `fw` and `servers`

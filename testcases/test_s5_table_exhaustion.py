@@ -27,8 +27,9 @@ from lab.plot import attack_figure, occupancy_figure
 from lab.render.nftables import DROP_COUNTERS
 from lab.results import Case, safe_name
 from lab.traffic import SessionLoad, finish_sessions, server_events, start_echo_server, start_sessions
+from lab.wait import at_once
 from testcases.common import rerun_missing
-from testcases.parallel_labs import at_once, in_case, side_labs
+from testcases.parallel_labs import in_case, side_labs
 from testcases.s5_common import ECHOES, INTENT, PUBLISHED, accepted_from
 
 # This module's lab, every S5 module's: the plugin builds it, the shared `fw` and `servers`

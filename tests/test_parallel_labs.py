@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from testcases.parallel_labs import at_once
+from lab.wait import at_once
 
 
 def test_jobs_run_at_once_and_answer_in_order():
