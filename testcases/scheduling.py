@@ -34,10 +34,6 @@ ALONE = (
     # the firewall's table memory cross-checked against the kernel-wide nf_conntrack slab,
     # which another worker's labs would move (the case then does not assert it)
     "test_s5_timeouts_as_memory",
-    # races against conntrackd's copy, read from times (a first echo over 0.15 s counts as
-    # a retransmission): beside another worker one echo of 100 took longer with no race
-    # (clean-clone run at ee5db92)
-    "test_s2_sync",
 )
 
 
