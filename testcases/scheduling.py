@@ -25,6 +25,7 @@ ALONE = (
     "test_cli_lab",
     "test_pause_on_fail",
     "test_remote",
+    "test_kill_anywhere",
     # four labs at once (a defence's rates) against 0.8 s legitimate timeouts: beside another
     # worker's labs every lab's clients stalled 0.31 s at once (clean-clone run at fc2ae5b)
     "test_s5_table_exhaustion",

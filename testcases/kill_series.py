@@ -1,0 +1,243 @@
+"""SIGKILL at any moment (issue 26): runs of `sessionlab run` killed at a random moment, each
+followed by `sessionlab clean`; afterwards nothing of the run may be left.
+
+A run is one of a few selections (one lab; two labs side by side under pytest-xdist; a
+lab with the os-ken controller and OVS's conntrack), killed either at the CLI (pytest runs
+inside it) or at one pytest-xdist worker under it, at a moment drawn uniformly from the
+first seconds of its run: start-up, collection, the lab's build, traffic, teardown and the
+report all get their share. While the run lives, its process tree and the labs it
+recorded are sampled (a lab's record names its owner: only the run's own labs count, not
+another lab on the machine). After the kill, every process of the tree gets a bounded
+time to end, `clean` runs, and the checks read the machine itself: no record, OVS
+bridge, root-namespace interface, named namespace or runtime directory of the run's
+labs, and no process of its tree.
+
+`python -m testcases.kill_series --runs 30` runs a series and writes its table as JSON;
+testcases/test_kill_anywhere.py runs 5 as a lab test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lab.procs import RUNTIME_ROOT
+from lab.records import RECORDS, Record, alive, start_time
+
+SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]
+# name -> (the run's arguments, s within which the kill falls: about 90 % of the run's
+# time alone on 2 cores, so start-up, the lab's build, traffic and teardown all get their share)
+SELECTIONS = {
+    "one lab": (["s1", "-k", "failure_idle_past_timeout_hangs", "-n", "1"], 10.0),
+    "two labs side by side": (["-n", "2", "test_links", "s5", "-k", "links or same_intent"], 30.0),
+    "controller and OVS conntrack": (["test_s2_modes", "-k", "symmetric", "-n", "1"], 10.0),
+}
+QUIET = 30.0  # s: how long the killed run's processes may take to end after the CLI, before `clean`
+RUN_BOUND = 300.0  # s: how long a run whose worker was killed may take to end (xdist replaces it)
+SAMPLE = 0.1  # s between samples of the run's process tree and records
+WORKER = "exec(eval(sys.stdin.readline()))"  # how execnet starts a pytest-xdist worker
+
+
+def running(pid: int, started: int | None) -> bool:
+    """Alive and not a zombie (an ended process whose parent has not reaped it holds
+    nothing of the lab: counted apart)."""
+    if not alive(pid, started):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+@dataclass
+class Kill:
+    """One killed run and what the machine held after `clean`."""
+
+    selection: str
+    target: str  # "cli" or "worker"
+    moment_s: float
+    killed: bool = False  # False: the run ended before the moment (or had no worker yet)
+    last_output: str = ""  # the CLI's last line before the kill: where the run was
+    exit: int | None = None  # the CLI's exit status (-9: killed itself)
+    end_output: str = ""  # a worker killed: the CLI's last line at the end of its run
+    labs: list[str] = field(default_factory=list)
+    processes: int = 0  # processes of the run's tree seen while it ran
+    ended_in_s: float | None = None  # from the kill until the last of them ended
+    survivors: list[str] = field(default_factory=list)  # still running after QUIET
+    cleaned: list[str] = field(default_factory=list)  # what `clean` said it removed
+    left: list[str] = field(default_factory=list)  # anything of the run after `clean`: must be empty
+
+
+def children(pids: set[int]) -> set[int]:
+    """Every process whose parent is in `pids`, and theirs, recursively (read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found, grew = set(pids), True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in found and pid not in found}
+        found |= more
+        grew = bool(more)
+    return found - pids
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def owned_labs(tree: set[int]) -> set[str]:
+    """The tags of labs whose record names an owner in `tree`."""
+    tags = set()
+    for path in RECORDS.glob("*.json") if RECORDS.exists() else []:
+        try:
+            if Record.load(path).owner in tree:
+                tags.add(path.stem)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written, or gone between glob and read
+    return tags
+
+
+def leftovers(tags: set[str], tree: dict[int, int | None]) -> list[str]:
+    """What of the run is still on the machine: its labs' records, bridges, root-namespace
+    interfaces, named namespaces and runtime directories, and its processes."""
+    left = [f"record {t}" for t in tags if (RECORDS / f"{t}.json").exists()]
+    bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True, text=True).stdout
+    left += [f"bridge {b}" for b in bridges.split() if any(b.startswith(t) for t in tags)]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = [line.split(":", 2)[1].strip().split("@")[0] for line in links.splitlines() if ":" in line]
+    left += [f"interface {n}" for n in names if any(n.startswith(t) for t in tags)]
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    left += [f"namespace {n.split()[0]}" for n in netns.splitlines() if n and any(t in n for t in tags)]
+    left += [f"runtime directory {t}" for t in tags if (RUNTIME_ROOT / t).exists()]
+    left += [f"process {pid} {cmdline(pid)[:80]}" for pid, started in tree.items() if running(pid, started)]
+    return left
+
+
+def kill_one(selection: str, target: str, moment: float, results: Path) -> Kill:
+    """One run of `selection`, SIGKILLed at `moment` s (CLI or a worker), then `clean`."""
+    kill = Kill(selection, target, round(moment, 2))
+    argv = [*SESSIONLAB, "run", *SELECTIONS[selection][0], "--results", str(results)]
+    results.mkdir(parents=True, exist_ok=True)
+    out_path = results / f"cli-{os.getpid()}.out"
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
+    tree: dict[int, int | None] = {proc.pid: start_time(proc.pid)}
+    tags: set[str] = set()
+    begin = time.monotonic()
+    try:
+        while proc.poll() is None and time.monotonic() - begin < moment:
+            for pid in children(set(tree)):
+                tree.setdefault(pid, start_time(pid))
+            tags |= owned_labs(set(tree))
+            time.sleep(SAMPLE)
+        if proc.poll() is None:
+            if target == "cli":
+                victim: int | None = proc.pid
+            else:
+                workers = [p for p in children({proc.pid}) if WORKER in cmdline(p)]
+                victim = min(workers) if workers else proc.pid  # no worker yet: the CLI
+            kill.target = "worker" if victim != proc.pid else "cli"
+            killed_at = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            kill.killed = True
+        else:
+            killed_at = time.monotonic()
+        output = out_path.read_text(errors="replace")
+        kill.last_output = next((line for line in reversed(output.splitlines()) if line.strip()), "")
+        # Until the tree has ended (a worker whose CLI died finds out; a CLI whose worker
+        # died goes on with a new worker and ends its run): samples go on, so late
+        # children and labs count too. The run itself gets RUN_BOUND, the rest QUIET after it.
+        run_deadline, deadline = killed_at + RUN_BOUND, None
+        while True:
+            now = time.monotonic()
+            if deadline is None and (proc.poll() is not None or now > run_deadline):
+                deadline = now + QUIET
+            if deadline is not None and now > deadline:
+                break
+            for pid in children({p for p, s in tree.items() if running(p, s)}):
+                tree.setdefault(pid, start_time(pid))
+            tags |= owned_labs(set(tree))
+            if not any(running(p, s) for p, s in tree.items()):
+                kill.ended_in_s = round(time.monotonic() - killed_at, 2)
+                break
+            time.sleep(SAMPLE)
+        kill.survivors = [f"{p} {cmdline(p)[:80]}" for p, s in tree.items() if running(p, s)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill.exit = proc.wait(30)
+        lines = [line for line in out_path.read_text(errors="replace").splitlines() if line.strip()]
+        if kill.target == "worker" and lines:
+            crashed = [line for line in lines if "crashed" in line or "replacing" in line.lower()]
+            kill.end_output = (crashed or lines)[-1][:200]
+        out_path.unlink(missing_ok=True)
+    kill.labs = sorted(tags)
+    kill.processes = len(tree)
+    done = subprocess.run([*SESSIONLAB, "clean"], capture_output=True, text=True, timeout=180)
+    kill.cleaned = [
+        " ".join(line.split()) for line in done.stdout.splitlines() if any(t in line for t in tags)
+    ]
+    kill.left = leftovers(tags, tree)
+    return kill
+
+
+def draw(rng: random.Random, selection: str) -> tuple[str, str, float]:
+    """What to kill in a run of `selection` and when: the CLI, or (with two workers) either
+    the CLI or a worker; a moment within the selection's span."""
+    args, span = SELECTIONS[selection]
+    target = rng.choice(("cli", "worker")) if args[:2] == ["-n", "2"] else "cli"
+    return selection, target, rng.uniform(0.2, span)
+
+
+def series(runs: int, seed: int, results: Path, log: Path | None = None) -> list[Kill]:
+    """`runs` killed runs, selections, targets and moments drawn from `seed`."""
+    rng = random.Random(seed)
+    kills = []
+    for i in range(runs):
+        kill = kill_one(*draw(rng, rng.choice(sorted(SELECTIONS))), results)
+        kills.append(kill)
+        if log is not None:
+            log.write_text(json.dumps([asdict(k) for k in kills], indent=1) + "\n")
+        print(
+            f"{i + 1:2d}/{runs} {kill.selection:30s} {kill.target:6s} at {kill.moment_s:5.2f}s "
+            f"killed={kill.killed} labs={len(kill.labs)} ended_in={kill.ended_in_s} left={kill.left}",
+            flush=True,
+        )
+    return kills
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--results", type=Path, default=Path("results/kill-series"))
+    args = parser.parse_args(argv)
+    args.results.mkdir(parents=True, exist_ok=True)
+    log = args.results / f"kills-{time.strftime('%Y%m%d-%H%M%S')}-seed{args.seed}.json"
+    kills = series(args.runs, args.seed, args.results, log)
+    bad = [k for k in kills if k.left]
+    print(
+        f"{len(kills)} runs, {sum(k.killed for k in kills)} killed, {len(bad)} left something; table: {log}"
+    )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

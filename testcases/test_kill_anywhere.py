@@ -1,0 +1,58 @@
+"""SIGKILL at any moment (issue 26): five runs of `sessionlab run`, each killed at a random
+moment (the CLI, or a pytest-xdist worker under it), each followed by `sessionlab clean`;
+after each, nothing of that run is left on the machine: no lab record, OVS bridge,
+root-namespace interface, named namespace, runtime directory or process of its tree
+(testcases/kill_series.py reads them off the machine). `python -m testcases.kill_series
+--runs 30` runs the longer series the README reports.
+
+It runs alone (testcases/scheduling.py): it starts labs of its own and reads the whole
+machine's records, bridges and interfaces.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict
+
+from lab.results import Case
+from testcases.kill_series import SELECTIONS, draw, kill_one
+
+KILLS = 5
+
+
+def test_killed_at_random_moments_clean_leaves_nothing(case: Case, tmp_path):
+    """Five runs killed with SIGKILL at random moments: after `clean`, nothing of them is left"""
+    seed = int(time.time())
+    rng = random.Random(seed)
+    # every selection at least once, then at random; a worker killed in the runs with two
+    selections = [
+        *sorted(SELECTIONS),
+        *(rng.choice(sorted(SELECTIONS)) for _ in range(KILLS - len(SELECTIONS))),
+    ]
+    kills = []
+    for selection in selections:
+        kills.append(kill_one(*draw(rng, selection), tmp_path / "results"))
+    table = [asdict(k) for k in kills]
+    (case.path / "kills.json").write_text(json.dumps(table, indent=1) + "\n")
+    case.keep(case.path / "kills.json", "each killed run: where it was, what clean removed, what was left")
+    case.figure("seed (replays the moments)", seed)
+    case.figure(
+        "killed runs",
+        [
+            {
+                "selection": k.selection,
+                "killed": f"{k.target} at {k.moment_s} s" if k.killed else f"ended before {k.moment_s} s",
+                "labs": len(k.labs),
+                "processes of the run": k.processes,
+                "all ended after (s)": k.ended_in_s,
+                "still running for clean (its labs' recorded processes)": len(k.survivors),
+                "left after clean": len(k.left),
+            }
+            for k in kills
+        ],
+    )
+    left = {f"{k.selection} ({k.target} at {k.moment_s} s)": k.left for k in kills if k.left}
+    assert not left, f"left after clean: {left} (kills.json in {case.path}, seed {seed})"
+    assert sum(k.killed for k in kills) >= KILLS - 1, f"most runs should be killed, not end first: {table}"
