@@ -134,6 +134,9 @@ class Record:
         for pid, proc in sorted(self.processes.items()):
             if alive(pid, proc["start"]):
                 found.append(("process", f"{pid} {proc['name']}"))
+        for pid, started in sorted(self._descendants().items()):
+            if alive(pid, started):
+                found.append(("process", f"{pid} {_command(pid)} (started by {self._parent_name(pid)})"))
         existing = set(host_run(["ovs-vsctl", "--timeout=5", "list-br"], check=False).split())
         found += [("bridge", b) for b in self.bridges if b in existing]
         found += [("interface", i) for i in self._interfaces()]
@@ -157,18 +160,34 @@ class Record:
                     names.append(name)
         return names
 
+    def _descendants(self) -> dict[int, int | None]:
+        """Processes started under the recorded ones that are not recorded themselves (a
+        command a node's shell runs): PID -> start time. A node's shell killed alone would
+        leave them running in the lab's namespaces, reparented away from it."""
+        recorded = {pid for pid, p in self.processes.items() if alive(pid, p["start"])}
+        return {pid: start_time(pid) for pid in descendants(recorded) if pid not in self.processes}
+
+    def _parent_name(self, pid: int) -> str:
+        for ancestor in _ancestors(pid):
+            if ancestor in self.processes:
+                return str(self.processes[ancestor]["name"])
+        return "a recorded process"
+
     def remove(self) -> list[tuple[str, str]]:
-        """Remove what is left (processes by PID and start time, then bridges, interfaces,
-        namespaces, the runtime directory) and the record; what was removed."""
+        """Remove what is left (processes by PID and start time, and what they started,
+        then bridges, interfaces, namespaces, the runtime directory) and the record; what
+        was removed."""
         removed = self.leftovers()
-        doomed = [pid for pid, p in self.processes.items() if alive(pid, p["start"])]
-        for pid in doomed:
-            _signal(pid, signal.SIGTERM)
+        doomed = {pid: p["start"] for pid, p in self.processes.items() if alive(pid, p["start"])}
+        doomed |= self._descendants()  # read before their parents end and they move to init
+        for pid, started in doomed.items():
+            if alive(pid, started):
+                _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and any(alive(p, self.processes[p]["start"]) for p in doomed):
+        while time.monotonic() < deadline and any(alive(p, s) for p, s in doomed.items()):
             time.sleep(0.05)
-        for pid in doomed:
-            if alive(pid, self.processes[pid]["start"]):
+        for pid, started in doomed.items():
+            if alive(pid, started):
                 _signal(pid, signal.SIGKILL)
         for bridge in self.bridges:
             host_run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge], check=False)
@@ -179,6 +198,50 @@ class Record:
         shutil.rmtree(RUNTIME_ROOT / self.tag, ignore_errors=True)
         self.close()
         return removed
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent (PID -> PPID), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # ended while read
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return parents
+
+
+def descendants(pids: set[int]) -> set[int]:
+    """Every process under `pids` (children, theirs, ...), not `pids` themselves."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    found: set[int] = set()
+    todo = list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found and child not in pids:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _ancestors(pid: int) -> list[int]:
+    parents, chain = _parents(), []
+    while pid in parents and parents[pid] not in chain and parents[pid] > 1:
+        pid = parents[pid]
+        chain.append(pid)
+    return chain
+
+
+def _command(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:60] or "?"
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab.procs import RUNTIME_ROOT
-from lab.records import RECORDS, Record, alive, start_time
+from lab.records import RECORDS, Record, alive, descendants, start_time
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]
 # name -> (the run's arguments, s within which the kill falls: about 90 % of the run's
@@ -75,24 +75,6 @@ class Kill:
     survivors: list[str] = field(default_factory=list)  # still running after QUIET
     cleaned: list[str] = field(default_factory=list)  # what `clean` said it removed
     left: list[str] = field(default_factory=list)  # anything of the run after `clean`: must be empty
-
-
-def children(pids: set[int]) -> set[int]:
-    """Every process whose parent is in `pids`, and theirs, recursively (read from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    found, grew = set(pids), True
-    while grew:
-        more = {pid for pid, parent in parents.items() if parent in found and pid not in found}
-        found |= more
-        grew = bool(more)
-    return found - pids
 
 
 def cmdline(pid: int) -> str:
@@ -143,7 +125,7 @@ def kill_one(selection: str, target: str, moment: float, results: Path) -> Kill:
     begin = time.monotonic()
     try:
         while proc.poll() is None and time.monotonic() - begin < moment:
-            for pid in children(set(tree)):
+            for pid in descendants(set(tree)):
                 tree.setdefault(pid, start_time(pid))
             tags |= owned_labs(set(tree))
             time.sleep(SAMPLE)
@@ -151,7 +133,7 @@ def kill_one(selection: str, target: str, moment: float, results: Path) -> Kill:
             if target == "cli":
                 victim: int | None = proc.pid
             else:
-                workers = [p for p in children({proc.pid}) if WORKER in cmdline(p)]
+                workers = [p for p in descendants({proc.pid}) if WORKER in cmdline(p)]
                 victim = min(workers) if workers else proc.pid  # no worker yet: the CLI
             kill.target = "worker" if victim != proc.pid else "cli"
             killed_at = time.monotonic()
@@ -171,7 +153,7 @@ def kill_one(selection: str, target: str, moment: float, results: Path) -> Kill:
                 deadline = now + QUIET
             if deadline is not None and now > deadline:
                 break
-            for pid in children({p for p, s in tree.items() if running(p, s)}):
+            for pid in descendants({p for p, s in tree.items() if running(p, s)}):
                 tree.setdefault(pid, start_time(pid))
             tags |= owned_labs(set(tree))
             if not any(running(p, s) for p, s in tree.items()):

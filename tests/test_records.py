@@ -64,3 +64,39 @@ def test_clean_ends_recorded_processes_of_a_dead_owner_and_only_them(tmp_path):
 def test_an_unreadable_record_is_skipped(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     assert records(tmp_path) == []
+
+
+def test_clean_ends_what_recorded_processes_started(tmp_path):
+    """A node's shell is recorded, the commands it runs are not: killed alone, the shell
+    would leave them running (found by the SIGKILL series: a ping of 5,000 outlived clean)."""
+    owner, owner_start = _dead_pid()
+    shell = subprocess.Popen(["sh", "-c", "sleep 60 & wait"])
+    try:
+        record = Record("sltest3", folder=tmp_path, owner=owner, owner_start=owner_start)
+        record.add_process(shell.pid, "shell of h1")
+        child = wait_for_child(shell.pid)
+        child_start = start_time(child)
+        left = Record.load(record.path).leftovers()
+        assert any(name.startswith(f"{child} sleep 60") and "shell of h1" in name for _, name in left), left
+        Record.load(record.path).remove()
+        assert shell.wait(5) is not None
+        assert not alive(child, child_start), "the shell's child outlived clean"
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+
+
+def wait_for_child(pid: int) -> int:
+    """The first child of `pid` (bounded: 5 s)."""
+    import time
+
+    from lab.records import descendants
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        found = descendants({pid})
+        if found:
+            return min(found)
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} started no child")
