@@ -14,6 +14,11 @@ from typing import Any
 from lab.config import checks
 
 HANDOFF_MODES = ("off", "route", "vxlan")
+# Masquerade's choice of the outside port: "" keeps the inside source port where it is free
+# (Linux's own), "random" / "fully-random" pick a random one for every new mapping.
+SNAT_RANDOM = ("", "random", "fully-random")
+# What becomes of ICMP errors about a session (see FirewallPolicy.icmp_errors).
+ICMP_ERROR_MODES = ("related", "drop")
 # Linux's own default for an established TCP session: five days.
 LINUX_ESTABLISHED_TIMEOUT = 432000
 # Linux's own UDP timeouts: a flow with no reply yet (nf_conntrack_udp_timeout) and one that
@@ -153,6 +158,7 @@ class FirewallPolicy:
     peer_handoff: str = "off"
     helpers: tuple[Helper, ...] = ()  # ALGs on service ports; none: no helper runs at all
     snat: bool = False  # source NAT: what leaves by the outside takes its address (masquerade)
+    snat_random: str = ""  # masquerade's port choice, one of SNAT_RANDOM (needs snat)
     # The session table as a resource (S5). The firewall's own capacity: new sessions
     # beyond it are dropped (a vendor's "max sessions"; the kernel's nf_conntrack_max is
     # global and read-only inside a namespace, so it is not the lever).
@@ -169,6 +175,15 @@ class FirewallPolicy:
     udp_timeout: int | None = None  # a flow that has seen no reply yet
     udp_stream_timeout: int | None = None  # one with replies, still active after 2 s
     full_cone: str | None = None  # an inside host address: see the class docstring (needs snat)
+    # ICMP errors about a session (ICMP "fragmentation needed", ICMPv6 "packet too big",
+    # unreachables), either family: "related", let through as conntrack's RELATED (what
+    # every policy did before this option); "drop", dropped and counted (drop_icmp_error):
+    # a firewall that "blocks ICMP", and with it path MTU discovery (S5's PMTU black hole).
+    icmp_errors: str = "related"
+    # Lower the MSS option of every forwarded SYN and SYN-ACK to what the routes' MTU allows
+    # (nftables `tcp option maxseg size set rt mtu`), so segments fit without PMTUD. It knows
+    # only the MTUs the firewall's routes know: a narrower link beyond a router must be told.
+    clamp_mss: bool = False
 
     def with_changes(self, **changes: Any) -> FirewallPolicy:
         """A copy with `changes`, refused at once if it is not a valid policy (cases build
@@ -188,7 +203,16 @@ class FirewallPolicy:
         for i, helper in enumerate(self.helpers):
             problems += helper.problems(f"helpers[{i}]")
         problems += helper_conflicts(self.helpers)
-        for name in ("allow_outbound", "loose_pickup", "reset_on_expiry", "liberal_windows", "snat"):
+        if self.icmp_errors not in ICMP_ERROR_MODES:
+            problems.append(f"icmp_errors: {self.icmp_errors!r} is not one of {', '.join(ICMP_ERROR_MODES)}")
+        for name in (
+            "allow_outbound",
+            "loose_pickup",
+            "reset_on_expiry",
+            "liberal_windows",
+            "snat",
+            "clamp_mss",
+        ):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name}: {getattr(self, name)!r} is not true or false")
         for name in ("max_sessions", "per_source_limit"):
@@ -212,6 +236,12 @@ class FirewallPolicy:
             checks.host(self.full_cone, "full_cone", problems)
             if self.snat is not True:
                 problems.append("full_cone: needs snat (the mapping it opens to everyone outside)")
+        if self.snat_random not in SNAT_RANDOM:
+            problems.append(
+                f"snat_random: {self.snat_random!r} is not one of {', '.join(map(repr, SNAT_RANDOM))}"
+            )
+        elif self.snat_random and self.snat is not True:
+            problems.append("snat_random: needs snat (the mapping whose port it picks)")
         if self.peer_handoff not in HANDOFF_MODES:
             problems.append(f"peer_handoff: {self.peer_handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
         if self.loose_pickup is True and self.reset_on_expiry is True:

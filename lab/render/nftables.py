@@ -14,8 +14,15 @@ AGENT_MARK = 0x5E55
 # Packets handed to the peer firewall carry this mark; a routing rule sends them there.
 HANDOFF_MARK = 0x5E56
 # Named counters, read back as the reason a packet was dropped.
-# (the last two exist only in policies that limit sessions)
-DROP_COUNTERS = ("drop_invalid", "drop_new_not_syn", "drop_denied", "drop_table_full", "drop_per_source")
+# (the last three exist only in policies that limit sessions or drop ICMP errors)
+DROP_COUNTERS = (
+    "drop_invalid",
+    "drop_new_not_syn",
+    "drop_denied",
+    "drop_table_full",
+    "drop_per_source",
+    "drop_icmp_error",
+)
 SYNPROXY_COUNTER = "synproxied"
 HANDOFF_COUNTER = "handed_to_peer"
 
@@ -133,6 +140,24 @@ def _full_cone_chain(host: str, outside: str) -> list[str]:
     ]
 
 
+def _path_mtu_lines(policy: FirewallPolicy) -> list[str]:
+    """The forward chain's first rules, before established and related packets are let
+    through: the MSS clamp (a SYN-ACK is already established) and the ICMP errors' drop.
+
+    `rt mtu` is the MSS the routes allow: the smaller MTU of the route towards the packet's
+    destination and of the route back to its source, less the IP and TCP headers; nft
+    only ever lowers an MSS with it. Either family (an inet table). Neighbour discovery
+    is never forwarded: the ruleset has no input or output chain, so it is not filtered."""
+    lines = []
+    if policy.clamp_mss:
+        lines.append("\t\ttcp flags syn tcp option maxseg size set rt mtu")
+    if policy.icmp_errors == "drop":
+        lines.append(
+            '\t\tmeta l4proto { icmp, ipv6-icmp } ct state related counter name "drop_icmp_error" drop'
+        )
+    return lines
+
+
 def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link: str | None = None) -> str:
     """The whole ruleset of a firewall whose interfaces are `inside` and `outside`;
     `peer_link` is the interface towards the peer firewall that handed-off packets leave by.
@@ -146,6 +171,7 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
     counters = list(DROP_COUNTERS[:3])  # the reasons every policy can drop for
     counters += ["drop_table_full"] if policy.max_sessions is not None else []
     counters += ["drop_per_source"] if policy.per_source_limit is not None else []
+    counters += ["drop_icmp_error"] if policy.icmp_errors == "drop" else []
     counters += [HANDOFF_COUNTER] if handoff else []
     counters += [SYNPROXY_COUNTER] if policy.synproxy else []
     for name in counters:
@@ -157,8 +183,12 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
     if udp_states is not None:
         lines += _timeout_object("timeout_default_udp", "udp", udp_states)
     for i, rule in enumerate(policy.timeouts):
-        state = "established" if rule.proto == "tcp" else "replied"
-        lines += _timeout_object(_rule_name(i, rule), rule.proto, {state: rule.timeout})
+        if rule.proto == "tcp":
+            states = {"established": rule.timeout}
+        else:  # both UDP states: nft fills a missing one from its own table (unreplied 30 s)
+            unreplied = udp_states["unreplied"] if udp_states is not None else LINUX_UDP_TIMEOUT
+            states = {"unreplied": unreplied, "replied": rule.timeout}
+        lines += _timeout_object(_rule_name(i, rule), rule.proto, states)
 
     # Timeouts attach to a session when it is new and not yet confirmed: after conntrack
     # (priority -200) in prerouting, first matching rule wins.
@@ -173,6 +203,7 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
 
     strict = not policy.loose_pickup
     lines += ["\tchain filter_forward {", "\t\ttype filter hook forward priority filter; policy drop;"]
+    lines += _path_mtu_lines(policy)
     lines.append("\t\tct state established,related accept")
     if policy.synproxy:
         # The SYN arrived untracked (see synproxy_notrack); the proxy answers it with a
@@ -225,7 +256,7 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
         lines += [
             "\tchain source_nat {",
             "\t\ttype nat hook postrouting priority srcnat; policy accept;",
-            f'\t\toifname "{outside}" masquerade',
+            f'\t\toifname "{outside}" masquerade' + (f" {policy.snat_random}" if policy.snat_random else ""),
             "\t}",
         ]
     if policy.full_cone is not None:
