@@ -160,15 +160,20 @@ def controller_modes(name: str, directory: Path = TOPOLOGY_DIR) -> tuple[str, ..
 
 
 @functools.cache
-def plan(name: str, directory: Path = TOPOLOGY_DIR) -> Any:
+def plan(name: str, directory: Path = TOPOLOGY_DIR, family: int = 4) -> Any:
     """A topology's address plan (its file's `PLAN`, a `_sessionlab_nodes.Plan`): hosts by
-    group, roles, networks, named addresses, VIPs, ports, MACs. Read once per run."""
+    group, roles, networks, named addresses, VIPs, ports, MACs. Read once per run. With
+    `family=6`, its IPv6 plan (`PLAN6`), where the topology is dual-stack."""
     files = available(directory)
     if name not in files:
         raise ConfigError(f"unknown topology {name!r} (known: {', '.join(sorted(files)) or 'none'})")
-    found = getattr(_module(files[name]), "PLAN", None)
+    attribute = {4: "PLAN", 6: "PLAN6"}.get(family)
+    if attribute is None:
+        raise ConfigError(f"address family {family!r} is not 4 or 6")
+    found = getattr(_module(files[name]), attribute, None)
     if found is None:
-        raise ConfigError(f"{files[name]}: has no `PLAN` (its address plan)")
+        what = "its address plan" if family == 4 else "its IPv6 address plan: the topology is IPv4 only"
+        raise ConfigError(f"{files[name]}: has no `{attribute}` ({what})")
     return found
 
 

@@ -77,6 +77,9 @@ POLICIES = {
         timeouts=(TimeoutRule(300, port=3478, proto="udp"),),
     ),
     "full_cone": FirewallPolicy(tcp_timeout=30, snat=True, full_cone="10.0.1.10"),
+    # S5's path MTU (issue 25): ICMP errors dropped (the black hole), and the MSS clamp.
+    "pmtu_drop": FirewallPolicy(allow_inbound=(Service(80),), icmp_errors="drop"),
+    "mss_clamp": FirewallPolicy(allow_inbound=(Service(80),), icmp_errors="drop", clamp_mss=True),
 }
 
 
@@ -139,6 +142,46 @@ def test_early_drop_needs_a_capacity():
         "closed_timeout: -1 is not a timeout in whole seconds (1-2000000)",
         "early_drop: needs max_sessions (the capacity it makes room in)",
     ]
+
+
+def test_path_mtu_rules_come_before_established_and_the_default_has_none():
+    """The clamp must see the SYN-ACK (already established) and the drop must come before
+    related packets are accepted; a policy that sets neither renders as before."""
+    forward = render_ruleset(POLICIES["mss_clamp"], "a", "b").split("chain filter_forward")[1]
+    rules = [line.strip() for line in forward.splitlines()[2:5]]
+    assert rules == [
+        "tcp flags syn tcp option maxseg size set rt mtu",
+        'meta l4proto { icmp, ipv6-icmp } ct state related counter name "drop_icmp_error" drop',
+        "ct state established,related accept",
+    ]
+    assert "counter drop_icmp_error { }" in render_ruleset(POLICIES["pmtu_drop"], "a", "b")
+    plain = render_ruleset(FirewallPolicy(allow_inbound=(Service(80),)), "a", "b")
+    assert "icmp" not in plain and "maxseg" not in plain
+    # Neighbour discovery reaches the firewall itself: nothing filters its input or output.
+    assert "hook input" not in plain and "hook output" not in plain
+
+
+def test_bad_path_mtu_options_are_one_line_each():
+    bad = FirewallPolicy(icmp_errors="block", clamp_mss="yes")
+    with pytest.raises(ConfigError) as err:
+        validate_policy(bad)
+    assert err.value.problems == [
+        "icmp_errors: 'block' is not one of related, drop",
+        "clamp_mss: 'yes' is not true or false",
+    ]
+
+
+def test_an_ipv6_address_or_a_bad_prefix_in_an_ipv4_field_is_one_line():
+    policy = FirewallPolicy(
+        allow_inbound=(Service(80, address="fd00:5:1::10"), Service(81, address="10.0.1.0/33")),
+        full_cone="fd00:5:1::10",
+        snat=True,
+    )
+    problems = policy.problems()
+    assert len(problems) == 3 and all("\n" not in p for p in problems), problems
+    assert problems[0].startswith("allow_inbound[0].address: 'fd00:5:1::10' is not an IPv4 address or prefix")
+    assert problems[1].startswith("allow_inbound[1].address: '10.0.1.0/33' is not an IPv4 address or prefix")
+    assert problems[2] == "full_cone: 'fd00:5:1::10' is not an IPv4 address"
 
 
 def test_strict_drops_non_syn_without_session_and_loose_does_not():
