@@ -56,7 +56,7 @@ SCENARIO_NEEDS = {
         "kernel: NAT",
         "python os-ken",
     ],
-    "s5": ["package hping3", "package nmap", "kernel: SYN proxy"],
+    "s5": ["package hping3", "package nmap", "kernel: SYN proxy", "kernel: MSS clamp"],
     "s6": ["package coturn", "package vsftpd", "package openssh-server", "package socat", "kernel: NAT"],
 }
 BASE_NEEDS = [
@@ -87,6 +87,10 @@ KERNEL_RULESETS = {
 }""",
     "kernel: SYN proxy": """table inet t {
   chain c { type filter hook forward priority 0; tcp dport 80 synproxy mss 1460 wscale 7
+  }
+}""",
+    "kernel: MSS clamp": """table inet t {
+  chain c { type filter hook forward priority 0; tcp flags syn tcp option maxseg size set rt mtu
   }
 }""",
 }
@@ -260,6 +264,7 @@ KERNEL_FIXES = {
     "kernel: FTP conntrack helper": "modprobe nf_conntrack_ftp  (or CONFIG_NF_CONNTRACK_FTP)",
     "kernel: NAT": "modprobe nft_nat nft_masq  (or CONFIG_NFT_NAT, CONFIG_NFT_MASQ)",
     "kernel: SYN proxy": "modprobe nft_synproxy  (or CONFIG_NFT_SYNPROXY)",
+    "kernel: MSS clamp": "modprobe nft_exthdr nft_rt  (or CONFIG_NFT_EXTHDR, CONFIG_NFT_RT)",
     "kernel: HTB rate limits": "modprobe sch_htb  (or CONFIG_NET_SCH_HTB)",
     "kernel: netem": "modprobe sch_netem  (or CONFIG_NET_SCH_NETEM); optional",
 }
@@ -344,6 +349,22 @@ def host_checks(results: Path) -> list[Check]:
     return checks
 
 
+def punctuality_check(seconds: float = 1.0) -> Check:
+    """Timer lateness, CPU steal and how busy the CPUs are, over `seconds`: beyond what the
+    suites' timing margins allow, a run's verdicts may come from the machine, not the device."""
+    from lab.machine_load import measure
+
+    reading = measure(seconds)
+    problems = reading.problems()
+    if not problems:
+        return Check("punctuality", True, reading.summary())
+    fix = (
+        "run the suites when nothing else keeps the CPUs busy (`top`); on a VM, a host with "
+        "less contention (steal) or more vCPUs; with two labs side by side, `sessionlab run -n 1`"
+    )
+    return Check("punctuality", False, f"{'; '.join(problems)} ({reading.summary()})", fix, True, "late")
+
+
 def records_check(folder: Path = RECORDS) -> Check:
     """Labs whose run was killed and left bridges, namespaces or processes behind."""
     found = records(folder)
@@ -356,6 +377,31 @@ def records_check(folder: Path = RECORDS) -> Check:
     return Check("orphaned lab records", False, detail, fix, optional=True, status="leftover")
 
 
+OUTSIDE = "lab ranges in the root namespace"
+
+
+def outside_check() -> Check:
+    """Addresses and routes of the lab's ranges in the root namespace (lab/outside.py): a
+    killed lab's leftovers, or the machine's own network overlapping the lab's addresses."""
+    from lab.outside import covering_routes, lab_ranges, sample_root, violations
+
+    try:
+        sample = sample_root(listeners=False)
+    except LabError as exc:
+        return Check(OUTSIDE, None, f"not checked: {str(exc).splitlines()[0][:80]}", "install iproute2")
+    ranges = lab_ranges()
+    found = violations(sample, ranges)
+    wider = covering_routes(sample.routes, ranges)
+    if found:
+        shown = "; ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        fix = "`sessionlab clean` (a killed lab's leftovers); else `ip addr del` / `ip route del` them"
+        return Check(OUTSIDE, False, shown, fix, optional=True, status="leftover")
+    if wider:
+        fix = "none for the lab (it reaches nothing outside); its captures' addresses are also the machine's"
+        return Check(OUTSIDE, False, "; ".join(wider[:2]), fix, optional=True, status="overlap")
+    return Check(OUTSIDE, True, f"none (of {ranges[0]} and {len(ranges) - 1} more ranges)")
+
+
 def run_checks(progress: Callable[[str], None] | None = None, results: Path = RESULTS) -> list[Check]:
     """Every check, in the order they are shown; `results`: the folder runs are kept in."""
     note = progress or (lambda _: None)
@@ -366,6 +412,8 @@ def run_checks(progress: Callable[[str], None] | None = None, results: Path = RE
         )
     ]
     checks += host_checks(results)
+    note("punctuality")
+    checks.append(punctuality_check())
     note("packages")
     names = list(dict.fromkeys([*BASE_PACKAGES, *bootstrap_packages()]))
     checks += [_package(n) for n in names]
@@ -379,6 +427,8 @@ def run_checks(progress: Callable[[str], None] | None = None, results: Path = RE
         checks += _not_checked(KERNEL_CHECKS, "needs root", "run it as root (sudo)")
     note("Python packages")
     checks += python_checks()
+    note("the root namespace")
+    checks.append(outside_check())
     note("lab records")
     checks.append(records_check())
     return checks

@@ -34,6 +34,7 @@ from lab.devices.base import node_devices
 from lab.errors import ConfigError, LabError
 from lab.impaired import LinkImpairments
 from lab.links import Element, ImpairedLink, asks_impairment
+from lab.outside import seal_switch_ports
 from lab.portmap import port_map
 from lab.procs import Proc, Supervisor, host_run
 from lab.records import Record
@@ -201,6 +202,10 @@ class Lab:
             self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - started
 
     def _built(self) -> None:
+        # The switches' ports are the lab's interfaces in the root namespace: with IPv6 on
+        # them its kernel sends router solicitations and MLD reports into the lab from their
+        # link-local addresses (lab/outside.py; run 20261202-115902).
+        seal_switch_ports(self.net.switches)
         if self.on_build is not None:
             self.on_build(self)
 
