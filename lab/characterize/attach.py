@@ -219,6 +219,9 @@ def plug_netns(device: Attachment, record: Record) -> dict[str, str]:
             peer = ["peer", "name", inner, "netns", device.netns]
             host_run(["ip", "link", "add", outer, "type", "veth", *peer])
             made.append(outer)
+            # the root end is the lab's, not an address of the machine: no IPv6 link-local
+            # address, so the root kernel sends nothing through it (lab/outside.py)
+            host_run(["sysctl", "-qw", f"net.ipv6.conf.{outer}.disable_ipv6=1"], check=False)
             host_run(["ip", "-n", device.netns, "link", "set", inner, "up"])
             host_run(["ip", "link", "set", outer, "up"])
     except BaseException:
