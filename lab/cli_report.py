@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -10,7 +11,18 @@ from rich.table import Table
 from lab.cli_common import EXIT_FAILED, RESULTS, console
 from lab.errors import ConfigError
 
+if TYPE_CHECKING:
+    from lab.series import Series
+
 DEFAULT_TOLERANCE = 0.1
+
+
+def _shown(run: Path) -> str:
+    """A run's name as shown: a repetition of a repeated run with its run (`<run>/rep-2`)."""
+    from lab.results import repetition_number
+
+    real = run.resolve()
+    return f"{real.parent.name}/{real.name}" if repetition_number(real) is not None else real.name
 
 
 def _run(name: Path, results: Path) -> Path:
@@ -22,16 +34,21 @@ def _run(name: Path, results: Path) -> Path:
 
 
 def _summary(run: Path) -> int:
-    """A run's verdicts, each failed case with its reason, and where its report is."""
+    """A run's verdicts, each failed case with its reason, and where its report is; a
+    repeated run's in a line, then each flaky or failed case's verdict per repetition."""
     from lab.compare import load_run
     from lab.report import message_reason
+    from lab.series import read_series
 
     cases = load_run(run)
+    series = read_series(run)
+    if series is not None:
+        return _series_summary(run, series)
     counts: dict[str, int] = {}
     for case in cases.values():
         counts[case["verdict"]] = counts.get(case["verdict"], 0) + 1
     shown = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no cases"
-    console.print(f"run {run.resolve().name}: {shown}")
+    console.print(f"run {_shown(run)}: {shown}")
     failed = [c for c in cases.values() if c["verdict"] in ("failed", "error")]
     for case in failed:
         console.print(f"  {case['verdict']}: {case['name']}: {message_reason(case.get('message', ''))}")
@@ -40,17 +57,42 @@ def _summary(run: Path) -> int:
     return EXIT_FAILED if failed else 0
 
 
+def _series_summary(run: Path, series: Series) -> int:
+    """`report RUN` of a repeated run: the series in a line, then each flaky or failed case:
+    its verdict per repetition and its first failure's reason."""
+    from lab.report import message_reason
+
+    console.print(f"run {_shown(run)}: {series.line()}")
+    for row in series.rows:
+        if not row.flaky and row.verdict not in ("failed", "error"):
+            continue
+        verdicts = " ".join(f"{n}:{c.verdict}" for n, c in sorted(row.cells.items()))
+        first = row.first_failure()
+        why = f"; rep-{first[0]}: {message_reason(first[1].message)}" if first else ""
+        console.print(f"  {'flaky' if row.flaky else row.verdict}: {row.name}: {verdicts}{why}")
+    report = run / "report.html"
+    console.print(f"report: {report.resolve()}" if report.is_file() else "report: none written")
+    return EXIT_FAILED if any(r.verdict in ("failed", "error") for r in series.rows) else 0
+
+
 def _compare(runs: list[Path], tolerance: float) -> int:
     from lab.compare import compare as compare_runs
     from lab.compare import same_run, verdict_changed
+    from lab.series import is_series
 
     changes = compare_runs(runs[0], runs[1], tolerance)
+    for label, run in zip("AB", runs, strict=True):
+        if is_series(run):
+            console.print(
+                f"{label} ({_shown(run)}) is a repeated run: a case's verdict is its worst over the "
+                f"repetitions, its figures are not compared (name a repetition: {_shown(run)}/rep-1)"
+            )
     if same_run(runs[0], runs[1]):
         click.echo(
             f"sessionlab: warning: {runs[0]} and {runs[1]} are the same run: nothing can differ",
             err=True,
         )
-    table = Table(title=f"{runs[0].name} (A) -> {runs[1].name} (B), tolerance {tolerance:.0%}")
+    table = Table(title=f"{_shown(runs[0])} (A) -> {_shown(runs[1])} (B), tolerance {tolerance:.0%}")
     for column in ("case", "what", "A", "B", "change"):
         table.add_column(column, overflow="fold")
     for change in changes:

@@ -13,6 +13,7 @@ from lab.catalog import ROOT
 from lab.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, RESULTS, console, printer
 from lab.errors import ConfigError, LabError
 from lab.results import COLLECTION_ERRORS
+from lab.series import DEFAULT_UNTIL_FAIL, MAX_REPEAT
 
 SSH_OPTIONS = [
     click.option(
@@ -62,7 +63,25 @@ def ssh_options(function: Any) -> Any:
 @click.option(
     "--pause-on-fail",
     is_flag=True,
-    help="when a case fails, keep its lab as the failure left it and open the Mininet prompt (here, -n 1)",
+    help="when a case fails, keep its lab as the failure left it and open the Mininet prompt (here, -n 1); "
+    "with --repeat or --until-fail, leaving the prompt ends the series",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, MAX_REPEAT),
+    default=None,
+    metavar="N",
+    help="run the selection N times into one run folder: each repetition in <run>/rep-<i>/ with its "
+    "report, summary.json and junit.xml; <run>/report.html has the flake table (each case's verdict "
+    "and smallest client timeout margin per repetition, flaky cases marked); with --junitxml, one "
+    "file with a <testsuite> per repetition (named rep-<i>); exit 1 when any repetition failed. "
+    "1: a plain run",
+)
+@click.option(
+    "--until-fail",
+    is_flag=True,
+    help=f"repeat until a repetition has a failed case, at most --repeat N times "
+    f"(default {DEFAULT_UNTIL_FAIL}); exit 1 when one failed, 0 when none did",
 )
 @ssh_options
 def run(
@@ -73,6 +92,8 @@ def run(
     workers: int | None,
     hosts: tuple[str, ...],
     pause_on_fail: bool,
+    repeat: int | None,
+    until_fail: bool,
     known_hosts: Path,
     accept_new: bool,
     identity: Path | None,
@@ -81,7 +102,8 @@ def run(
     """Run suites (s1...), modules, node ids or cases by their exact name (see `list`;
     default: all) with live progress and write results/<run>/report.html. A run that ran no
     case keeps no folder; the newest 10 runs are kept, and older ones with a failed case
-    (see `clean --runs`)."""
+    (see `clean --runs`). A repeated run (--repeat, --until-fail) is one run folder, kept or
+    pruned as one run; Ctrl-C ends it after writing the report of the repetitions so far."""
     import sys
 
     from lab.catalog import check_keyword, resolve
@@ -102,6 +124,16 @@ def run(
         raise ConfigError(
             "--pause-on-fail needs this terminal: the prompt opens here, not in an -n worker or on a --host"
         )
+    if until_fail and repeat == 1:
+        raise ConfigError(
+            "--until-fail --repeat 1: one repetition; give --repeat 2 or more (the most to run)"
+        )
+    repeating = until_fail or (repeat or 1) > 1
+    if repeating and machines:
+        raise ConfigError(
+            "--repeat/--until-fail and --host: repetitions run here; "
+            "`sessionlab remote HOST run --repeat N ...` repeats on another machine"
+        )
     if pause_on_fail and not sys.stdin.isatty():
         raise ConfigError("--pause-on-fail needs this terminal: stdin is not a terminal")
     check_results_root(results)
@@ -121,6 +153,11 @@ def run(
     # The checkout's configuration whatever the targets (a suite of one's own too: markers,
     # the checkout on sys.path).
     here = [f"--rootdir={ROOT}", f"--config-file={ROOT / 'pyproject.toml'}", *extra]
+    if repeating:
+        most = repeat or DEFAULT_UNTIL_FAIL
+        return _run_series(
+            [*paths, *here], shown, keyword, results, junitxml, pause_on_fail, most, until_fail
+        )
     return _run_here([*paths, *here], shown, keyword, results, junitxml, pause_on_fail)
 
 
@@ -161,13 +198,20 @@ def _pytest_args(
 
 
 def _finish(code: int, progress: Any, run_folder: Path, keyword: str | None) -> int:
-    import pytest
-
     if progress.outcomes:
         console.print(progress.summary())
     report = run_folder / "report.html"
     if report.exists():
         console.print(f"report: {report}")
+    return _status(code, progress, run_folder, keyword)
+
+
+def _status(code: int, progress: Any, run_folder: Path, keyword: str | None) -> int:
+    """A pytest session's end as the run's: 0 or EXIT_FAILED, or the error it raises (a
+    suite that cannot be collected, named in `run_folder`'s collection-errors.txt; Ctrl-C;
+    no case; pytest's own trouble)."""
+    import pytest
+
     if progress.uncollected:
         # pytest stops before any case when a suite cannot be imported, and says "interrupted"
         errors = run_folder / COLLECTION_ERRORS
@@ -208,6 +252,103 @@ def _run_here(
         return _finish(int(code), progress, run_folder, keyword)
     finally:
         settle(run_folder, ran=True if progress.outcomes else None)
+
+
+def _run_series(
+    argv: list[str],
+    shown: str,
+    keyword: str | None,
+    results: Path,
+    junitxml: Path | None,
+    pause_on_fail: bool,
+    most: int,
+    until_fail: bool,
+) -> int:
+    """`run --repeat N` / `--until-fail`: the selection run up to `most` times into one run
+    folder, each repetition a pytest session of its own (its -n workers, schedule, port
+    blocks and labs as in a plain run) writing into `<run>/rep-<i>/` with its report and
+    junit.xml; then the series' report with the flake table (lab.series). A repetition
+    interrupted (Ctrl-C), stopped (--pause-on-fail's prompt left) or, with `until_fail`,
+    failed ends the series; the report of the repetitions so far is written whatever ended it."""
+    import pytest
+
+    from lab.progress import RunProgress, series_table, verdict_counts
+    from lab.report import write_series_report
+    from lab.results import new_run, repetition_folder, settle, write_run_info
+    from lab.series import JUNIT_FILE, Repetition, Series, merge_junit
+
+    run_folder = new_run(results)
+    done: list[Repetition] = []
+    ran, failed, stopped = False, False, ""
+    try:
+        write_run_info(run_folder, _invocation(), ROOT)
+        asked = f"until a case fails, at most {most} repetitions" if until_fail else f"{most} repetitions"
+        with_k = f" -k {keyword!r}" if keyword else ""
+        console.print(f"sessionlab run {run_folder.name}: {shown}{with_k}, {asked}")
+        for number in range(1, most + 1):
+            folder = repetition_folder(run_folder, number)
+            folder.mkdir()
+            write_run_info(folder, _invocation(), ROOT, repetition=number, of=most)
+            done.append(Repetition(number, folder))
+            console.print(f"repetition {number}/{most}: {folder}")
+            if number > 1:
+                _forget_suites(argv)
+            progress = RunProgress(console, tag=f"{number}/{most} ")
+            pytest_argv = [*argv, *_pytest_args(keyword, folder / JUNIT_FILE, folder, pause_on_fail)]
+            code = pytest.main(pytest_argv, plugins=[progress])
+            ran = ran or bool(progress.outcomes)
+            done[-1].ended = "interrupted" if code == pytest.ExitCode.INTERRUPTED else "finished"
+            if progress.stopped:
+                done[-1].ended = stopped = f"stopped: {progress.stopped}"
+            # Collection errors are named in the run folder's file (kept by `settle`)
+            status = _status(int(code), progress, run_folder, keyword)
+            console.print(f"repetition {number}/{most}: {verdict_counts(progress.outcomes)}")
+            failed = failed or status != 0
+            if status != 0 and until_fail:
+                stopped = f"stopped after repetition {number}: a case failed (--until-fail)"
+            if stopped:
+                break
+        return EXIT_FAILED if failed else 0
+    except KeyboardInterrupt:
+        stopped = f"interrupted in repetition {len(done)}"
+        raise
+    finally:
+        if ran:
+            try:
+                series = Series.read(run_folder, most, until_fail, done, stopped)
+                report = write_series_report(series)
+                if junitxml is not None:
+                    merge_junit([(r.number, r.folder / JUNIT_FILE) for r in done], junitxml.resolve())
+                console.print(series_table(series))
+                console.print(f"report: {report}")
+            except Exception as exc:  # noqa: BLE001 - never hide what ended the series
+                console.print(f"sessionlab: the series' report could not be written: {exc!r}")
+        settle(run_folder, ran=True if ran else None)
+
+
+def _forget_suites(argv: list[str]) -> None:
+    """Drop the selected suites' modules (and their folders' conftest and helpers) from
+    sys.modules, so the next repetition's pytest session imports them afresh and no
+    module-level state of a suite carries from one repetition to the next (pytest reuses
+    an imported module; each pytest-xdist worker is a new process anyway). The harness's
+    own packages stay."""
+    import sys
+
+    import lab
+
+    harness = Path(lab.__file__).resolve().parent.parent
+    folders = set()
+    for arg in argv:
+        path = Path(arg.split("::")[0])
+        if arg.startswith("-") or not path.exists():
+            continue
+        folder = (path if path.is_dir() else path.parent).resolve()
+        if folder != harness and not harness.is_relative_to(folder):
+            folders.add(folder)
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and any(Path(file).resolve().is_relative_to(f) for f in folders):
+            del sys.modules[name]
 
 
 def _run_on_hosts(

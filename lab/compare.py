@@ -15,6 +15,9 @@ passive or data port, sport), a moment (timestamp, time of day, wall clock; time
 from the case's start are compared) or a process id (PID). `BY_NATURE` is that rule;
 `differs_by_nature` applies it.
 
+A repeated run (`run --repeat`) compares by its summary: each case's worst verdict over its
+repetitions, figures left out (they are per repetition: compare `RUN/rep-<i>` for them).
+
 Only a changed verdict is a regression (`verdict_changed`): moved or changed figures and
 cases found in one run only are listed, not failed."""
 
@@ -180,6 +183,8 @@ def compare(run_a: Path, run_b: Path, tolerance: float = 0.1) -> list[Change]:
         name = name_a if pairs[name_a] == name_a else f"{pairs[name_a]} (A: {name_a.partition('.')[0]})"
         if case["verdict"] != other["verdict"]:
             changes.append(Change(name, "verdict", case["verdict"], other["verdict"], "verdict"))
+        if "repetitions" in case or "repetitions" in other:
+            continue  # a repeated run's case: its figures are in each repetition's summary
         figures_a = flatten(case.get("figures", {}), "").items()
         figures_b = flatten(other.get("figures", {}), "")
         for path, value in figures_a:

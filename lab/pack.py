@@ -17,29 +17,38 @@ from urllib.parse import unquote
 from lab.errors import ConfigError
 
 _HREF = re.compile(r"""href=(['"])(.*?)\1""")
-_ALWAYS = ("report.html", "summary.json", "run.json")
+_ALWAYS = ("report.html", "summary.json", "run.json", "repetitions.json")
 
 
 def linked_files(run: Path) -> tuple[list[Path], list[str]]:
     """The files `run/report.html` links inside the run folder (relative to it), and the
-    links that point at no file (kept out, listed)."""
+    links that point at no file (kept out, listed). A report it links (a repeated run's
+    repetitions' reports, `rep-<i>/report.html`) brings the files that report links, and
+    its folder's summary.json and run.json."""
     report = run / "report.html"
     if not report.is_file():
         raise ConfigError(f"{run}: no report.html (not a run folder, or a run that did not finish)")
     found: dict[Path, None] = {}
     missing: list[str] = []
     root = run.resolve()
-    for _, link in _HREF.findall(report.read_text(errors="replace")):
-        target = unquote(link.split("#", 1)[0]).replace("&amp;", "&").replace("&#x27;", "'")
-        if not target or "://" in target or target.startswith(("/", "mailto:")):
-            continue
-        path = (run / target).resolve()
-        if not path.is_relative_to(root):
-            missing.append(f"{link} (outside the run folder)")
-        elif path.is_file():
-            found[path.relative_to(root)] = None
-        else:
-            missing.append(link)
+    pages = [report.resolve()]
+    while pages:
+        page = pages.pop(0)
+        for _, link in _HREF.findall(page.read_text(errors="replace")):
+            target = unquote(link.split("#", 1)[0]).replace("&amp;", "&").replace("&#x27;", "'")
+            if not target or "://" in target or target.startswith(("/", "mailto:")):
+                continue
+            path = (page.parent / target).resolve()
+            if not path.is_relative_to(root):
+                missing.append(f"{link} (outside the run folder)")
+            elif path.is_file():
+                inner = path.relative_to(root)
+                if path.name == "report.html" and inner not in found and path != report.resolve():
+                    pages.append(path)
+                    found.update({inner.parent / n: None for n in _ALWAYS[1:] if (path.parent / n).is_file()})
+                found[inner] = None
+            else:
+                missing.append(link)
     return list(found), missing
 
 

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.catalog import suite_of
+
+if TYPE_CHECKING:
+    from lab.series import Series
 
 STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
 
@@ -43,6 +46,8 @@ class RunProgress:
     _by_id: dict[str, Outcome] = field(default_factory=dict)
     _durations: dict[str, float] = field(default_factory=dict)
     uncollected: list[tuple[str, str]] = field(default_factory=list)  # (file, pytest's error)
+    tag: str = ""  # before each line: a repeated run's repetition (`2/3 `)
+    stopped: str = ""  # why pytest stopped the session early (left --pause-on-fail's prompt)
 
     # --- pytest hooks -------------------------------------------------------------------
     def pytest_collection_finish(self, session: Any) -> None:
@@ -121,6 +126,8 @@ class RunProgress:
     def pytest_sessionfinish(self, session: Any) -> None:
         if self._progress is not None:
             self._progress.stop()
+        stopped = getattr(session, "shouldfail", None) or getattr(session, "shouldstop", None)
+        self.stopped = str(stopped or "")
         for outcome in self.outcomes:
             outcome.seconds = self._durations.get(outcome.nodeid, 0.0)
 
@@ -131,12 +138,12 @@ class RunProgress:
         style = STYLE.get(outcome.verdict, "")
         # Text, never markup: a case's id or a failure's message may hold [brackets]
         text = Text.assemble(
-            f"[{done:>3}/{self.total}] {elapsed:6.0f}s ",
+            f"{self.tag}[{done:>3}/{self.total}] {elapsed:6.0f}s ",
             (f"{outcome.verdict:<7}", style),
             f" {(outcome.label or outcome.nodeid).removeprefix('testcases/')}",
         )
         if outcome.reason and outcome.verdict != "passed":
-            text.append(f"\n            {outcome.reason[:200]}")
+            text.append(f"\n{' ' * len(self.tag)}            {outcome.reason[:200]}")
         self.console.print(text, highlight=False)
         if self._progress is not None:
             self._progress.advance(self._task)
@@ -160,3 +167,53 @@ class RunProgress:
                 end_section=suite == list(suites)[-1],
             )
         return table
+
+
+def verdict_counts(outcomes: list[Outcome]) -> str:
+    """`4 passed, 1 failed`: a repetition's verdicts in a line."""
+    found: dict[str, int] = {}
+    for outcome in outcomes:
+        found[outcome.verdict] = found.get(outcome.verdict, 0) + 1
+    return ", ".join(f"{n} {v}" for v, n in sorted(found.items())) or "no cases"
+
+
+MANY_ROWS = 20  # a flake table longer than this shows its flaky and failed cases only
+SHORT = {"passed": "P", "failed": "F", "error": "E", "skipped": "s", "not run": "-"}
+
+
+def series_table(series: Series) -> Table:
+    """A repeated run's flake table for the terminal: per case its verdict and smallest
+    client timeout margin in each repetition (up to 8 repetitions; beyond, one letter per
+    repetition: P passed, F failed, E error, s skipped, - not run), its smallest margin and
+    whether it is flaky; the series in a line as the title. Of more than MANY_ROWS cases,
+    only the flaky and failed ones (the report has them all)."""
+    numbers = [r.number for r in series.repetitions]
+    wide = len(numbers) <= 8
+    table = Table(title=series.line())
+    longest = max((len(r.name) for r in series.rows), default=4)
+    table.add_column("case", overflow="fold", min_width=min(longest, 44))
+    for n in numbers if wide else []:
+        table.add_column(f"rep-{n}", justify="center")
+    if not wide:
+        table.add_column(f"rep-{numbers[0]}..rep-{numbers[-1]}")
+    table.add_column("min margin (s)", justify="right")
+    table.add_column("flaky")
+    shown = series.rows
+    if len(shown) > MANY_ROWS:  # a whole suite's: the flaky and failed cases only
+        shown = [r for r in series.rows if r.flaky or r.verdict in ("failed", "error")]
+        table.caption = (
+            f"{len(series.rows) - len(shown)} more cases, neither flaky nor failed: see the report"
+        )
+    for row in shown:
+        cells: list[Text | str] = []
+        for n in numbers if wide else []:
+            cell = row.cells.get(n)
+            margin = "" if cell is None or cell.margin is None else f" {cell.margin:.2f}"
+            cells.append(Text(cell.verdict, STYLE.get(cell.verdict, "")) + margin if cell else "-")
+        if not wide:
+            cells.append(
+                "".join(SHORT.get(row.cells[n].verdict, "?") if n in row.cells else " " for n in numbers)
+            )
+        margin = "" if row.margin is None else f"{row.margin:.2f}"
+        table.add_row(row.name, *cells, margin, Text("flaky", "bold yellow") if row.flaky else "")
+    return table

@@ -14,10 +14,23 @@ import platform
 import socket
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.report_values import render
-from lab.results import RUN_FILE, TOPOLOGY_DATA, TOPOLOGY_DRAWING, Case, git_state, mark_latest
+from lab.results import (
+    RUN_FILE,
+    SUMMARY_FILE,
+    TOPOLOGY_DATA,
+    TOPOLOGY_DRAWING,
+    Case,
+    git_state,
+    mark_latest,
+    repetition_number,
+)
+from lab.series import JUNIT_FILE, counts
+
+if TYPE_CHECKING:
+    from lab.series import Series
 
 FAILED = ("failed", "error")  # the verdicts the summary's filter keeps
 _ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +50,10 @@ table.figure, ul.figure, ol.figure { margin: 0; } ul.figure, ol.figure { padding
 table.figure td, table.figure th { border-bottom: 1px solid #eee; }
 label.filter { display: inline-block; margin: 0.5em 0; padding: 2px 8px; background: #f1f1f1; }
 #only-failed:checked ~ table.summary tr.ok { display: none; }
+#only-flaky:checked ~ div.flakes tr.steady { display: none; }
+div.flakes { overflow-x: auto; } table.flakes td, table.flakes th { border-bottom: 1px solid #eee; }
+table.flakes td.cell { text-align: center; white-space: nowrap; } span.margin { color: #555; font-size: 90%; }
+table.flakes tr.flaky { background: #fff4e0; } span.flaky { color: #a34a00; font-weight: bold; }
 body:has(#only-failed:checked) section.ok, body:has(#only-failed:checked) .module.ok { display: none; }
 """
 
@@ -138,9 +155,15 @@ def reason(case: Case) -> str:
 
 def message_reason(message: str) -> str:
     """A failure message's first line that says something (pytest's `AssertionError: ...`
-    prefix dropped), cut to 200 characters: the reason shown for a failed case."""
-    for line in message.splitlines():
-        line = line.strip().removeprefix("AssertionError: ").removeprefix("E   ")
+    prefix dropped), cut to 200 characters: the reason shown for a failed case. In a
+    traceback, its first error line (`E   ...`), not the source or arguments above it."""
+    lines = message.splitlines()
+    errors = [line for line in lines if line.startswith("E   ")]
+    for line in errors or lines:
+        line = line.strip()
+        line = (line.removeprefix("E").strip() if line.startswith("E ") else line).removeprefix(
+            "AssertionError: "
+        )
         if line and line != "assert False":
             return line if len(line) <= 200 else line[:199] + "\u2026"
     return ""
@@ -185,7 +208,7 @@ def run_facts(run: Path, ended: datetime | None = None) -> dict[str, str]:
             else "unknown"
         )
     uname = platform.uname()
-    return {
+    facts = {
         "command": str(meta.get("command") or "unknown (the run wrote no run.json)"),
         "commit": commit,
         "kernel": f"{uname.system} {uname.release} ({uname.machine})",
@@ -193,6 +216,9 @@ def run_facts(run: Path, ended: datetime | None = None) -> dict[str, str]:
         "started": started,
         "ended (report written)": _stamp(ended or datetime.now().astimezone()),
     }
+    if meta.get("repetition"):  # a repeated run's repetition (lab.series)
+        facts["repetition"] = f"{meta['repetition']} of at most {meta.get('of', '?')}"
+    return facts
 
 
 def _fact(key: str, value: str) -> str:
@@ -230,13 +256,20 @@ def write_report(run: Path, cases: list[Case], title: str = "sessionlab report")
         f"<tr><th>{html.escape(k)}</th><td>{_fact(k, v)}</td></tr>" for k, v in run_facts(run).items()
     )
     failed = [c for c in cases if c.verdict in FAILED]
+    repetition = repetition_number(run)
+    named = run.name if repetition is None else f"{run.parent.name}/{run.name}"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Run <code>{html.escape(run.name)}</code>: <b>{summary}</b>; {total:.0f} s in cases.</p>",
-        f"<table class='facts'>{facts}</table>",
+        f"<p>Run <code>{html.escape(named)}</code>: <b>{summary}</b>; {total:.0f} s in cases.</p>",
     ]
+    if repetition is not None:
+        parts.append(
+            f"<p>Repetition {repetition} of a repeated run: "
+            "<a href='../report.html'>the series' report</a> (every repetition, the flake table).</p>"
+        )
+    parts.append(f"<table class='facts'>{facts}</table>")
     if failed:
         parts.append(
             "<p class='failed'>Failed: "
@@ -261,6 +294,107 @@ def write_report(run: Path, cases: list[Case], title: str = "sessionlab report")
     parts.append(f"<script>{_FILTER_FROM_ADDRESS}</script></body></html>")
     path = run / "report.html"
     path.write_text("\n".join(parts))
-    (run / "summary.json").write_text(json.dumps([c.to_dict() for c in cases], indent=2, default=str))
+    (run / SUMMARY_FILE).write_text(json.dumps([c.to_dict() for c in cases], indent=2, default=str))
+    if repetition is None:  # a repetition's report: `latest` points at its series once written
+        mark_latest(run)
+    return path
+
+
+def _margin(value: float | None) -> str:
+    return "\u2014" if value is None else f"{value:.2f} s"
+
+
+def _flake_table(series: Series) -> list[str]:
+    """Cases by repetitions: each cell the verdict (linked to the case in that repetition's
+    report) and the case's smallest client timeout margin there; a flaky case marked."""
+    numbers = [r.number for r in series.repetitions]
+    parts = [
+        "<input type='checkbox' id='only-flaky'>"
+        "<label class='filter' for='only-flaky'>show flaky and failed cases only</label>",
+        "<div class='flakes'><table class='flakes'><tr><th>scenario module</th><th>case</th>"
+        + "".join(f"<th><a href='rep-{n}/report.html'>rep-{n}</a></th>" for n in numbers)
+        + "<th>smallest margin</th><th>flaky</th><th>first failure</th></tr>",
+    ]
+    for row in series.rows:
+        steady = not row.flaky and row.verdict not in FAILED
+        cells = []
+        for n in numbers:
+            cell = row.cells.get(n)
+            if cell is None:
+                cells.append("<td class='cell'>\u2014</td>")
+                continue
+            folder = cell.path.split("/", 1)[0]
+            cells.append(
+                f"<td class='cell {cell.verdict}'><a class='{cell.verdict}' "
+                f"href='{html.escape(folder)}/report.html#{html.escape(row.name)}'>{cell.verdict}</a>"
+                f"<br><span class='margin'>{_margin(cell.margin)}</span></td>"
+            )
+        first = row.first_failure()
+        why = f"rep-{first[0]}: {message_reason(first[1].message)}" if first else ""
+        parts.append(
+            f"<tr class='{'steady' if steady else 'flaky' if row.flaky else 'bad'}'>"
+            f"<td>{html.escape(row.name.split('.', 1)[0])}</td>"
+            f"<td>{html.escape(row.title or row.name)}</td>{''.join(cells)}"
+            f"<td>{_margin(row.margin)}</td>"
+            f"<td>{'<span class=flaky>flaky</span>' if row.flaky else ''}</td>"
+            f"<td class='reason'>{html.escape(why)}</td></tr>"
+        )
+    return [*parts, "</table></div>"]
+
+
+def write_series_report(series: Series, title: str = "sessionlab report") -> Path:
+    """A repeated run's own report.html (each repetition has its full one in its folder): what
+    ran, the series in a line, each repetition with its verdicts, report and JUnit file, and
+    the flake table; then summary.json and repetitions.json (`Series.write`), and `latest`
+    pointed at the run."""
+    from lab.traffic import MIN_MARGIN
+
+    run = series.run
+    facts = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{_fact(k, v)}</td></tr>" for k, v in run_facts(run).items()
+    )
+    asked = f"until a repetition fails, at most {series.most}" if series.until_fail else f"{series.most}"
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}: repeated run</h1>",
+        f"<p>Run <code>{html.escape(run.name)}</code>: <b>{html.escape(series.line())}</b> "
+        f"(repetitions asked: {html.escape(asked)}).</p>",
+        f"<table class='facts'>{facts}</table>",
+        "<h2>Repetitions</h2><table class='summary'><tr><th>repetition</th><th>verdicts</th>"
+        "<th>time in cases (s)</th><th>ended</th><th>report</th><th>JUnit XML</th></tr>",
+    ]
+    for rep in series.repetitions:
+        mine = [r.cells[rep.number] for r in series.rows if rep.number in r.cells]
+        counted = counts([c.verdict for c in mine])
+        shown = ", ".join(f"<span class='{v}'>{n} {v}</span>" for v, n in counted.items()) or "no cases"
+        name = html.escape(rep.folder.name)
+        report = (
+            f"<a href='{name}/report.html'>report</a>" if (rep.folder / "report.html").exists() else "none"
+        )
+        junit = (
+            f"<a href='{name}/{JUNIT_FILE}'>{JUNIT_FILE}</a>"
+            if (rep.folder / JUNIT_FILE).exists()
+            else "none"
+        )
+        parts.append(
+            f"<tr><td>{name}</td><td>{shown}</td><td>{sum(c.duration for c in mine):.0f}</td>"
+            f"<td>{html.escape(rep.ended)}</td><td>{report}</td><td>{junit}</td></tr>"
+        )
+    parts += [
+        "</table>",
+        "<h2>Flake table</h2>",
+        "<p>Each case's verdict in each repetition and its smallest client timeout margin there "
+        "(its client loads' slowest completed wait, taken from their timeout; a case fails below "
+        f"{MIN_MARGIN:g} s; \u2014: the case noted no client load). A case is flaky when its verdicts "
+        "differ across the repetitions it finished in.</p>",
+        *_flake_table(series),
+        # report.html#failed opens with the filter on, as a plain run's report does
+        f"<script>{_FILTER_FROM_ADDRESS.replace('only-failed', 'only-flaky')}</script>",
+        "</body></html>",
+    ]
+    path = run / "report.html"
+    path.write_text("\n".join(parts))
+    series.write()
     mark_latest(run)
     return path

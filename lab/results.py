@@ -4,8 +4,10 @@ Runs are named by their start time and `results/latest` points at the newest run
 its report, like pytest's tmp_path. What is kept (see `settle` and `prune`): a run that ran
 no case leaves nothing; after a run that ran a case, the newest `KEEP_RUNS` runs that ran a
 case are kept, and an older one goes unless `latest` points at it or a case of it failed.
-Other folders (a `topo` session's logs, a characterization) are removed only when asked
-(`sessionlab clean --runs`); a folder not named like a run is never touched.
+A repeated run (`run --repeat`, lab.series) is one run folder holding a run folder per
+repetition (`rep-1`, `rep-2`...): kept or pruned as one run, failed when a case of any
+repetition failed. Other folders (a `topo` session's logs, a characterization) are removed
+only when asked (`sessionlab clean --runs`); a folder not named like a run is never touched.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ FAILED_VERDICTS = ("failed", "error")
 _HELD = ".running"  # in a run folder: locked by the process of that run (see `in_progress`)
 _held: dict[Path, int] = {}  # this process's runs: their lock files' descriptors
 _RUN_NAME = re.compile(r"^\d{8}-\d{6}(-[0-9A-Za-z_.-]+)?$")  # -2, or -<host> when fetched
+_REPETITION = re.compile(r"^rep-([1-9][0-9]*)$")  # a repeated run's repetition (lab.series)
 
 
 def check_results_root(root: Path) -> None:
@@ -97,14 +100,27 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and _RUN_NAME.match(p.name))
 
 
+def repetition_folder(run: Path, number: int) -> Path:
+    """The folder of a repeated run's repetition `number` (from 1): `<run>/rep-<number>`."""
+    return run / f"rep-{number}"
+
+
+def repetition_number(folder: Path) -> int | None:
+    """Which repetition a folder holds (`rep-2` -> 2); None for any other folder."""
+    found = _REPETITION.match(folder.name)
+    return int(found.group(1)) if found else None
+
+
 def verdicts(run: Path) -> list[str]:
     """The verdicts of the cases a run folder holds: from its summary.json, or (a run killed
-    before its report) from its cases' case.json; empty when it ran no case."""
+    before its report) from its cases' case.json, a repeated run's repetitions' too; empty
+    when it ran no case."""
     summary = run / SUMMARY_FILE
     try:
         if summary.is_file():
             return [str(case.get("verdict", "")) for case in json.loads(summary.read_text())]
-        return [str(json.loads(p.read_text()).get("verdict", "")) for p in sorted(run.glob(f"*/{CASE_FILE}"))]
+        files = [*run.glob(f"*/{CASE_FILE}"), *run.glob(f"rep-*/*/{CASE_FILE}")]
+        return [str(json.loads(p.read_text()).get("verdict", "")) for p in sorted(files)]
     except (OSError, ValueError, AttributeError):
         return ["unreadable"]  # kept as if a case failed: never removed on a guess
 
@@ -184,15 +200,17 @@ def git_state(root: Path) -> tuple[str | None, bool]:
     return head.stdout.strip(), status.returncode == 0 and bool(status.stdout.strip())
 
 
-def write_run_info(run: Path, argv: list[str], checkout: Path) -> Path:
+def write_run_info(run: Path, argv: list[str], checkout: Path, **more: Any) -> Path:
     """`run.json`: the command line (shell-quoted), the start (local time with its UTC
-    offset) and the checkout's commit, for the report to say what ran."""
+    offset) and the checkout's commit, for the report to say what ran; `more` beside them
+    (a repetition's number and the series' cap)."""
     commit, dirty = git_state(checkout)
     info = {
         "command": shlex.join(["sessionlab", *argv]),
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         "commit": commit,
         "dirty": dirty,
+        **more,
     }
     path = run / RUN_FILE
     path.write_text(json.dumps(info, indent=2) + "\n")

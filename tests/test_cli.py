@@ -84,6 +84,13 @@ BAD_INPUT = [
     (["run", "s1", "--pause-on-fail", "--host", "vm1"], "--pause-on-fail needs this terminal: "),
     (["run", "s1", "--pause-on-fail"], "--pause-on-fail needs this terminal: stdin is not a terminal"),
     (["remote", "vm1", "run", "s1", "--pause-on-fail"], "--pause-on-fail needs this terminal"),
+    # issue 26: repeated runs
+    (["run", "s1", "--repeat", "0"], "Invalid value for '--repeat': 0 is not in the range 1<=x<=100"),
+    (["run", "s1", "--until-fail", "--repeat", "1"], "--until-fail --repeat 1: one repetition"),
+    (
+        ["run", "s1", "--repeat", "3", "--host", "vm1"],
+        "--repeat/--until-fail and --host: repetitions run here",
+    ),
     (["clean", "--keep", "3"], "--keep, --failed and --results go with --runs"),
     (["clean", "--runs", "--keep", "0"], "0 is not in the range x>=1"),
     (["clean", "--runs", "--results", str(POLICIES / "latin1.toml")], "latin1.toml: not a folder"),
