@@ -81,7 +81,7 @@ class Controller:
         """Start the app's process before the network exists: it loads os-ken (about half
         a second) while Mininet builds, then waits for the configuration `start` writes."""
         self._config_path().unlink(missing_ok=True)
-        self.proc = self.lab.start(None, self._argv(), self.app.name, keep=True)
+        self.proc = self.lab.start(None, self._argv(), self.app.name, keep=True, daemon=True)
         self.waiting = True
 
     def start(self, **overrides: Any) -> Proc:
@@ -96,7 +96,9 @@ class Controller:
         fresh.write_text(json.dumps(config, indent=1))
         fresh.replace(path)  # whole: a waiting process reads it as soon as it exists
         if self.proc is None:
-            self.proc = self.lab.start(None, self._argv(), self.app.name, ready=LISTENING, keep=True)
+            self.proc = self.lab.start(
+                None, self._argv(), self.app.name, ready=LISTENING, keep=True, daemon=True
+            )
             return self.proc
         self.waiting = False
         self.lab.await_ready(self.proc, LISTENING)

@@ -30,3 +30,12 @@ class CommandError(LabError):
 
 class LabTimeout(LabError):
     """A bounded wait ran out."""
+
+
+class ProcessDied(LabError):
+    """A process the lab runs until it stops it (a server, a daemon, an agent, the
+    controller) ended on its own; `deaths` names each (`lab.procs.Death`)."""
+
+    def __init__(self, message: str, deaths: Sequence[object] = ()):
+        self.deaths = list(deaths)
+        super().__init__(message)

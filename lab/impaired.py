@@ -46,7 +46,9 @@ class LinkImpairments:
         initial = json.dumps({side: asdict(imp) for side, imp in element.impairments.items()})
         argv = [sys.executable, "-m", "lab.agents.impair_relay", "--a", f"{element.name}-a"]
         argv += ["--b", f"{element.name}-b", "--control", element.control, "--impairment", initial]
-        lab.start(element.name, argv, f"impair-{element.name}", ready='"event": "ready"', keep=True)
+        lab.start(
+            element.name, argv, f"impair-{element.name}", ready='"event": "ready"', keep=True, daemon=True
+        )
         element.record(time.time())
         self.save()
 

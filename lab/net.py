@@ -29,18 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from lab.controller import Controller, ControllerApp
+from lab.deaths import Death, deaths_message
 from lab.devices import SessionDevice, device_class
 from lab.devices.base import node_devices
-from lab.errors import ConfigError, LabError
+from lab.errors import ConfigError, LabError, ProcessDied
 from lab.impaired import LinkImpairments
 from lab.links import Element, ImpairedLink, asks_impairment
 from lab.outside import seal_switch_ports
 from lab.portmap import port_map
 from lab.procs import Proc, Supervisor, host_run
-from lab.records import Record
+from lab.records import Record, alive, descendants, start_time
 from lab.results import TOPOLOGY_DATA
 from lab.rewrite import kernel_has_netem, tagged_topo, topology_problems
-from lab.wait import wait_until
+from lab.wait import unwatch, wait_until, watch
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Lab:
         self.impairments = LinkImpairments(self.paths.root)
         self.record: Record | None = None  # what this lab created, for `sessionlab clean`
         self.phases: dict[str, float] = {}  # seconds per step of its start and stop
+        self._deaths_from = 0  # the running case's deaths: supervisor.deaths from here
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -222,6 +224,7 @@ class Lab:
         """End every process by PID, then remove the network. Safe to call twice."""
         # Ctrl-C during cleanup must not leave half a network behind.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        unwatch(self.check_processes)
         try:
             while self._cleanups:
                 try:
@@ -236,6 +239,7 @@ class Lab:
                     if getattr(node, "waiting", False):
                         node.sendInt()
                         node.waiting = False
+                self._end_node_commands()
                 with self._phase("mininet stop"):
                     self.net.stop()
                 self.net = None
@@ -244,6 +248,20 @@ class Lab:
                 self.record = None
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    def _end_node_commands(self) -> None:
+        """End what the nodes' shells still run (a command a case was waiting on when it
+        was interrupted: Mininet ends the shell, and a `ping -c 5000` it ran went on,
+        reparented; found by testcases/kill_series.py). The lab's own processes have
+        stopped by now; what is left under a shell is a node's command."""
+        shells = {n.pid for n in self.net.values() if getattr(n, "pid", None)}
+        stray = {pid: start_time(pid) for pid in descendants(shells)}
+        for pid, started in stray.items():
+            if alive(pid, started):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if stray:
+            log.info("ended %d command(s) the nodes' shells still ran", len(stray))
 
     def on_close(self, step: Callable[[], None]) -> None:
         """Run `step` at close, before the processes are stopped (last added, first run)."""
@@ -257,16 +275,50 @@ class Lab:
 
     def begin_case(self) -> int:
         """A case starts: every device as the lab's standing configuration left it, its
-        table and counters empty (`SessionDevice.reset`). Returns the mark that `end_case`
-        takes (what was started before it is not the case's)."""
-        for device in self.devices():
-            device.reset()
+        table and counters empty (`SessionDevice.reset`); from now until `end_case`, every
+        wait raises ProcessDied as soon as a daemon of this lab has ended on its own.
+        Returns the mark that `end_case` takes (what was started before it is not the case's).
+        A node holding devices resets as its class says (the balancer also forgets, and
+        undoes, the last case's ADC and keepalived, which `devices()` lists only running)."""
+        for host in self.net.hosts:
+            held = node_devices(host)
+            reset = getattr(host, "reset", None) if held else None
+            if callable(reset):
+                reset()
+            else:
+                for device in held:
+                    device.reset()
+        self.supervisor.case_mark = len(self.procs)
+        self._deaths_from = len(self.supervisor.deaths)
+        watch(self.check_processes)
         return len(self.procs)
+
+    def check_processes(self) -> None:
+        """Raise ProcessDied naming the daemons of this lab that ended on their own since
+        the last check (each is raised once; `case_deaths` lists them all)."""
+        new = self.supervisor.notice()
+        if new:
+            raise ProcessDied(deaths_message(new), new)
+
+    def idle_deaths(self) -> list[Death]:
+        """The processes that died while no case ran (after the last case, in a module
+        fixture): every one the lab's, not a case's. For the plugin, before `begin_case`."""
+        self.supervisor.case_mark = len(self.procs)
+        known = len(self.supervisor.deaths)
+        self.supervisor.notice(everyone=True)
+        return self.supervisor.deaths[known:]
+
+    def case_deaths(self) -> list[Death]:
+        """The processes that died during the running case: daemons that ended on their
+        own (raised or not) and any other process that ended unasked and was not collected."""
+        self.supervisor.notice(everyone=True)
+        return self.supervisor.deaths[self._deaths_from :]
 
     def end_case(self, mark: int, ports: range | None = None) -> list[Proc]:
         """A case ends: the processes it started are stopped by PID and, with `ports`, every
         TCP socket of that port block on every host is aborted (RST), so nothing of the case
         is still in flight when the next begins. Returns the stopped processes."""
+        unwatch(self.check_processes)
         ended = self.supervisor.stop_since(mark)
         if ports is not None:
             self.cut(ports)

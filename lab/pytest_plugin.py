@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from lab.deaths import deaths_message
+from lab.errors import ProcessDied
 from lab.isolation import PortBlocks, foreign_flows
 from lab.results import CASE_FILE, Case, new_run, safe_name
 from lab.traffic import MIN_MARGIN, thin_margins
@@ -33,6 +35,7 @@ _PORTS = pytest.StashKey[PortBlocks]()
 _LAB = pytest.StashKey[Any]()  # the lab the running module built, while it is up
 _FAILED = pytest.StashKey[str]()  # how and why a case failed (one line), for --pause-on-fail
 _MADE = pytest.StashKey[bool]()  # the plugin made the run folder (plain pytest): it settles it
+_DIED = pytest.StashKey[str]()  # what died during a case, said in its failed call's report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -147,16 +150,25 @@ def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
     at its end the processes it started are stopped and its sockets aborted, their logs
     kept in its case folder, the client loads' margins it noted (`Case.note_load`) written
     as a figure; it fails when a process the lab owns died unasked, when a noted load came
-    within MIN_MARGIN of its timeout, or when its evidence shows a flow of another case."""
+    within MIN_MARGIN of its timeout, or when its evidence shows a flow of another case.
+
+    A process that died is named with its exit and the last lines of its log (in the
+    case's failure when the case failed, else in its teardown's). When it was the lab's
+    rather than the case's (the controller, what the build or a module fixture started),
+    the lab is removed at once and the module's next case gets a new one."""
     running = request.getfixturevalue("lab") if "lab" in request.fixturenames else None
     if running is None:
         yield
         return
     result: Case | None = request.getfixturevalue("case") if "case" in request.fixturenames else None
+    earlier = running.idle_deaths()
+    if earlier:
+        note = _retire_lab(request)
+        pytest.fail(f"before the case, {deaths_message(earlier)}{note}", pytrace=False)
     mark = running.begin_case()
     started = time.time()
     yield
-    dead = running.crashed()  # before the case's processes are stopped on purpose
+    deaths = running.case_deaths()  # before the case's processes are stopped on purpose
     running.end_case(mark, result.ports if result is not None else None)
     if result is not None:
         result.links = running.links_during(started, time.time())
@@ -166,21 +178,23 @@ def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
             result.keep(result.path / "links.json", "impaired links during the case")
         folder = result.path / "logs"
         folder.mkdir(parents=True, exist_ok=True)
-        for proc in running.procs[mark:]:
-            if proc.log_path.exists():
-                copy = folder / proc.log_path.name
-                shutil.copyfile(proc.log_path, copy)
-                result.keep(copy, f"log: {proc.name}")
+        logs = {p.log_path: p.name for p in running.procs[mark:]}
+        logs.update({d.log_path: d.name for d in deaths})  # the lab's own dead too
+        for path, name in logs.items():
+            if path.exists():
+                copy = folder / path.name
+                shutil.copyfile(path, copy)
+                result.keep(copy, f"log: {name}")
     margins = result.margins if result is not None else []
     if result is not None and margins:
         result.figure("client timeout margins", margins)
-    if dead:
-        lines = [
-            f"{p.name} on {p.node} exited {p.popen.returncode}: {p.output().strip()[-200:]}" for p in dead
-        ]
-        for p in dead:
-            p.stopped = True  # reported once
-        pytest.fail("lab process crashed: " + "; ".join(lines), pytrace=False)
+    if deaths:
+        lab_wide = any(d.lab_wide for d in deaths)
+        note = _retire_lab(request) if lab_wide else ""
+        said = request.node.stash.get(_DIED, None) is not None  # in the case's own failure
+        if not said or note not in ("", f"\n{_REBUILT}"):
+            pytest.fail(deaths_message(deaths) + note, pytrace=False)
+        return
     thin = thin_margins(margins)
     if thin:
         pytest.fail(
@@ -199,14 +213,56 @@ def _lab_case_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
             )
 
 
+_REBUILT = "(the lab's process, not the case's: the lab is removed with this case; the next gets a new one)"
+
+
+def _retire_lab(request: pytest.FixtureRequest) -> str:
+    """Remove the module's lab now (its fixture's teardown: every process by PID, the
+    network), so that the next case of the module that asks for `lab` gets a new one, and
+    the module fixtures built on it are made again; what to add to the failure. pytest has
+    no public call that ends a module-scoped fixture early; `FixtureDef.finish` is what
+    pytest itself calls to end a fixture whose parameter changed (it runs the dependent
+    fixtures' teardown first)."""
+    try:
+        request._get_active_fixturedef("lab").finish(request)  # type: ignore[arg-type]
+    except Exception as exc:  # the death is the news; the removal's own error goes beside it
+        return f"\n(a process of the lab's, not the case's; removing the lab then failed: {exc})"
+    return f"\n{_REBUILT}"
+
+
+def _death_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """A case that failed while a lab process died: its report says so first (the failure
+    is likely that death's consequence), unless the failure is that death's ProcessDied."""
+    running = item.config.stash.get(_LAB, None)
+    if running is None or "lab" not in getattr(item, "fixturenames", ()):
+        return
+    deaths = running.case_deaths()
+    if not deaths:
+        return
+    text = deaths_message(deaths) + (f"\n{_REBUILT}" if any(d.lab_wide for d in deaths) else "")
+    item.stash[_DIED] = text
+    raised = call.excinfo.value if call.excinfo is not None else None
+    said = {getattr(d, "pid", None) for d in raised.deaths} if isinstance(raised, ProcessDied) else set()
+    if call.excinfo is not None and {d.pid for d in deaths} <= said:
+        # the case stopped at the wait that noticed: where it waited, not the traceback again
+        frames = call.excinfo.traceback.cut(path=item.path)
+        where = "\n".join(f"  {f.path}:{f.lineno + 1} in {f.name}" for f in frames)
+        report.longrepr = f"{text}\n\nthe case stopped at the wait that noticed it:\n{where}"
+        return
+    report.longrepr = f"{text}\n\nand the case failed (probably because of it):\n{report.longreprtext}"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
+    if report.failed and report.when == "call":
+        _death_report(item, call, report)
     if report.failed and report.when in ("setup", "call"):
-        item.stash[_FAILED] = ("failed: " if report.when == "call" else "erred in its setup: ") + _one_line(
-            report
+        died = item.stash.get(_DIED, "") if report.when == "call" else ""
+        item.stash[_FAILED] = ("failed: " if report.when == "call" else "erred in its setup: ") + (
+            died.splitlines()[0][:300] if died else _one_line(report)
         )
     result = item.stash.get(_ITEM_CASE, None)
     if result is not None:
@@ -217,13 +273,22 @@ def pytest_runtest_makereport(
             result.duration = report.duration
         if report.failed:
             result.verdict = "failed" if report.when == "call" else "error"
-            result.message = str(report.longrepr)[-3000:] if report.longrepr else ""
+            result.message = _message(report, item.stash.get(_DIED, "") if report.when == "call" else "")
         elif report.skipped:
             result.verdict = "skipped"
         elif result.verdict == "not run":
             result.verdict = "passed"
         result.save()
     return report
+
+
+def _message(report: pytest.TestReport, died: str, limit: int = 3000) -> str:
+    """A failed report's text for case.json, at most `limit` characters: its end (where the
+    error is), and, when a lab process died during the case, what died first."""
+    text = str(report.longrepr) if report.longrepr else ""
+    if not died or not text.startswith(died) or len(text) <= limit:
+        return text[-limit:]
+    return f"{died}\n...\n{text[-max(0, limit - len(died) - 5) :]}"
 
 
 def _one_line(report: pytest.TestReport) -> str:

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -26,6 +27,7 @@ from lab.procs import RUNTIME_ROOT, host_run
 log = logging.getLogger(__name__)
 
 RECORDS = RUNTIME_ROOT / "records"
+_WRITING = threading.RLock()  # a record's changes and writes, from any thread of the lab
 
 
 def start_time(pid: int) -> int | None:
@@ -68,10 +70,12 @@ class Record:
 
     # --- writing -----------------------------------------------------------------------
     def _write(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fresh = self.path.with_suffix(".tmp")
-        fresh.write_text(json.dumps(self.to_dict()))
-        os.replace(fresh, self.path)
+        # Threads of one lab write it (a command run while a sampler's runs): one at a time.
+        with _WRITING:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fresh = self.path.with_suffix(".tmp")
+            fresh.write_text(json.dumps(self.to_dict()))
+            os.replace(fresh, self.path)
 
     def add_bridges(self, names: list[str]) -> None:
         self.bridges += [n for n in names if n not in self.bridges]
@@ -90,17 +94,20 @@ class Record:
         self._write()
 
     def add_process(self, pid: int, name: str) -> None:
-        self.processes[pid] = {"name": name, "start": start_time(pid)}
-        self._write()
+        with _WRITING:
+            self.processes[pid] = {"name": name, "start": start_time(pid)}
+            self._write()
 
     def add_processes(self, named: dict[int, str]) -> None:
-        for pid, name in named.items():
-            self.processes[pid] = {"name": name, "start": start_time(pid)}
-        self._write()
+        with _WRITING:
+            for pid, name in named.items():
+                self.processes[pid] = {"name": name, "start": start_time(pid)}
+            self._write()
 
     def drop_process(self, pid: int) -> None:
-        if self.processes.pop(pid, None) is not None:
-            self._write()
+        with _WRITING:
+            if self.processes.pop(pid, None) is not None:
+                self._write()
 
     def close(self) -> None:
         """The lab removed everything itself: the record goes."""

@@ -116,3 +116,18 @@ def test_runtime_files_stay_short_whatever_the_results_path(tmp_path):
         assert len(str(lab.runtime_dir() / "fw1-conntrackd.ctl")) < 107
         runtime = lab.runtime_dir()
     assert not runtime.exists()  # removed with the lab
+
+
+def test_closing_the_lab_ends_what_a_nodes_shell_still_runs(tmp_path):
+    """A command a node's shell was running when its case was interrupted (the SIGKILL
+    series found a `ping -c 5000` outliving its lab) ends with the lab."""
+    from lab.records import alive, descendants, start_time
+
+    with Lab(topology.load("s1"), tmp_path) as lab:
+        node = lab.net["client"]
+        node.sendCmd("sleep 60")  # the shell runs it; nobody waits for it
+        shell = node.pid
+        found = lab.wait(lambda: descendants({shell}), 5, "the shell's sleep to start")
+        running = {pid: start_time(pid) for pid in found}
+        node.waiting = True  # as Mininet leaves a node whose command was interrupted
+    assert not [pid for pid, started in running.items() if alive(pid, started)], running

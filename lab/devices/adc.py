@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lab.config import Adc, refuse
 from lab.config.checks import to_toml
-from lab.devices.base import Device, Runner
+from lab.devices.base import Device, Runner, daemon
 from lab.errors import ConfigError, LabError
 from lab.render.haproxy import render_haproxy
 from lab.render.nginx import nginx_problems, render_nginx
@@ -94,7 +94,7 @@ class AdcDaemon(Device):
         self.check(self.conf_path)
         first, last = self.ports.start, self.ports.stop - 1
         self.runner.run(self.node, ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={first} {last}"])
-        self.proc = self.runner.start(self.node, self._argv(check=False), self.name)
+        self.proc = daemon(self.runner.start(self.node, self._argv(check=False), self.name))
         where = f"{adc.vip}:{adc.port}"
         self._wait_listening(adc.port, self.daemon, where, timeout)
 

@@ -97,9 +97,13 @@ class Balancer(DeviceHolder, Node):
 
     def reset(self) -> None:
         """A case starts clean: no balancer tables, no VIP, no sessions, strict windows;
-        the ADC and keepalived of the last case ended with it."""
+        the ADC and keepalived of the last case ended with it, and what they set on the
+        node goes too (the ADC's source ports, the addresses a killed keepalived left)."""
         for device in self.devices():
             device.reset()
+        for ended in (self.adc, self.vrrp):
+            if ended is not None:
+                ended.stop()
         self.adc, self.vrrp = None, None
 
     # --- the L7 balancer, VRRP, session sync ------------------------------------------------

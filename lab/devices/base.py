@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 
 D = TypeVar("D")
+P = TypeVar("P", bound="Proc")
 
 
 class RunnerPaths(Protocol):
@@ -150,6 +151,16 @@ class DeviceNode(Protocol):
     def lab_start(self, runner: Runner) -> None: ...
 
     def devices(self) -> list[SessionDevice]: ...
+
+
+def daemon(proc: P, own_log: Path | None = None) -> P:
+    """Mark a device's process as a daemon (`Proc.daemon`): it runs until the lab stops
+    it, so its ending on its own is a death the lab reports at the case's next wait, with
+    the last lines of `own_log` (where it logs, if not on its output). Marked on the
+    process any runner returns, so runners need no new option."""
+    proc.daemon = True
+    proc.own_log = own_log
+    return proc
 
 
 def node_devices(node: object) -> list[SessionDevice]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from lab.devices.base import Device, Runner
+from lab.devices.base import Device, Runner, daemon
 from lab.errors import LabError
 from lab.render.conntrackd import SyncSettings, render_conntrackd
 
@@ -53,7 +53,11 @@ class ConntrackSync(Device):
         self.check(path)
         socket_path = runtime / f"{self.node}-conntrackd.ctl"
         socket_path.unlink(missing_ok=True)
-        proc = self.proc = self.runner.start(self.node, ["conntrackd", "-C", str(path)], self.name)
+        if not self.running():
+            # A conntrackd killed with SIGKILL leaves its lock file, and the next refuses to
+            # start ("perhaps conntrackd already running?"); none of this device's runs.
+            (runtime / f"{self.node}-conntrackd.lock").unlink(missing_ok=True)
+        proc = self.proc = daemon(self.runner.start(self.node, ["conntrackd", "-C", str(path)], self.name))
 
         def listening() -> bool:
             if not proc.running():

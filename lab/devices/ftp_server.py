@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from lab.config import FtpServerConfig, refuse
-from lab.devices.base import Device, Runner
+from lab.devices.base import Device, Runner, daemon
 from lab.render.vsftpd import render_vsftpd
 
 _LINE = re.compile(r'\[pid (\d+)\] (?:\[\S+\] )?(.*?): Client "([\d.]+)"(?:, "(.*)")?')
@@ -79,7 +79,8 @@ class FtpServer(Device):
         self.log_path.write_text("")
         self.conf_path.write_text(render_vsftpd(config, str(self.log_path), str(empty)))
         self.check(self.conf_path)
-        self.proc = self.runner.start(self.node, ["vsftpd", str(self.conf_path)], self.name)
+        argv = ["vsftpd", str(self.conf_path)]
+        self.proc = daemon(self.runner.start(self.node, argv, self.name), own_log=self.log_path)
         where = f"port {config.port}"
         self._wait_listening(config.port, "vsftpd", where, timeout)
 

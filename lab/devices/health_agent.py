@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lab.config import HealthCheck, L4Balancer, refuse
-from lab.devices.base import Device
+from lab.devices.base import Device, daemon
 from lab.events import proc_events
 from lab.render.balancer import DsrPorts
 
@@ -70,7 +70,9 @@ class HealthAgent(Device):
         argv = [sys.executable, "-m", "lab.agents.health_check", "--config", json.dumps(data)]
         argv += ["--first-port", str(config.ports.start), "--ports", str(len(config.ports))]
         timeout = 5 + config.check.interval_ms / 1000 * 2
-        self.proc = self.runner.start(self.node, argv, self.name, ready=self.ready_on, ready_timeout=timeout)
+        self.proc = daemon(
+            self.runner.start(self.node, argv, self.name, ready=self.ready_on, ready_timeout=timeout)
+        )
         return self.proc
 
     def check(self, path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lab.config import VrrpInstance, refuse, vrrp_group_problems
-from lab.devices.base import Device, Runner
+from lab.devices.base import Device, Runner, daemon
 from lab.errors import LabError
 from lab.render.keepalived import render_keepalived
 
@@ -70,12 +70,22 @@ class Keepalived(Device):
         ]
         argv += ["-p", str(runtime / f"{self.name}.pid"), "-r", str(runtime / f"{self.name}-vrrp.pid")]
         argv += ["-c", str(runtime / f"{self.name}-checkers.pid")]
-        self.proc = self.runner.start(self.node, argv, self.name, ready=self.ready_on, ready_timeout=timeout)
+        self.proc = daemon(
+            self.runner.start(self.node, argv, self.name, ready=self.ready_on, ready_timeout=timeout)
+        )
 
     def check(self, path: Path) -> None:
         """keepalived's own check of the rendered file, refused with its last words."""
         refused = f"keepalived on {self.node} rejects {path}: "
         self._run_check(["keepalived", "-t", "-f", str(path)], lambda out: refused + out.strip()[-300:])
+
+    def stop(self) -> None:
+        """End keepalived by PID; the virtual addresses go too: keepalived removes them
+        when it is told to stop, but one killed with SIGKILL leaves them on the node."""
+        super().stop()
+        for instance in self.instances:
+            argv = ["ip", "addr", "del", instance.vip, "dev", instance.interface]
+            self.runner.run(self.node, argv, check=False)
 
     def transitions(self) -> list[tuple[str, str]]:
         """(instance, state) in the order keepalived entered them."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from lab import conntrack
 from lab.config import FirewallPolicy, refuse
 from lab.config.checks import to_toml
-from lab.devices.base import Device, Runner
+from lab.devices.base import Device, Runner, daemon
 from lab.errors import ConfigError
 from lab.render.nftables import (
     AGENT_MARK,
@@ -181,7 +181,7 @@ class NftFirewall(Device):
             del self.agents[module]
         if argv is not None and module not in self.agents:
             name = f"{self.node}-{module.replace('_', '-')}"
-            self.agents[module] = self.runner.start(self.node, argv, name, ready=r'"event": "ready"')
+            self.agents[module] = daemon(self.runner.start(self.node, argv, name, ready=r'"event": "ready"'))
 
     # --- the session table ----------------------------------------------------------
     def sessions(self) -> list[conntrack.Session]:

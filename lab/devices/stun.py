@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from lab.config import refuse
-from lab.devices.base import Device, Runner
+from lab.devices.base import Device, Runner, daemon
 from lab.errors import ConfigError, LabError
 from lab.render.turnserver import StunConfig, render_turnserver
 
@@ -73,7 +73,7 @@ class StunServer(Device):
         # --log-file on the command line too: messages from before the file's own
         # log-file line would otherwise open a log under /var/log.
         argv = ["turnserver", "-c", str(self.conf_path), "--log-file", "stdout"]
-        self.proc = self.runner.start(self.node, argv, self.name)
+        self.proc = daemon(self.runner.start(self.node, argv, self.name))
         self._wait_listening_udp(config, timeout)
         refusals = list(dict.fromkeys(_REFUSALS.findall(self.proc.output())))  # it reads its file 3 times
         if refusals:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lab.config import refuse
-from lab.devices.base import Runner
+from lab.devices.base import Runner, daemon
 from lab.errors import LabError
 from lab.render.sync_defer import (
     AGENT_PORT,
@@ -109,7 +109,7 @@ class Deferral:
         argv += ["--peer", settings.peer, "--port", str(AGENT_PORT), "--queue", str(QUEUE)]
         argv += ["--timeout", str(settings.timeout), "--limit", str(settings.limit)]
         # The agent binds the queue before it says ready; until then packets pass (bypass).
-        self.proc = self.runner.start(self.node, argv, self.name, ready=r'"event": "ready"')
+        self.proc = daemon(self.runner.start(self.node, argv, self.name, ready=r'"event": "ready"'))
         self.runner.run(self.node, ["nft", "-f", str(path)])
         self.settings = settings
         return self.proc

@@ -29,7 +29,7 @@ def start_http_server(lab: Lab, node: str, name: str, port: int = 80, tls: str |
     """A real server on `node` answering as `name` (see lab.apps.http_server), HTTPS with
     the PEM `tls`; ready when it listens. Ended with the case."""
     argv = app_argv("http_server", "--name", name, "--port", str(port)) + (["--tls", tls] if tls else [])
-    return lab.start(node, argv, f"http-{name}", ready=listening())
+    return lab.start(node, argv, f"http-{name}", ready=listening(), daemon=True)
 
 
 def http_log(proc: Proc) -> list[dict[str, Any]]:

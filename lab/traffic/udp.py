@@ -176,7 +176,7 @@ def start_udp_server(lab: Lab, node: str, ports: list[int], name: str) -> Proc:
     argv = app_argv("udp_server")
     for port in ports:
         argv += ["--port", str(port)]
-    return lab.start(node, argv, name, ready=listening(len(ports)))
+    return lab.start(node, argv, name, ready=listening(len(ports)), daemon=True)
 
 
 def udp_datagrams(proc: Proc, peer: str | None = None) -> list[dict[str, Any]]:
