@@ -1,4 +1,5 @@
-"""IPv4/TCP packets as data: build them for raw sockets, parse them from frames and pcaps.
+"""TCP packets over IPv4 and IPv6 as data: build them for raw sockets, parse them from
+frames and pcaps.
 
 Building and parsing live frames stays small and dependency-free: the reset agent runs
 inside a firewall namespace and must start fast. Captures are dissected by scapy (802.1Q,
@@ -20,12 +21,13 @@ from typing import Any
 from lab.errors import LabError
 
 ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
 _FLAG_NAMES = "FSRPAUEC"  # bit order of the TCP flags byte, lowest first
 
 
 @dataclass(frozen=True)
 class TcpSegment:
-    """One TCP segment over IPv4, as seen on the wire."""
+    """One TCP segment over IPv4 or IPv6 (its addresses say which), as seen on the wire."""
 
     src: str
     dst: str
@@ -42,7 +44,7 @@ class TcpSegment:
     vxlan: int | None = None  # the VNI when the segment came inside VXLAN
     inner_eth_dst: str = ""  # the Ethernet destination inside VXLAN
     payload: bytes = b""  # what the capture kept of the data (its snaplen may cut it)
-    ip_len: int = 0  # the IP packet's total length (what a firewall's byte counters count)
+    ip_len: int = 0  # the IP packet's total length, IPv6's header too (what a firewall's byte counters count)
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -79,10 +81,37 @@ def bits_to_flags(bits: int) -> str:
 
 
 def build_tcp(seg: TcpSegment, payload: bytes = b"", ttl: int = 64) -> bytes:
-    """An IPv4 packet carrying `seg`, checksums filled in, for an IPPROTO_RAW socket."""
+    """An IP packet carrying `seg`, checksums filled in, for an IPPROTO_RAW socket of its
+    family: IPv4, or IPv6 when its addresses are (`ttl`: then the hop limit)."""
+    if ipaddress.ip_address(seg.src).version == 6:
+        return _build_tcp6(seg, payload, ttl)
     src = ipaddress.IPv4Address(seg.src).packed
     dst = ipaddress.IPv4Address(seg.dst).packed
-    tcp = struct.pack(
+    tcp = _tcp_header(seg)
+    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp) + len(payload))
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp + payload)) + tcp[18:]
+    total = 20 + len(tcp) + len(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, ttl, socket.IPPROTO_TCP, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    return ip + tcp + payload
+
+
+def _build_tcp6(seg: TcpSegment, payload: bytes, hop_limit: int) -> bytes:
+    """An IPv6 packet carrying `seg` (no extension headers), its TCP checksum over the
+    IPv6 pseudo-header (RFC 8200, 8.1)."""
+    src = ipaddress.IPv6Address(seg.src).packed
+    dst = ipaddress.IPv6Address(seg.dst).packed
+    tcp = _tcp_header(seg)
+    length = len(tcp) + len(payload)
+    pseudo = src + dst + struct.pack("!I3xB", length, socket.IPPROTO_TCP)
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp + payload)) + tcp[18:]
+    ip = struct.pack("!IHBB16s16s", 6 << 28, length, socket.IPPROTO_TCP, hop_limit, src, dst)
+    return ip + tcp + payload
+
+
+def _tcp_header(seg: TcpSegment) -> bytes:
+    """`seg`'s TCP header, no options, its checksum zero (the caller's pseudo-header fills it)."""
+    return struct.pack(
         "!HHIIBBHHH",
         seg.sport,
         seg.dport,
@@ -94,12 +123,6 @@ def build_tcp(seg: TcpSegment, payload: bytes = b"", ttl: int = 64) -> bytes:
         0,
         0,
     )
-    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp) + len(payload))
-    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp + payload)) + tcp[18:]
-    total = 20 + len(tcp) + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, ttl, socket.IPPROTO_TCP, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return ip + tcp + payload
 
 
 def parse_ipv4_tcp(packet: bytes, time: float = 0.0) -> TcpSegment | None:
@@ -126,8 +149,28 @@ def parse_ipv4_tcp(packet: bytes, time: float = 0.0) -> TcpSegment | None:
     )
 
 
+def parse_ipv6_tcp(packet: bytes, time: float = 0.0) -> TcpSegment | None:
+    """The TCP segment in an IPv6 packet whose next header is TCP (no extension headers:
+    the lab's hosts send none), or None for anything else (or a truncated one)."""
+    if len(packet) < 60 or packet[0] >> 4 != 6 or packet[6] != socket.IPPROTO_TCP:
+        return None
+    length = struct.unpack("!H", packet[4:6])[0]
+    sport, dport, seq, ack, offset, bits = struct.unpack("!HHIIBB", packet[40:54])
+    return TcpSegment(
+        src=socket.inet_ntop(socket.AF_INET6, packet[8:24]),
+        dst=socket.inet_ntop(socket.AF_INET6, packet[24:40]),
+        sport=sport,
+        dport=dport,
+        seq=seq,
+        ack=ack,
+        flags=bits_to_flags(bits),
+        payload_len=max(0, length - (offset >> 4) * 4),
+        time=time,
+    )
+
+
 def parse_ethernet_tcp(frame: bytes, time: float = 0.0) -> TcpSegment | None:
-    """The TCP segment in an Ethernet frame (untagged or one 802.1Q tag)."""
+    """The TCP segment in an Ethernet frame (untagged or one 802.1Q tag), IPv4 or IPv6."""
     if len(frame) < 14:
         return None
     ethertype = struct.unpack("!H", frame[12:14])[0]
@@ -135,6 +178,8 @@ def parse_ethernet_tcp(frame: bytes, time: float = 0.0) -> TcpSegment | None:
     if ethertype == 0x8100 and len(frame) >= 18:
         ethertype = struct.unpack("!H", frame[16:18])[0]
         offset = 18
+    if ethertype == ETH_P_IPV6:
+        return parse_ipv6_tcp(frame[offset:], time)
     if ethertype != ETH_P_IP:
         return None
     return parse_ipv4_tcp(frame[offset:], time)
@@ -145,10 +190,12 @@ def _scapy() -> None:
     """Import scapy's dissectors once, quietly: its warnings bypass our logging (own handler)."""
     # Set before the import: scapy keeps a level it finds set on its logger.
     logging.getLogger("scapy").setLevel(logging.ERROR)
-    # Imported for their layer bindings: Ether type 0x8847 -> MPLS (IPv4 after the
-    # bottom-of-stack label, told by its version nibble), UDP 4789 (and 8472) -> VXLAN.
+    # Imported for their layer bindings: Ether type 0x8847 -> MPLS (IPv4 or IPv6 after the
+    # bottom-of-stack label, told by its version nibble), UDP 4789 (and 8472) -> VXLAN,
+    # Ether type 0x86DD -> IPv6.
     import scapy.contrib.mpls  # noqa: F401
     import scapy.layers.inet  # noqa: F401
+    import scapy.layers.inet6  # noqa: F401
     import scapy.layers.l2  # noqa: F401
     import scapy.layers.vxlan  # noqa: F401
 
@@ -189,8 +236,9 @@ def read_frames(path: Path) -> Iterator[tuple[float, Any]]:
 
 
 def read_tcp_pcap(path: Path) -> list[TcpSegment]:
-    """Every IPv4/TCP segment of a pcap file, in capture order, through 802.1Q tags, MPLS
-    labels and VXLAN; other frames (ARP, UDP, markers, IPv6, fragments) are skipped.
+    """Every TCP segment (IPv4, and IPv6 without extension headers) of a pcap file, in
+    capture order, through 802.1Q tags, MPLS labels and VXLAN; other frames (ARP, UDP,
+    markers, fragments) are skipped.
 
     A case reads its captures several times (its assertions, then the isolation check)
     and dissecting is slow, so a file is dissected again only when it has changed."""
@@ -206,7 +254,8 @@ def _read_tcp_pcap(path: Path, mtime_ns: int, size: int) -> tuple[TcpSegment, ..
 
 def _plain_tcp(frame: bytes, time: float) -> TcpSegment | None:
     """The segment of an untagged Ethernet/IPv4/TCP frame with whole headers, not a
-    fragment, read by dpkt; None for any other frame (scapy reads those: `_dissect_tcp`).
+    fragment (or Ethernet/IPv6/TCP: `_plain_tcp6`), read by dpkt; None for any other frame
+    (scapy reads those: `_dissect_tcp`).
     Nearly every frame the cases capture is plain, and scapy dissects about 3,000 frames a
     second here: a 5 MiB transfer's capture took 1.6 s (tests/test_packets.py: both
     readers give the same segments)."""
@@ -217,6 +266,8 @@ def _plain_tcp(frame: bytes, time: float) -> TcpSegment | None:
     except (dpkt.UnpackError, ValueError):
         return None
     ip = eth.data
+    if eth.type == ETH_P_IPV6 and not getattr(eth, "vlan_tags", None):
+        return _plain_tcp6(eth, time)
     if eth.type != 0x0800 or getattr(eth, "vlan_tags", None) or getattr(eth, "mpls_labels", None):
         return None
     if type(ip) is not dpkt.ip.IP or ip.mf or ip.offset or type(ip.data) is not dpkt.tcp.TCP:
@@ -240,11 +291,39 @@ def _plain_tcp(frame: bytes, time: float) -> TcpSegment | None:
     )
 
 
+def _plain_tcp6(eth: Any, time: float) -> TcpSegment | None:
+    """The segment of an untagged Ethernet/IPv6 frame whose next header is TCP, its
+    headers whole; None for any other (extension headers, cut headers: scapy's)."""
+    import dpkt
+
+    ip = eth.data
+    if type(ip) is not dpkt.ip6.IP6 or ip.nxt != socket.IPPROTO_TCP or type(ip.data) is not dpkt.tcp.TCP:
+        return None
+    tcp = ip.data
+    data_len = max(0, ip.plen - tcp.off * 4)
+    return TcpSegment(
+        src=socket.inet_ntop(socket.AF_INET6, ip.src),
+        dst=socket.inet_ntop(socket.AF_INET6, ip.dst),
+        sport=tcp.sport,
+        dport=tcp.dport,
+        seq=tcp.seq,
+        ack=tcp.ack,
+        flags=bits_to_flags(tcp.flags),
+        payload_len=data_len,
+        time=time,
+        eth_src=eth.src.hex(":"),
+        eth_dst=eth.dst.hex(":"),
+        payload=bytes(tcp.data)[:data_len],
+        ip_len=40 + ip.plen,
+    )
+
+
 def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
     """The TCP segment in an Ethernet frame, cut by the snaplen or not (the payload length
     comes from the IP header), or None."""
     from scapy.contrib.mpls import MPLS
     from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
     from scapy.layers.vxlan import VXLAN
 
@@ -262,9 +341,11 @@ def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
             inner_dst = layer.dst
         elif type(layer) is TCP:  # exactly TCP: not the TCPerror quoted in an ICMP error
             ip = layer.underlayer
-            if type(ip) is not IP:
+            if ip is None or type(ip) not in (IP, IPv6):  # IPv6: no extension header between
                 return None
-            data_len = max(0, ip.len - ip.ihl * 4 - layer.dataofs * 4)
+            # IPv6's payload length counts what follows its 40-byte header.
+            ip_len, header = (ip.len, ip.ihl * 4) if type(ip) is IP else (40 + ip.plen, 40)
+            data_len = max(0, ip_len - header - layer.dataofs * 4)
             return TcpSegment(
                 src=ip.src,
                 dst=ip.dst,
@@ -282,7 +363,7 @@ def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:
                 inner_eth_dst=inner_dst,
                 # Ethernet padding of a short frame follows the data: cut by the IP length.
                 payload=bytes(layer.payload)[:data_len],
-                ip_len=ip.len,
+                ip_len=ip_len,
             )
         layer = layer.payload
     return None

@@ -5,7 +5,8 @@ client (inside) -- fw -- server (outside), the firewall's TCP idle timeout is T 
 Each sweep runs idle probes with idle times of 0.5 T, 1.5 T and 3 T at once, with
 captures on both sides of the firewall, the session table and both ends' sockets sampled
 throughout. Every case uses its own source ports (its port block), its own echo servers
-and a firewall with an empty table and zeroed counters.
+and a firewall with an empty table and zeroed counters. A sweep runs over IPv4 (the
+lab's `ip`) or IPv6 (the topology's PLAN6): `family`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lab.config import FirewallPolicy, Service, TimeoutRule
 from lab.packets import TcpSegment
 from lab.plot import session_timeline
 from lab.results import Case, safe_name
+from lab.topology import plan
 from lab.traffic import IdleProbe, ProbeResult, run_probes, server_events
 
 T = 2  # the firewall's TCP idle timeout in this lab (s)
@@ -108,9 +110,15 @@ SWEEPS = {
 }
 
 
+def address(lab, node: str, family: int = 4) -> str:
+    """A node's address in the S1 lab: IPv4 (the lab's), or IPv6 (the topology's PLAN6)."""
+    return lab.ip(node) if family == 4 else plan("s1", family=family).address(node)
+
+
 @dataclass
 class Run:
-    """One sweep's results and evidence."""
+    """One sweep's results and evidence; `client` and `server`: the addresses it ran
+    between (its family's)."""
 
     sweep: Sweep
     results: list[ProbeResult]
@@ -119,18 +127,28 @@ class Run:
     sessions: SessionRecorder
     sockets: SocketRecorder
     rows: list[dict[str, Any]] = field(default_factory=list)
+    client: str = ""
+    server: str = ""
 
     def by_idle(self, idle: float, port: int = SERVICE) -> ProbeResult:
         return next(r for r in self.results if r.probe.idle == idle and r.probe.port == port)
 
+    def of(self, series: Series) -> list[ProbeResult]:
+        """The results of one series, in the order of IDLES."""
+        return [r for r in self.results if r.probe.label == series.label]
 
-def run_sweep(lab, fw, case: Case, sweep: Sweep, outcomes: dict[str, list[dict[str, Any]]]) -> Run:
+
+def run_sweep(
+    lab, fw, case: Case, sweep: Sweep, outcomes: dict[str, list[dict[str, Any]]], family: int = 4
+) -> Run:
     """Load the sweep's policy, run its probes at once with captures and samplers; keep
-    the evidence in the case folder and the outcome rows for the summary."""
+    the evidence in the case folder and the outcome rows for the summary. `family`: 4 or 6,
+    the probes' (client to server)."""
     folder = case.path if sweep.name not in outcomes else case.path / safe_name(sweep.name)
     folder.mkdir(parents=True, exist_ok=True)
     case.keep(fw.apply_policy(sweep.policy), f"ruleset, {sweep.name}")
     fw.flush_sessions()
+    client, server = address(lab, "client", family), address(lab, "server", family)
     probes = [
         IdleProbe(
             port=s.port,
@@ -149,9 +167,9 @@ def run_sweep(lab, fw, case: Case, sweep: Sweep, outcomes: dict[str, list[dict[s
         SessionRecorder(lab, "fw") as sessions,
         SocketRecorder(lab, ["client", "server"], case.ports) as sockets,
     ):
-        results = run_probes(lab, "client", lab.ip("server"), probes)
+        results = run_probes(lab, "client", server, probes)
         stop_captures([inside, outside])
-    run = Run(sweep, results, inside, outside, sessions, sockets)
+    run = Run(sweep, results, inside, outside, sessions, sockets, client=client, server=server)
     case.keep(inside.path, "capture, client side (fw-in)")
     case.keep(outside.path, "capture, server side (fw-out)")
     case.keep(sessions.save(folder / "sessions.json"), "session table over time")
@@ -249,7 +267,7 @@ def check_reset_at_expiry(lab, run: Run, servers, case: Case, rtt: float = 0.0) 
     receiver's next expected number. The agent probes both ends and resets once both have
     answered, so the client learns after T + RTT and the server after T + 1.5 RTT (`rtt`:
     between the firewall and the server; the client is next to it)."""
-    client, server = lab.ip("client"), lab.ip("server")
+    client, server = run.client, run.server
     learned, rsts, waits = {}, {}, {}
     for idle in IDLES[1:]:
         r = run.by_idle(idle)
@@ -305,3 +323,122 @@ def check_reset_at_expiry(lab, run: Run, servers, case: Case, rtt: float = 0.0) 
         0
     ]
     assert again.outcome == "delivered", f"the application could not reconnect after the reset: {again.raw}"
+
+
+# --- the checks of fixes a, b and d and of the failure, on any run (its family's addresses)
+
+
+def assert_believed_while_hung(run: Run, hung: list[ProbeResult]) -> dict[str, dict[str, list[str]]]:
+    """While each client hangs, both ends' sockets stay ESTABLISHED (ss): neither learns."""
+    believed = {}
+    for r in hung:
+        window = (r.wall_start + r.probe.idle + 0.3, r.wall_start + r.learned_after - 0.3)
+        server_states = set(run.sockets.states("server", r.sport, *window))
+        client_states = set(run.sockets.states("client", r.sport, *window, local=True))
+        believed[f"idle {r.probe.idle:g}s"] = {
+            "server": sorted(server_states),
+            "client": sorted(client_states),
+        }
+        assert server_states == {"ESTAB"} and client_states == {"ESTAB"}, (
+            f"idle {r.probe.idle:g}s: both ends' sockets should stay ESTABLISHED while the client hangs, "
+            f"ss showed server {server_states or 'nothing'}, client {client_states or 'nothing'} "
+            "(sockets.json)"
+        )
+    return believed
+
+
+def assert_invalid_drops(fw, run: Run, hung: list[ProbeResult]) -> dict[str, int]:
+    """The firewall's invalid-drop counter counts the hung clients' segments, and no more
+    than this case's packets could make."""
+    drops = fw.counters()
+    sent = sum(len(data_segments(run.inside, run.client, r.sport, 0)) for r in hung)
+    assert drops["drop_invalid"] >= 2, (
+        f"the firewall's invalid-drop counter should count the dropped segments: {drops}"
+    )
+    assert drops["drop_invalid"] <= sent + 2 * len(run.results), (
+        f"the counter ({drops}) counts more than this case's {sent} captured data segments (and their ACKs)"
+    )
+    return drops
+
+
+def assert_timeouts_by_port(run: Run, long_port: int, short_port: int) -> dict[int, int]:
+    """The session table, once every probe's session is in it: the longest timeout left of
+    `short_port`'s sessions is at most T, the shortest of `long_port`'s more (a per-port
+    timeout applies to this run's family)."""
+    sports = {r.sport for r in run.results}
+    first = next(
+        (
+            snap
+            for snap in run.sessions.snapshots
+            if sports <= {x.sport for x in snap.sessions if x.state == "ESTABLISHED" and x.src == run.client}
+        ),
+        None,
+    )
+    assert first is not None, f"no snapshot held every probe's session ({run.sessions.snapshots[:1]}...)"
+    left: dict[int, list[int]] = {}
+    for x in first.sessions:
+        if x.sport in sports and x.dport is not None and x.timeout is not None:
+            left.setdefault(x.dport, []).append(x.timeout)
+    timeouts = {long_port: min(left.get(long_port, [0])), short_port: max(left.get(short_port, [T + 1]))}
+    assert timeouts[long_port] > T and timeouts[short_port] <= T, (
+        f"session table shows {left} left: port {long_port} should have more than {T}s, "
+        f"port {short_port} {T}s"
+    )
+    return timeouts
+
+
+def assert_recreated(run: Run, result: ProbeResult) -> float:
+    """Loose pick-up: the session table shows the entry expire and the mid-stream segment
+    after the idle re-create it; when, after the idle began (s)."""
+    history = run.sessions.history(result.sport)
+    gone = [t for t, v, _ in history if v is None and t > result.wall_start + T]
+    back = [t for t, v, _ in history if v is not None and gone and t > gone[0]]
+    assert gone and back, (
+        f"session table ({run.inside.path.parent / 'sessions.json'}) should show the entry expire "
+        "and come back"
+    )
+    recreated = back[0] - result.wall_start
+    assert result.probe.idle - 0.1 <= recreated <= result.probe.idle + 0.5, (
+        f"the entry should come back with the segment after {result.probe.idle:g}s idle: {recreated:.2f}s"
+    )
+    return recreated
+
+
+def assert_kept_alive(run: Run, results: list[ProbeResult], tcp_keepalive: int = 0) -> dict[str, int]:
+    """Fix d: the entry never left the table while idle, and the keepalives were sent:
+    with `tcp_keepalive` (the period, s), the probes captured crossing the firewall (fw-out)
+    while idle; else the heartbeats the application counted."""
+    sent = {}
+    for r in results:
+        # A sample's stamp is when `conntrack -L` returned; it began after the one before
+        # it ended: only samples begun once the idle had begun tell of the idle (with 12
+        # probes starting at once, one begun before the connect returned after it).
+        history = run.sessions.history(r.sport)
+        during = [
+            v
+            for (begun, _, _), (t, v, _) in zip(history, history[1:], strict=False)
+            if begun >= r.wall_start and t <= r.wall_start + r.probe.idle
+        ]
+        assert during and None not in during, f"session of {r.client} left the table while idle: {during}"
+        if tcp_keepalive:
+            idle = (r.wall_start + 0.05, r.wall_start + r.probe.idle)
+            count = len(
+                [
+                    s
+                    for s in run.outside.segments()
+                    if s.sport == r.sport
+                    and s.payload_len == 0
+                    and s.flags == "A"
+                    and idle[0] <= s.time <= idle[1]
+                ]
+            )
+            assert count >= int(r.probe.idle / tcp_keepalive) - 1, (
+                f"idle {r.probe.idle:g}s: {count} keepalive probes crossed the firewall, expected one "
+                f"every {tcp_keepalive}s ({run.outside.path})"
+            )
+        else:
+            count = r.raw.get("heartbeats", 0)
+            assert count >= int(r.probe.idle / (T / 2)) - 1, f"too few heartbeats: {r.raw}"
+        sent[f"idle {r.probe.idle:g}s"] = count
+    assert sent[f"idle {IDLES[-1]:g}s"] >= 1, f"no keepalive at the longest idle: {sent}"
+    return sent

@@ -265,7 +265,7 @@ def test_every_ip_and_arp_packet_is_read_with_its_addresses(tmp_path: Path):
         ("ipv4", "10.0.0.11", "10.0.1.11", 6, True),
     ]
     assert isinstance(read_addressed_pcap(path)[0], AddressedPacket)
-    assert len(read_tcp_pcap(path)) == 4  # the TCP reader as it was: IPv4 TCP, none quoted in ICMP
+    assert len(read_tcp_pcap(path)) == 5  # the TCP reader: IPv4 and IPv6 TCP, none quoted in ICMP
 
 
 def test_a_header_dpkt_leaves_undecoded_is_read_from_its_bytes(tmp_path: Path):

@@ -93,6 +93,56 @@ class Router(Node):
         return result
 
 
+def plan6(plan, prefix):
+    """`plan` in IPv6 beside it: each address a.b.c.d becomes <prefix>:c::d and each network
+    a.b.c.0/24 <prefix>:c::/64 (e.g. prefix fd00:5: 10.0.1.10 -> fd00:5:1::10)."""
+
+    def six(address):
+        return "{}:{}::{}".format(prefix, *address.split(".")[2:])
+
+    return Plan(
+        hosts={
+            group: {name: six(address) for name, address in hosts.items()}
+            for group, hosts in plan.hosts.items()
+        },
+        roles=plan.roles,
+        networks={
+            name: "{}:{}::/64".format(prefix, net.split(".")[2]) for name, net in plan.networks.items()
+        },
+        addresses={name: six(address) for name, address in plan.addresses.items()},
+    )
+
+
+class DualStack(Node):
+    """A host with an IPv6 address beside its IPv4 one: `ip6` (with its prefix length) and
+    `gw6`, its IPv6 default gateway."""
+
+    def config(self, ip6=None, gw6=None, **params):
+        result = super().config(**params)
+        if ip6:
+            self.cmd(f"ip -6 addr add {ip6} dev {self.defaultIntf()} nodad")
+        if gw6:
+            self.cmd(f"ip -6 route replace default via {gw6}")
+        return result
+
+
+class DualStackRouter(Router):
+    """A router that forwards IPv6 too: `addresses6` maps an interface to its IPv6 address
+    (with prefix length), `routes6` are `ip -6 route` arguments, `mtus` maps an interface to
+    its MTU."""
+
+    def config(self, addresses6=None, routes6=(), mtus=None, **params):
+        result = super().config(**params)
+        self.cmd("sysctl -qw net.ipv6.conf.all.forwarding=1")
+        for intf, mtu in (mtus or {}).items():
+            self.cmd(f"ip link set dev {intf} mtu {mtu}")
+        for intf, address in (addresses6 or {}).items():
+            self.cmd(f"ip -6 addr add {address} dev {intf} nodad")
+        for route in routes6:
+            self.cmd(f"ip -6 route replace {route}")
+        return result
+
+
 if "_sessionlab_nodes" not in sys.modules:
     # Imported, this module is already in sys.modules; stock `mn --custom` instead runs
     # this file in a bare namespace: registering that namespace as the module lets the

@@ -2,23 +2,29 @@
 
     client --- s1 --- [fw-in  fw  fw-out] --- s2 --- server
   10.0.1.10        10.0.1.1        10.0.2.1          10.0.2.10
+  fd00:1:1::10     fd00:1:1::1     fd00:1:2::1       fd00:1:2::10
         inside 10.0.1.0/24            outside 10.0.2.0/24
+               fd00:1:1::/64                  fd00:1:2::/64
 
 `wan_delay` ("25ms" each way; "0ms" makes the link changeable while the lab runs) puts
 the server behind a WAN link (s2 - server), delayed as stock Mininet's TCLink does.
 
 The firewall is a Linux router; the harness gives it its stateful nftables policy (node
-role "firewall"). `PLAN` is the address plan above as data (`_sessionlab_nodes.Plan`;
-`lab.topology.plan("s1")`). Stock Mininet loads this file too, with the firewall as a plain
-router (the shared node classes' file first: see `_sessionlab_nodes.py`):
+role "firewall"). Dual-stack: every node also has an IPv6 address (`PLAN6`, ULA
+fd00:1:<net>::<host>, the IPv4 plan's numbers in the same places), added without duplicate
+address detection so it is usable at once; the hosts' IPv6 default route is the firewall,
+which forwards IPv6 too. `PLAN` and `PLAN6` are the address plans above as data
+(`_sessionlab_nodes.Plan`; `lab.topology.plan("s1")`, `plan("s1", 6)`). Stock Mininet loads
+this file too, with the firewall as a plain router (the shared node classes' file first:
+see `_sessionlab_nodes.py`):
 
-    mn --custom topologies/_sessionlab_nodes.py,topologies/s1_idle_timeout.py --topo s1 \
+    mn --custom topologies/_sessionlab_nodes.py,topologies/s1_idle_timeout.py --topo s1 \\
        --switch ovs,datapath=user,failMode=standalone --controller none
 
 (with a WAN: `--topo s1,wan_delay=25ms --link tc`, which needs netem in stock Mininet).
 """
 
-from _sessionlab_nodes import Plan, Router
+from _sessionlab_nodes import DualStack, DualStackRouter, Plan, plan6
 from mininet.topo import Topo
 
 PLAN = Plan(
@@ -29,22 +35,40 @@ PLAN = Plan(
 )
 
 
+PLAN6 = plan6(PLAN, "fd00:1")  # the same plan in IPv6: fd00:1:<third octet>::<fourth>
+
+
 class FirewallTopo(Topo):
-    """client - s1 - fw - s2 - server, two /24s; the s2-server link optionally a WAN link."""
+    """client - s1 - fw - s2 - server, two /24s and two /64s; the s2-server link optionally
+    a WAN link."""
 
     def build(self, wan_delay=None):
         inside, outside = PLAN.addresses["fw-in"], PLAN.addresses["fw-out"]
         fw = self.addHost(
-            "fw", cls=Router, ip=f"{inside}/24", role=PLAN.roles["fw"], inside="fw-in", outside="fw-out"
+            "fw",
+            cls=DualStackRouter,
+            ip=f"{inside}/24",
+            role=PLAN.roles["fw"],
+            inside="fw-in",
+            outside="fw-out",
+            addresses6={intf: f"{PLAN6.address(intf)}/64" for intf in ("fw-in", "fw-out")},
         )
-        client = self.addHost("client", ip=f"{PLAN.address('client')}/24", defaultRoute=f"via {inside}")
-        server = self.addHost("server", ip=f"{PLAN.address('server')}/24", defaultRoute=f"via {outside}")
+        hosts = {}
+        for name, gateway in (("client", "fw-in"), ("server", "fw-out")):
+            hosts[name] = self.addHost(
+                name,
+                cls=DualStack,
+                ip=f"{PLAN.address(name)}/24",
+                defaultRoute=f"via {PLAN.address(gateway)}",
+                ip6=f"{PLAN6.address(name)}/64",
+                gw6=PLAN6.address(gateway),
+            )
         s1 = self.addSwitch("s1")
         s2 = self.addSwitch("s2")
-        self.addLink(client, s1)
+        self.addLink(hosts["client"], s1)
         self.addLink(fw, s1, intfName1="fw-in", params1={"ip": f"{inside}/24"})
         self.addLink(fw, s2, intfName1="fw-out", params1={"ip": f"{outside}/24"})
-        self.addLink(server, s2, **({} if wan_delay is None else {"delay": wan_delay}))
+        self.addLink(hosts["server"], s2, **({} if wan_delay is None else {"delay": wan_delay}))
 
 
 topos = {"s1": FirewallTopo}

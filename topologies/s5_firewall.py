@@ -32,8 +32,7 @@ Stock Mininet loads it with a plain router (the shared node classes' file first)
        --switch ovs,datapath=user,failMode=standalone --controller none
 """
 
-from _sessionlab_nodes import Plan, Router
-from mininet.node import Node
+from _sessionlab_nodes import DualStack, DualStackRouter, Plan, plan6
 from mininet.topo import Topo
 
 PLAN = Plan(
@@ -59,49 +58,8 @@ PLAN = Plan(
     },
 )
 INSIDE, OUTSIDE = PLAN.hosts["inside"], PLAN.hosts["outside"]
-# The same plan in IPv6: fd00:5:<the IPv4 third octet>::<its fourth>.
-PLAN6 = Plan(
-    hosts={
-        group: {name: "fd00:5:{}::{}".format(*address.split(".")[2:]) for name, address in hosts.items()}
-        for group, hosts in PLAN.hosts.items()
-    },
-    roles=PLAN.roles,
-    networks={name: "fd00:5:{}::/64".format(prefix.split(".")[2]) for name, prefix in PLAN.networks.items()},
-    addresses={
-        name: "fd00:5:{}::{}".format(*address.split(".")[2:]) for name, address in PLAN.addresses.items()
-    },
-)
+PLAN6 = plan6(PLAN, "fd00:5")  # the same plan in IPv6: fd00:5:<the IPv4 third octet>::<its fourth>
 WAN_MTU = 1280  # the rt-cpe link's (IPv6's minimum link MTU, so one figure serves both families)
-
-
-class DualStack(Node):
-    """A host with an IPv6 address beside its IPv4 one: `ip6` (with its prefix length) and
-    `gw6`, its IPv6 default gateway."""
-
-    def config(self, ip6=None, gw6=None, **params):
-        result = super().config(**params)
-        if ip6:
-            self.cmd(f"ip -6 addr add {ip6} dev {self.defaultIntf()} nodad")
-        if gw6:
-            self.cmd(f"ip -6 route replace default via {gw6}")
-        return result
-
-
-class DualStackRouter(Router):
-    """A router that forwards IPv6 too: `addresses6` maps an interface to its IPv6 address
-    (with prefix length), `routes6` are `ip -6 route` arguments, `mtus` maps an interface to
-    its MTU."""
-
-    def config(self, addresses6=None, routes6=(), mtus=None, **params):
-        result = super().config(**params)
-        self.cmd("sysctl -qw net.ipv6.conf.all.forwarding=1")
-        for intf, mtu in (mtus or {}).items():
-            self.cmd(f"ip link set dev {intf} mtu {mtu}")
-        for intf, address in (addresses6 or {}).items():
-            self.cmd(f"ip -6 addr add {address} dev {intf} nodad")
-        for route in routes6:
-            self.cmd(f"ip -6 route replace {route}")
-        return result
 
 
 def _v6(name):

@@ -5,7 +5,8 @@ applications learn at once instead of hanging. Linux accepts an RST only with ex
 next expected sequence number (RFC 5961), which conntrack does not expose; so the agent
 provokes each end with an out-of-window ACK, which Linux answers with a duplicate ACK
 carrying its own next expected number, and sends the RST with that number. The agent's
-packets carry a mark the ruleset exempts from conntrack.
+packets carry a mark the ruleset exempts from conntrack. Sessions of either family: an
+IPv6 session's probes and RSTs go out of an IPv6 raw socket, the same way.
 
 Linux reaps expired entries lazily (a GC worker that may run seconds late, or the next
 packet's lookup), so no DESTROY event comes at the timeout itself. A real firewall expires
@@ -18,6 +19,7 @@ Prints one JSON line per event: ready, reset, and what could not be reset and wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import select
 import signal
@@ -30,7 +32,7 @@ import time
 from lab import conntrack
 from lab.apps.events import emit
 from lab.capture import EVENT_BUFFER, event_marker
-from lab.packets import ETH_P_IP, TcpSegment, build_tcp, parse_ethernet_tcp
+from lab.packets import ETH_P_IP, ETH_P_IPV6, TcpSegment, build_tcp, parse_ethernet_tcp
 
 SO_MARK = 36
 PROBE_TIMEOUT = 1.0
@@ -44,12 +46,22 @@ def route_dev(address: str) -> str:
     return words[words.index("dev") + 1]
 
 
+def raw_sender(family: int, mark: int) -> socket.socket:
+    """A raw socket that sends whole IP packets of `family` (IPPROTO_RAW: the header is
+    ours, IPv6's too), each carrying the firewall mark `mark`."""
+    tx = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    tx.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+    return tx
+
+
 def probe_and_reset(tx: socket.socket, a: tuple[str, int], b: tuple[str, int]) -> dict[str, object]:
-    """Provoke both ends of the A<->B session, then RST each with its expected number."""
+    """Provoke both ends of the A<->B session, then RST each with its expected number
+    (`tx`: a raw sender of the session's family)."""
     ends = {a: b, b: a}
+    ethertype = ETH_P_IPV6 if tx.family == socket.AF_INET6 else ETH_P_IP
     sniffers = {}
     for end in ends:
-        rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+        rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
         rx.bind((route_dev(end[0]), 0))
         sniffers[rx] = end
     try:
@@ -114,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", type=float, default=0.2, help="seconds between table sweeps")
     args = parser.parse_args(argv)
 
-    tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    tx.setsockopt(socket.SOL_SOCKET, SO_MARK, args.mark)
+    senders = {4: raw_sender(socket.AF_INET, args.mark)}
+    with contextlib.suppress(OSError):  # a kernel without IPv6: its sessions cannot come
+        senders[6] = raw_sender(socket.AF_INET6, args.mark)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     events = subprocess.Popen(
         ["conntrack", "-E", "-o", "timestamp", "--buffer-size", str(EVENT_BUFFER)],
@@ -150,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 a = (session.src, session.sport)
                 b = (session.dst, session.dport)
                 emit("expired", session=f"{a[0]}:{a[1]}->{b[0]}:{b[1]}", expired_at=session.stamp)
+                tx = senders[6 if ":" in a[0] else 4]
                 emit("reset", session=f"{a[0]}:{a[1]}->{b[0]}:{b[1]}", ends=probe_and_reset(tx, a, b))
     except KeyboardInterrupt:
         pass

@@ -1,7 +1,12 @@
 """A line echo server that logs what it sees as JSON lines: the server end of a probe.
 
 Every accept, every line received (with its text), every error (ECONNRESET) and close is
-logged with the peer, so a test can say whether the server ever saw a given segment.
+logged with the peer (address:port, an IPv6 address unbracketed as the probes log their
+own end), so a test can say whether the server ever saw a given segment.
+
+Each port is served over IPv4 and IPv6, one socket per family (an IPv6 socket taking IPv4
+too would log IPv4 peers as ::ffff:a.b.c.d); a namespace without IPv6 gets IPv4 only, and
+the `listening` event names the families.
 
 A line `push <seconds>` is not echoed: after <seconds> the server sends `pushed` on that
 connection by itself (logged as `push`), the service-initiated direction of a probe.
@@ -11,6 +16,7 @@ On SIGTERM it aborts (RST) every open connection, logged as `abort`, and exits 0
 from __future__ import annotations
 
 import argparse
+import errno
 import select
 import socket
 import sys
@@ -54,13 +60,35 @@ class EchoServer:
 
     def listen(self, ports: list[int]) -> None:
         for port in ports:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.listeners[sock] = port
+            sock = self._listener(socket.AF_INET, "0.0.0.0", port)
+            port = sock.getsockname()[1]  # the kernel's pick for port 0: IPv6 takes the same
+            families = ["ipv4"]
+            if self._listener6(port) is not None:
+                families.append("ipv6")
+            emit("listening", port=port, families=families)
+
+    def _listener(self, family: int, address: str, port: int) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("0.0.0.0", port))
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address, port))
             sock.listen(1024)
-            self.listeners[sock] = sock.getsockname()[1]  # the kernel's pick for port 0
-            emit("listening", port=self.listeners[sock])
+        except OSError:
+            sock.close()
+            raise
+        self.listeners[sock] = sock.getsockname()[1]
+        return sock
+
+    def _listener6(self, port: int) -> socket.socket | None:
+        """The IPv6 listener of `port`, or None where the namespace has no IPv6."""
+        try:
+            return self._listener(socket.AF_INET6, "::", port)
+        except OSError as exc:
+            if exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                return None
+            raise
 
     def serve(self) -> None:
         while True:
@@ -90,8 +118,8 @@ class EchoServer:
         self.listeners.clear()
 
     def _accept(self, listener: socket.socket) -> None:
-        sock, (host, pport) = listener.accept()
-        conn = Conn(sock, f"{host}:{pport}", self.listeners[listener])
+        sock, address = listener.accept()  # IPv6: (host, port, flowinfo, scope_id)
+        conn = Conn(sock, f"{address[0]}:{address[1]}", self.listeners[listener])
         self.conns[sock] = conn
         emit("accept", peer=conn.peer, port=conn.port)
 

@@ -60,12 +60,13 @@ def report(record: dict[str, Any]) -> None:
 
 
 def connect(server: str, port: int, sport: int = 0, timeout: float | None = None) -> socket.socket:
-    """A TCP connection to `server`:`port` from source port `sport` (0: the kernel picks);
-    SO_REUSEADDR, so a port a previous case left in TIME_WAIT can be bound again."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A TCP connection to `server`:`port` (IPv4 or IPv6) from source port `sport` (0: the
+    kernel picks); SO_REUSEADDR, so a port a previous case left in TIME_WAIT can be bound again."""
+    six = ":" in server
+    sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", sport))
+        sock.bind(("::" if six else "0.0.0.0", sport))
         sock.settimeout(timeout)
         sock.connect((server, port))
     except BaseException:

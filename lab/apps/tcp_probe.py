@@ -10,7 +10,7 @@ until idle + app timeout; delivered if it came.
 Prints one JSON object. Times are seconds since the end of the first exchange.
 Options keep the session alive while idle: TCP keepalive, or an application heartbeat.
 A connection that did not deliver is aborted (RST), so none of its retransmissions outlive
-the probe.
+the probe. The server may be an IPv4 or an IPv6 address.
 """
 
 from __future__ import annotations

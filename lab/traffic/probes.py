@@ -3,6 +3,7 @@ application experiences when a session outlives a device's timeout or its path m
 
 from __future__ import annotations
 
+import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -57,7 +58,8 @@ class IdleProbe:
 
 @dataclass
 class ProbeResult:
-    """What the application behind a probe experienced."""
+    """What the application behind a probe experienced. `client`: its socket's
+    address:port as the echo server logs its peer (an IPv6 address unbracketed)."""
 
     probe: IdleProbe
     outcome: str  # delivered / hung / reset
@@ -73,7 +75,12 @@ class ProbeResult:
 
 
 def run_probes(lab: Lab, client: str, server: str, probes: list[IdleProbe]) -> list[ProbeResult]:
-    """Run probes from `client` to the address `server`, all at once; results in order."""
+    """Run probes from `client` to the address `server` (IPv4 or IPv6), all at once;
+    results in order."""
+    try:
+        ipaddress.ip_address(server)
+    except ValueError:
+        raise ConfigError(f"probe server {server!r} is not an IPv4 or IPv6 address") from None
     sports = [p.sport for p in probes if p.sport]
     twice = sorted({p for p in sports if sports.count(p) > 1})
     if twice:
@@ -100,12 +107,13 @@ def run_probes(lab: Lab, client: str, server: str, probes: list[IdleProbe]) -> l
 
 
 def start_echo_server(lab: Lab, node: str, ports: list[int], name: str) -> Proc:
-    """A line echo server on `ports` (it also answers `push <s>` with `pushed` after s
-    seconds), up when it has logged listening on every one."""
+    """A line echo server on `ports`, over IPv4 and IPv6 where the node has it (it also
+    answers `push <s>` with `pushed` after s seconds), up when it has logged listening on
+    every one."""
     argv = app_argv("echo_server")
     for port in ports:
         argv += ["--port", str(port)]
-    return lab.start(node, argv, name, ready=listening(len(ports)))
+    return lab.start(node, argv, name, ready=listening(len(ports)), daemon=True)
 
 
 def server_events(proc: Proc, peer: str | None = None) -> list[dict[str, Any]]:
