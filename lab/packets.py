@@ -273,10 +273,17 @@ def _plain_tcp(frame: bytes, time: float) -> TcpSegment | None:
     if type(ip) is not dpkt.ip.IP or ip.mf or ip.offset or type(ip.data) is not dpkt.tcp.TCP:
         return None  # not IPv4 (or cut inside its header), a fragment, not TCP (or cut inside its header)
     tcp = ip.data
-    data_len = max(0, ip.len - ip.hl * 4 - tcp.off * 4)
+    addresses = socket.inet_ntoa(ip.src), socket.inet_ntoa(ip.dst)
+    return _dpkt_segment(eth, tcp, addresses, max(0, ip.len - ip.hl * 4 - tcp.off * 4), ip.len, time)
+
+
+def _dpkt_segment(
+    eth: Any, tcp: Any, addresses: tuple[str, str], data_len: int, ip_len: int, time: float
+) -> TcpSegment:
+    """A TcpSegment of dpkt's Ethernet frame and TCP header, either family."""
     return TcpSegment(
-        src=socket.inet_ntoa(ip.src),
-        dst=socket.inet_ntoa(ip.dst),
+        src=addresses[0],
+        dst=addresses[1],
         sport=tcp.sport,
         dport=tcp.dport,
         seq=tcp.seq,
@@ -287,7 +294,7 @@ def _plain_tcp(frame: bytes, time: float) -> TcpSegment | None:
         eth_src=eth.src.hex(":"),
         eth_dst=eth.dst.hex(":"),
         payload=bytes(tcp.data)[:data_len],
-        ip_len=ip.len,
+        ip_len=ip_len,
     )
 
 
@@ -300,22 +307,8 @@ def _plain_tcp6(eth: Any, time: float) -> TcpSegment | None:
     if type(ip) is not dpkt.ip6.IP6 or ip.nxt != socket.IPPROTO_TCP or type(ip.data) is not dpkt.tcp.TCP:
         return None
     tcp = ip.data
-    data_len = max(0, ip.plen - tcp.off * 4)
-    return TcpSegment(
-        src=socket.inet_ntop(socket.AF_INET6, ip.src),
-        dst=socket.inet_ntop(socket.AF_INET6, ip.dst),
-        sport=tcp.sport,
-        dport=tcp.dport,
-        seq=tcp.seq,
-        ack=tcp.ack,
-        flags=bits_to_flags(tcp.flags),
-        payload_len=data_len,
-        time=time,
-        eth_src=eth.src.hex(":"),
-        eth_dst=eth.dst.hex(":"),
-        payload=bytes(tcp.data)[:data_len],
-        ip_len=40 + ip.plen,
-    )
+    addresses = socket.inet_ntop(socket.AF_INET6, ip.src), socket.inet_ntop(socket.AF_INET6, ip.dst)
+    return _dpkt_segment(eth, tcp, addresses, max(0, ip.plen - tcp.off * 4), 40 + ip.plen, time)
 
 
 def _dissect_tcp(frame: bytes, time: float) -> TcpSegment | None:

@@ -61,23 +61,7 @@ def outcome_figure(rows: Sequence[Mapping[str, Any]], timeout: float, path: Path
     left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncols=3, fontsize=8)
     right.axvline(timeout, color="grey", linestyle="--", linewidth=1)
     right.text(timeout, -0.55, f" timeout {timeout:g}s", fontsize=8, color="dimgrey", va="top")
-    for n, idle in enumerate(idles):
-        right.scatter(
-            [],
-            [],
-            c="white",
-            edgecolors="black",
-            marker=IDLE_MARKERS[n % len(IDLE_MARKERS)],
-            label=f"idle {idle:g}s",
-        )
-    right.legend(
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.09),
-        ncols=len(idles),
-        fontsize=8,
-        title="shape: idle time; colour: outcome",
-        title_fontsize=8,
-    )
+    idle_legend(right, idles, -0.09)
     right.set_xlim(0, 1.06 * max([r["learned_after"] for r in rows] + [timeout]))
     right.set_xlabel("time until the application knew the outcome (s)")
     right.set_title("when the application learns the outcome")
@@ -241,3 +225,25 @@ def sessions_timeline(
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     return save(fig, path)
+
+
+def idle_legend(ax: Any, idles: Sequence[float], below: float) -> None:
+    """The legend of an outcome chart's right panel: each idle time's marker shape (colour
+    is the outcome), `below` the axes (a negative axes fraction)."""
+    for n, idle in enumerate(idles):
+        ax.scatter(
+            [],
+            [],
+            c="white",
+            edgecolors="black",
+            marker=IDLE_MARKERS[n % len(IDLE_MARKERS)],
+            label=f"idle {idle:g}s",
+        )
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, below),
+        ncols=len(idles),
+        fontsize=8,
+        title="shape: idle time; colour: outcome",
+        title_fontsize=8,
+    )

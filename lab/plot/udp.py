@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab.plot.base import plt, save
-from lab.plot.sessions import IDLE_MARKERS
+from lab.plot.sessions import IDLE_MARKERS, idle_legend
 
 UDP_OUTCOME_STYLE = {
     "delivered": ("tab:green", "o"),
@@ -69,23 +69,7 @@ def udp_outcome_figure(rows: Sequence[Mapping[str, Any]], timeouts: Mapping[str,
     for outcome, (color, marker) in UDP_OUTCOME_STYLE.items():
         left.scatter([], [], c=color, marker=marker, label=outcome)
     left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=3, fontsize=8)
-    for n, idle in enumerate(idles):
-        right.scatter(
-            [],
-            [],
-            c="white",
-            edgecolors="black",
-            marker=IDLE_MARKERS[n % len(IDLE_MARKERS)],
-            label=f"idle {idle:g}s",
-        )
-    right.legend(
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.1),
-        ncols=len(idles),
-        fontsize=8,
-        title="shape: idle time; colour: outcome",
-        title_fontsize=8,
-    )
+    idle_legend(right, idles, -0.1)
     right.set_xlim(0, 1.06 * max([r["learned_after"] for r in rows] + list(timeouts.values())))
     right.set_xlabel("time from the client's last datagram until it knew the outcome (s)")
     right.set_title("when the client learns the outcome")
