@@ -49,17 +49,32 @@ def test_delay_is_what_the_link_asks(lab, case: Case):
     base, _ = rtts(lab, 300, 0.005)
     lab.impair("h1", "s1", delay=f"{DELAY * 1000:g}ms")
     delayed, _ = rtts(lab, 500, 0.005)
-    added = statistics.median(delayed) - statistics.median(base)
+    # The element's delay is read from the smallest RTTs, the path's own time, which load
+    # only adds to: beside another worker's labs the medians moved by up to 1.2 ms (the
+    # clean-clone run at 36a595a) while the element held the delay.
+    added = min(delayed) - min(base)
+    added_median = statistics.median(delayed) - statistics.median(base)
     want = 2 * DELAY * 1000
-    case.figure("RTT through the element, no delay: median (ms)", round(statistics.median(base), 3))
+    tolerance = 0.5 + 0.02 * want
     case.figure(
-        f"RTT with {DELAY * 1000:g} ms each way: median, p99 (ms)",
-        [round(statistics.median(delayed), 3), round(sorted(delayed)[int(0.99 * len(delayed))], 3)],
+        "RTT through the element, no delay: smallest, median (ms)",
+        [min(base), round(statistics.median(base), 3)],
     )
-    case.figure("added RTT (ms)", round(added, 3))
+    case.figure(
+        f"RTT with {DELAY * 1000:g} ms each way: smallest, median, p99 (ms)",
+        [
+            min(delayed),
+            round(statistics.median(delayed), 3),
+            round(sorted(delayed)[int(0.99 * len(delayed))], 3),
+        ],
+    )
+    case.figure("added RTT: smallest, median (ms)", [round(added, 3), round(added_median, 3)])
     (case.path / "rtts.json").write_text(json.dumps({"base": base, "delayed": delayed}))
     case.keep(case.path / "rtts.json", "every ping's RTT")
-    assert abs(added - want) <= 0.5 + 0.02 * want, f"added RTT {added:.3f} ms, configured {want:g} ms"
+    assert abs(added - want) <= tolerance, f"added RTT (smallest) {added:.3f} ms, configured {want:g} ms"
+    assert added_median >= want - tolerance, (
+        f"the median RTT grew by {added_median:.3f} ms only: released early"
+    )
 
 
 def test_loss_one_way_and_a_change_while_running(lab, case: Case):
