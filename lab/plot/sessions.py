@@ -31,25 +31,7 @@ def outcome_figure(rows: Sequence[Mapping[str, Any]], timeout: float, path: Path
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(13, 0.55 * len(variants) + 2.4), sharey=True, gridspec_kw={"width_ratios": [1, 1]}
     )
-    spread = 0.5 / max(len(idles), 1)  # each idle time its own height within a variant's row
-    for y, variant in enumerate(variants):
-        for r in (r for r in rows if r["variant"] == variant):
-            color, marker = OUTCOME_STYLE[r["outcome"]]
-            left.scatter(r["idle"] / timeout, y, c=color, marker=marker, s=120, zorder=3)
-            n = idles.index(r["idle"])
-            right.scatter(
-                r["learned_after"],
-                y + (n - (len(idles) - 1) / 2) * spread,
-                c=color,
-                marker=IDLE_MARKERS[n % len(IDLE_MARKERS)],
-                s=45,
-                zorder=3,
-                edgecolors="black",
-                linewidths=0.4,
-            )
-    for y in range(len(variants)):
-        for ax in (left, right):
-            ax.axhline(y + 0.5, color="#e4e4e4", linewidth=0.8, zorder=0)
+    outcome_points(left, right, rows, variants, OUTCOME_STYLE, 1 / timeout)
     left.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     left.set_yticks(range(len(variants)), variants)
     left.set_ylim(-0.6, len(variants) - 0.4)
@@ -247,3 +229,36 @@ def idle_legend(ax: Any, idles: Sequence[float], below: float) -> None:
         title="shape: idle time; colour: outcome",
         title_fontsize=8,
     )
+
+
+def outcome_points(
+    left: Any,
+    right: Any,
+    rows: Sequence[Mapping[str, Any]],
+    variants: Sequence[str],
+    style: Mapping[str, tuple[str, str]],
+    scale: float = 1.0,
+) -> None:
+    """An outcome chart's points: on the left each probe's outcome at its idle time (x
+    `scale`), on the right when its application knew it, each idle time its own marker and
+    height within its variant's row; a rule between rows."""
+    idles = sorted({r["idle"] for r in rows})
+    spread = 0.5 / max(len(idles), 1)  # each idle time its own height within a variant's row
+    for y, variant in enumerate(variants):
+        for r in (r for r in rows if r["variant"] == variant):
+            color, marker = style[r["outcome"]]
+            left.scatter(r["idle"] * scale, y, c=color, marker=marker, s=120, zorder=3)
+            n = idles.index(r["idle"])
+            right.scatter(
+                r["learned_after"],
+                y + (n - (len(idles) - 1) / 2) * spread,
+                c=color,
+                marker=IDLE_MARKERS[n % len(IDLE_MARKERS)],
+                s=45,
+                zorder=3,
+                edgecolors="black",
+                linewidths=0.4,
+            )
+    for y in range(len(variants)):
+        for ax in (left, right):
+            ax.axhline(y + 0.5, color="#e4e4e4", linewidth=0.8, zorder=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab.plot.base import plt, save
-from lab.plot.sessions import IDLE_MARKERS, idle_legend
+from lab.plot.sessions import idle_legend, outcome_points
 
 UDP_OUTCOME_STYLE = {
     "delivered": ("tab:green", "o"),
@@ -36,25 +36,7 @@ def udp_outcome_figure(rows: Sequence[Mapping[str, Any]], timeouts: Mapping[str,
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     idles = sorted({r["idle"] for r in rows})
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.6 * len(variants) + 2.6), sharey=True)
-    spread = 0.5 / max(len(idles), 1)
-    for y, variant in enumerate(variants):
-        for r in (r for r in rows if r["variant"] == variant):
-            color, marker = UDP_OUTCOME_STYLE[r["outcome"]]
-            left.scatter(r["idle"], y, c=color, marker=marker, s=120, zorder=3)
-            n = idles.index(r["idle"])
-            right.scatter(
-                r["learned_after"],
-                y + (n - (len(idles) - 1) / 2) * spread,
-                c=color,
-                marker=IDLE_MARKERS[n % len(IDLE_MARKERS)],
-                s=45,
-                zorder=3,
-                edgecolors="black",
-                linewidths=0.4,
-            )
-    for y in range(len(variants)):
-        for ax in (left, right):
-            ax.axhline(y + 0.5, color="#e4e4e4", linewidth=0.8, zorder=0)
+    outcome_points(left, right, rows, variants, UDP_OUTCOME_STYLE)
     styles = ("--", ":", "-.")
     for n, (label, seconds) in enumerate(timeouts.items()):
         for ax in (left, right):
