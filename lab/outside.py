@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lab.addresses import read_addressed_pcap
 from lab.capture import Sampler
 from lab.errors import ConfigError
-from lab.packets import read_addressed_pcap
 from lab.procs import host_run
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -19,6 +19,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from lab.addresses import AddressedPacket, read_addressed_pcap
 from lab.apps import marker
 from lab.outside import (
     CAPTURE_EXCEPTIONS,
@@ -37,7 +38,7 @@ from lab.outside import (
     split_endpoint,
     violations,
 )
-from lab.packets import AddressedPacket, read_addressed_pcap, read_tcp_pcap
+from lab.packets import read_tcp_pcap
 
 RANGES = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/22", "10.0.4.0/24", "fd00:5:1::/64", "fd00:5:2::/64")
