@@ -173,15 +173,35 @@ def test_bad_path_mtu_options_are_one_line_each():
 
 def test_an_ipv6_address_or_a_bad_prefix_in_an_ipv4_field_is_one_line():
     policy = FirewallPolicy(
-        allow_inbound=(Service(80, address="fd00:5:1::10"), Service(81, address="10.0.1.0/33")),
+        allow_inbound=(Service(80, address="fd00:5:1::10/129"), Service(81, address="10.0.1.0/33")),
         full_cone="fd00:5:1::10",
         snat=True,
     )
     problems = policy.problems()
     assert len(problems) == 3 and all("\n" not in p for p in problems), problems
-    assert problems[0].startswith("allow_inbound[0].address: 'fd00:5:1::10' is not an IPv4 address or prefix")
-    assert problems[1].startswith("allow_inbound[1].address: '10.0.1.0/33' is not an IPv4 address or prefix")
+    assert problems[0].startswith(
+        "allow_inbound[0].address: 'fd00:5:1::10/129' is not an IPv4 or IPv6 address or prefix"
+    )
+    assert problems[1].startswith(
+        "allow_inbound[1].address: '10.0.1.0/33' is not an IPv4 or IPv6 address or prefix"
+    )
     assert problems[2] == "full_cone: 'fd00:5:1::10' is not an IPv4 address"
+
+
+def test_ipv6_services_and_timeouts_match_ipv6_sessions_only():
+    policy = FirewallPolicy(
+        allow_inbound=(Service(80, address="fd00:5:1::10"), Service(80, address="10.0.1.10")),
+        timeouts=(TimeoutRule(5, port=9000, address="fd00:1:2::/64"),),
+        per_source_limit=4,
+    )
+    assert policy.problems() == []
+    text = render_ruleset(policy, "fw-in", "fw-out")
+    assert "ip6 daddr fd00:5:1::10 meta l4proto tcp tcp dport 80" in text
+    assert "ip daddr 10.0.1.10 meta l4proto tcp tcp dport 80" in text
+    assert "ct state new ip6 daddr fd00:1:2::/64 meta l4proto tcp tcp dport 9000" in text
+    # one per-source set per family, each counted against the same limit
+    assert "add @per_source { ip saddr ct count over 4 }" in text
+    assert "add @per_source6 { ip6 saddr ct count over 4 }" in text
 
 
 def test_strict_drops_non_syn_without_session_and_loose_does_not():

@@ -29,22 +29,31 @@ def proto(proto: object, where: str, problems: list[str]) -> None:
         problems.append(f"{where}.proto: {proto!r} is not one of {', '.join(PROTOCOLS)}")
 
 
-def address(address: object, where: str, problems: list[str]) -> None:
-    """An IPv4 address or prefix (None: any)."""
+def address(address: object, where: str, problems: list[str], ipv6: bool = False) -> None:
+    """An IPv4 address or prefix (None: any); with `ipv6`, an IPv6 one too."""
     if address is None:
         return
     try:
         ipaddress.IPv4Network(str(address), strict=True)
+        return
     except ValueError as exc:
-        problems.append(f"{where}.address: {address!r} is not an IPv4 address or prefix ({exc})")
+        problem = exc
+    if ipv6 and ":" in str(address):
+        try:
+            ipaddress.IPv6Network(str(address), strict=True)
+            return
+        except ValueError as exc:
+            problem = exc
+    what = "an IPv4 or IPv6" if ipv6 else "an IPv4"
+    problems.append(f"{where}.address: {address!r} is not {what} address or prefix ({problem})")
 
 
-def host(address: object, key: str, problems: list[str]) -> None:
-    """One IPv4 address (no prefix): a VIP, a peer."""
+def host(address: object, key: str, problems: list[str], ipv6: bool = False) -> None:
+    """One IPv4 address (no prefix): a VIP, a peer; with `ipv6`, an IPv6 one too."""
     try:
-        ipaddress.IPv4Address(str(address))
+        (ipaddress.ip_address if ipv6 else ipaddress.IPv4Address)(str(address))
     except ValueError:
-        problems.append(f"{key}: {address!r} is not an IPv4 address")
+        problems.append(f"{key}: {address!r} is not {'an IPv4 or IPv6' if ipv6 else 'an IPv4'} address")
 
 
 def timeout(value: object, where: str, problems: list[str]) -> None:

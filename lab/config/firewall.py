@@ -39,14 +39,14 @@ class Service:
 
     port: int
     proto: str = "tcp"
-    address: str | None = None  # inside address or prefix; None: any inside address
+    address: str | None = None  # inside address or prefix, IPv4 or IPv6; None: any
     port_end: int | None = None
 
     def problems(self, where: str = "service") -> list[str]:
         problems: list[str] = []
         checks.port(self.port, where, problems)
         checks.proto(self.proto, where, problems)
-        checks.address(self.address, where, problems)
+        checks.address(self.address, where, problems, ipv6=True)
         if self.port_end is not None:
             checks.port(self.port_end, where, problems, "port_end")
             if isinstance(self.port, int) and isinstance(self.port_end, int) and self.port_end < self.port:
@@ -114,14 +114,14 @@ class TimeoutRule:
 
     timeout: int  # seconds an established session may idle
     port: int | None = None
-    address: str | None = None  # server (destination) address or prefix
+    address: str | None = None  # server (destination) address or prefix, IPv4 or IPv6
     proto: str = "tcp"
 
     def problems(self, where: str = "timeout") -> list[str]:
         problems: list[str] = []
         checks.timeout(self.timeout, f"{where}.timeout", problems)
         checks.proto(self.proto, where, problems)
-        checks.address(self.address, where, problems)
+        checks.address(self.address, where, problems, ipv6=True)
         if self.port is not None:
             checks.port(self.port, where, problems)
         if self.port is None and self.address is None:

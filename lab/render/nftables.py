@@ -29,8 +29,8 @@ HANDOFF_COUNTER = "handed_to_peer"
 
 def _match(proto: str, address: str | None, port: int | None, port_end: int | None = None) -> str:
     parts = []
-    if address is not None:
-        parts.append(f"ip daddr {address}")
+    if address is not None:  # an IPv6 rule matches IPv6 sessions only, an IPv4 one IPv4's
+        parts.append(f"{'ip6' if ':' in address else 'ip'} daddr {address}")
     parts.append(f"meta l4proto {proto}")
     if port is not None:
         parts.append(f"{proto} dport {port}" + (f"-{port_end}" if port_end not in (None, port) else ""))
@@ -52,12 +52,14 @@ def helper_name(helper: Helper) -> str:
 
 def _helper_lines(helpers: tuple[Helper, ...]) -> list[str]:
     # Linux assigns no helper by itself (since 4.7): only the ports named here get one.
+    # `l3proto inet`: the object holds the helper of both families (an IPv4-only object
+    # assigns none to an IPv6 session, so its FTP data session would be dropped).
     lines = []
     for helper in helpers:
         lines += [
             f"\tct helper {helper_name(helper)} {{",
             f'\t\ttype "{helper.type}" protocol {helper.proto}',
-            "\t\tl3proto ip",
+            "\t\tl3proto inet",
             "\t}",
         ]
     lines += ["\tchain alg {", "\t\ttype filter hook prerouting priority filter; policy accept;"]
@@ -176,8 +178,9 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
     counters += [SYNPROXY_COUNTER] if policy.synproxy else []
     for name in counters:
         lines.append(f"\tcounter {name} {{ }}")
-    if policy.per_source_limit is not None:
-        lines += ["\tset per_source {", "\t\ttype ipv4_addr", "\t\tsize 65535", "\t\tflags dynamic", "\t}"]
+    if policy.per_source_limit is not None:  # one set per family: an address type is one family's
+        for name, kind in (("per_source", "ipv4_addr"), ("per_source6", "ipv6_addr")):
+            lines += [f"\tset {name} {{", f"\t\ttype {kind}", "\t\tsize 65535", "\t\tflags dynamic", "\t}"]
     lines += _timeout_object("timeout_default_tcp", "tcp", _tcp_states(policy))
     udp_states = _udp_states(policy)
     if udp_states is not None:
@@ -228,10 +231,11 @@ def render_ruleset(policy: FirewallPolicy, inside: str, outside: str, peer_link:
             '\t\tct state new tcp flags & (fin | syn | rst | ack) != syn counter name "drop_new_not_syn" drop'
         )
     if policy.per_source_limit is not None:
-        lines.append(
-            f"\t\tct state new add @per_source {{ ip saddr ct count over {policy.per_source_limit} }} "
-            'counter name "drop_per_source" drop'
-        )
+        for name, family in (("per_source", "ip"), ("per_source6", "ip6")):
+            lines.append(
+                f"\t\tct state new add @{name} {{ {family} saddr ct count over {policy.per_source_limit} }} "
+                'counter name "drop_per_source" drop'
+            )
     if policy.max_sessions is not None:
         # The table's capacity: every new session that passes here is counted while it lives.
         lines.append(
