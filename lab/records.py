@@ -243,12 +243,17 @@ def _ancestors(pid: int) -> list[int]:
     return chain
 
 
-def _command(pid: int) -> str:
+def command(pid: int) -> str:
+    """A process's command line, its arguments joined by spaces ("" once it has gone)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return "?"
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:60] or "?"
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def _command(pid: int) -> str:
+    return command(pid)[:60] or "?"
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from lab.procs import RUNTIME_ROOT
 from lab.records import RECORDS, Record, alive, descendants, start_time
+from lab.records import command as cmdline
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]
 # name -> (the run's arguments, s within which the kill falls: about 90 % of the run's
@@ -76,13 +77,6 @@ class Kill:
     survivors: list[str] = field(default_factory=list)  # still running after QUIET
     cleaned: list[str] = field(default_factory=list)  # what `clean` said it removed
     left: list[str] = field(default_factory=list)  # anything of the run after `clean`: must be empty
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 def owned_labs(tree: set[int]) -> set[str]:
