@@ -15,6 +15,7 @@ from lab import topology
 from lab.config import FirewallPolicy, Service
 
 PLAN = topology.plan("s2")
+PLAN6 = topology.plan("s2", family=6)  # the same hosts and gateways in IPv6
 CLIENTS = list(PLAN.hosts["outside"])
 SERVER_HOSTS = list(PLAN.hosts["inside"])
 SERVICE, BULK = 8080, 9000
@@ -74,11 +75,12 @@ MODES = {
 
 
 def policy(mode: Mode) -> FirewallPolicy:
-    """The servers' network (the topology's plan) published on the service and bulk ports."""
-    inside = PLAN.networks["inside"]
+    """The servers' networks (the topology's plans, IPv4 and IPv6) published on the service
+    and bulk ports."""
+    inside = (PLAN.networks["inside"], PLAN6.networks["inside"])
     return FirewallPolicy(
         tcp_timeout=120,
-        allow_inbound=(Service(SERVICE, address=inside), Service(BULK, address=inside)),
+        allow_inbound=tuple(Service(port, address=net) for net in inside for port in (SERVICE, BULK)),
         peer_handoff=mode.handoff,
     )
 

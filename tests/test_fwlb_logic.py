@@ -1,5 +1,6 @@
 """The firewall fabric's decisions, offline: flows and groups per mode, failover, the
-session table; and their OpenFlow messages (controllers.ofp's translation)."""
+session table, IPv6's twins of the IPv4 flows; and their OpenFlow messages
+(controllers.ofp's translation)."""
 
 import pytest
 
@@ -7,16 +8,18 @@ from controllers.fwlb.logic import (
     FIRST_PACKET,
     GROUP_CHOOSE,
     KNOWN,
+    MODES,
     MPLS_LABEL_BASE,
+    MPLS_LABEL_BASE6,
+    ND_TYPES,
     T_CLASSIFY,
     T_COMMIT,
     T_FROM,
     T_TOWARD,
     Fabric,
     FabricConfig,
-    SessionTable,
-    parse_conntrack,
 )
+from controllers.fwlb.sessions import SessionTable, parse_conntrack
 from controllers.ofp import Flow, Group, Verdict, action, message
 
 ZONES = {"so": 40001, "si": 7233}
@@ -64,9 +67,13 @@ def table(messages, number: int, **fields) -> dict:
     return out
 
 
-def pinned(messages) -> dict[int, tuple]:
-    """Table 1's known sessions: ct_mark -> actions."""
-    return {dict(m)["ct_mark"]: a for m, a in table(messages, T_TOWARD).items() if "ct_mark" in dict(m)}
+def pinned(messages, eth_type: int = 0x0800) -> dict[int, tuple]:
+    """Table 1's known sessions of one family: ct_mark -> actions."""
+    return {
+        dict(m)["ct_mark"]: a
+        for m, a in table(messages, T_TOWARD, eth_type=eth_type).items()
+        if "ct_mark" in dict(m)
+    }
 
 
 def test_unknown_mode_is_refused():
@@ -140,7 +147,8 @@ def test_a_known_session_goes_to_its_marked_firewall():
         2: (("set_field", "eth_dst", "02:00:00:00:02:02"), ("output", 4)),
     }
     matches = [dict(m) for m in table(flows, T_TOWARD) if "ct_mark" in dict(m)]
-    assert all(m["ct_state"] == KNOWN and m["eth_type"] == 0x0800 for m in matches)
+    assert all(m["ct_state"] == KNOWN for m in matches)
+    assert sorted(m["eth_type"] for m in matches) == [0x0800, 0x0800, 0x86DD, 0x86DD]
 
 
 def test_no_correction_outside_correction_modes():
@@ -161,9 +169,10 @@ def test_the_access_switch_recomputes_the_outside_switchs_choice():
     assert chosen(group(flows)) == [1, 2]
 
 
-def corrected(flows: list) -> dict:
-    """Table 3 of an access switch: the owner in reg0 -> what a return packet gets."""
-    return {dict(k)["reg0"]: v for k, v in table(flows, T_COMMIT).items()}
+def corrected(flows: list, eth_type: int = 0x0800) -> dict:
+    """Table 3 of an access switch: the owner in reg0 -> what a return packet of one
+    family gets."""
+    return {dict(k)["reg0"]: v for k, v in table(flows, T_COMMIT, eth_type=eth_type).items()}
 
 
 def test_mac_correction_sends_the_other_firewalls_sessions_over_the_link():
@@ -257,6 +266,118 @@ def test_coming_back_within_the_hold_down_waits_for_a_tick():
     assert fabric.tick(11.1) and fabric.alive[1] is True
 
 
+# --- IPv6: the twin of every IPv4 flow ----------------------------------------------------
+def every_message(fabric: Fabric) -> list:
+    """Every switch's flows and groups, then what a failure and a recovery change."""
+    messages = [m for dpid in (1, 2, 11, 12) for m in fabric.flows(dpid)]
+    return messages + fabric.port_changed(1, 4, False, 0.0) + fabric.port_changed(1, 4, True, 5.0)
+
+
+def as_ipv6(flow: Flow) -> Flow:
+    """What an IPv4 flow's IPv6 twin should be: the same match for ethertype 0x86dd, the same
+    actions but for an MPLS label (the IPv6 ones) and the ethertype a pop restores."""
+
+    def action(a: tuple) -> tuple:
+        if a[:2] == ("set_field", "mpls_label"):
+            return (*a[:2], a[2] - MPLS_LABEL_BASE + MPLS_LABEL_BASE6)
+        return ("pop_mpls", 0x86DD) if a == ("pop_mpls", 0x0800) else a
+
+    fields = dict(flow.match)
+    if fields.get("eth_type") == 0x0800:
+        fields["eth_type"] = 0x86DD
+    elif "mpls_label" in fields:
+        fields["mpls_label"] += MPLS_LABEL_BASE6 - MPLS_LABEL_BASE
+    return Flow(
+        flow.dpid, flow.table, flow.priority, tuple(sorted(fields.items())), tuple(map(action, flow.actions))
+    )
+
+
+def ipv4_flow(flow) -> bool:
+    """A flow that matches IPv4 packets or IPv4's MPLS labels."""
+    fields = dict(flow.match) if isinstance(flow, Flow) else {}
+    return (
+        fields.get("eth_type") == 0x0800 or MPLS_LABEL_BASE <= fields.get("mpls_label", 0) < MPLS_LABEL_BASE6
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_ipv4_flow_has_its_ipv6_twin(mode):
+    """Same table, priority, match and actions (zone, group, mark, delivery) but the family:
+    IPv6 sessions are tracked, hashed, marked and pinned as IPv4's are, in every mode and
+    after a failover."""
+    messages = every_message(Fabric(config(mode)))
+    ipv4 = [f for f in messages if ipv4_flow(f)]
+    assert len(ipv4) >= 10
+    missing = [f for f in ipv4 if as_ipv6(f) not in messages]
+    assert not missing, missing[:3]
+    # ...and nothing of IPv6 that IPv4 lacks, but neighbour discovery.
+    ipv6 = [f for f in messages if isinstance(f, Flow) and dict(f.match).get("eth_type") == 0x86DD]
+    extra = [f for f in ipv6 if "icmpv6_type" not in dict(f.match) and f not in map(as_ipv6, ipv4)]
+    assert not extra, extra[:3]
+
+
+def test_ipv6_sessions_are_tracked_in_the_fabric_switches_zones():
+    classify = table(Fabric(config("symmetric")).flows(1), T_CLASSIFY, eth_type=0x86DD)
+    assert classify[(("eth_dst", "02:00:00:00:00:01"), ("eth_type", 0x86DD))] == (
+        ("ct", ZONES["so"], T_TOWARD),
+    )
+    for port in (4, 5):
+        assert classify[(("eth_type", 0x86DD), ("in_port", port))] == (("ct", ZONES["so"], T_FROM),)
+    commit = table(Fabric(config("symmetric")).flows(2), T_COMMIT, eth_type=0x86DD, ct_state=FIRST_PACKET)
+    assert commit[(("ct_state", FIRST_PACKET), ("eth_type", 0x86DD), ("reg0", 1))] == (
+        ("ct_commit", ZONES["si"], 1),
+        ("set_field", "eth_dst", "02:00:00:00:01:02"),
+        ("output", 3),
+    )
+    assert pinned(Fabric(config("symmetric")).flows(2), 0x86DD) == pinned(
+        Fabric(config("symmetric")).flows(2)
+    )
+
+
+def test_ipv6_mpls_correction_has_labels_of_its_own():
+    """A label names its payload's family: the pop must restore IPv6's ethertype."""
+    fabric = Fabric(config("correction-mpls"))
+    assert corrected(fabric.flows(12), 0x86DD)[1] == (
+        ("push_mpls", 0x8847),
+        ("set_field", "mpls_label", MPLS_LABEL_BASE6 + 1),
+        ("output", 4),
+    )
+    pops = {
+        dict(f.match)["mpls_label"]: f.actions
+        for f in fabric.flows(11)
+        if isinstance(f, Flow) and "mpls_label" in dict(f.match)
+    }
+    assert pops[MPLS_LABEL_BASE6 + 1] == (
+        ("pop_mpls", 0x86DD),
+        ("set_field", "eth_dst", "02:00:00:00:01:02"),
+        ("output", 1),
+    )
+    assert pops[MPLS_LABEL_BASE + 1][0] == ("pop_mpls", 0x0800)
+
+
+@pytest.mark.parametrize("dpid", [1, 2])
+def test_neighbour_discovery_skips_conntrack_and_the_hash(dpid):
+    """ND (ICMPv6 133-137) goes the switch's normal way, ahead of the flows that track."""
+    flows = [f for f in Fabric(config("independent")).flows(dpid) if isinstance(f, Flow)]
+    nd = {dict(f.match)["icmpv6_type"]: f for f in flows if "icmpv6_type" in dict(f.match)}
+    assert sorted(nd) == list(ND_TYPES)
+    tracking = max(f.priority for f in flows if f.table == T_CLASSIFY and f.actions[0][0] == "ct")
+    for f in nd.values():
+        assert f.table == T_CLASSIFY and f.priority > tracking and f.actions == (("normal",),)
+        assert dict(f.match)["ip_proto"] == 58 and dict(f.match)["eth_type"] == 0x86DD
+
+
+def test_neighbour_discovery_to_a_firewall_is_not_corrected():
+    flows = [f for f in Fabric(config("correction-mac")).flows(12) if isinstance(f, Flow)]
+    nd = [f for f in flows if "icmpv6_type" in dict(f.match)]
+    hashed = max(f.priority for f in flows if f.actions == (("group", GROUP_CHOOSE),))
+    assert len(nd) == len(ND_TYPES)
+    assert all(
+        f.priority > hashed and dict(f.match)["in_port"] == 3 and f.actions == (("output", 1),) for f in nd
+    )
+    assert not [f for f in Fabric(config("symmetric")).flows(12) if "icmpv6_type" in dict(f.match)]
+
+
 # As `ovs-appctl dpctl/dump-conntrack` prints them (Open vSwitch 3.1, userspace datapath).
 DUMP_OUTSIDE = """\
 tcp,orig=(src=10.0.0.11,dst=10.0.1.11,sport=40000,dport=8080),reply=(src=10.0.1.11,dst=10.0.0.11,sport=8080,dport=40000),zone=40001,mark=1,protoinfo=(state=ESTABLISHED)
@@ -281,6 +402,22 @@ def test_conntrack_dump_is_parsed():
     }
     assert unmarked["mark"] is None and icmp["sport"] is None and icmp["mark"] == 2
     assert parse_conntrack("no connections\n") == []
+
+
+DUMP6 = """\
+tcp,orig=(src=fd00:2::11,dst=fd00:2:1::11,sport=41000,dport=8080),reply=(src=fd00:2:1::11,dst=fd00:2::11,sport=8080,dport=41000),zone=40001,mark=2,protoinfo=(state=ESTABLISHED)
+icmpv6,orig=(src=fd00:2::11,dst=fd00:2:1::11,id=9,type=128,code=0),reply=(src=fd00:2:1::11,dst=fd00:2::11,id=9,type=129,code=0),zone=40001,mark=1
+"""
+
+
+def test_ipv6_sessions_in_the_table_split_at_the_last_colon():
+    sessions = SessionTable()
+    sessions.update("outside", parse_conntrack(DUMP6), now=1.0)
+    sessions.update("inside", [dict(e, zone=7233, mark=1) for e in parse_conntrack(DUMP6)], now=1.5)
+    (session,) = sessions.to_list()  # ICMPv6 has no ports: not a session here
+    assert session["client"] == "fd00:2::11:41000" and session["server"] == "fd00:2:1::11:8080"
+    assert session["client"].rsplit(":", 1) == ["fd00:2::11", "41000"]  # as lab.controller reads it
+    assert (session["inbound_fw"], session["return_fw"]) == (2, 1)
 
 
 def test_session_table_joins_both_switches():

@@ -13,6 +13,7 @@ Run so, this file registers itself as the module `_sessionlab_nodes` (see the en
 The lab runs a node with a `role` as that role's session device on top of these classes.
 """
 
+import ipaddress
 import sys
 import types
 from collections.abc import Mapping
@@ -95,10 +96,11 @@ class Router(Node):
 
 def plan6(plan, prefix):
     """`plan` in IPv6 beside it: each address a.b.c.d becomes <prefix>:c::d and each network
-    a.b.c.0/24 <prefix>:c::/64 (e.g. prefix fd00:5: 10.0.1.10 -> fd00:5:1::10)."""
+    a.b.c.0/24 <prefix>:c::/64 (e.g. prefix fd00:5: 10.0.1.10 -> fd00:5:1::10), written as
+    the tools print them (10.0.0.11 -> fd00:2::11, not fd00:2:0::11)."""
 
     def six(address):
-        return "{}:{}::{}".format(prefix, *address.split(".")[2:])
+        return str(ipaddress.IPv6Address("{}:{}::{}".format(prefix, *address.split(".")[2:])))
 
     return Plan(
         hosts={
@@ -107,7 +109,8 @@ def plan6(plan, prefix):
         },
         roles=plan.roles,
         networks={
-            name: "{}:{}::/64".format(prefix, net.split(".")[2]) for name, net in plan.networks.items()
+            name: str(ipaddress.IPv6Network("{}:{}::/64".format(prefix, net.split(".")[2])))
+            for name, net in plan.networks.items()
         },
         addresses={name: six(address) for name, address in plan.addresses.items()},
     )

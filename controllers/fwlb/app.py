@@ -26,7 +26,8 @@ from os_ken.controller.handler import MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
-from controllers.fwlb.logic import Fabric, FabricConfig, SessionTable, parse_conntrack
+from controllers.fwlb.logic import Fabric, FabricConfig
+from controllers.fwlb.sessions import SessionTable, parse_conntrack
 from controllers.ofp import Message, SwitchAdapter, log
 
 DATAPATH = "netdev@ovs-netdev"  # the lab's switches: the userspace datapath

@@ -15,19 +15,25 @@ directions). Each firewall's inside access switch sits on the FW1-FW2 link. Mode
   owner's, or pushing an MPLS label naming the owner that the other side pops;
 - sync: independent choice; conntrackd copies sessions between the firewalls.
 
-Sessions live in the datapath's fast path: each fabric switch tracks every IPv4 packet
-through it in its own conntrack zone (the lab's switches share one userspace datapath),
-a session's first packet gets its firewall from a select group the datapath hashes
-(`dp_hash`), committed as the connection's `ct_mark`, and later packets to the virtual
-gateway go to their mark. No flow is per session, so after the first sessions every new
+Sessions live in the datapath's fast path: each fabric switch tracks every IPv4 and IPv6
+packet through it in its own conntrack zone (the lab's switches share one userspace
+datapath), a session's first packet gets its firewall from a select group the datapath
+hashes (`dp_hash`), committed as the connection's `ct_mark`, and later packets to the
+virtual gateway go to their mark. No flow is per session, so after the first sessions every new
 one runs in cached megaflows (no upcall); the conntrack entries are the controller's
-session table (read on request). When a firewall fails its group buckets and its marked
-sessions move to the living one, which marks them as its own: when it comes back they stay.
+session table (read on request: controllers.fwlb.sessions). When a firewall fails its
+group buckets and its marked sessions move to the living one, which marks them as its
+own: when it comes back they stay.
+
+Both families take the same path: every flow that matches IPv4 has its IPv6 twin (the same
+zones, select groups, marks), but for one difference: an MPLS label says which ethertype
+its pop restores, so each family has its own labels. IPv6 neighbour discovery stays out of
+conntrack and the hash, as ARP does: forwarded as the switch learned (the hosts and
+firewalls keep static neighbours, so none is needed to cross the fabric).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +41,17 @@ from controllers.ofp import Action, Flow, Group, Message, Verdict
 from controllers.ofp import match as _m
 
 MODES = ("independent", "symmetric", "correction-mac", "correction-mpls", "sync")
-MPLS_LABEL_BASE = 100  # label 100 + n: "deliver to firewall n"
+ETH_IP, ETH_IP6, ETH_MPLS = 0x0800, 0x86DD, 0x8847
+FAMILIES = (ETH_IP, ETH_IP6)
+MPLS_LABEL_BASE = 100  # label 100 + n: "deliver this IPv4 packet to firewall n"
+MPLS_LABEL_BASE6 = 200  # label 200 + n: the same for an IPv6 packet
+MPLS_LABELS = {ETH_IP: MPLS_LABEL_BASE, ETH_IP6: MPLS_LABEL_BASE6}
+IPPROTO_ICMPV6 = 58
+ND_TYPES = (133, 134, 135, 136, 137)  # router/neighbour solicitation and advertisement, redirect
 # Tables: 0 sorts packets; the tracked ones continue in 1 (to the virtual gateway) or 2
 # (from a firewall); 3 commits a session's choice and delivers by it.
 T_CLASSIFY, T_TOWARD, T_FROM, T_COMMIT = 0, 1, 2, 3
 GROUP_CHOOSE = 1  # the select group choosing a new session's firewall
-ETH_IP, ETH_MPLS = 0x0800, 0x8847
 # ct_state bits (ovs-fields(7)) and the two states matched: a session's first packet, and
 # a packet of a known session (tracked, neither new nor invalid).
 CT_NEW, CT_INV, CT_TRK = 0x01, 0x10, 0x20
@@ -172,25 +183,12 @@ class Fabric:
 
     def _fabric(self, switch: dict[str, Any], vgw: str, role: str) -> list[Message]:
         dpid, zone = switch["dpid"], self.config.zones[role]
-        numbers = [f.number for f in self.config.firewalls]
         flows: list[Message] = [
             self._group(dpid, role),
             Flow(dpid, T_CLASSIFY, 0, (), (("normal",),)),
-            # To the virtual gateway: tracked, then delivered by its session (table 1).
-            Flow(dpid, T_CLASSIFY, 100, _m(eth_type=ETH_IP, eth_dst=vgw), (("ct", zone, T_TOWARD),)),
+            *_neighbour_discovery(dpid, T_CLASSIFY, 110, (("normal",),)),
             # Unknown or invalid to conntrack: by the hash alone (committed if new, table 3).
             Flow(dpid, T_TOWARD, 0, (), (("group", GROUP_CHOOSE),)),
-            # From a firewall: tracked, so a session opened from this side is known (table 2).
-            *(
-                Flow(
-                    dpid,
-                    T_CLASSIFY,
-                    90,
-                    _m(eth_type=ETH_IP, in_port=self._fw_port(switch, n, role)),
-                    (("ct", zone, T_FROM),),
-                )
-                for n in numbers
-            ),
             Flow(dpid, T_FROM, 0, (), (("normal",),)),
             Flow(
                 dpid,
@@ -200,25 +198,43 @@ class Fabric:
                 (("set_field", "reg1", FROM_FIREWALL), ("group", GROUP_CHOOSE)),
             ),
         ]
-        for n in numbers:
-            deliver = self._deliver(switch, role, n)
+        for eth in FAMILIES:
+            # To the virtual gateway: tracked, then delivered by its session (table 1).
+            flows.append(
+                Flow(dpid, T_CLASSIFY, 100, _m(eth_type=eth, eth_dst=vgw), (("ct", zone, T_TOWARD),))
+            )
+            # From a firewall: tracked, so a session opened from this side is known (table 2).
             flows += [
-                Flow(dpid, T_COMMIT, 10, _m(reg0=n), deliver),
                 Flow(
                     dpid,
-                    T_COMMIT,
-                    20,
-                    _m(eth_type=ETH_IP, reg0=n, ct_state=FIRST_PACKET),
-                    (("ct_commit", zone, n), *deliver),
-                ),
-                Flow(
-                    dpid,
-                    T_COMMIT,
-                    30,
-                    _m(eth_type=ETH_IP, reg0=n, reg1=FROM_FIREWALL, ct_state=FIRST_PACKET),
-                    (("ct_commit", zone, n), ("normal",)),
-                ),
+                    T_CLASSIFY,
+                    90,
+                    _m(eth_type=eth, in_port=self._fw_port(switch, fw.number, role)),
+                    (("ct", zone, T_FROM),),
+                )
+                for fw in self.config.firewalls
             ]
+        for fw in self.config.firewalls:
+            n = fw.number
+            deliver = self._deliver(switch, role, n)
+            flows.append(Flow(dpid, T_COMMIT, 10, _m(reg0=n), deliver))
+            for eth in FAMILIES:
+                flows += [
+                    Flow(
+                        dpid,
+                        T_COMMIT,
+                        20,
+                        _m(eth_type=eth, reg0=n, ct_state=FIRST_PACKET),
+                        (("ct_commit", zone, n), *deliver),
+                    ),
+                    Flow(
+                        dpid,
+                        T_COMMIT,
+                        30,
+                        _m(eth_type=eth, reg0=n, reg1=FROM_FIREWALL, ct_state=FIRST_PACKET),
+                        (("ct_commit", zone, n), ("normal",)),
+                    ),
+                ]
         return flows + self._pinned(switch, role)
 
     def _pinned(self, switch: dict[str, Any], role: str) -> list[Message]:
@@ -231,9 +247,10 @@ class Fabric:
             actions = self._deliver(switch, role, owner)
             if owner != fw.number:
                 actions = (("ct_commit", zone, owner), *actions)
-            flows.append(
-                Flow(dpid, T_TOWARD, 30, _m(eth_type=ETH_IP, ct_state=KNOWN, ct_mark=fw.number), actions)
-            )
+            flows += [
+                Flow(dpid, T_TOWARD, 30, _m(eth_type=eth, ct_state=KNOWN, ct_mark=fw.number), actions)
+                for eth in FAMILIES
+            ]
         return flows
 
     def _by_number(self, number: int) -> Firewall:
@@ -256,35 +273,48 @@ class Fabric:
             Flow(dpid, T_CLASSIFY, 10, _m(in_port=link), (("output", fw_sync),)),
             # Corrected packets arriving over the FW1-FW2 link go to this firewall.
             Flow(dpid, T_CLASSIFY, 30, _m(in_port=link, eth_dst=me.in_mac), (("output", fw_in),)),
-            Flow(
-                dpid,
-                T_CLASSIFY,
-                30,
-                _m(in_port=link, eth_type=ETH_MPLS, mpls_label=MPLS_LABEL_BASE + number),
-                (("pop_mpls", ETH_IP), ("set_field", "eth_dst", me.in_mac), ("output", fw_in)),
+            *(
+                Flow(
+                    dpid,
+                    T_CLASSIFY,
+                    30,
+                    _m(in_port=link, eth_type=ETH_MPLS, mpls_label=MPLS_LABELS[eth] + number),
+                    (("pop_mpls", eth), ("set_field", "eth_dst", me.in_mac), ("output", fw_in)),
+                )
+                for eth in FAMILIES
             ),
         ]
         if self.corrects:
             # Return traffic for this firewall: its owner is the outside switch's choice,
             # recomputed here with the outside switch's group (the same symmetric hash and
-            # buckets; this switch keeps no session state of its own).
-            flows.append(
+            # buckets; this switch keeps no session state of its own). Neighbour discovery
+            # is no session's: to this firewall.
+            flows += _neighbour_discovery(dpid, T_CLASSIFY, 25, (("output", fw_in),), in_port=uplink)
+            flows += [
                 Flow(
                     dpid,
                     T_CLASSIFY,
                     20,
-                    _m(in_port=uplink, eth_type=ETH_IP, eth_dst=me.in_mac),
+                    _m(in_port=uplink, eth_type=eth, eth_dst=me.in_mac),
                     (("group", GROUP_CHOOSE),),
                 )
-            )
+                for eth in FAMILIES
+            ]
             flows += [
-                Flow(dpid, T_COMMIT, 10, _m(reg0=fw.number), self._correct(number, fw.number))
+                Flow(
+                    dpid,
+                    T_COMMIT,
+                    10,
+                    _m(eth_type=eth, reg0=fw.number),
+                    self._correct(number, fw.number, eth),
+                )
                 for fw in self.config.firewalls
+                for eth in FAMILIES
             ]
         return flows
 
-    def _correct(self, number: int, owner: int) -> tuple[Action, ...]:
-        """At firewall `number`'s access switch: a return packet to `owner`."""
+    def _correct(self, number: int, owner: int, eth: int) -> tuple[Action, ...]:
+        """At firewall `number`'s access switch: a return packet of family `eth` to `owner`."""
         ports = self.config.access[number]["ports"]
         fw_in, link = int(ports[f"fw{number}-in"]), int(ports[f"a{3 - number}"])
         if owner == number:
@@ -293,7 +323,7 @@ class Fabric:
             return (("set_field", "eth_dst", self._by_number(owner).in_mac), ("output", link))
         return (
             ("push_mpls", ETH_MPLS),
-            ("set_field", "mpls_label", MPLS_LABEL_BASE + owner),
+            ("set_field", "mpls_label", MPLS_LABELS[eth] + owner),
             ("output", link),
         )
 
@@ -357,62 +387,19 @@ class Fabric:
         return changes
 
 
-@dataclass
-class Session:
-    client: str  # the side that opened the session (the original direction's source)
-    server: str
-    inbound_fw: int | None = None  # the outside switch's firewall for the session
-    return_fw: int | None = None  # the inside switch's
-    first_seen: float = 0.0  # when the controller first read it
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-# One connection of `ovs-appctl dpctl/dump-conntrack`, e.g.
-# tcp,orig=(src=10.0.0.11,dst=10.0.1.11,sport=40000,dport=8080),reply=(...),zone=7,mark=1,...
-CONNECTION = re.compile(
-    r"^(?P<proto>\w+),orig=\(src=(?P<src>[^,]+),dst=(?P<dst>[^,]+)(?:,sport=(?P<sport>\d+),dport=(?P<dport>\d+))?"
-    r".*?\bzone=(?P<zone>\d+)(?:.*?\bmark=(?P<mark>\d+))?"
-)
-
-
-def parse_conntrack(text: str) -> list[dict[str, Any]]:
-    """The connections of a conntrack dump: proto, src, sport, dst, dport, zone, mark."""
-    out = []
-    for line in text.splitlines():
-        found = CONNECTION.match(line.strip())
-        if found is None:
-            continue
-        entry: dict[str, Any] = found.groupdict()
-        for key in ("sport", "dport", "zone", "mark"):
-            entry[key] = int(entry[key]) if entry[key] is not None else None
-        out.append(entry)
-    return out
-
-
-@dataclass
-class SessionTable:
-    """Sessions as the fabric pinned them: which firewall each fabric switch gave them
-    (their connections' marks in the outside and inside switches' conntrack zones)."""
-
-    sessions: dict[tuple[str, str], Session] = field(default_factory=dict)
-
-    def update(self, role: str, entries: list[dict[str, Any]], now: float) -> None:
-        """`entries`: one switch's connections (`parse_conntrack`), named by their
-        original direction on both switches (each tracks both directions)."""
-        for e in entries:
-            fw = e.get("mark") or 0
-            if not 1 <= fw <= 9 or e.get("sport") is None:
-                continue  # not marked by the fabric, or without ports (ICMP): not a session here
-            a, b = f"{e['src']}:{e['sport']}", f"{e['dst']}:{e['dport']}"
-            session = self.sessions.get((a, b))
-            if session is None:
-                session = self.sessions[(a, b)] = Session(client=a, server=b, first_seen=now)
-            if role == "outside":
-                session.inbound_fw = fw
-            else:
-                session.return_fw = fw
-
-    def to_list(self) -> list[dict[str, Any]]:
-        return [s.to_dict() for s in sorted(self.sessions.values(), key=lambda s: s.first_seen)]
+def _neighbour_discovery(
+    dpid: int, table: int, priority: int, actions: tuple[Action, ...], **fields: Any
+) -> list[Message]:
+    """Flows sending IPv6 neighbour discovery (ICMPv6 types 133-137) the way of `actions`,
+    ahead of conntrack: it opens no session, and a unicast solicitation hashed to one
+    firewall as if it were one would have that firewall answer for the shared gateway."""
+    return [
+        Flow(
+            dpid,
+            table,
+            priority,
+            _m(eth_type=ETH_IP6, ip_proto=IPPROTO_ICMPV6, icmpv6_type=t, **fields),
+            actions,
+        )
+        for t in ND_TYPES
+    ]
