@@ -3,7 +3,7 @@ policies, the matrix's setups and predictions, the FTP server, and each download
 outcome read from evidence: captures on all four firewall interfaces (where the data
 session's SYNs stop), the server's log (what it received and answered), the helpers'
 expectations (`conntrack -E expect`), and the transferred file's checksum. The addresses
-are the topology's plan (topologies/s3_ftp.py).
+are the topology's plans (topologies/s3_ftp.py: `PLAN`, and `PLAN6` for the IPv6 module).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lab.results import Case
 from lab.traffic import FtpDownload, run_ftp
 from testcases.common import dashed
 
-PLAN = topology.plan("s3")
+PLAN, PLAN6 = topology.plan("s3"), topology.plan("s3", family=6)
 MODES = ("PORT", "EPRT", "PASV", "EPSV")
 ACTIVE = ("PORT", "EPRT")
 POSITIONS = ("client side", "server side", "both")
@@ -42,6 +42,9 @@ OPEN = FirewallPolicy(allow_inbound=(Service(1, port_end=65535),))
 CLIENT_SIDE = FirewallPolicy()  # inside to outside only
 SERVER_SIDE = FirewallPolicy(allow_inbound=(Service(21, address=SERVER_IP),))  # the control port only
 ALG = (Helper(21),)
+# Over IPv6 (the plan's PLAN6): fwc masquerades the client to fwc-out's IPv6 address (NAT66).
+SERVER_IP6, CLIENT_IP6, NAT_IP6 = PLAN6.address("server"), PLAN6.address("client"), PLAN6.address("fwc-out")
+SERVER_SIDE6 = FirewallPolicy(allow_inbound=(Service(21, address=SERVER_IP6),))
 CAPTURES = ("fwc-in", "fwc-out", "fws-out", "fws-in")  # in path order, client to server
 
 
@@ -106,10 +109,34 @@ def ftp_server(lab, ftp_root) -> FtpServer:
     return FtpServer(lab, "server", config, "vsftpd").start()
 
 
+@pytest.fixture
+def ftp_server_both(lab, ftp_root) -> FtpServer:
+    """This case's vsftpd listening on [::]: IPv6 clients, and IPv4 ones as mapped addresses."""
+    config = FtpServerConfig(root=ftp_root[0], data_timeout=DATA_TIMEOUT, ipv6=True)
+    return FtpServer(lab, "server", config, "vsftpd-both").start()
+
+
+@dataclass(frozen=True)
+class PortNaming(FtpDownload):
+    """A download whose PORT names `port_address`: over IPv6 a PORT cannot name the
+    client's own address, so the client needs an IPv4 one to send at all."""
+
+    port_address: str = ""
+
+    def argv(self, server: str) -> list[str]:
+        extra = ["--port-address", self.port_address] if self.port_address else []
+        return [*super().argv(server), *extra]
+
+
 def commands(capture: Capture, verb: bytes, port: int = 21) -> list[TcpSegment]:
     """The control-session segments (server `port`) carrying an FTP command or reply that
     starts with `verb`."""
     return [s for s in capture.segments() if port in (s.sport, s.dport) and s.payload.startswith(verb)]
+
+
+def endpoint(address: str, port: int | None) -> str:
+    """address:port, an IPv6 address in brackets (RFC 3986)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def stopped_at(syns: dict[str, list[TcpSegment]], active: bool) -> str:
@@ -132,7 +159,8 @@ def dropped_packet(captures: dict[str, Capture], result: dict[str, Any]) -> str:
     firewall = where.removeprefix("dropped at ")
     ingress = next(i for i in CAPTURES if i.startswith(firewall) and syns[i])
     s = syns[ingress][0]
-    return f"SYN {s.src}:{s.sport} > {s.dst}:{s.dport}, captured on {ingress}, x{len(syns[ingress])}"
+    where = f"captured on {ingress}, x{len(syns[ingress])}"
+    return f"SYN {endpoint(s.src, s.sport)} > {endpoint(s.dst, s.dport)}, {where}"
 
 
 def data_syns(captures: dict[str, Capture], result: dict[str, Any]) -> dict[str, list[TcpSegment]]:
@@ -186,10 +214,21 @@ def announced_port(text: str) -> int | None:
         numbers = [int(n) for n in re.findall(r"\d+", text[4:])]
         return numbers[4] * 256 + numbers[5] if len(numbers) >= 6 else None
     if text.startswith("EPRT"):
-        fields = text[4:].strip()
-        parts = fields.split(fields[:1]) if fields else []  # the first character delimits
-        return int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else None
+        fields = eprt(text)
+        return fields[2] if fields else None
     return None
+
+
+def eprt(text: str) -> tuple[int, str, int] | None:
+    """An EPRT command's fields (RFC 2428: EPRT <d>af<d>address<d>port<d>, the first
+    character after the verb delimits): the address family (1 IPv4, 2 IPv6), the address
+    as written, and the port; None when malformed. ftplib builds EPRT but has no parser
+    for it."""
+    fields = text.removeprefix("EPRT").strip()
+    parts = fields.split(fields[:1]) if fields else []
+    if len(parts) != 5 or parts[0] or parts[4] or not (parts[1].isdigit() and parts[3].isdigit()):
+        return None
+    return int(parts[1]), parts[2], int(parts[3])
 
 
 def server_replies(log: list[FtpLogLine], result: dict[str, Any]) -> list[str]:
@@ -261,9 +300,13 @@ def cell_of(
     return {
         "observed": observe(result, captures, replies, sha256),
         "dropped": dropped_packet(captures, result),
+        "data_syns": {intf: len(syns) for intf, syns in data_syns(captures, result).items()},
+        "ports": {key: result["download"][key] for key in ("sport", "data_port")},  # the client's
         "client": {k: result.get(k) for k in ("outcome", "step", "error", "transfer_s")},
         "server_replies": replies,
-        "expectations": {n: [f"{e.src} -> {e.dst}:{e.dport}" for e in evs] for n, evs in opened.items()},
+        "expectations": {
+            n: [f"{e.src} -> {endpoint(e.dst, e.dport)}" for e in evs] for n, evs in opened.items()
+        },
         "announced": announcements(captures, result),
         "data_port": announced[0] if announced else None,
         "server_saw_client": sorted({line.client for line in log if line.kind == "CONNECT"}),
@@ -278,18 +321,28 @@ def run_downloads(
     modes: tuple[str, ...],
     server: FtpServer,
     sha256: str,
+    address: str = SERVER_IP,
+    port_address: str = "",
 ) -> dict[str, dict[str, Any]]:
-    """One ftplib download per mode at once to `server`, with the evidence around them;
-    each download's outcome from evidence."""
+    """One ftplib download per mode at once to `server` at `address` (IPv4 or IPv6), with
+    the evidence around them; each download's outcome from evidence. `port_address`: the
+    address a PORT names over IPv6 (`PortNaming`)."""
     port = server.config.port
     downloads = [
-        FtpDownload(
-            mode, FILE, case.take_port(), case.take_port(), port=port, timeout=STEP_TIMEOUT, label=mode
+        PortNaming(
+            mode,
+            FILE,
+            case.take_port(),
+            case.take_port(),
+            port=port,
+            timeout=STEP_TIMEOUT,
+            label=mode,
+            port_address=port_address,
         )
         for mode in modes
     ]
     with evidence(lab, case, label, policies) as (folder, captures, expect):
-        results = run_ftp(lab, "client", SERVER_IP, downloads)
+        results = run_ftp(lab, "client", address, downloads)
     (folder / "downloads.json").write_text(json.dumps(results, indent=1))
     case.keep(folder / "downloads.json", f"the client's steps, {label}")
     log = server.log()

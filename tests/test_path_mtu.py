@@ -101,7 +101,7 @@ def test_s5_is_dual_stack_with_the_same_plan_in_ipv6():
     ("name", "family", "says"),
     [
         ("s5", 5, "address family 5 is not 4 or 6"),
-        ("s3", 6, "has no `PLAN6` (its IPv6 address plan: the topology is IPv4 only)"),
+        ("s6", 6, "has no `PLAN6` (its IPv6 address plan: the topology is IPv4 only)"),
     ],
 )
 def test_an_ipv6_plan_that_is_not_there_is_one_line(name, family, says):

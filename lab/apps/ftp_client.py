@@ -7,6 +7,13 @@ gives (the case's port block). With `--hold`, it waits between the announcement 
 use (so another host can try the announced port first). With `--noop`, the client sends NOOP on the control
 session every so many seconds during the transfer (the keepalive FTP clients offer).
 
+Over IPv6 (the server's address is an IPv6 one) EPRT names the client's IPv6 address
+(|2|addr|port|, RFC 2428) and EPSV's reply is read against the control session's peer, as
+ftplib does. PORT and PASV carry four IPv4 octets and are IPv4 only: over IPv6 a PORT
+names `--port-address` (an IPv4 address; without one the client refuses to send it), and
+a 227 reply's address is not used (the client fails the data command, saying so), so the
+server's answer to each is the evidence.
+
 Prints JSON events (connected, reply to each command, data_connected, transferred) and
 one result record: outcome "ok", or "failed" with the step (login, data command, data
 connection, transfer, final reply) and the error; bytes, SHA-256 and times.
@@ -48,19 +55,41 @@ def command(ftp: ftplib.FTP, line: str, step: str) -> str:
     return reply
 
 
+def announcement(mode: str, host: str, port: int, port_address: str = "") -> str:
+    """The PORT or EPRT command announcing `host`:`port` (RFC 959, RFC 2428). An IPv6
+    `host` has no PORT form: it names `port_address`, an IPv4 address, or is refused."""
+    six = ":" in host
+    if mode == "EPRT":
+        return f"EPRT |{2 if six else 1}|{host}|{port}|"
+    if six:
+        if not port_address:
+            raise Step("data command", f"PORT names an IPv4 address only, not {host}: use EPRT over IPv6")
+        host = port_address
+    return "PORT " + ",".join(host.split(".") + [str(port >> 8), str(port & 0xFF)])
+
+
 def open_data(
-    ftp: ftplib.FTP, mode: str, data_port: int, timeout: float, path: str, hold: float = 0.0
+    ftp: ftplib.FTP,
+    mode: str,
+    data_port: int,
+    timeout: float,
+    path: str,
+    hold: float = 0.0,
+    port_address: str = "",
 ) -> socket.socket:
     """Set up the data connection of RETR `path` in `mode`; returns its socket. With
     `hold`, wait that long after the announcement before using it."""
     control = ftp.sock
     assert control is not None
+    six = control.family == socket.AF_INET6
     if mode in PASSIVE:
         if mode == "PASV":
             host, port = ftplib.parse227(command(ftp, "PASV", "data command"))
         else:
             host, port = ftplib.parse229(command(ftp, "EPSV", "data command"), control.getpeername())
         emit("announced", mode=mode, host=host, port=port)
+        if six and mode == "PASV":
+            raise Step("data command", f"227 names {host}, an IPv4 address: PASV is IPv4 only")
         time.sleep(hold)
         try:
             data = connect(host, port, data_port, timeout)
@@ -72,16 +101,13 @@ def open_data(
             abort(data)
             raise Step("data command", reply)
         return data
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    host = control.getsockname()[0]
+    line = announcement(mode, host, data_port, port_address)
+    listener = socket.socket(control.family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((control.getsockname()[0], data_port))
+    listener.bind((host, data_port))
     listener.listen(1)
     try:
-        host = control.getsockname()[0]
-        if mode == "PORT":
-            line = "PORT " + ",".join(host.split(".") + [str(data_port >> 8), str(data_port & 0xFF)])
-        else:
-            line = f"EPRT |1|{host}|{data_port}|"
         command(ftp, line, "data command")
         emit("announced", mode=mode, host=host, port=data_port)
         time.sleep(hold)
@@ -121,7 +147,7 @@ def download(args: argparse.Namespace, result: dict[str, Any]) -> None:
     ftp = ftplib.FTP(timeout=args.timeout)
     try:
         ftp.sock = connect(args.server, args.port, args.sport, args.timeout)
-        ftp.af = socket.AF_INET
+        ftp.af = ftp.sock.family
         ftp.file = ftp.sock.makefile("r", encoding=ftp.encoding)
         ftp.welcome = ftp.getresp()
     except (OSError, ftplib.Error) as exc:
@@ -132,7 +158,9 @@ def download(args: argparse.Namespace, result: dict[str, Any]) -> None:
         command(ftp, "PASS lab@", "login")
         command(ftp, "TYPE I", "login")
         started = time.monotonic()
-        data = open_data(ftp, args.mode, args.data_port, args.timeout, args.file, args.hold)
+        data = open_data(
+            ftp, args.mode, args.data_port, args.timeout, args.file, args.hold, args.port_address
+        )
         digest, size = hashlib.sha256(), 0
         next_noop = time.monotonic() + args.noop if args.noop else None
         data.settimeout(args.timeout)
@@ -186,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=5.0, help="each step's wait (s)")
     parser.add_argument("--noop", type=float, default=0.0, help="NOOP every so many s during a transfer")
     parser.add_argument("--hold", type=float, default=0.0, help="wait this long after the announcement (s)")
+    parser.add_argument(
+        "--port-address", default="", help="over IPv6: the IPv4 address a PORT names (IPv4 only)"
+    )
     args = parser.parse_args(argv)
     stop_on_sigterm()
     result: dict[str, Any] = {

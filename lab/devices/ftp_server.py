@@ -21,13 +21,15 @@ from lab.config import FtpServerConfig, refuse
 from lab.devices.base import Device, Runner, daemon
 from lab.render.vsftpd import render_vsftpd
 
-_LINE = re.compile(r'\[pid (\d+)\] (?:\[\S+\] )?(.*?): Client "([\d.]+)"(?:, "(.*)")?')
+_LINE = re.compile(r'\[pid (\d+)\] (?:\[\S+\] )?(.*?): Client "([\w.:]+)"(?:, "(.*)")?')
+_MAPPED = "::ffff:"  # an IPv4 client of a socket listening on [::]
 
 
 @dataclass(frozen=True)
 class FtpLogLine:
     """One line of vsftpd's log: its session process, what kind (FTP command, FTP
-    response, OK DOWNLOAD, FAIL DOWNLOAD, CONNECT), the client's address and the text."""
+    response, OK DOWNLOAD, FAIL DOWNLOAD, CONNECT), the client's address (IPv4 or IPv6;
+    an IPv4-mapped one as the IPv4 address it maps) and the text."""
 
     pid: int
     kind: str
@@ -38,7 +40,7 @@ class FtpLogLine:
 def parse_vsftpd_log(text: str) -> list[FtpLogLine]:
     """The lines of vsftpd's log that name a session process and a client, in order."""
     found = (_LINE.search(raw) for raw in text.splitlines())
-    return [FtpLogLine(int(m[1]), m[2], m[3], m[4] or "") for m in found if m]
+    return [FtpLogLine(int(m[1]), m[2], m[3].removeprefix(_MAPPED), m[4] or "") for m in found if m]
 
 
 def make_file(folder: Path, name: str, size: int) -> str:

@@ -4,6 +4,10 @@ vsftpd runs in the foreground (`background=NO`), owned by the lab and ended by P
 every command and reply (`log_ftp_protocol`) and every transfer to one file, which is the
 server's side of the evidence (what PORT it received after any ALG, which data port it
 announced, what it sent).
+
+Over IPv6 (`ipv6`), vsftpd answers EPRT and EPSV (RFC 2428); PORT and PASV carry four
+IPv4 octets: over an IPv6 control session it refuses a PORT (no IPv4 address is the
+session's peer) and answers PASV with 227 naming 0,0,0,0 (measured: testcases/test_s3_ipv6.py).
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from lab.config import FtpServerConfig
 def render_vsftpd(config: FtpServerConfig, log_file: str, empty_dir: str) -> str:
     """The whole vsftpd.conf; `empty_dir`: an empty directory vsftpd may chroot into."""
     options = {
-        "listen": "YES",
-        "listen_ipv6": "NO",
+        # One listening socket: IPv4 only, or [::] for both families (vsftpd refuses both on).
+        "listen": "NO" if config.ipv6 else "YES",
+        "listen_ipv6": "YES" if config.ipv6 else "NO",
         "listen_port": config.port,
         "background": "NO",
         # Anonymous downloads only, from the lab's own directory.
