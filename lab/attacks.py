@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import ConfigError, LabError
+from lab.packets import flags_to_bits
 
 if TYPE_CHECKING:
     from lab.net import Lab
 
 LAB_NETWORK = ipaddress.ip_network("10.0.0.0/8")
+# The lab's IPv6 plans (fd00:<scenario>:<net>::<host>, topologies' PLAN6): nmap's targets
+# may be there too; hping3 speaks IPv4 only.
+LAB_NETWORK6 = ipaddress.ip_network("fd00::/16")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Crafted:
     hping3: tuple[str, ...]
     flags: str  # the flags as lab.packets prints them (S, A, F, R, P, U)
     why: str
+    data: int = 0  # bytes of payload (a mid-stream segment carries some)
 
 
 CRAFTED = (
@@ -43,15 +48,30 @@ CRAFTED = (
     Crafted("SYN-ACK without SYN", ("-S", "-A"), "SA", "an answer nobody asked for"),
     Crafted("fragmented SYN", ("-S", "-f"), "S", "a SYN split into IP fragments"),
 )
+# More segments that only make sense inside a session, beside CRAFTED's scans.
+NO_SESSION = (
+    Crafted("FIN-ACK without session", ("-F", "-A"), "FA", "a close for a session that does not exist"),
+    Crafted("mid-stream data", ("-P", "-A", "-d", "20"), "PA", "data for a session that does not exist", 20),
+)
 
 
-def _lab_target(target: str) -> None:
+def nmap_flags(flags: str) -> str:
+    """TCP flags (lab.packets' letters) as nmap's --scanflags number: the flags byte, whose
+    bits nmap sends as given ("" sends none, a NULL segment)."""
+    return str(flags_to_bits(flags))
+
+
+def _lab_target(target: str, ipv6: bool = False) -> None:
+    """Refuse a target outside the lab's IPv4 range (and, with `ipv6`, its IPv6 one)."""
+    networks = (LAB_NETWORK, LAB_NETWORK6) if ipv6 else (LAB_NETWORK,)
     try:
-        inside = ipaddress.ip_address(target) in LAB_NETWORK
+        address = ipaddress.ip_address(target)
     except ValueError:
-        inside = False
-    if not inside:
-        raise ConfigError(f"target {target!r}: attacks go only to lab addresses ({LAB_NETWORK})")
+        address = None
+    # An address is never inside a network of the other family (`in` says False).
+    if address is None or not any(address in network for network in networks):
+        names = ", ".join(str(n) for n in networks)
+        raise ConfigError(f"target {target!r}: attacks go only to lab addresses ({names})")
 
 
 def hping3_argv(
@@ -101,14 +121,29 @@ def parse_hping3(text: str) -> dict[str, int]:
 NMAP_SCANS = {"ACK scan": "-sA", "FIN scan": "-sF", "XMAS scan": "-sX", "NULL scan": "-sN", "SYN scan": "-sS"}
 
 
-def nmap_argv(scan: str, target: str, ports: str, source_port: int) -> list[str]:
-    """nmap running one scan type against `ports` of `target`, from `source_port`, no
-    host discovery, one try per probe, its report as XML on stdout."""
-    _lab_target(target)
+def nmap_argv(
+    scan: str, target: str, ports: str, source_port: int, flags: str | None = None, data: int = 0
+) -> list[str]:
+    """nmap running one scan type against `ports` of `target` (IPv4, or IPv6: `-6`), from
+    `source_port`, no host discovery, one try per probe, its report as XML on stdout; with
+    `flags` its probes carry exactly those TCP flags (`--scanflags`, lab.packets' letters)
+    and `data` bytes of random payload."""
+    _lab_target(target, ipv6=True)
     if scan not in NMAP_SCANS:
         raise ConfigError(f"nmap: no scan {scan!r} (known: {', '.join(NMAP_SCANS)})")
-    return ["nmap", NMAP_SCANS[scan], "-p", ports, "-g", str(source_port), "-n", "-Pn", "--max-retries", "0",
-            "-oX", "-", target]  # fmt: skip
+    six = ["-6"] if ipaddress.ip_address(target).version == 6 else []
+    crafted = ["--scanflags", nmap_flags(flags)] if flags is not None else []
+    crafted += ["--data-length", str(data)] if data else []
+    return ["nmap", *six, NMAP_SCANS[scan], *crafted, "-p", ports, "-g", str(source_port), "-n", "-Pn",
+            "--max-retries", "0", "-oX", "-", target]  # fmt: skip
+
+
+def crafted_nmap_argv(crafted: Crafted, target: str, port: int, source_port: int) -> list[str]:
+    """nmap sending `crafted` once to `target`:`port` from `source_port`: hping3's job for
+    an IPv6 target (hping3 speaks IPv4 only). Not for a fragmented kind."""
+    if "-f" in crafted.hping3:
+        raise ConfigError(f"nmap: {crafted.name}: fragments are hping3's (-f)")
+    return nmap_argv("SYN scan", target, str(port), source_port, crafted.flags, crafted.data)
 
 
 def parse_nmap_xml(text: str) -> dict[int, str]:

@@ -16,24 +16,18 @@ from typing import Any
 
 from lab.attacks import CRAFTED, hping3_argv, nmap_argv, parse_nmap_xml, run_hping3
 from lab.capture import Capture, stop_captures
-from lab.config import FirewallPolicy
 from lab.packets import TcpSegment, read_fragments
 from lab.plot import verdict_matrix_figure
 from lab.render.nftables import rule_count
 from lab.results import Case
 from lab.traffic import run_sessions
 from lab.wait import at_once
-from testcases.s5_common import ECHOES, INTENT, OUTBOUND, PUBLISHED, UNPUBLISHED, accepted_from
+from testcases.s5_common import ECHOES, INTENT, OUTBOUND, PUBLISHED, UNPUBLISHED, accepted_from, load_filter
 
 # This module's lab, every S5 module's: the plugin builds it, the shared `fw` and `servers`
 # fixtures set the firewall and the echo servers up.
 LAB_TOPOLOGY, FIREWALL_POLICY, ECHO_SERVERS = "s5", INTENT, ECHOES
 FILTERS = ("stateful", "stateless")
-
-
-def load_filter(fw, case: Case, kind: str, policy: FirewallPolicy = INTENT) -> Path:
-    path = fw.apply_policy(policy) if kind == "stateful" else fw.apply_stateless(policy)
-    return case.keep(path, f"ruleset, {kind}")
 
 
 def test_same_intent_stateful_and_stateless(lab, fw, servers, case):

@@ -6,9 +6,12 @@ import pytest
 
 from lab.attacks import (
     CRAFTED,
+    NO_SESSION,
     conntrack_slab,
+    crafted_nmap_argv,
     hping3_argv,
     nmap_argv,
+    nmap_flags,
     parse_hping3,
     parse_nmap_xml,
 )
@@ -96,3 +99,33 @@ def test_the_early_drop_agent_reads_what_conntrack_deleted():
 
     found = _DELETED.search("conntrack v1.4.7 (conntrack-tools): 57 flow entries have been deleted.")
     assert found is not None and found[1] == "57"
+
+
+def test_nmap_over_ipv6_and_crafted_segments():
+    # IPv4 unchanged; IPv6 targets in the lab's ULA plans get -6, others are refused.
+    ipv4 = nmap_argv("ACK scan", "10.0.1.10", "80,5001", 12000)
+    assert ipv4 == ["nmap", "-sA", "-p", "80,5001", "-g", "12000", "-n", "-Pn", "--max-retries", "0",
+                    "-oX", "-", "10.0.1.10"]  # fmt: skip
+    assert nmap_argv("ACK scan", "fd00:5:1::10", "80", 12000)[:3] == ["nmap", "-6", "-sA"]
+    for outside in ("2001:db8::1", "fe80::1", "8.8.8.8", "srv"):
+        with pytest.raises(ConfigError, match="only to lab addresses"):
+            nmap_argv("SYN scan", outside, "80", 12000)
+    # hping3 speaks IPv4 only: an IPv6 target is refused.
+    with pytest.raises(ConfigError, match="only to lab addresses"):
+        hping3_argv("fd00:5:1::10", 80, ("-A",), 1)
+    # --scanflags takes the TCP flags byte: FIN 1, SYN 2, RST 4, PSH 8, ACK 16, URG 32.
+    assert [nmap_flags(f) for f in ("A", "F", "FPU", "", "R", "SA", "FA", "PA")] == [
+        "16", "1", "41", "0", "4", "18", "17", "24"
+    ]  # fmt: skip
+    mid = next(c for c in NO_SESSION if c.flags == "PA")
+    argv = crafted_nmap_argv(mid, "fd00:5:1::10", 5001, 12001)
+    assert argv[:7] == ["nmap", "-6", "-sS", "--scanflags", "24", "--data-length", "20"]
+    assert argv[-1] == "fd00:5:1::10" and argv[argv.index("-g") + 1] == "12001"
+    fragmented = next(c for c in CRAFTED if "-f" in c.hping3)
+    with pytest.raises(ConfigError, match="fragments"):
+        crafted_nmap_argv(fragmented, "fd00:5:1::10", 5001, 12001)
+
+
+def test_nmap_ipv6_report_as_data():
+    """The same reader as over IPv4: nmap -6's SYN scan of c1 behind the stateful policy."""
+    assert parse_nmap_xml((SAMPLES / "nmap6-syn.xml").read_text()) == {80: "closed", 5001: "filtered"}

@@ -116,7 +116,7 @@ def test_the_same_intent_stateless_needs_no_state_and_is_checked_by_nft():
     assert_golden(text, "stateless.nft")
     assert "ct state" not in text and "notrack" in text
     stateful = render_ruleset(intent, "fw-in", "fw-out")
-    assert (rule_count(stateful), rule_count(text)) == (6, 5)
+    assert (rule_count(stateful), rule_count(text)) == (6, 6)
     if shutil.which("nft") is None or os.geteuid() != 0:
         pytest.skip("nft -c needs nft and root")
     check = subprocess.run(["nft", "-c", "-f", "-"], input=text, text=True, capture_output=True)

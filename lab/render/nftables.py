@@ -308,9 +308,11 @@ EPHEMERAL = "1024-65535"  # where a router ACL expects the replies to its client
 def render_stateless(policy: FirewallPolicy, inside: str, outside: str) -> str:
     """The same intent as `render_ruleset` without session state: a router's ACL pair.
     Nothing is tracked (notrack), so a reply is recognised by its header alone: TCP with
-    ACK or RST set towards an ephemeral port ("established" in router ACLs), an echo reply;
-    new inbound sessions only to the published services. What that lets through that a
-    stateful firewall would not (crafted ACK, FIN-ACK or RST packets) is the point."""
+    ACK or RST set towards an ephemeral port ("established" in router ACLs), an echo reply
+    of either family (`icmp type` matches IPv4 alone in an inet table, so IPv6's has its
+    own `icmpv6` rule); new inbound sessions only to the published services. What that
+    lets through that a stateful firewall would not (crafted ACK, FIN-ACK or RST packets)
+    is the point."""
     lines = [f"table inet {TABLE}", f"delete table inet {TABLE}", f"table inet {TABLE} {{"]
     lines += ["\tcounter passed_as_reply { }", "\tcounter drop_denied { }"]
     lines += [
@@ -327,6 +329,7 @@ def render_stateless(policy: FirewallPolicy, inside: str, outside: str) -> str:
         f'\t\tiifname "{outside}" oifname "{inside}" tcp dport {EPHEMERAL} tcp flags & (ack | rst) != 0 '
         'counter name "passed_as_reply" accept',
         f'\t\tiifname "{outside}" oifname "{inside}" icmp type echo-reply accept',
+        f'\t\tiifname "{outside}" oifname "{inside}" icmpv6 type echo-reply accept',
     ]
     for service in policy.allow_inbound:
         lines.append(_inbound_rule(service, inside, outside, strict=False, stateful=False))
