@@ -96,6 +96,14 @@ def build_tcp(seg: TcpSegment, payload: bytes = b"", ttl: int = 64) -> bytes:
     return ip + tcp + payload
 
 
+def send_tcp(seg: TcpSegment, payload: bytes = b"") -> None:
+    """Send `seg` from a raw socket of its addresses' family (IPPROTO_RAW: the header is
+    ours), in the namespace this process runs in: a hand-made segment, an out-of-state ACK."""
+    family = socket.AF_INET6 if ipaddress.ip_address(seg.dst).version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW) as tx:
+        tx.sendto(build_tcp(seg, payload), (seg.dst, 0))
+
+
 def _build_tcp6(seg: TcpSegment, payload: bytes, hop_limit: int) -> bytes:
     """An IPv6 packet carrying `seg` (no extension headers), its TCP checksum over the
     IPv6 pseudo-header (RFC 8200, 8.1)."""

@@ -19,18 +19,14 @@ again (idle probes, testcases/s1_common.py).
 
 from __future__ import annotations
 
-from lab.capture import Capture, SessionEvents, stop_captures
 from lab.plot import packet_timeline
-from lab.traffic import send_segment
 from testcases.s1_common import (
     ECHOES,
     IDLES,
     LONG_SERVICE,
-    PUBLISHED,
     SERVICE,
     STRICT,
     SWEEPS,
-    UNPUBLISHED,
     T,
     assert_as_expected,
     assert_expired_and_hung,
@@ -39,6 +35,7 @@ from testcases.s1_common import (
     run_sweep,
     server_saw,
 )
+from testcases.s1_unsolicited import unsolicited_ack
 
 # This module's lab, every S1 module's: the plugin builds it, the shared `fw` and `servers`
 # fixtures set the firewall and the echo servers up (the s2-server link can become a WAN link).
@@ -142,63 +139,7 @@ def test_fix_b_loose_pickup_delivers(lab, fw, servers, case, collected):
 
 def test_fix_b_security_cost(lab, fw, servers, case):
     """Fix b's cost: an unsolicited ACK from outside creates a session in loose mode only"""
-    client, server = lab.ip("client"), lab.ip("server")
-    counts: dict[str, dict[str, int]] = {}
-    for mode, policy in (("strict", STRICT), ("loose", STRICT.with_changes(loose_pickup=True))):
-        case.keep(fw.apply_policy(policy), f"ruleset, {mode}")
-        fw.flush_sessions()
-        sports = {port: case.take_port() for port in (PUBLISHED, UNPUBLISHED)}
-        with (
-            Capture(lab, "fw", "fw-out", case.path, f"{mode}-outside-fw-out") as outside,
-            Capture(lab, "fw", "fw-in", case.path, f"{mode}-inside-fw-in") as inside,
-            SessionEvents(lab, "fw", f"{mode}-session-events", only="NEW") as events,
-        ):
-            for port in (PUBLISHED, UNPUBLISHED):
-                dropped = fw.drops()
-                send_segment(lab, "server", server, client, sports[port], port, "A")
-
-                def verdict(port: int = port, dropped: int = dropped) -> bool:
-                    created = [e for e in events.events() if e.event == "NEW" and e.dport == port]
-                    return bool(created) or fw.drops() > dropped
-
-                # The firewall's verdict on the segment: a session created, or a drop counted.
-                lab.wait(verdict, 5, f"the firewall to admit or drop the ACK to port {port}")
-            stop_captures([outside, inside])
-        case.keep(outside.path, f"capture outside, {mode}")
-        case.keep(inside.path, f"capture inside, {mode}")
-        case.keep(events.path, f"session events, {mode}")
-        arrived, seen = outside.segments(), inside.segments()
-        new = [e for e in events.events() if e.event == "NEW" and e.src == server]
-        counts[mode] = {"drops": fw.drops()}
-        for port in (PUBLISHED, UNPUBLISHED):
-            ack = (server, sports[port], client, port)
-            counts[mode][f"ACKs arriving outside, port {port}"] = len([x for x in arrived if x.key == ack])
-            counts[mode][f"sessions created, port {port}"] = len([e for e in new if e.dport == port])
-            counts[mode][f"ACKs let in, port {port}"] = len([x for x in seen if x.key == ack])
-            counts[mode][f"inside host answered, port {port}"] = len(
-                [x for x in seen if x.key == (client, port, server, sports[port])]
-            )
-    case.figure("unsolicited ACK from outside", counts)
-    ev = f"(captures and session events in {case.path})"
-    for mode in ("strict", "loose"):
-        for port in (PUBLISHED, UNPUBLISHED):
-            assert counts[mode][f"ACKs arriving outside, port {port}"] == 1, (
-                f"{mode}: the ACK to {port} never arrived {ev}"
-            )
-        assert counts[mode][f"sessions created, port {UNPUBLISHED}"] == 0, (
-            f"{mode}: unpublished port got a session {ev}"
-        )
-        assert counts[mode][f"ACKs let in, port {UNPUBLISHED}"] == 0, f"{mode}: unpublished port reached {ev}"
-    assert counts["strict"][f"sessions created, port {PUBLISHED}"] == 0, f"strict mode created a session {ev}"
-    assert counts["strict"][f"ACKs let in, port {PUBLISHED}"] == 0, f"strict mode let the ACK in {ev}"
-    assert counts["strict"]["drops"] == 2, f"strict mode should drop both ACKs, no more {ev}"
-    assert counts["loose"][f"sessions created, port {PUBLISHED}"] == 1, (
-        f"loose mode should create a session {ev}"
-    )
-    assert counts["loose"][f"ACKs let in, port {PUBLISHED}"] == 1, f"loose mode should let the ACK in {ev}"
-    assert counts["loose"][f"inside host answered, port {PUBLISHED}"] == 1, (
-        f"the inside host should answer (RST) {ev}"
-    )
+    case.figure("unsolicited ACK from outside", unsolicited_ack(lab, fw, case))
 
 
 def test_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, collected):

@@ -15,7 +15,10 @@ expiry) each need their own.
   stay ESTABLISHED meanwhile.
 - Fix a: port 9000 delivered at every idle time; the session table gives its IPv6
   sessions 20 s where port 8080's have T.
-- Fix b: the mid-stream segment re-creates the IPv6 session.
+- Fix b: the mid-stream segment re-creates the IPv6 session; and its cost: a crafted
+  mid-stream IPv6 ACK from outside, no session behind it, creates a session and reaches the
+  published port under loose pick-up, where the strict policy drops it (at fw-out, counted
+  as out of state) (testcases/s1_unsolicited.py).
 - Fix c: both ends reset at about T; exactly one RST per side, each with its receiver's
   next expected sequence number from the capture.
 - Fix d: TCP keepalive or a heartbeat every T/2 keeps the IPv6 session through any idle.
@@ -47,6 +50,7 @@ from testcases.s1_common import (
     run_sweep,
     server_saw,
 )
+from testcases.s1_unsolicited import unsolicited_ack
 
 # This module's lab, every S1 module's: the plugin builds it, the shared `fw` and `servers`
 # fixtures set the firewall and the echo servers up (each echo server listens on both families).
@@ -111,6 +115,11 @@ def test_ipv6_fix_b_loose_pickup_delivers(lab, fw, servers, case, collected):
         )
     recreated = assert_recreated(run, run.of(FIX_B.series[0])[-1])
     case.figure("session absent, then re-created by the mid-stream segment at (s)", round(recreated, 2))
+
+
+def test_ipv6_fix_b_security_cost(lab, fw, servers, case):
+    """IPv6, fix b's cost: an unsolicited IPv6 ACK from outside creates a session in loose mode only"""
+    case.figure("unsolicited IPv6 ACK from outside", unsolicited_ack(lab, fw, case, family=SIX))
 
 
 def test_ipv6_fix_c_reset_both_ends_at_expiry(lab, fw, servers, case, collected):

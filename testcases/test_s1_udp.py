@@ -15,10 +15,7 @@ never answered, or one whose last datagram came within 2 s, expires at U.
 
 - Failure: past its timeout the server's datagram is captured arriving at fw-out and never
   leaving by fw-in (counted as drop_denied); the client waits in vain.
-- NAT rebinding (masquerade): the next datagram after expiry makes a new mapping. Linux
-  keeps the client's port where it is free, so the server sees the same address:port; with
-  `fully-random` it sees another port, and its answer owed to the old address:port (a
-  server keying clients by address:port, as QUIC's connection IDs exist to survive) is lost.
+- NAT rebinding (masquerade, a new mapping after expiry): testcases/test_s1_udp_rebinding.py.
 - Fixes: an application keepalive under the timeout that applies; a longer timeout for one
   port (the other keeps U/S).
 """
@@ -27,42 +24,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from lab.capture import Capture, SessionEvents, SessionRecorder, stop_captures
 from lab.config import FirewallPolicy, TimeoutRule
-from lab.conntrack import Session, parse_table
 from lab.plot import session_timeline
 from lab.plot.udp import datagram_timeline, udp_outcome_figure
-from lab.procs import Proc
 from lab.results import Case, safe_name
-from lab.topology import plan
-from lab.traffic.udp import (
-    Datagram,
-    UdpFlow,
-    UdpProbeResult,
-    capture_datagrams,
-    run_udp_probes,
-    start_udp_server,
-    udp_datagrams,
-)
-from testcases.common import dashed, rerun_missing
-from testcases.s1_common import STRICT
+from lab.traffic.udp import UdpFlow, UdpProbeResult, udp_datagrams
+from testcases.common import rerun_missing
+from testcases.s1_udp_common import APP_TIMEOUT, LONG, LONG_PORT, POLICY, PORT, Run, S, U, run_flows
 
-U, S, LONG = 2, 4, 20  # the lab's UDP timeouts (s): unreplied, stream, port LONG_PORT's
 # Below U, between U and S, above S: 1 s from U and S, and 0.5 s past S (a late answer is
 # only later: the margin that matters is to the timeouts the answer must beat).
 IDLES = (1.0, 3.0, 4.5)
 WARMUP = 2.5  # s of refresh before the push: 0.5 s past the kernel's 2 s
-# s the client waits past the idle time: the answer comes at the idle time, plus the path's
-# delay (a busy machine's switches held one 0.22 s between the server and fw-out)
-APP_TIMEOUT = 1.0
-PORT, LONG_PORT = 5300, 5301
-POLICY = STRICT.with_changes(udp_timeout=U, udp_stream_timeout=S)
-OUTSIDE = plan("s1").addresses["fw-out"]  # the firewall's outside address: masquerade's
 
 # Every S1 module's lab; the shared `fw` fixture loads the policy (each case starts its UDP server).
 LAB_TOPOLOGY, LAB_TOPOLOGY_PARAMS, FIREWALL_POLICY = "s1", {"wan_delay": "0ms"}, POLICY
@@ -121,73 +96,6 @@ SWEEPS = {
         ),
     )
 }
-
-
-@dataclass
-class Run:
-    """Flows run at once through one policy, and their evidence."""
-
-    results: list[UdpProbeResult]
-    inside: list[Datagram]  # captured on fw-in
-    outside: list[Datagram]  # captured on fw-out
-    sessions: SessionRecorder
-    events: list[Session]  # conntrack -E of this run's flows (UDP; SessionEvents.events is TCP's)
-    server: Proc
-    folder: Path
-
-    def of(self, label: str, idle: float) -> UdpProbeResult:
-        return next(r for r in self.results if r.probe.label == label and r.probe.idle == idle)
-
-    def at(
-        self, lane: str, src: Any = None, dst: Any = None, data: str = "", after: float = 0.0
-    ) -> list[Datagram]:
-        """Datagrams captured on `lane` ("inside": fw-in, "outside": fw-out) from `src`
-        and/or to `dst` (address, port), their text starting with `data`, after `after`."""
-        return [
-            d
-            for d in getattr(self, lane)
-            if (src is None or (d.src, d.sport) == src)
-            and (dst is None or (d.dst, d.dport) == dst)
-            and d.data.startswith(data)
-            and d.time > after
-        ]
-
-
-def run_flows(lab, fw, case: Case, name: str, policy: FirewallPolicy, flows: list[UdpFlow]) -> Run:
-    """Load `policy`, start a UDP server, run `flows` at once with captures on both sides of
-    the firewall, its session table sampled every 0.2 s and its events; keep the evidence."""
-    folder = case.path / safe_name(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    case.keep(fw.apply_policy(policy), f"ruleset, {name}")
-    fw.flush_sessions()
-    server = start_udp_server(lab, "server", [PORT, LONG_PORT], f"udp-server-{safe_name(name)}")
-    bpf = "udp or icmp"
-    with (
-        Capture(lab, "fw", "fw-in", folder, "inside-fw-in", bpf=bpf) as inside,
-        Capture(lab, "fw", "fw-out", folder, "outside-fw-out", bpf=bpf) as outside,
-        SessionRecorder(lab, "fw") as sessions,
-        SessionEvents(lab, "fw", f"session-events-{safe_name(name)}") as events,
-    ):
-        results = run_udp_probes(lab, "client", lab.ip("server"), flows)
-        stop_captures([inside, outside])
-    lab.stop(server)
-    sports = {r.sport for r in results}
-    run = Run(
-        results,
-        capture_datagrams(inside.path),
-        capture_datagrams(outside.path),
-        sessions,
-        [e for e in parse_table(events.output()) if e.proto == "udp" and e.sport in sports],
-        server,
-        folder,
-    )
-    case.keep(inside.path, f"capture, client side (fw-in), {name}")
-    case.keep(outside.path, f"capture, server side (fw-out), {name}")
-    case.keep(events.path, f"session events, {name}")
-    case.keep(sessions.save(folder / "sessions.json"), f"session table over time, {name}")
-    (folder / "flows.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
-    case.keep(folder / "flows.json", f"flow results, {name}")
-    return run
 
 
 def run_sweep(lab, fw, case: Case, sweep: Sweep, collected: dict[str, Any]) -> Run:
@@ -325,64 +233,6 @@ def test_failure_udp_flow_expires(lab, fw, case, collected):
             "timeline", "datagram timeline of the failure: the server's answer enters and never leaves"
         ),
         f"{worst.probe.label}, idle {worst.probe.idle:g}s > U: into the firewall (fw-out), out of it (fw-in)",
-    )
-
-
-@pytest.mark.parametrize("ports", ["masquerade", "fully-random"], ids=dashed)
-def test_nat_rebinding(lab, fw, case, ports):
-    """NAT rebinding: a new mapping after expiry; with random ports the answer to the old one is lost"""
-    policy = POLICY.with_changes(snat=True, snat_random="" if ports == "masquerade" else ports)
-    # Answered once at 0 s (its entry then lives U = 2 s), the server owes `pushed` at 3.5 s;
-    # at 2.5 s the client speaks again, through a new mapping.
-    flow = UdpFlow(PORT, 3.5, "replied-once", APP_TIMEOUT, case.take_port(), warmup=0.0, resend_after=2.5)
-    run = run_flows(lab, fw, case, ports, policy, [flow])
-    (r,) = run.results
-    client, ev = lab.ip("client"), f"(evidence in {run.folder})"
-    log = udp_datagrams(run.server)
-    peer = {e["data"]: e["peer"] for e in log if e["event"] == "recv"}
-    owed = next(e["peer"] for e in log if e["event"] == "send" and e["data"] == "pushed")
-    before, after = peer[f"push {flow.idle}"], peer["echo again"]
-    view = {
-        "before idle": before,
-        "after idle": after,
-        "pushed sent to": owed,
-        "client keys": len({before, after}),
-    }
-    case.figure("the server's view of the client (its log)", view)
-    old, new = (OUTSIDE, int(before.rsplit(":", 1)[1])), (OUTSIDE, int(after.rsplit(":", 1)[1]))
-    assert before.startswith(f"{OUTSIDE}:") and after.startswith(f"{OUTSIDE}:") and owed == before, (
-        f"{view} {ev}"
-    )
-    mappings = [e for e in run.events if e.event == "NEW"]
-    case.figure("mappings made for the client's socket (conntrack NEW events)", len(mappings))
-    assert len(mappings) == 2, f"expected the first mapping and one after expiry: {mappings} {ev}"
-    assert r.raw["resend_answered_after"] is not None, f"the datagram after idle went unanswered: {r.raw}"
-    seen = {
-        "pushed arrived outside, to the old port": len(run.at("outside", dst=old, data="pushed")),
-        "pushed left inside, to the client": len(run.at("inside", dst=(client, r.sport), data="pushed")),
-        "after idle, from the new port (fw-out)": len(run.at("outside", src=new, data="echo again")),
-    }
-    case.figure("captures", seen)
-    case.figure("outcome of the server's pushed", r.outcome)
-    if ports == "masquerade":  # Linux keeps the client's own port where it is free
-        assert old == new == (OUTSIDE, r.sport) and view["client keys"] == 1, f"port moved: {view} {ev}"
-        assert r.outcome == "delivered", f"{r.raw} {ev}"
-    else:
-        assert old != new and r.sport not in (old[1], new[1]), f"fully-random kept a port: {view} {ev}"
-        assert view["client keys"] == 2 and r.outcome == "lost", f"{r.raw} {ev}"
-    delivered = int(r.outcome == "delivered")
-    assert list(seen.values()) == [1, delivered, 1], f"{seen} {ev}"
-    datagram_timeline(
-        {"server side (fw-out)": run.outside, "client side (fw-in)": run.inside},
-        {"server side (fw-out)": sorted({old, new}), "client side (fw-in)": [(client, r.sport)]},
-        r.wall_start,
-        {
-            f"timeout U={U}s": r.wall_start + U,
-            "client again": r.wall_start + flow.resend_after,
-            "server answers": r.wall_start + flow.idle,
-        },
-        case.plot_path("timeline", f"NAT rebinding ({ports}): the client's ports as the server sees them"),
-        f"{policy.snat_random or 'masquerade'}: the client's datagrams and the server's owed answer",
     )
 
 

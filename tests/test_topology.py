@@ -14,7 +14,7 @@ from lab.rewrite import tagged_topo, topology_problems
 
 def test_s1_loads_without_building_anything():
     topo = topology.load("s1")
-    assert sorted(topo.hosts()) == ["client", "fw", "server"]
+    assert sorted(topo.hosts()) == ["client", "client2", "fw", "server"]
     assert topo.nodeInfo("fw")["role"] == "firewall"
     assert topology_problems(topo) == []
 

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -91,6 +92,20 @@ def test_keepalives_and_the_resend_go_out_while_waiting(loop, server):
     keeps = [t for t in texts(proc, r.client, "recv") if t.startswith("keep")]
     assert len(keeps) == r.raw["keepalives"] == 3, (keeps, r.raw)  # at 0.3, 0.6, 0.9 s
     assert "echo again" in texts(proc, r.client, "send")
+
+
+def test_what_comes_while_refreshed_from_inside_is_kept_as_unasked(loop):
+    """Behind a NAT another host's answer can reach a flow kept from inside: its log says so."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer, ThreadPoolExecutor(1) as pool:
+        peer.bind((HERE, 0))
+        peer.settimeout(5)
+        flow = UdpFlow(peer.getsockname()[1], 0.1, "inside", 0.3, warmup=1.0, interval=0.1)
+        future = pool.submit(run_udp_probes, loop, "client", HERE, [flow])
+        data, client = peer.recvfrom(100)  # the flow's first keep: it is refreshing now
+        peer.sendto(b"pushed", client)
+        (r,) = future.result(timeout=10)
+    assert data == b"keep 0" and [text for _, text in r.raw["unasked"]] == ["pushed"], r.raw
+    assert r.outcome == "lost", r.raw  # the peer never answers the push itself
 
 
 def test_a_silent_server_loses_the_push_and_an_unanswered_echo_is_no_path(loop):

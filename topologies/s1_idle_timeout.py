@@ -1,10 +1,13 @@
 """S1: a client behind a stateful firewall, a server outside it.
 
-    client --- s1 --- [fw-in  fw  fw-out] --- s2 --- server
-  10.0.1.10        10.0.1.1        10.0.2.1          10.0.2.10
-  fd00:1:1::10     fd00:1:1::1     fd00:1:2::1       fd00:1:2::10
-        inside 10.0.1.0/24            outside 10.0.2.0/24
-               fd00:1:1::/64                  fd00:1:2::/64
+    client  10.0.1.10, fd00:1:1::10 --+
+                                      s1 --- [fw-in  fw  fw-out] --- s2 --- server
+    client2 10.0.1.11, fd00:1:1::11 --+      10.0.1.1     10.0.2.1          10.0.2.10
+                                             fd00:1:1::1  fd00:1:2::1       fd00:1:2::10
+         inside 10.0.1.0/24, fd00:1:1::/64        outside 10.0.2.0/24, fd00:1:2::/64
+
+`client2`, a second inside host, shares the firewall's outside address with `client`
+when it masquerades (S1-UDP: a NAT mapping's old port taken by another host).
 
 `wan_delay` ("25ms" each way; "0ms" makes the link changeable while the lab runs) puts
 the server behind a WAN link (s2 - server), delayed as stock Mininet's TCLink does.
@@ -28,7 +31,7 @@ from _sessionlab_nodes import DualStack, DualStackRouter, Plan, plan6
 from mininet.topo import Topo
 
 PLAN = Plan(
-    hosts={"inside": {"client": "10.0.1.10"}, "outside": {"server": "10.0.2.10"}},
+    hosts={"inside": {"client": "10.0.1.10", "client2": "10.0.1.11"}, "outside": {"server": "10.0.2.10"}},
     roles={"fw": "firewall"},
     networks={"inside": "10.0.1.0/24", "outside": "10.0.2.0/24"},
     addresses={"fw-in": "10.0.1.1", "fw-out": "10.0.2.1"},
@@ -39,8 +42,8 @@ PLAN6 = plan6(PLAN, "fd00:1")  # the same plan in IPv6: fd00:1:<third octet>::<f
 
 
 class FirewallTopo(Topo):
-    """client - s1 - fw - s2 - server, two /24s and two /64s; the s2-server link optionally
-    a WAN link."""
+    """client, client2 - s1 - fw - s2 - server, two /24s and two /64s; the s2-server link
+    optionally a WAN link."""
 
     def build(self, wan_delay=None):
         inside, outside = PLAN.addresses["fw-in"], PLAN.addresses["fw-out"]
@@ -54,7 +57,7 @@ class FirewallTopo(Topo):
             addresses6={intf: f"{PLAN6.address(intf)}/64" for intf in ("fw-in", "fw-out")},
         )
         hosts = {}
-        for name, gateway in (("client", "fw-in"), ("server", "fw-out")):
+        for name, gateway in (("client", "fw-in"), ("server", "fw-out"), ("client2", "fw-in")):
             hosts[name] = self.addHost(
                 name,
                 cls=DualStack,
@@ -69,6 +72,7 @@ class FirewallTopo(Topo):
         self.addLink(fw, s1, intfName1="fw-in", params1={"ip": f"{inside}/24"})
         self.addLink(fw, s2, intfName1="fw-out", params1={"ip": f"{outside}/24"})
         self.addLink(hosts["server"], s2, **({} if wan_delay is None else {"delay": wan_delay}))
+        self.addLink(hosts["client2"], s1)  # last: the other links keep their switch ports
 
 
 topos = {"s1": FirewallTopo}

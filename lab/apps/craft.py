@@ -1,13 +1,13 @@
-"""Send one hand-made TCP segment from this namespace (an out-of-state ACK, say)."""
+"""Send one hand-made TCP segment from this namespace (an out-of-state ACK, say), over
+IPv4 or IPv6 (the addresses say which)."""
 
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 
 from lab.apps.events import report
-from lab.packets import TcpSegment, build_tcp
+from lab.packets import TcpSegment, send_tcp
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ack", type=int, default=1000)
     args = parser.parse_args(argv)
     seg = TcpSegment(args.src, args.dst, args.sport, args.dport, args.seq, args.ack, args.flags, 0)
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as tx:
-        tx.sendto(build_tcp(seg), (args.dst, 0))
+    send_tcp(seg)
     report({"sent": seg.to_dict()})
     return 0
 

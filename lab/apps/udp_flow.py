@@ -18,7 +18,9 @@ came from: behind a NAT that has forgotten the flow, a new mapping).
 Outcome: delivered (`pushed` came), lost (it did not), no-path (an echo of the refresh was
 never answered, or an ICMP port unreachable came). Prints one JSON object: `learned_after`
 counts from the push until `pushed` came or the client gave up, `wall_start` is the push's
-wall-clock time; `keepalives` sent; `resent`, `resend_answered_after` (s after the push).
+wall-clock time; `keepalives` sent; `resent`, `resend_answered_after` (s after the push);
+`unasked`: what came while the flow was refreshed from inside, where nothing is answered
+(behind a NAT, another host's datagram delivered to this socket: `[wall time, text]`).
 """
 
 from __future__ import annotations
@@ -37,9 +39,16 @@ from lab.apps.udp_probe import positive, receive, warm_up
 REFRESHES = ("none", "inside", "replied-once", "both")
 
 
-def keep_inside(sock: socket.socket, until: float, interval: float, sent: int = 0) -> int:
+def keep_inside(
+    sock: socket.socket,
+    until: float,
+    interval: float,
+    sent: int = 0,
+    unasked: list[list[object]] | None = None,
+) -> int:
     """Send `keep <n>` every `interval` s until `until` (monotonic); answers are not
-    expected (any that come are dropped). The number of datagrams sent so far."""
+    expected: any that come are added to `unasked` as [wall time, text]. The number of
+    datagrams sent so far."""
     next_send = time.monotonic()
     while (now := time.monotonic()) < until:
         if now >= next_send:
@@ -47,12 +56,17 @@ def keep_inside(sock: socket.socket, until: float, interval: float, sent: int = 
             sent += 1
             next_send += interval
             continue
-        receive(sock, min(next_send, until))
+        data = receive(sock, min(next_send, until))
+        if data is not None and unasked is not None:
+            unasked.append([time.time(), data.decode(errors="replace")])
     return sent
 
 
-def refresh(sock: socket.socket, args: argparse.Namespace) -> tuple[int, int, int]:
-    """The warm-up --refresh asks for: (echoes sent, echoes answered, keeps sent)."""
+def refresh(
+    sock: socket.socket, args: argparse.Namespace, unasked: list[list[object]]
+) -> tuple[int, int, int]:
+    """The warm-up --refresh asks for: (echoes sent, echoes answered, keeps sent); what
+    came unasked while keeping it from inside added to `unasked`."""
     end = time.monotonic() + args.warmup
     if args.refresh == "both":
         sent, answered, _ = warm_up(sock, args.warmup, args.interval)
@@ -61,9 +75,9 @@ def refresh(sock: socket.socket, args: argparse.Namespace) -> tuple[int, int, in
         sock.send(b"echo 0")
         data = receive(sock, time.monotonic() + max(args.interval, 1.0))
         answered = int(data is not None and data.strip() == b"echo 0")
-        return 1, answered, keep_inside(sock, end, args.interval)
+        return 1, answered, keep_inside(sock, end, args.interval, unasked=unasked)
     if args.refresh == "inside":
-        return 0, 0, keep_inside(sock, end, args.interval)
+        return 0, 0, keep_inside(sock, end, args.interval, unasked=unasked)
     return 0, 0, 0
 
 
@@ -100,6 +114,7 @@ def wait_pushed(
 
 def probe(sock: socket.socket, args: argparse.Namespace) -> dict[str, object]:
     """The refresh, the push and the wait for its answer, as a result record."""
+    unasked: list[list[object]] = []
     result = probe_record(
         sock,
         args,
@@ -110,11 +125,12 @@ def probe(sock: socket.socket, args: argparse.Namespace) -> dict[str, object]:
         keepalives=0,
         resent=False,
         resend_answered_after=None,
+        unasked=unasked,
     )
     pushed_at = time.monotonic()
     result["wall_start"] = time.time()
     try:
-        sent, answered, keeps = refresh(sock, args)
+        sent, answered, keeps = refresh(sock, args, unasked)
         result.update(echoes_sent=sent, echoes_answered=answered, keeps_sent=keeps)
         if sent and not answered:
             result.update(outcome="no-path", learned_after=time.monotonic() - pushed_at)
