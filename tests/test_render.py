@@ -80,6 +80,16 @@ POLICIES = {
     # S5's path MTU (issue 25): ICMP errors dropped (the black hole), and the MSS clamp.
     "pmtu_drop": FirewallPolicy(allow_inbound=(Service(80),), icmp_errors="drop"),
     "mss_clamp": FirewallPolicy(allow_inbound=(Service(80),), icmp_errors="drop", clamp_mss=True),
+    # Both families (issue 25): a service and a timeout per family, the FTP helper for both,
+    # per-source limits counted per family, NAT66 by the same masquerade.
+    "dual_stack": FirewallPolicy(
+        tcp_timeout=30,
+        allow_inbound=(Service(21, address="10.0.3.10"), Service(21, address="fd00:3:3::10")),
+        timeouts=(TimeoutRule(600, port=21, address="fd00:3:3::/64"),),
+        helpers=(Helper(21),),
+        per_source_limit=20,
+        snat=True,
+    ),
 }
 
 
@@ -230,8 +240,8 @@ def test_first_timeout_rule_wins_and_default_comes_last():
     assert '"timeout_default_tcp"' in sets[-1]
 
 
-@pytest.mark.parametrize("name", ["udp_timeouts", "full_cone"])
-def test_s6_policies_are_accepted_by_nft(name):
+@pytest.mark.parametrize("name", ["udp_timeouts", "full_cone", "dual_stack"])
+def test_s6_and_dual_stack_policies_are_accepted_by_nft(name):
     import shutil
     import subprocess
 
