@@ -1,5 +1,5 @@
-"""What the S4 suites share: the address plan (the topology's), the real servers, the return path a case
-gives them, and the evidence each case reads (servers' logs, the clients' records)."""
+"""What the S4 suites share: the address plan (the topology's, IPv4 and IPv6), the real servers, the
+return path a case gives them, and the evidence each case reads (servers' logs, the clients' records)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ CLIENT_NETWORK = PLAN.networks["clients"]
 LB1_SERVER_SIDE = PLAN.addresses["lb1-s"]
 RETURN_PATHS = ("bypass", "route back", "source NAT", "direct server return")
 PAIR_GATEWAY = PLAN.vips["pair gateway"]  # the servers' gateway to the clients on a redundant pair (VRRP)
+
+# The same network in IPv6 (topologies/s4_balancers.py's PLAN6: fd00:4:<net>::<host>).
+PLAN6 = topology.plan("s4", family=6)
+VIP6 = PLAN6.vips["web"]
+SERVERS6: dict[str, str] = dict(PLAN6.hosts["servers"])
+BY_ADDRESS6 = {address: name for name, address in SERVERS6.items()}
+CLIENTS6: dict[str, str] = dict(PLAN6.hosts["clients"])
+CLIENT_NETWORK6 = PLAN6.networks["clients"]
+LB1_SERVER_SIDE6 = PLAN6.addresses["lb1-s"]
 
 
 def start_servers(
@@ -70,6 +79,20 @@ def set_return_path(lab: Lab, mode: str) -> None:
             lab.run(name, ["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
 
 
+def set_return_path6(lab: Lab, mode: str) -> None:
+    """`set_return_path` for IPv6: "bypass" (the servers' IPv6 default route, via gw),
+    "route back" (the clients' /64 via lb1), or direct server return (the IPv6 VIP on
+    their loopback: Linux answers neighbour solicitations only for the asking interface's
+    addresses, so no sysctl is needed). Source NAT needs no change on the servers."""
+    for name in SERVERS6:
+        lab.run(name, ["ip", "-6", "route", "del", CLIENT_NETWORK6], check=False)
+        lab.run(name, ["ip", "-6", "addr", "del", f"{VIP6}/128", "dev", "lo"], check=False)
+        if mode == "route back":
+            lab.run(name, ["ip", "-6", "route", "replace", CLIENT_NETWORK6, "via", LB1_SERVER_SIDE6])
+        elif mode == "direct server return":
+            lab.run(name, ["ip", "-6", "addr", "add", f"{VIP6}/128", "dev", "lo", "nodad"])
+
+
 def answered(servers: dict[str, Proc]) -> dict[tuple[str, int], str]:
     """(peer address, peer port) -> the server whose log holds that request."""
     out = {}
@@ -81,36 +104,42 @@ def answered(servers: dict[str, Proc]) -> dict[tuple[str, int], str]:
 
 
 def per_server(
-    records: dict[str, list[dict[str, Any]]], seen: dict[tuple[str, int], str]
+    records: dict[str, list[dict[str, Any]]],
+    seen: dict[tuple[str, int], str],
+    clients: dict[str, str] = CLIENTS,
 ) -> dict[str, dict[str, int]]:
     """client -> server -> requests, by the servers' logs (each client's request found by
-    its address and source port)."""
+    its address, in `clients`' family, and source port)."""
     counts: dict[str, dict[str, int]] = {}
     for client, rows in records.items():
         found = Counter(
-            seen[(CLIENTS[client], r["sport"])] for r in rows if (CLIENTS[client], r["sport"]) in seen
+            seen[(clients[client], r["sport"])] for r in rows if (clients[client], r["sport"]) in seen
         )
         counts[client] = {name: found.get(name, 0) for name in SERVERS}
     return counts
 
 
-def mismatches(records: dict[str, list[dict[str, Any]]], seen: dict[tuple[str, int], str]) -> list[str]:
+def mismatches(
+    records: dict[str, list[dict[str, Any]]],
+    seen: dict[tuple[str, int], str],
+    clients: dict[str, str] = CLIENTS,
+) -> list[str]:
     """Requests whose answer names another server than the log that holds them, or that
     no server logged although the client got an answer."""
     problems = []
     for client, rows in records.items():
         for r in rows:
-            logged = seen.get((CLIENTS[client], r["sport"]))
+            logged = seen.get((clients[client], r["sport"]))
             if r.get("ok") and logged != r.get("served_by"):
                 problems.append(f"{client}:{r['sport']} answered by {r.get('served_by')}, logged by {logged}")
     return problems
 
 
-def spread_loads(case: Case, per_client: int) -> dict[str, HttpLoad]:
-    """`per_client` new sessions to the VIP from each client, 4 at a time, from the case's
-    port block."""
+def spread_loads(case: Case, per_client: int, vip: str = VIP) -> dict[str, HttpLoad]:
+    """`per_client` new sessions to the VIP (`vip`: the IPv6 one for IPv6) from each client,
+    4 at a time, from the case's port block."""
     ports = case.take_ports(per_client * len(CLIENTS))
-    return {c: HttpLoad(VIP, per_client, ports[i * per_client], concurrency=4) for i, c in enumerate(CLIENTS)}
+    return {c: HttpLoad(vip, per_client, ports[i * per_client], concurrency=4) for i, c in enumerate(CLIENTS)}
 
 
 def spread(

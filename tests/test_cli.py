@@ -155,6 +155,7 @@ def test_each_scenario_suite_lists_all_its_modules():
             {*SUITES_DIR.glob(f"test_{suite}_*.py"), *SUITES_DIR.glob(f"test_{suite}.py")}
         )
     assert [p.stem for p in found["s4"]] == [
+        "test_s4_ipv6",
         "test_s4_l4",
         "test_s4_l4_sdn",
         "test_s4_l7",

@@ -31,6 +31,7 @@ from pathlib import Path
 from lab import conntrack
 from lab.apps.events import abort, connect, emit, stop_on_sigterm
 from lab.config import HealthCheck, balancer_from_dict
+from lab.config.balancing import host_port
 from lab.health import ServerHealth, live
 from lab.render.balancer import DsrPorts, render_balancer, render_clear
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     balancer = balancer_from_dict(data["balancer"])
     check = HealthCheck(**data["check"])
     dsr = DsrPorts(**data["dsr"]) if data.get("dsr") else None
-    servers = {f"{s.address}:{s.port}": s for s in balancer.servers}
+    servers = {host_port(s.address, s.port): s for s in balancer.servers}
     health = {name: ServerHealth(name, check.rise, check.fall) for name in servers}
     ports = itertools.cycle(range(args.first_port, args.first_port + args.ports))
     interval = check.interval_ms / 1000

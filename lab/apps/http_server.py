@@ -9,12 +9,19 @@ Paths: `/health` (200, or 503 while in maintenance), `/static/<name>` (a cacheab
 body), `/text/<n>` (n KiB of compressible text), anything else: a short text naming the
 server. SIGUSR1 toggles maintenance (a draining server: up, but failing its health check).
 With `--tls` it answers HTTPS (a balancer that re-encrypts towards its servers).
+
+The port is served over IPv4 and IPv6, one socket per family (an IPv6 socket taking IPv4
+too would log IPv4 peers as ::ffff:a.b.c.d); an IPv6 peer is logged unbracketed
+(fd00:4:2::2). A namespace without IPv6 gets IPv4 only; the `listening` event names the
+families. With `--bind` an address other than 0.0.0.0, that address only.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -98,6 +105,31 @@ class Server(ThreadingHTTPServer):
         emit(kind, peer=client_address[0], peer_port=client_address[1], error=repr(error))
 
 
+class Server6(Server):
+    """The same server on IPv6 only (IPV6_V6ONLY: IPv4 stays the IPv4 socket's)."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
+def listeners(bind: str, port: int) -> dict[str, Server]:
+    """Family -> server: `bind` (IPv4 or IPv6), and with the default 0.0.0.0 IPv6's "::"
+    too where the namespace has IPv6."""
+    if ":" in bind:
+        return {"ipv6": Server6((bind, port), Handler)}
+    servers = {"ipv4": Server((bind, port), Handler)}
+    if bind == "0.0.0.0":
+        try:
+            servers["ipv6"] = Server6(("::", port), Handler)
+        except OSError as exc:
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+    return servers
+
+
 def _toggle(signum: int, frame: FrameType | None) -> None:
     State.maintenance = not State.maintenance
     emit("maintenance", on=State.maintenance)
@@ -113,25 +145,31 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
     signal.signal(signal.SIGUSR1, _toggle)
     Handler.name = args.name
-    server = Server((args.bind, args.port), Handler)
+    servers = listeners(args.bind, args.port)
     if args.tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        for server in servers.values():
+            server.socket = context.wrap_socket(server.socket, server_side=True)
     # A short poll: stopped, it stops accepting within 50 ms (the default waits 0.5 s).
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    emit("listening", port=args.port, name=args.name, tls=bool(args.tls))
+    threads = [
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        for server in servers.values()
+    ]
+    for thread in threads:
+        thread.start()
+    emit("listening", port=args.port, name=args.name, tls=bool(args.tls), families=list(servers))
     try:
         # Python runs signal handlers (SIGTERM, SIGUSR1) in the main thread only, when it
         # runs: the kernel may deliver a signal to a serving thread, and a main thread
         # blocked in join() for good would never run the handler (a maintenance toggle
         # was missed once). Waking it every 50 ms runs them.
-        while thread.is_alive():
-            thread.join(0.05)
+        while all(thread.is_alive() for thread in threads):
+            threads[0].join(0.05)
     finally:
-        server.shutdown()
-        server.server_close()
+        for server in servers.values():
+            server.shutdown()
+            server.server_close()
         emit("stopped", answered=State.answered)
     return 0
 

@@ -3,6 +3,11 @@ routes and health checks, and VRRP for an active/standby pair.
 
 Every dataclass lists its problems with `problems()`, each naming its place; the device
 that is configured with one validates it there, once.
+
+Addresses (VIPs, real servers, peers) are IPv4 or IPv6. The kernel L4 balancer keeps the
+family (nftables NAT rewrites addresses, it does not translate IPv6 to IPv4), so its VIP
+and servers are all of one family; a full proxy (the ADC) opens its own connections, so
+an IPv6 VIP in front of IPv4 servers (or the other way round) is fine there.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class RealServer:
         """Its address and port (the weight is checked by the pool that holds it: the L4
         balancer's 1-100, an ADC pool's 1-256, haproxy's limit)."""
         problems: list[str] = []
-        checks.address(self.address, where, problems)
+        checks.address(self.address, where, problems, ipv6=":" in str(self.address))
         checks.port(self.port, where, problems)
         return problems
 
@@ -58,7 +63,7 @@ class L4Balancer:
     def problems(self) -> list[str]:
         """Every problem with the balancer, each naming the attribute."""
         problems: list[str] = []
-        checks.host(self.vip, "balancer.vip", problems)
+        _host(self.vip, "balancer.vip", problems)
         checks.port(self.port, "balancer", problems)
         checks.proto(self.proto, "balancer", problems)
         if self.algorithm not in BALANCE_ALGORITHMS:
@@ -72,6 +77,13 @@ class L4Balancer:
             problems += server.problems(where)
             if not checks.is_count(server.weight) or server.weight > 100:
                 problems.append(f"{where}.weight: {server.weight!r} is not a weight (1-100)")
+        other = [s.address for s in self.servers if family(s.address) != family(self.vip)]
+        if other:
+            problems.append(
+                f"balancer.servers: {', '.join(other)} {'is' if len(other) == 1 else 'are'} not IPv"
+                f"{family(self.vip)} like the VIP {self.vip}: the kernel balancer's NAT keeps the address "
+                "family (no NAT64); use servers of the VIP's family, or a proxy (adc)"
+            )
         seen = [(s.address, s.port) for s in self.servers]
         for twice in sorted({x for x in seen if seen.count(x) > 1}):
             problems.append(f"balancer.servers: {twice[0]}:{twice[1]} is listed more than once")
@@ -92,6 +104,16 @@ class L4Balancer:
 def balancer_problems(config: L4Balancer) -> list[str]:
     """Every problem with a balancer (kept for callers: `config.problems()`)."""
     return config.problems()
+
+
+def family(address: str) -> int:
+    """4 or 6: the family of an address (or address with prefix) written as text."""
+    return 6 if ":" in str(address) else 4
+
+
+def _host(address: object, key: str, problems: list[str]) -> None:
+    """One address, IPv4 or IPv6 (an IPv4-looking one refused in IPv4's words)."""
+    checks.host(address, key, problems, ipv6=":" in str(address))
 
 
 def _made(kind: Any, top: dict[str, Any], where: str, problems: list[str]) -> Any:
@@ -209,7 +231,7 @@ class Adc:
         """Every problem with the ADC, each naming the attribute (any daemon's; what one
         daemon cannot do is that daemon's device's to add)."""
         problems: list[str] = []
-        checks.host(self.vip, "adc.vip", problems)
+        _host(self.vip, "adc.vip", problems)
         checks.port(self.port, "adc", problems)
         names = [p.name for p in self.pools]
         if not names:
@@ -231,12 +253,24 @@ class Adc:
         if self.peers and not self.persist_source:
             problems.append("adc.peers: peers share a stick table; set persist_source")
         for i, (name, address) in enumerate(self.peers):
-            host, _, port = address.rpartition(":")
+            host, port = split_host_port(address)
             if not _NAME.fullmatch(str(name)):
                 problems.append(f"adc.peers[{i}]: {name!r} is not a name")
-            checks.host(host, f"adc.peers[{i}]", problems)
+            _host(host, f"adc.peers[{i}]", problems)
             checks.port(int(port) if port.isdigit() else port, f"adc.peers[{i}]", problems)
         return problems
+
+
+def split_host_port(address: str) -> tuple[str, str]:
+    """("10.0.2.2", "10000") of "10.0.2.2:10000", ("fd00:4:2::2", "10000") of
+    "[fd00:4:2::2]:10000" (an IPv6 address bracketed, as haproxy and nginx write it)."""
+    host, _, port = str(address).rpartition(":")
+    return host.removeprefix("[").removesuffix("]") if host.startswith("[") else host, port
+
+
+def host_port(address: str, port: int) -> str:
+    """`address`:`port` as haproxy and nginx write it: an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if family(address) == 6 else f"{address}:{port}"
 
 
 def adc_problems(adc: Adc) -> list[str]:
@@ -252,7 +286,7 @@ class VrrpInstance:
     interface: str
     router_id: int
     priority: int
-    vip: str  # with its prefix, e.g. 10.0.2.100/24
+    vip: str  # with its prefix, e.g. 10.0.2.100/24 or fd00:4:2::100/64
     advert_s: float = 0.1
     peer: str | None = None  # unicast to this peer address (multicast without)
 
@@ -263,7 +297,7 @@ class VrrpInstance:
         if not isinstance(self.priority, int) or not 1 <= self.priority <= 254:
             problems.append(f"vrrp.priority: {self.priority!r} is not 1-254")
         try:
-            ipaddress.IPv4Interface(str(self.vip))
+            (ipaddress.IPv6Interface if family(self.vip) == 6 else ipaddress.IPv4Interface)(str(self.vip))
             if "/" not in str(self.vip):
                 raise ValueError("no prefix")
         except ValueError:
@@ -271,7 +305,12 @@ class VrrpInstance:
         if not 0.01 <= self.advert_s <= 40:
             problems.append(f"vrrp.advert_s: {self.advert_s!r} is not 0.01-40 s (VRRPv3 centiseconds)")
         if self.peer is not None:
-            checks.host(self.peer, "vrrp.peer", problems)
+            _host(self.peer, "vrrp.peer", problems)
+            if family(self.peer) != family(self.vip):
+                problems.append(
+                    f"vrrp.peer: {self.peer} and the VIP {self.vip} are of different families "
+                    "(an instance advertises in its VIP's family)"
+                )
         return problems
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lab.config import Adc, refuse
+from lab.config.balancing import host_port
 from lab.config.checks import to_toml
 from lab.devices.base import Device, Runner, daemon
 from lab.errors import ConfigError, LabError
@@ -95,7 +96,7 @@ class AdcDaemon(Device):
         first, last = self.ports.start, self.ports.stop - 1
         self.runner.run(self.node, ["sysctl", "-qw", f"net.ipv4.ip_local_port_range={first} {last}"])
         self.proc = daemon(self.runner.start(self.node, self._argv(check=False), self.name))
-        where = f"{adc.vip}:{adc.port}"
+        where = host_port(adc.vip, adc.port)
         self._wait_listening(adc.port, self.daemon, where, timeout)
 
     def check(self, path: Path) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from mininet.node import Node
 
 from lab.config import Adc, HealthCheck, L4Balancer, VrrpInstance
+from lab.config.balancing import family
 from lab.devices.adc import AdcDaemon
 from lab.devices.base import DeviceHolder, Runner, SessionDevice, register
 from lab.devices.conntrackd import ConntrackSync
@@ -114,7 +115,8 @@ class Balancer(DeviceHolder, Node):
         runner = self._runner()
         if own_vip:
             self.add_vip(adc.vip)
-        runner.run(self.name, ["sysctl", "-qw", f"net.ipv4.ip_nonlocal_bind={0 if own_vip else 1}"])
+        ip = "ipv6" if family(adc.vip) == 6 else "ipv4"
+        runner.run(self.name, ["sysctl", "-qw", f"net.{ip}.ip_nonlocal_bind={0 if own_vip else 1}"])
         self.adc = AdcDaemon(runner, self.name, adc, daemon, f"{self.name}-{daemon}", ports)
         return self.adc.start()
 

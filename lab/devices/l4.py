@@ -4,7 +4,8 @@ servers by an nftables ruleset.
 Lifecycle (`lab.devices.base`): L4Balancer -> `problems()` (with the node's ports: each
 DSR server's MAC, learnt by ARP) -> render (`lab/render/balancer.py`) -> `nft -c` -> strict
 tracking, `nft -f` (return code checked) -> ready when it returns -> the VIP on the
-client side -> session table from conntrack. Each case configures the balancer it needs
+client side -> session table from conntrack (both families: `conntrack -L` lists IPv4
+and IPv6 entries, `-F` flushes both). Each case configures the balancer it needs
 (`config_scope` "case"): `reset` removes the balancer's tables, its VIPs and every session.
 """
 
@@ -16,6 +17,7 @@ from typing import ClassVar, Literal
 
 from lab import conntrack
 from lab.config import L4Balancer, refuse
+from lab.config.balancing import family
 from lab.config.checks import to_toml
 from lab.devices.base import Device, Runner
 from lab.render.balancer import DsrPorts, render_balancer, render_clear
@@ -38,6 +40,11 @@ def node_problems(config: L4Balancer, server_side: str | None, dsr: DsrPorts | N
         else:
             problems += dsr.problems(config)
     return problems
+
+
+def _host_prefix(vip: str) -> str:
+    """The VIP as one host's prefix: /32, or /128 for IPv6."""
+    return f"{vip}/128" if family(vip) == 6 else f"{vip}/32"
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,12 @@ class KernelBalancer(Device):
         self._run_check(["nft", "-c", "-f", str(path)], lambda out: refused + out)
 
     def add_vip(self, vip: str) -> None:
-        """A VIP on the client side (removed again at the next case)."""
-        self.runner.run(self.node, ["ip", "addr", "replace", f"{vip}/32", "dev", self.ports.client_side])
+        """A VIP on the client side (removed again at the next case); an IPv6 one without
+        duplicate address detection, so a daemon can bind it at once."""
+        nodad = ["nodad"] if family(vip) == 6 else []
+        self.runner.run(
+            self.node, ["ip", "addr", "replace", _host_prefix(vip), "dev", self.ports.client_side, *nodad]
+        )
         self.vips.add(vip)
 
     def sessions(self) -> list[conntrack.Session]:
@@ -131,7 +142,9 @@ class KernelBalancer(Device):
         self.runner.run(self.node, ["nft", "-f", str(clear)])
         for vip in self.vips:
             self.runner.run(
-                self.node, ["ip", "addr", "del", f"{vip}/32", "dev", self.ports.client_side], check=False
+                self.node,
+                ["ip", "addr", "del", _host_prefix(vip), "dev", self.ports.client_side],
+                check=False,
             )
         self.vips.clear()
         self.config, self.dsr = None, None

@@ -13,6 +13,11 @@ otherwise; the server holds the VIP on its loopback and answers the client direc
 balancer sees one direction only and keeps no session, so the choice is a hash: of the
 client's address (source hash) or of its address and port (one choice per session; round
 robin and weighted become a per-session hash over the same slots).
+
+An IPv6 VIP (with IPv6 servers: NAT keeps the family) gets the same rules in IPv6's words
+(`ip6 daddr`, `dnat ip6`, `jhash ip6 saddr`) in a table of family ip6 of the same name;
+the IPv4 ruleset is unchanged. Every ruleset deletes the tables it replaces, and the
+clearing ruleset deletes all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lab.config import L4Balancer
+from lab.config.balancing import family
 
 BALANCER_TABLE = "sessionlab_lb"
 DSR_TABLE = "sessionlab_dsr"
@@ -64,19 +70,27 @@ def slot_count(config: L4Balancer) -> int:
     return sum(s.weight for s in config.servers) if config.algorithm == "weighted" else len(config.servers)
 
 
-def clear_lines() -> list[str]:
-    """Delete both of the balancer's tables (each created first, so deleting never fails)."""
-    return [
-        f"table ip {BALANCER_TABLE}",
-        f"delete table ip {BALANCER_TABLE}",
-        f"table netdev {DSR_TABLE}",
-        f"delete table netdev {DSR_TABLE}",
+def _ip(config: L4Balancer) -> str:
+    """nft's word for the VIP's family, as the NAT table's family and in its matches: ip,
+    or ip6 for an IPv6 VIP."""
+    return "ip6" if family(config.vip) == 6 else "ip"
+
+
+def clear_lines(families: tuple[str, ...] = ("ip",)) -> list[str]:
+    """Delete the balancer's NAT table of each of `families` and its DSR table (each
+    created first, so deleting never fails)."""
+    lines = [
+        line
+        for f in families
+        for line in (f"table {f} {BALANCER_TABLE}", f"delete table {f} {BALANCER_TABLE}")
     ]
+    return [*lines, f"table netdev {DSR_TABLE}", f"delete table netdev {DSR_TABLE}"]
 
 
 def render_clear() -> str:
-    """A ruleset that only removes the balancer's tables (no balancer, or no server left)."""
-    return "\n".join(clear_lines()) + "\n"
+    """A ruleset that only removes the balancer's tables, both families' (no balancer, or
+    no server left)."""
+    return "\n".join(clear_lines(("ip", "ip6"))) + "\n"
 
 
 def render_balancer(config: L4Balancer, server_side: str | None = None, dsr: DsrPorts | None = None) -> str:
@@ -86,18 +100,19 @@ def render_balancer(config: L4Balancer, server_side: str | None = None, dsr: Dsr
     if config.mode == "dsr":
         assert dsr is not None
         return _render_dsr(config, dsr)
+    ip = _ip(config)
     chooser = (
-        f"jhash ip saddr mod {slot_count(config)} seed {HASH_SEED:#x}"
+        f"jhash {ip} saddr mod {slot_count(config)} seed {HASH_SEED:#x}"
         if config.algorithm == "source-hash"
         else f"numgen inc mod {slot_count(config)}"
     )
     lines = [
-        *clear_lines(),
-        f"table ip {BALANCER_TABLE} {{",
+        *clear_lines((ip,)),
+        f"table {ip} {BALANCER_TABLE} {{",
         "\tchain to_servers {",
         "\t\ttype nat hook prerouting priority dstnat; policy accept;",
-        f"\t\tip daddr {config.vip} {config.proto} dport {config.port} ct state new "
-        f"dnat ip addr . port to {chooser} map {{ {', '.join(_slots(config))} }}",
+        f"\t\t{ip} daddr {config.vip} {config.proto} dport {config.port} ct state new "
+        f"dnat {ip} addr . port to {chooser} map {{ {', '.join(_slots(config))} }}",
         "\t}",
     ]
     if config.snat:
@@ -112,7 +127,8 @@ def render_balancer(config: L4Balancer, server_side: str | None = None, dsr: Dsr
 
 
 def _render_dsr(config: L4Balancer, dsr: DsrPorts) -> str:
-    key = "ip saddr" if config.algorithm == "source-hash" else f"ip saddr . {config.proto} sport"
+    ip = _ip(config)
+    key = f"{ip} saddr" if config.algorithm == "source-hash" else f"{ip} saddr . {config.proto} sport"
     slots = []
     first = 0
     for server in config.servers:
@@ -123,11 +139,11 @@ def _render_dsr(config: L4Balancer, dsr: DsrPorts) -> str:
     return (
         "\n".join(
             [
-                *clear_lines(),
+                *clear_lines((ip,)),
                 f"table netdev {DSR_TABLE} {{",
                 "\tchain to_servers {",
                 f'\t\ttype filter hook ingress device "{dsr.client_side}" priority filter; policy accept;',
-                f"\t\tip daddr {config.vip} {config.proto} dport {config.port} "
+                f"\t\t{ip} daddr {config.vip} {config.proto} dport {config.port} "
                 f"ether saddr set {dsr.source_mac} "
                 f"ether daddr set jhash {key} mod {slot_count(config)} seed {HASH_SEED:#x} "
                 f"map {{ {', '.join(slots)} }} "

@@ -3,11 +3,18 @@
 
 haproxy runs in the foreground (`-db`), logs every request to stdout (the lab keeps it),
 and answers on a stats socket (server states: up, down, and why).
+
+IPv6: a VIP, a server or a peer with an IPv6 address is written in brackets
+(`bind [fd00:4:1::100]:80`, `server web1 [fd00:4:2::11]:80`); haproxy checks such a server
+over IPv6. A source stick table keys IPv6 clients with an IPv6 VIP (`type ipv6`: `type ip`
+holds IPv4 only). X-Forwarded-For carries the client's address as haproxy sees it: an IPv6
+one unbracketed, without a port.
 """
 
 from __future__ import annotations
 
 from lab.config import Adc, Pool
+from lab.config.balancing import family, host_port, split_host_port
 
 COMPRESSED_TYPES = "text/html text/plain text/css application/json application/javascript"
 
@@ -15,11 +22,18 @@ COMPRESSED_TYPES = "text/html text/plain text/css application/json application/j
 PEERS = "sessionlab"
 
 
+def _peer(address: str) -> str:
+    """A peer's address:port, an IPv6 one bracketed (given bare or bracketed)."""
+    host, port = split_host_port(address)
+    return host_port(host, int(port))
+
+
 def _pool_lines(pool: Pool, adc: Adc) -> list[str]:
     lines = [f"backend {pool.name}", f"    balance {pool.algorithm}"]
     if adc.persist_source:
         shared = f" peers {PEERS}" if adc.peers else ""
-        lines += [f"    stick-table type ip size 100k expire 30m{shared}", "    stick on src"]
+        key = "ipv6" if family(adc.vip) == 6 else "ip"  # the clients' family: the VIP's
+        lines += [f"    stick-table type {key} size 100k expire 30m{shared}", "    stick on src"]
     if pool.cookie:
         lines.append("    cookie SRV insert indirect nocache")
     check = pool.check
@@ -36,7 +50,8 @@ def _pool_lines(pool: Pool, adc: Adc) -> list[str]:
         if pool.tls:
             options.append("ssl verify none")  # the lab's servers: encrypted, not authenticated
         lines.append(
-            f"    server {pool.name}{i} {server.address}:{server.port}" + "".join(f" {o}" for o in options)
+            f"    server {pool.name}{i} {host_port(server.address, server.port)}"
+            + "".join(f" {o}" for o in options)
         )
     return lines
 
@@ -61,12 +76,12 @@ def render_haproxy(adc: Adc, stats_socket: str) -> str:
     ]
     if adc.peers:
         # Each haproxy finds itself in the list by its local peer name (-L, the node's).
-        lines += [f"peers {PEERS}", *[f"    peer {name} {address}" for name, address in adc.peers], ""]
+        lines += [f"peers {PEERS}", *[f"    peer {name} {_peer(address)}" for name, address in adc.peers], ""]
     if adc.cache_pattern is not None:
         lines += ["cache static", "    total-max-size 16", f"    max-age {adc.cache_seconds}", ""]
     lines += [
         "frontend adc",
-        f"    bind {adc.vip}:{adc.port}{tls}",
+        f"    bind {host_port(adc.vip, adc.port)}{tls}",
     ]
     if adc.forwarded_for:
         lines.append("    option forwardfor")

@@ -5,11 +5,16 @@ What nginx (open source) does differently, said where it matters: no cookie pers
 (that is nginx Plus), so a pool asking for it is refused; no active health checks, so a
 pool's check becomes passive (`max_fails` = fall, `fail_timeout` = rise x interval): a
 server is taken out after failed requests, not by probes. Caching is nginx's proxy cache.
+
+IPv6: a VIP or server with an IPv6 address is written in brackets (`listen
+[fd00:4:1::100]:80`, `server [fd00:4:2::11]:80`); X-Forwarded-For appends $remote_addr, an
+IPv6 client's address unbracketed, without a port.
 """
 
 from __future__ import annotations
 
 from lab.config import Adc, Pool
+from lab.config.balancing import host_port
 from lab.render.haproxy import COMPRESSED_TYPES
 
 NGINX_BALANCE = {"roundrobin": "", "leastconn": "least_conn;", "source": "ip_hash;"}
@@ -28,7 +33,7 @@ def _upstream(pool: Pool, persist: bool = False) -> list[str]:
         passive = f" max_fails={pool.check.fall} fail_timeout={window}s"
     for server in pool.servers:
         weight = f" weight={server.weight}" if server.weight != 1 else ""  # 1: nginx's own
-        lines.append(f"        server {server.address}:{server.port}{weight}{passive};")
+        lines.append(f"        server {host_port(server.address, server.port)}{weight}{passive};")
     # Kept-open connections to the servers (with HTTP/1.1 and no Connection header, see
     # the proxy settings): without them nginx opens one per request, and under load runs
     # out of source ports (TIME_WAIT) and answers 502.
@@ -80,7 +85,7 @@ def render_nginx(adc: Adc, workdir: str) -> str:
         lines.append("    }")
     for pool in adc.pools:
         lines += _upstream(pool, adc.persist_source)
-    listen = f"{adc.vip}:{adc.port}" + (" ssl" if adc.certificate else "")
+    listen = host_port(adc.vip, adc.port) + (" ssl" if adc.certificate else "")
     lines += ["    server {", f"        listen {listen};"]
     if adc.certificate:
         lines += [
