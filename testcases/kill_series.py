@@ -1,8 +1,10 @@
-"""SIGKILL at any moment (issue 26): runs of `sessionlab run` killed at a random moment, each
+"""SIGKILL at any moment (issue 26): runs of `sessionlab` killed at a random moment, each
 followed by `sessionlab clean`; afterwards nothing of the run may be left.
 
-A run is one of a few selections (one lab; two labs side by side under pytest-xdist; a
-lab with the os-ken controller and OVS's conntrack), killed either at the CLI (pytest runs
+A run is one of a few selections (`sessionlab run` of one lab; two labs side by side
+under pytest-xdist; a lab with the os-ken controller and OVS's conntrack; `sessionlab
+characterize` of a device the lab did not build, plugged into its namespace or through
+two root-namespace interfaces), killed either at the CLI (pytest runs
 inside it) or at one pytest-xdist worker under it, at a moment drawn uniformly from the
 first seconds of its run: start-up, collection, the lab's build, traffic, teardown and the
 report all get their share. While the run lives, its process tree and the labs it
@@ -12,8 +14,16 @@ time to end, `clean` runs, and the checks read the machine itself: no record, OV
 bridge, root-namespace interface, named namespace or runtime directory of the run's
 labs, and no process of its tree.
 
-`python -m testcases.kill_series --runs 30` runs a series and writes its table as JSON;
-testcases/test_kill_anywhere.py runs 5 as a lab test.
+The device the lab did not build (S6) is an s6_device.sh namespace its owner brings up
+before the run and takes down after the checks (testcases/kill_device.py): the lab
+plugs veths into it (or attaches the two root-namespace veths its owner made into it) and
+reads its table over SSH. After `clean` it must be as its owner left it (interfaces,
+addresses, ruleset, sysctls, processes, sshd answering), with no veth of the lab attached
+and its root-namespace ports attached to nothing, and its owner's `down` must then remove it.
+
+`python -m testcases.kill_series --runs 30` runs a series and writes its table as JSON
+(`--selection NAME` draws only that selection); testcases/test_kill_anywhere.py runs 5 as
+a lab test.
 """
 
 from __future__ import annotations
@@ -25,39 +35,59 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab.procs import RUNTIME_ROOT
 from lab.records import RECORDS, Record, alive, descendants, start_time
 from lab.records import command as cmdline
+from testcases.kill_device import OwnedDevice, running
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]
-# name -> (the run's arguments, s within which the kill falls: about 90 % of the run's
+DEVICE = "device the lab did not build"
+ROOT_DEVICE = "device by root-namespace ports"
+# name -> (the command's arguments, s within which the kill falls: about 90 % of the run's
 # time alone on 2 cores, so start-up, the lab's build, traffic and teardown all get their share)
 SELECTIONS = {
-    "one lab": (["s1", "-k", "failure_idle_past_timeout_hangs", "-n", "1"], 10.0),
+    "one lab": (["run", "s1", "-k", "failure_idle_past_timeout_hangs", "-n", "1"], 10.0),
     # test_links' loss case runs the long ping that outlived its run (series 1 and 2)
-    "two labs side by side": (["-n", "2", "test_links", "s5", "-k", "loss_one_way or same_intent"], 20.0),
-    "controller and OVS conntrack": (["test_s2_modes", "-k", "symmetric", "-n", "1"], 10.0),
-}
+    "two labs side by side": (
+        ["run", "-n", "2", "test_links", "s5", "-k", "loss_one_way or same_intent"],
+        20.0,
+    ),
+    "controller and OVS conntrack": (["run", "test_s2_modes", "-k", "symmetric", "-n", "1"], 10.0),
+    # S6 as the engineer runs it: veths plugged into the device's namespace, its table read
+    # over SSH, TCP probes through it (about 13 s alone); {fields} are the device's (kill_device)
+    DEVICE: (
+        [
+            "characterize",
+            "--netns", "{name}", "--port", "inside=in0", "--port", "outside=out0",
+            "--driver", "linux", "--ssh", "root@127.0.0.1:{port}",
+            "--known-hosts", "{known_hosts}", "--identity", "{identity}",
+            "--only", "tcp", "--tcp-max", "3", "--parallel", "4", "--app-timeout", "1",
+        ],
+        11.5,
+    ),
+    # the same device reached through two root-namespace interfaces (a VM's taps), which the
+    # lab attaches to its switches as they are and must leave attached to nothing (about
+    # 27 s alone: the check that no interface is an Open vSwitch port asks every bridge)
+    ROOT_DEVICE: (
+        [
+            "characterize", "--port", "inside={inside}", "--port", "outside={outside}",
+            "--driver", "linux", "--ssh", "root@127.0.0.1:{port}",
+            "--known-hosts", "{known_hosts}", "--identity", "{identity}",
+            "--only", "tcp", "--tcp-max", "3", "--parallel", "4", "--app-timeout", "1",
+        ],
+        24.0,
+    ),
+}  # fmt: skip
 QUIET = 30.0  # s: how long the killed run's processes may take to end after the CLI, before `clean`
 RUN_BOUND = 300.0  # s: how long a run whose worker was killed may take to end (xdist replaces it)
 SAMPLE = 0.1  # s between samples of the run's process tree and records
 WORKER = "exec(eval(sys.stdin.readline()))"  # how execnet starts a pytest-xdist worker
-
-
-def running(pid: int, started: int | None) -> bool:
-    """Alive and not a zombie (an ended process whose parent has not reaped it holds
-    nothing of the lab: counted apart)."""
-    if not alive(pid, started):
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 @dataclass
@@ -77,6 +107,9 @@ class Kill:
     survivors: list[str] = field(default_factory=list)  # still running after QUIET
     cleaned: list[str] = field(default_factory=list)  # what `clean` said it removed
     left: list[str] = field(default_factory=list)  # anything of the run after `clean`: must be empty
+    # a device the lab did not build: its name, whether the lab's veths were in it while the
+    # run lived and at the kill, and what was read of it after `clean` (kill_device)
+    device: dict[str, Any] = field(default_factory=dict)
 
 
 def owned_labs(tree: set[int]) -> set[str]:
@@ -121,10 +154,45 @@ def leftovers(tags: set[str], tree: dict[int, int | None]) -> list[str]:
     return left
 
 
+def workers(args: list[str]) -> int:
+    """How many pytest-xdist workers a selection's arguments ask for (`-n N`; else 1)."""
+    return int(args[args.index("-n") + 1]) if "-n" in args else 1
+
+
 def kill_one(selection: str, target: str, moment: float, results: Path) -> Kill:
-    """One run of `selection`, SIGKILLed at `moment` s (CLI or a worker), then `clean`."""
+    """One run of `selection`, SIGKILLed at `moment` s (CLI or a worker), then `clean`; for
+    a device the lab did not build, its owner brings it up before and down after, and the
+    checks read it too."""
+    if selection not in (DEVICE, ROOT_DEVICE):
+        return _kill_one(selection, target, moment, results)
+    with tempfile.TemporaryDirectory(prefix="s6k-") as folder:
+        device = OwnedDevice.up(Path(folder), root_ports=selection == ROOT_DEVICE)
+        try:
+            before = device.state()
+            kill = _kill_one(selection, target, moment, results, device)
+            seen, wrong = device.check(before)
+            kill.device.update(seen)
+            kill.left += wrong
+        finally:
+            gone = device.down()
+        kill.device["down"] = "removed it" if not gone else "; ".join(gone)
+        kill.left += gone
+    return kill
+
+
+def _kill_one(
+    selection: str, target: str, moment: float, results: Path, device: OwnedDevice | None = None
+) -> Kill:
     kill = Kill(selection, target, round(moment, 2))
-    argv = [*SESSIONLAB, "run", *SELECTIONS[selection][0], "--results", str(results)]
+    args = SELECTIONS[selection][0]
+    if device is not None:
+        args = [arg.format(**device.fields()) for arg in args]
+        kill.device = {
+            "name": device.name,
+            "plugged while the run lived": False,
+            "plugged at the kill": False,
+        }
+    argv = [*SESSIONLAB, *args, "--results", str(results)]
     results.mkdir(parents=True, exist_ok=True)
     out_path = results / f"cli-{os.getpid()}.out"
     with out_path.open("w") as out:
@@ -137,10 +205,14 @@ def kill_one(selection: str, target: str, moment: float, results: Path) -> Kill:
             for pid in descendants(set(tree)):
                 tree.setdefault(pid, start_time(pid))
             tags |= owned_labs(set(tree))
+            if device is not None and device.plugged():
+                kill.device["plugged while the run lived"] = True
             time.sleep(SAMPLE)
         if proc.poll() is None:
+            if device is not None:
+                kill.device["plugged at the kill"] = device.plugged()
             if target == "cli":
-                victim: int | None = proc.pid
+                victim: int = proc.pid
             else:
                 workers = [p for p in descendants({proc.pid}) if WORKER in cmdline(p)]
                 victim = min(workers) if workers else proc.pid  # no worker yet: the CLI
@@ -196,16 +268,18 @@ def draw(rng: random.Random, selection: str) -> tuple[str, str, float]:
     """What to kill in a run of `selection` and when: the CLI, or (with two workers) either
     the CLI or a worker; a moment within the selection's span."""
     args, span = SELECTIONS[selection]
-    target = rng.choice(("cli", "worker")) if args[:2] == ["-n", "2"] else "cli"
+    target = rng.choice(("cli", "worker")) if workers(args) > 1 else "cli"
     return selection, target, rng.uniform(0.2, span)
 
 
-def series(runs: int, seed: int, results: Path, log: Path | None = None) -> list[Kill]:
-    """`runs` killed runs, selections, targets and moments drawn from `seed`."""
+def series(
+    runs: int, seed: int, results: Path, log: Path | None = None, selection: str | None = None
+) -> list[Kill]:
+    """`runs` killed runs, selections (unless one is given), targets and moments drawn from `seed`."""
     rng = random.Random(seed)
     kills = []
     for i in range(runs):
-        kill = kill_one(*draw(rng, rng.choice(sorted(SELECTIONS))), results)
+        kill = kill_one(*draw(rng, selection or rng.choice(sorted(SELECTIONS))), results)
         kills.append(kill)
         if log is not None:
             log.write_text(json.dumps([asdict(k) for k in kills], indent=1) + "\n")
@@ -222,10 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--results", type=Path, default=Path("results/kill-series"))
+    parser.add_argument("--selection", choices=sorted(SELECTIONS), help="draw only this selection")
     args = parser.parse_args(argv)
     args.results.mkdir(parents=True, exist_ok=True)
     log = args.results / f"kills-{time.strftime('%Y%m%d-%H%M%S')}-seed{args.seed}.json"
-    kills = series(args.runs, args.seed, args.results, log)
+    kills = series(args.runs, args.seed, args.results, log, args.selection)
     bad = [k for k in kills if k.left]
     print(
         f"{len(kills)} runs, {sum(k.killed for k in kills)} killed, {len(bad)} left something; table: {log}"

@@ -1,9 +1,14 @@
-"""SIGKILL at any moment (issue 26): five runs of `sessionlab run`, each killed at a random
+"""SIGKILL at any moment (issue 26): five runs of `sessionlab`, each killed at a random
 moment (the CLI, or a pytest-xdist worker under it), each followed by `sessionlab clean`;
 after each, nothing of that run is left on the machine: no lab record, OVS bridge,
 root-namespace interface, named namespace, runtime directory or process of its tree
-(testcases/kill_series.py reads them off the machine). `python -m testcases.kill_series
---runs 30` runs the longer series the README reports.
+(testcases/kill_series.py reads them off the machine). Every selection runs at least
+once, so two of the five are always `sessionlab characterize` of a device the lab did not
+build (an s6_device.sh namespace, plugged by the lab or reached through two root-namespace
+interfaces): after `clean` it is as its owner left it, with no veth of the lab attached,
+its root-namespace ports attached to nothing and its sshd answering, and its owner's
+`down` removes it (testcases/kill_device.py). `python -m testcases.kill_series --runs 30` runs the longer
+series the README reports.
 
 It runs alone (testcases/scheduling.py): it starts labs of its own and reads the whole
 machine's records, bridges and interfaces.
@@ -17,7 +22,7 @@ import time
 from dataclasses import asdict
 
 from lab.results import Case
-from testcases.kill_series import SELECTIONS, draw, kill_one
+from testcases.kill_series import DEVICE, ROOT_DEVICE, SELECTIONS, draw, kill_one
 
 KILLS = 5
 
@@ -26,7 +31,8 @@ def test_killed_at_random_moments_clean_leaves_nothing(case: Case, tmp_path):
     """Five runs killed with SIGKILL at random moments: after `clean`, nothing of them is left"""
     seed = int(time.time())
     rng = random.Random(seed)
-    # every selection at least once, then at random; a worker killed in the runs with two
+    # every selection at least once (both ways to a device the lab did not build among
+    # them), then at random while there are kills left; a worker killed in the runs with two
     selections = [
         *sorted(SELECTIONS),
         *(rng.choice(sorted(SELECTIONS)) for _ in range(KILLS - len(SELECTIONS))),
@@ -49,6 +55,7 @@ def test_killed_at_random_moments_clean_leaves_nothing(case: Case, tmp_path):
                 "all ended after (s)": k.ended_in_s,
                 "still running for clean (its labs' recorded processes)": len(k.survivors),
                 "left after clean": len(k.left),
+                **({"device": k.device} if k.device else {}),
             }
             for k in kills
         ],
@@ -56,3 +63,7 @@ def test_killed_at_random_moments_clean_leaves_nothing(case: Case, tmp_path):
     left = {f"{k.selection} ({k.target} at {k.moment_s} s)": k.left for k in kills if k.left}
     assert not left, f"left after clean: {left} (kills.json in {case.path}, seed {seed})"
     assert sum(k.killed for k in kills) >= KILLS - 1, f"most runs should be killed, not end first: {table}"
+    checked = {k.selection for k in kills if k.device.get("namespace") == "kept"}
+    assert checked == {DEVICE, ROOT_DEVICE}, (
+        f"a device the lab did not build was not killed and checked: {table}"
+    )
