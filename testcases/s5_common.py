@@ -67,6 +67,14 @@ def attempt(lab, node: str, url: str, sport: int, timeout: float) -> dict[str, A
     return {**curl(lab, node, url, range(sport, sport + 1), timeout=timeout), "sport": sport}
 
 
+def expected_of_crafted(flags: str) -> dict[str, str]:
+    """What each filter does with a crafted segment that has no session: the stateful policy
+    drops it; a stateless ACL lets in what looks like a reply (TCP with ACK or RST set, to a
+    high port) and drops the rest."""
+    looks_like_reply = bool({"A", "R"} & set(flags))
+    return {"stateful": "dropped", "stateless": "passed" if looks_like_reply else "dropped"}
+
+
 def load_filter(fw, case: Case, kind: str, policy: FirewallPolicy = INTENT) -> Path:
     """Load `policy` on fw as the stateful policy ("stateful") or as a stateless filter
     ("stateless"); the ruleset kept as the case's evidence."""

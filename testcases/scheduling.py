@@ -38,9 +38,9 @@ ALONE = (
     # the firewall's table memory cross-checked against the kernel-wide nf_conntrack slab,
     # which another worker's labs would move (the case then does not assert it)
     "test_s5_timeouts_as_memory",
-    # new sessions/s after 10,000 hostile frames within 10 % of before: beside other labs one
-    # burst's rate moved by up to 93 % of its side's median (run 20261202-152402)
-    "test_hostile_traffic",
+    # the impairment element spins out its delays on a core of its own: beside another
+    # worker's labs 20 Mbit/s of TCP through it reached 16.1 (clean-clone run at e994524)
+    "test_links",
 )
 
 

@@ -22,7 +22,16 @@ from lab.render.nftables import rule_count
 from lab.results import Case
 from lab.traffic import run_sessions
 from lab.wait import at_once
-from testcases.s5_common import ECHOES, INTENT, OUTBOUND, PUBLISHED, UNPUBLISHED, accepted_from, load_filter
+from testcases.s5_common import (
+    ECHOES,
+    INTENT,
+    OUTBOUND,
+    PUBLISHED,
+    UNPUBLISHED,
+    accepted_from,
+    expected_of_crafted,
+    load_filter,
+)
 
 # This module's lab, every S5 module's: the plugin builds it, the shared `fw` and `servers`
 # fixtures set the firewall and the echo servers up.
@@ -161,9 +170,7 @@ def test_crafted_packets_stateful_vs_stateless(lab, fw, servers, case):
         for port, state in nmap.items():
             nmap_rows.setdefault(f"nmap ACK scan, port {port}", {})[kind] = state
     for c in CRAFTED:
-        # A stateless ACL lets in what looks like a reply: TCP with ACK or RST to a high port.
-        looks_like_reply = bool({"A", "R"} & set(c.flags))
-        expected = {"stateful": "dropped", "stateless": "passed" if looks_like_reply else "dropped"}
+        expected = expected_of_crafted(c.flags)
         assert table[c.name] == expected, f"{c.name}: {table[c.name]}, expected {expected} (captures)"
     for row, states in nmap_rows.items():
         assert states == {"stateful": "filtered", "stateless": "unfiltered"}, f"{row}: {states}"

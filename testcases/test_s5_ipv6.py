@@ -51,6 +51,7 @@ from testcases.s5_common import (
     NdPacket,
     accepted_from,
     attempt,
+    expected_of_crafted,
     fw_captures,
     ipv6_table,
     keep_captures,
@@ -301,8 +302,7 @@ def test_ipv6_crafted_packets_stateful_vs_stateless(lab, fw, servers, case):
             assert counters["passed_as_reply"] == passed, f"{kind}: counters {counters} {evidence}"
             counted[kind] = {k: counters[k] for k in ("passed_as_reply", "drop_denied")}
     for c in CRAFTED6:
-        looks_like_reply = bool({"A", "R"} & set(c.flags))
-        expected = {"stateful": "dropped", "stateless": "passed" if looks_like_reply else "dropped"}
+        expected = expected_of_crafted(c.flags)
         assert table[c.name] == expected, f"{c.name}: {table[c.name]}, expected {expected} (captures)"
     for row, states in nmap_rows.items():
         assert states == {"stateful": "filtered", "stateless": "unfiltered"}, f"{row}: {states}"
