@@ -13,6 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+# Two labs side by side for the harness's own tests (`run -n 2`, `--host` twice): test_links'
+# module and S5's stateful-vs-stateless case. Not test_links' rate case: the impairment
+# element spins out its delays on a core, so beside another lab its TCP rate falls short
+# (it runs alone in the full suite: testcases/scheduling.py).
+TWO_LABS = "(links and not rate_limit) or same_intent"
+
 
 def dashed(value: str) -> str:
     """A case id without spaces, so that `-k` and node ids select it as typed."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from lab import topology
 from lab.records import RECORDS, Record
 from lab.wait import wait_until
+from testcases.common import TWO_LABS
 from testcases.terminal import Output
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
@@ -294,7 +295,7 @@ def test_two_labs_side_by_side_make_one_report(tmp_path):
             "test_links",
             "s5",
             "-k",
-            "links or same_intent",
+            TWO_LABS,
             "--results",
             str(results),
         ],

@@ -22,6 +22,7 @@ import pytest
 from lab.catalog import ROOT
 from lab.records import RECORDS, Record
 from lab.wait import wait_until
+from testcases.common import TWO_LABS
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
 SSHD = "/usr/sbin/sshd"
@@ -192,14 +193,14 @@ def test_a_run_spread_over_two_hosts_makes_one_report(ssh, tmp_path):
     folder, (a, b) = ssh
     results = tmp_path / "results"
     out = _cli(
-        "run", "test_links", "s5", "-k", "links or same_intent", *_over_both(folder, [a, b], tmp_path),
+        "run", "test_links", "s5", "-k", TWO_LABS, *_over_both(folder, [a, b], tmp_path),
         "--results", str(results),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     run = (results / "latest").resolve()
     summary = json.loads((run / "summary.json").read_text())
     names = {c["name"] for c in summary}
-    assert len([n for n in names if n.startswith("test_links.")]) == 3
+    assert len([n for n in names if n.startswith("test_links.")]) == 2  # delay, loss (TWO_LABS)
     assert "test_s5_filters.test_same_intent_stateful_and_stateless" in names
     assert all(c["verdict"] == "passed" for c in summary), summary
     # Each module ran on one host, the two modules on different ones (sshd's port).
