@@ -67,12 +67,17 @@ def attempt(lab, node: str, url: str, sport: int, timeout: float) -> dict[str, A
     return {**curl(lab, node, url, range(sport, sport + 1), timeout=timeout), "sport": sport}
 
 
-def expected_of_crafted(flags: str) -> dict[str, str]:
-    """What each filter does with a crafted segment that has no session: the stateful policy
-    drops it; a stateless ACL lets in what looks like a reply (TCP with ACK or RST set, to a
-    high port) and drops the rest."""
-    looks_like_reply = bool({"A", "R"} & set(flags))
-    return {"stateful": "dropped", "stateless": "passed" if looks_like_reply else "dropped"}
+def assert_crafted_verdicts(table: Mapping[str, Mapping[str, str]], crafted, nmap_rows) -> None:
+    """Each crafted segment without a session (`table`: name -> filter -> verdict from the
+    captures) as each filter must treat it: the stateful policy drops it; a stateless ACL
+    lets in what looks like a reply (TCP with ACK or RST set, to a high port) and drops the
+    rest; nmap's ACK scan says filtered through the first and unfiltered through the second."""
+    for c in crafted:
+        looks_like_reply = bool({"A", "R"} & set(c.flags))
+        expected = {"stateful": "dropped", "stateless": "passed" if looks_like_reply else "dropped"}
+        assert table[c.name] == expected, f"{c.name}: {table[c.name]}, expected {expected} (captures)"
+    for row, states in nmap_rows.items():
+        assert states == {"stateful": "filtered", "stateless": "unfiltered"}, f"{row}: {states}"
 
 
 def load_filter(fw, case: Case, kind: str, policy: FirewallPolicy = INTENT) -> Path:

@@ -50,8 +50,8 @@ from testcases.s5_common import (
     UNPUBLISHED,
     NdPacket,
     accepted_from,
+    assert_crafted_verdicts,
     attempt,
-    expected_of_crafted,
     fw_captures,
     ipv6_table,
     keep_captures,
@@ -301,11 +301,7 @@ def test_ipv6_crafted_packets_stateful_vs_stateless(lab, fw, servers, case):
             ), f"{kind}: counters {counters} {evidence}"
             assert counters["passed_as_reply"] == passed, f"{kind}: counters {counters} {evidence}"
             counted[kind] = {k: counters[k] for k in ("passed_as_reply", "drop_denied")}
-    for c in CRAFTED6:
-        expected = expected_of_crafted(c.flags)
-        assert table[c.name] == expected, f"{c.name}: {table[c.name]}, expected {expected} (captures)"
-    for row, states in nmap_rows.items():
-        assert states == {"stateful": "filtered", "stateless": "unfiltered"}, f"{row}: {states}"
+    assert_crafted_verdicts(table, CRAFTED6, nmap_rows)
     case.figure("IPv6 crafted segment -> passed or dropped (captures on both sides)", table)
     case.figure("fw's counters (the crafted segments and the ACK scan)", counted)
     case.figure("nmap -6's verdict", nmap_rows)
