@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from lab import fuzz, topology
+from lab import fuzz, fuzz_read, topology
 from lab.capture import Capture, stop_captures
 from lab.errors import CommandError
 from lab.outside import in_root, lab_ranges
@@ -83,11 +83,11 @@ class Target:
     services: tuple[int, ...]
     inside: tuple[tuple[str, str], ...]
     firewalls: tuple[str, ...]
-    allowed: Callable[[fuzz.Parsed, fuzz.Parsed], bool]
+    allowed: Callable[[fuzz_read.Parsed, fuzz_read.Parsed], bool]
     expected: str
 
 
-def _s5_allowed(got: fuzz.Parsed, sent: fuzz.Parsed) -> bool:
+def _s5_allowed(got: fuzz_read.Parsed, sent: fuzz_read.Parsed) -> bool:
     return (
         got.proto == 6
         and got.dport == s5.PUBLISHED
@@ -95,14 +95,14 @@ def _s5_allowed(got: fuzz.Parsed, sent: fuzz.Parsed) -> bool:
     )
 
 
-def _s4_allowed(got: fuzz.Parsed, sent: fuzz.Parsed) -> bool:
+def _s4_allowed(got: fuzz_read.Parsed, sent: fuzz_read.Parsed) -> bool:
     servers = (s4.PLAN.networks["servers"], S4_PLAN6.networks["servers"])
     if sent.dst == s4.VIP:
         return got.proto == 6 and got.dport == s4.PLAN.ports["web"] and _in(got.dst, *servers)
     return _in(got.dst, *servers) and got.dst == sent.dst
 
 
-def _s2_allowed(got: fuzz.Parsed, sent: fuzz.Parsed) -> bool:
+def _s2_allowed(got: fuzz_read.Parsed, sent: fuzz_read.Parsed) -> bool:
     inside = (s2.PLAN.networks["inside"], S2_PLAN6.networks["inside"])
     return got.proto == 6 and got.dport in (s2.SERVICE, s2.BULK) and _in(got.dst, *inside)
 
@@ -269,7 +269,7 @@ def test_hostile_traffic(lab, case: Case, target: Target):
     )
     case.figure("seed, frames, rate (frames/s)", [SEED, FRAMES, RATE])
     case.figure("frames per kind", {k: sum(f.kind == k for f in frames) for k in fuzz.KINDS})
-    leaving = [f.index for f in frames if fuzz.parse(f.data).eth_dst in avoid]
+    leaving = [f.index for f in frames if fuzz_read.parse(f.data).eth_dst in avoid]
     assert not leaving, f"frames addressed to a root-namespace interface: {leaving[:5]}"
 
     healthy = health(lab, target)
@@ -292,9 +292,9 @@ def test_hostile_traffic(lab, case: Case, target: Target):
     case.figure("sender", sent)
 
     session_ports = range(ports.start, fuzz_ports.start)
-    classes: dict[str, list[fuzz.Parsed]] = {}
+    classes: dict[str, list[fuzz_read.Parsed]] = {}
     for c in caps:
-        part = fuzz.classify(
+        part = fuzz_read.classify(
             read_pcap(c.path),
             frames,
             emitter=lambda p: p.eth_src in emitters,

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from lab import fuzz
+from lab import fuzz, fuzz_read
 from lab.addresses import read_addressed_pcap
 from lab.errors import ConfigError
 from lab.outside import lab_ranges, within
@@ -60,10 +60,10 @@ def test_truncated_frames_are_shorter_than_their_headers_claim(frames):
 def test_every_frame_is_sendable_and_aimed(frames):
     for f in frames:
         assert fuzz.MIN_FRAME <= len(f.data) <= fuzz.MAX_FRAME
-        assert fuzz.parse(f.data).eth_dst not in AIM.avoid_macs
+        assert fuzz_read.parse(f.data).eth_dst not in AIM.avoid_macs
     mpls = [f for f in frames if f.kind == "mpls"]
     assert all(f.data[12:14] == b"\x88\x47" for f in mpls)
-    vxlan = [fuzz.parse(f.data) for f in frames if f.kind == "vxlan"]
+    vxlan = [fuzz_read.parse(f.data) for f in frames if f.kind == "vxlan"]
     assert all(p.proto == 17 and p.dport == fuzz.VXLAN_PORT for p in vxlan)
 
 
@@ -88,17 +88,17 @@ def test_a_bad_aim_is_one_clear_error():
 
 
 def test_classify_tells_fuzz_from_the_labs_own(frames):
-    tcp = [f for f in frames if f.kind == "tcp" and fuzz.parse(f.data).proto == 6]
+    tcp = [f for f in frames if f.kind == "tcp" and fuzz_read.parse(f.data).proto == 6]
     allowed_one, forbidden_one = tcp[0], tcp[1]
-    session = fuzz.parse(frames[0].data)
+    session = fuzz_read.parse(frames[0].data)
     arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + b"\x00" * 28
     captured = [(0.0, allowed_one.data), (1.0, forbidden_one.data), (2.0, arp), (3.0, b"\x01" * 60)]
-    out = fuzz.classify(
+    out = fuzz_read.classify(
         captured,
         frames,
         emitter=lambda p: True,
         session=lambda p: False,
-        allowed=lambda got, sent: got == fuzz.parse(allowed_one.data),
+        allowed=lambda got, sent: got == fuzz_read.parse(allowed_one.data),
     )
     assert [len(out[k]) for k in ("fuzz allowed", "fuzz forbidden", "housekeeping", "unexplained")] == [
         1,
@@ -115,15 +115,17 @@ def test_an_icmp_error_about_an_answer_to_a_fuzz_source_is_told_apart(frames):
     from scapy.layers.inet import ICMP, IP, TCP
     from scapy.layers.l2 import Ether
 
-    spoofed = next(fuzz.parse(f.data) for f in frames if f.kind == "tcp" and fuzz.parse(f.data).version == 4)
+    spoofed = next(
+        fuzz_read.parse(f.data) for f in frames if f.kind == "tcp" and fuzz_read.parse(f.data).version == 4
+    )
     answer = IP(src="10.0.1.11", dst=spoofed.src) / TCP(sport=80, dport=spoofed.sport, flags="RA")
     error = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.1.1", dst="10.0.1.11")
     error = error / ICMP(type=3, code=1) / answer
     other = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.1.1", dst="10.0.1.11")
     other = other / ICMP(type=3, code=1) / IP(src="10.0.1.11", dst="10.0.3.3") / TCP()
-    parsed = fuzz.parse(bytes(error))
+    parsed = fuzz_read.parse(bytes(error))
     assert (parsed.icmp_type, parsed.quoted_src, parsed.quoted_dst) == (3, "10.0.1.11", spoofed.src)
-    out = fuzz.classify(
+    out = fuzz_read.classify(
         [(0.0, bytes(error)), (1.0, bytes(other))],
         frames,
         emitter=lambda p: True,
