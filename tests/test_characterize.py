@@ -250,11 +250,30 @@ def test_figures_write_pngs(tmp_path):
 def test_the_table_timeout_counts_only_sessions_seen_both_ways():
     from lab.characterize.probes import table_timeouts
 
-    row = {"proto": "tcp", "dport": 9000, "state": "ESTABLISHED"}
+    row = {"proto": "tcp", "dport": 9000, "sport": 40000, "state": "ESTABLISHED"}
+    spans = {40000: (100.0, 110.0)}  # idle from 100 s to 110 s
     snapshots = [
-        {"sessions": [{**row, "timeout": 3, "flags": ["ASSURED"]}]},
+        {"started": 101.0, "time": 101.2, "sessions": [{**row, "timeout": 1, "flags": ["ASSURED"]}]},
         # a dead probe's late data picked up mid-stream by a loose device: one way only
-        {"sessions": [{**row, "timeout": 119, "flags": ["UNREPLIED"]}]},
-        {"sessions": [{**row, "state": "TIME_WAIT", "timeout": 119, "flags": ["ASSURED"]}]},
+        {"time": 102.0, "sessions": [{**row, "timeout": 119, "flags": ["UNREPLIED"]}]},
+        {"time": 103.0, "sessions": [{**row, "state": "TIME_WAIT", "timeout": 119, "flags": ["ASSURED"]}]},
     ]
-    assert table_timeouts(snapshots, "tcp", 9000) == {"established": 3}
+    assert table_timeouts(snapshots, "tcp", 9000, spans) == {"established": 2.6}
+
+
+def test_the_table_timeout_counts_down_from_the_last_packet_however_late_it_is_read():
+    """A 2 s UDP lifetime read only in its last second (a busy machine reads late): the
+    readings of 0 s left, 1.2-1.9 s after the last datagram, still say about 2 s."""
+    from lab.characterize.probes import table_timeouts
+
+    row = {"proto": "udp", "dport": 7000, "flags": ["UNREPLIED"], "timeout": 0}
+    spans = {40000 + i: (100.0 + 10 * i, 104.0 + 10 * i) for i in range(4)}
+    snapshots = [
+        {"started": t0 + late - 0.05, "time": t0 + late + 0.05, "sessions": [{**row, "sport": sport}]}
+        for (sport, (t0, _)), late in zip(spans.items(), (1.2, 1.5, 1.7, 1.9), strict=True)
+    ]
+    # readings outside a session's idle time, or of ports no probe used, say nothing
+    snapshots.append({"time": 99.0, "sessions": [{**row, "sport": 40000, "timeout": 30}]})
+    snapshots.append({"time": 101.0, "sessions": [{**row, "sport": 50000, "timeout": 30}]})
+    assert table_timeouts(snapshots, "udp", 7000, spans) == {"unreplied": 2.1}
+    assert table_timeouts(snapshots, "udp", 7001, spans) == {}

@@ -9,6 +9,7 @@ evidence holds only its own flows.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -232,15 +233,38 @@ def midstream(
 
 
 # --- what the device's own table says -------------------------------------------------
-def table_timeouts(snapshots: list[dict[str, Any]], proto: str, port: int) -> dict[str, int | None]:
-    """The longest time left the device's table showed for the probes' sessions to `port`:
-    TCP established (seen both ways); UDP unreplied and replied (seen both ways). A device that counts down
-    from its idle timeout shows it (within the reading's 1 s resolution)."""
-    best: dict[str, int | None] = {}
+def quiet_spans(points: list[Any]) -> dict[int, tuple[float, float]]:
+    """Client source port -> (last packet, end of the idle time) of each probe session of a
+    search: while it idles the device's entry for it counts down from that last packet
+    (a TCP point's two sessions; a UDP probe's push datagram)."""
+    spans: dict[int, tuple[float, float]] = {}
+    for point in points:
+        results = [point.client_first, point.server_first] if isinstance(point, TcpPoint) else [point]
+        for r in results:
+            idle = r.probe.idle
+            if r.sport and r.wall_start:
+                spans[r.sport] = (r.wall_start, r.wall_start + idle)
+    return spans
+
+
+def table_timeouts(
+    snapshots: list[dict[str, Any]], proto: str, port: int, spans: dict[int, tuple[float, float]]
+) -> dict[str, float]:
+    """What the device's table says the probes' sessions to `port` count down from: TCP
+    established (seen both ways); UDP unreplied and replied (seen both ways). A reading of
+    T s left at time t, for a session idle since its last packet at t0 (`spans`), says
+    T + 0.5 + (t - t0): the table shows whole seconds, rounded down, so +0.5 centres the
+    reading; t is the middle of the read. The median over every reading taken while the
+    session idled, to 0.1 s: it holds however late a busy machine reads the table."""
+    said: dict[str, list[float]] = {}
     for snap in snapshots:
+        taken = (snap.get("started", snap.get("time", 0.0)) + snap.get("time", 0.0)) / 2
         for row in snap["sessions"]:
             if row.get("proto") != proto or row.get("dport") != port or row.get("timeout") is None:
                 continue
+            span = spans.get(row.get("sport") or 0)
+            if span is None or not span[0] < taken < span[1]:
+                continue  # not a probe's session idling: its last packet is not known
             if proto == "tcp":  # an entry seen one way only (a loose device picking up a
                 # dead probe's late data mid-stream: 119 s here) says nothing of the timeout
                 replied = "UNREPLIED" not in row.get("flags", ())
@@ -248,8 +272,8 @@ def table_timeouts(snapshots: list[dict[str, Any]], proto: str, port: int) -> di
             else:
                 kind = "unreplied" if "UNREPLIED" in row.get("flags", ()) else "replied"
             if kind is not None:
-                best[kind] = max(best.get(kind) or 0, int(row["timeout"]))
-    return best
+                said.setdefault(kind, []).append(int(row["timeout"]) + 0.5 + taken - span[0])
+    return {kind: round(statistics.median(values), 1) for kind, values in said.items()}
 
 
 # --- FTP through the device -------------------------------------------------------------

@@ -57,13 +57,16 @@ class DeviceTable(Sampler):
     def sample(self) -> None:
         if self.failed:
             return
+        started = time.time()  # the read is taken between `started` and `time`
         try:
             rows = self.device.sessions()
         except LabError as exc:
             self.failed = True
-            self.snapshots.append({"time": time.time(), "error": str(exc), "sessions": []})
+            self.snapshots.append(
+                {"started": started, "time": time.time(), "error": str(exc), "sessions": []}
+            )
             return
-        self.snapshots.append({"time": time.time(), "sessions": [_row(s) for s in rows]})
+        self.snapshots.append({"started": started, "time": time.time(), "sessions": [_row(s) for s in rows]})
 
 
 class Characterization:
@@ -177,9 +180,12 @@ class Characterization:
         }
         evidence = ["search-inside.pcap", "search-outside.pcap", "probes.json", "device-table.json"]
         self.snapshots = watch.snapshots
-        # what the table showed, once per port searched
-        table = {f"tcp {port}": probes.table_timeouts(self.snapshots, "tcp", port) for port in tcp_ports}
-        table["udp"] = probes.table_timeouts(self.snapshots, "udp", self.udp_port)
+        # what the table counts down from, once per port searched
+        spans = {k: v for result in results.values() for k, v in probes.quiet_spans(result.points).items()}
+        table = {
+            f"tcp {port}": probes.table_timeouts(self.snapshots, "tcp", port, spans) for port in tcp_ports
+        }
+        table["udp"] = probes.table_timeouts(self.snapshots, "udp", self.udp_port, spans)
         self.records["table_timeouts"] = table
         for name, result in results.items():
             kind, _, which = name.partition(" ")
