@@ -19,7 +19,7 @@ lab test's: on this 2-core machine the measurement's own noise was as large as t
 Paired bursts of 1,000 (each over a loopback reference burst, 5 per side) moved by up to
 93 % of a side's median beside another lab, and alone (the clean-clone run at e994524) the
 before side's two halves, with no frame between them, differed by 13 % while after/before
-was 0.89.
+was 0.89. `python -m bench hostile` measures it, against a control with an idle gap.
 
 The frames' addresses are the lab's (their IP addresses within every topology's ranges,
 destination MACs the device's, broadcast or random but never one of the root namespace's
@@ -44,7 +44,7 @@ from lab.outside import in_root, lab_ranges
 from lab.packets import read_pcap
 from lab.procs import host_run
 from lab.results import Case
-from lab.traffic import HttpLoad, run_http, run_sessions_from, start_echo_server
+from lab.traffic import HttpLoad, Records, run_http, run_sessions_from, start_echo_server
 from testcases import s2_common as s2
 from testcases import s4_common as s4
 from testcases import s5_common as s5
@@ -182,42 +182,76 @@ def prepare(lab: Any, target: Target) -> None:
             start_echo_server(lab, server, [s2.SERVICE], f"echo-{server}")
 
 
-def burst(lab: Any, case: Case, target: Target, first: int) -> tuple[int, int]:
-    """SESSIONS new sessions through the device, its clients at once (ports from `first`):
-    how many completed and how many failed."""
-    share = SESSIONS // len(target.clients)
-    records: list[dict[str, Any]] = []
+def burst(
+    lab: Any, target: Target, first: int, sessions: int = SESSIONS, concurrency: int | None = None
+) -> Records:
+    """`sessions` new sessions through the device, its clients at once (ports from `first`,
+    `sessions` of them), `concurrency` at a time per client (None: 4 per HTTP client, 8 per
+    echo client): every session's record, with the loads' timeout margins."""
     if target.name == "s4-sdn-balancer":
+        share = sessions // len(target.clients)
         loads = {
             c: HttpLoad(
                 s4.VIP,
                 share,
                 first + i * share,
                 port=80,
-                concurrency=4,
+                concurrency=concurrency or 4,
                 timeout=SESSION_TIMEOUT,
             )
             for i, c in enumerate(target.clients)
         }
-        for rows in run_http(lab, loads).values():
-            case.note_load(rows)
-            records += rows
-        ok = [r for r in records if r.get("ok")]
-    else:
-        servers = [f"{lab.ip('srv')}:80"] if target.name == "s5-firewall" else s2.servers_of(lab)
-        records = case.note_load(
-            run_sessions_from(
-                lab,
-                list(target.clients),
-                servers,
-                SESSIONS,
-                concurrency=8,
-                timeout=SESSION_TIMEOUT,
-                first_port=first,
-            )
-        )
-        ok = [r for r in records if r.get("data_ok")]
-    return len(ok), len(records) - len(ok)
+        parts = list(run_http(lab, loads).values())
+        return Records([r for part in parts for r in part], [m for part in parts for m in part.margins])
+    servers = [f"{lab.ip('srv')}:80"] if target.name == "s5-firewall" else s2.servers_of(lab)
+    return run_sessions_from(
+        lab,
+        list(target.clients),
+        servers,
+        sessions,
+        concurrency=concurrency or 8,
+        timeout=SESSION_TIMEOUT,
+        first_port=first,
+    )
+
+
+def ok_field(target: Target) -> str:
+    """The field of a burst's record that says its session completed."""
+    return "ok" if target.name == "s4-sdn-balancer" else "data_ok"
+
+
+def tally(target: Target, records: list[dict[str, Any]]) -> tuple[int, int]:
+    """How many of a burst's sessions completed and how many failed."""
+    ok = sum(bool(r.get(ok_field(target))) for r in records)
+    return ok, len(records) - ok
+
+
+def aim_for(lab: Any, target: Target, fuzz_ports: range) -> fuzz.Aim:
+    """Where the target's frames go: its MACs (never a root-namespace interface's), its
+    addresses and services, source ports `fuzz_ports`, within the lab's ranges."""
+    avoid = root_macs()
+    return fuzz.Aim(
+        macs=(*(mac_of(lab, n, i) for n, i in target.macs), *target.extra_macs),
+        targets=target.targets,
+        sources=target.sources,
+        services=target.services,
+        ports=fuzz_ports,
+        ranges=tuple(str(r) for r in lab_ranges()),
+        avoid_macs=avoid,
+    )
+
+
+def hostile_frames(lab: Any, target: Target, fuzz_ports: range) -> tuple[fuzz.Aim, list[fuzz.Frame]]:
+    """The target's aim and its FRAMES frames (seed SEED)."""
+    aim = aim_for(lab, target, fuzz_ports)
+    return aim, fuzz.generate(SEED, FRAMES, aim)
+
+
+def send_frames(lab: Any, target: Target, pcap: Path) -> dict[str, Any]:
+    """The frames of `pcap` from the target's sender at RATE a second: what it sent."""
+    intf = lab.node(target.sender).defaultIntf().name
+    out = lab.run(target.sender, fuzz.sender_argv(pcap, intf, RATE), timeout=FRAMES / RATE * 3 + 30)
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def health(lab: Any, target: Target) -> dict[str, Any]:
@@ -249,17 +283,7 @@ def test_hostile_traffic(lab, case: Case, target: Target):
     prepare(lab, target)
     ports = case.ports
     fuzz_ports = range(ports.stop - FUZZ_PORTS, ports.stop)
-    avoid = root_macs()
-    aim = fuzz.Aim(
-        macs=(*(mac_of(lab, n, i) for n, i in target.macs), *target.extra_macs),
-        targets=target.targets,
-        sources=target.sources,
-        services=target.services,
-        ports=fuzz_ports,
-        ranges=tuple(str(r) for r in lab_ranges()),
-        avoid_macs=avoid,
-    )
-    frames = fuzz.generate(SEED, FRAMES, aim)
+    aim, frames = hostile_frames(lab, target, fuzz_ports)
     pcap = case.keep(
         fuzz.write_pcap(case.path / "fuzz-frames.pcap", frames), f"the {FRAMES} frames sent (seed {SEED})"
     )
@@ -269,7 +293,7 @@ def test_hostile_traffic(lab, case: Case, target: Target):
     )
     case.figure("seed, frames, rate (frames/s)", [SEED, FRAMES, RATE])
     case.figure("frames per kind", {k: sum(f.kind == k for f in frames) for k in fuzz.KINDS})
-    leaving = [f.index for f in frames if fuzz_read.parse(f.data).eth_dst in avoid]
+    leaving = [f.index for f in frames if fuzz_read.parse(f.data).eth_dst in aim.avoid_macs]
     assert not leaving, f"frames addressed to a root-namespace interface: {leaving[:5]}"
 
     healthy = health(lab, target)
@@ -279,12 +303,10 @@ def test_hostile_traffic(lab, case: Case, target: Target):
     for c in caps:
         c.__enter__()
     try:
-        before = burst(lab, case, target, ports.start)
-        intf = lab.node(target.sender).defaultIntf().name
-        out = lab.run(target.sender, fuzz.sender_argv(pcap, intf, RATE), timeout=FRAMES / RATE * 3 + 30)
-        sent = json.loads(out.strip().splitlines()[-1])
+        before = tally(target, case.note_load(burst(lab, target, ports.start)))
+        sent = send_frames(lab, target, pcap)
         after_health = health(lab, target)
-        after = burst(lab, case, target, ports.start + SESSIONS)
+        after = tally(target, case.note_load(burst(lab, target, ports.start + SESSIONS)))
     finally:
         stop_captures(caps)
     for c in caps:

@@ -147,3 +147,90 @@ def test_suite_groups_a_scenarios_modules_by_their_prefix():
         "smallest client timeout margin (s)": None,
     }
     assert scenario_of("test_s12_new_thing") == "test_s12" and scenario_of("test_cli_lab") == "test_cli_lab"
+
+
+def test_hostile_rounds_have_their_own_ports_apart_from_the_frames():
+    from bench import hostile
+
+    plan = hostile.port_plan()
+    assert list(plan) == ["control", "hostile"]
+    blocks = [b for p in plan.values() for b in p.blocks()]
+    assert len(blocks) == 2 * (1 + 2 * hostile.ROUNDS)
+    assert all(len(b) == hostile.SESSIONS for p in plan.values() for b in (*p.before, *p.after))
+    used = [port for b in blocks for port in b]
+    assert len(used) == len(set(used)) and not set(used) & set(hostile.FUZZ_PORTS)
+    assert hostile.port_problems(plan) == []
+    assert max(used) < hostile.PORTS_BELOW and max(hostile.FUZZ_PORTS) < hostile.PORTS_BELOW
+    crowded = hostile.port_problems(plan, fuzz_ports=range(10_500, 11_000))
+    assert crowded == ["control block 1 (10000-10999) overlaps the frames' ports"]
+    too_many = hostile.port_plan(rounds=12)  # 48,000 ports of rounds: past the ephemeral range
+    assert any("is outside 1024-31999" in p for p in hostile.port_problems(too_many))
+
+
+def test_hostile_round_rate_spans_its_sessions_not_the_command():
+    from bench.hostile import round_rate
+
+    records = [
+        {"wall_start": 100.0, "elapsed": 0.5, "data_ok": True},
+        {"wall_start": 100.5, "elapsed": 1.5, "data_ok": True},  # the last to end, at 102.0
+        {"wall_start": 101.0, "elapsed": 0.5, "data_ok": False},
+    ]
+    assert round_rate(records, "data_ok") == {"completed": 2, "failed": 1, "seconds": 2.0, "rate": 1.0}
+    http = [
+        {"wall_start": 5.0, "elapsed": 0.25, "ok": True},
+        {"wall_start": 5.25, "elapsed": 0.25, "ok": True},
+    ]
+    assert round_rate(http, "ok")["rate"] == 4.0
+    assert round_rate([], "ok") == {"completed": 0, "failed": 0, "seconds": 0.0, "rate": 0.0}
+
+
+def _hostile_result(before, after, control_before, control_after, sent=10_000):
+    def side(values, failed=0):
+        return [{"rate": v, "failed": failed} for v in values]
+
+    return {
+        "control": {"before": side(control_before), "gap": {"sent": 0}, "after": side(control_after)},
+        "hostile": {"before": side(before), "gap": {"sent": sent}, "after": side(after, failed=1)},
+    }
+
+
+def test_hostile_figures_pair_each_round_after_with_the_same_round_before():
+    from bench.hostile import figures
+
+    result = _hostile_result([1000, 500, 800], [950, 600, 400], [1000, 1000, 1000], [700, 1100, 1000])
+    rate, noise, sent, failed = figures("s5-firewall", result, 10_000)
+    # pairs 0.95, 1.2, 0.5: their median, not the medians' ratio (600 / 800)
+    assert rate.ratio == pytest.approx(0.95)
+    assert rate.met is True and rate.target == ">= 0.9x"
+    assert rate.to_dict()["baseline_name"] == "before the frames"
+    assert noise.ratio == pytest.approx(1.0) and noise.met is None  # the control: shown
+    assert sent.met is True and failed.samples == [1.0, 1.0, 1.0] and failed.met is None
+    slower = figures(
+        "s2-fabric", _hostile_result([1000] * 3, [850] * 3, [1000] * 3, [1000] * 3, 9_999), 10_000
+    )
+    assert slower[0].ratio == pytest.approx(0.85) and slower[0].met is False
+    assert slower[2].met is False  # a frame not sent
+
+
+def test_hostile_plot_draws_every_target(tmp_path):
+    pytest.importorskip("matplotlib")
+    from bench.hostile import plot
+
+    result = _hostile_result([1000] * 2, [900] * 2, [1000] * 2, [990] * 2)
+    data = {
+        "targets": {"s5-firewall": result, "s2-fabric": result},
+        "rounds": 2,
+        "sessions": 1000,
+        "frames": 10_000,
+    }
+    plot(data, tmp_path / "hostile.png")
+    assert (tmp_path / "hostile.png").stat().st_size > 0
+
+
+def test_hostile_traffic_tallies_each_targets_completed_field():
+    from testcases.test_hostile_traffic import TARGETS, tally
+
+    records = [{"ok": True, "data_ok": False}, {"ok": False, "data_ok": True}, {"ok": True, "data_ok": True}]
+    assert tally(TARGETS["s4-sdn-balancer"], records) == (2, 1)  # HTTP: ok
+    assert tally(TARGETS["s5-firewall"], records) == (2, 1)  # echo: data_ok
+    assert tally(TARGETS["s2-fabric"], records[:1]) == (0, 1)
