@@ -25,7 +25,7 @@ BENCHMARKS = {
     "impairment": "link impairments without netem: accuracy and cost of the element",
     "suite": "the default lab suite's wall time per scenario: lab start/stop, case bodies, harness",
     "balancers": "the S4 balancers' ceilings: requests/s and new connections/s",
-    "hostile": "new sessions/s after 10,000 hostile frames against before, beside an idle-gap control",
+    "hostile": "new sessions/s after 10,000 hostile frames over before, relative to an idle-gap control",
 }
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -152,19 +152,29 @@ def test_suite_groups_a_scenarios_modules_by_their_prefix():
 def test_hostile_rounds_have_their_own_ports_apart_from_the_frames():
     from bench import hostile
 
-    plan = hostile.port_plan()
-    assert list(plan) == ["control", "hostile"]
-    blocks = [b for p in plan.values() for b in p.blocks()]
-    assert len(blocks) == 2 * (1 + 2 * hostile.ROUNDS)
-    assert all(len(b) == hostile.SESSIONS for p in plan.values() for b in (*p.before, *p.after))
+    plan = hostile.port_plan()  # every lab's: each lab is fresh
+    blocks = plan.blocks()
+    assert len(blocks) == hostile.WARMUP_BURSTS + 2 * hostile.ROUNDS
+    assert all(len(b) == hostile.SESSIONS for b in (*plan.before, *plan.after))
+    assert sum(len(b) for b in plan.warmup) == 300  # three times the first version's warm-up
     used = [port for b in blocks for port in b]
     assert len(used) == len(set(used)) and not set(used) & set(hostile.FUZZ_PORTS)
     assert hostile.port_problems(plan) == []
     assert max(used) < hostile.PORTS_BELOW and max(hostile.FUZZ_PORTS) < hostile.PORTS_BELOW
     crowded = hostile.port_problems(plan, fuzz_ports=range(10_500, 11_000))
-    assert crowded == ["control block 1 (10000-10999) overlaps the frames' ports"]
-    too_many = hostile.port_plan(rounds=12)  # 48,000 ports of rounds: past the ephemeral range
-    assert any("is outside 1024-31999" in p for p in hostile.port_problems(too_many))
+    assert crowded == ["before block 0 (10000-10999) overlaps the frames' ports"]
+    too_many = hostile.port_problems(hostile.port_plan(rounds=12))  # 24,000 ports of rounds
+    assert "after block 10: 32000-32999 is outside 1024-31999" in too_many  # the ephemeral range
+    warm_into_rounds = hostile.port_problems(hostile.port_plan(warmup=3_000))
+    assert "warm-up block 2 (8000-10999) overlaps before block 0" in warm_into_rounds
+
+
+def test_hostile_pairs_alternate_which_measurement_goes_first():
+    from bench.hostile import orders
+
+    assert orders(3) == [("control", "hostile"), ("hostile", "control"), ("control", "hostile")]
+    assert orders(2) == [("control", "hostile"), ("hostile", "control")]
+    assert orders(0) == []
 
 
 def test_hostile_round_rate_spans_its_sessions_not_the_command():
@@ -184,41 +194,65 @@ def test_hostile_round_rate_spans_its_sessions_not_the_command():
     assert round_rate([], "ok") == {"completed": 0, "failed": 0, "seconds": 0.0, "rate": 0.0}
 
 
-def _hostile_result(before, after, control_before, control_after, sent=10_000):
-    def side(values, failed=0):
+def _measurement(before, after, sent=0, failed=0, warmup=(500.0, 900.0, 1000.0)):
+    def side(values):
         return [{"rate": v, "failed": failed} for v in values]
 
+    return {"warm-up": side(warmup), "before": side(before), "gap": {"sent": sent}, "after": side(after)}
+
+
+def _pair(before, after, control_before, control_after, sent=10_000, first="control"):
     return {
-        "control": {"before": side(control_before), "gap": {"sent": 0}, "after": side(control_after)},
-        "hostile": {"before": side(before), "gap": {"sent": sent}, "after": side(after, failed=1)},
+        "first": first,
+        "control": _measurement(control_before, control_after),
+        "hostile": _measurement(before, after, sent, failed=1),
     }
 
 
-def test_hostile_figures_pair_each_round_after_with_the_same_round_before():
+def test_hostile_ratio_is_relative_to_the_same_pairs_control():
+    from bench.hostile import pair_ratios, side_ratio
+
+    # the lab drifts down 20 % over the gap with or without frames: the frames cost nothing
+    drifting = _pair([1000, 500, 800], [800, 400, 640], [900, 1000, 1100], [720, 800, 880])
+    assert side_ratio(drifting["hostile"]) == pytest.approx(0.8)
+    assert pair_ratios(drifting) == pytest.approx({"control": 0.8, "hostile": 0.8, "relative": 1.0})
+    # pairs 0.95, 1.2, 0.5 round by round: their median, not the medians' ratio (600 / 800)
+    rounds = _pair([1000, 500, 800], [950, 600, 400], [1000] * 3, [1000] * 3)
+    assert pair_ratios(rounds)["hostile"] == pytest.approx(0.95)
+    dead = _pair([1000] * 3, [900] * 3, [0] * 3, [1000] * 3)  # no control round completed
+    assert pair_ratios(dead) == {"control": None, "hostile": pytest.approx(0.9), "relative": None}
+
+
+def test_hostile_figures_judge_the_median_relative_ratio_over_pairs():
     from bench.hostile import figures
 
-    result = _hostile_result([1000, 500, 800], [950, 600, 400], [1000, 1000, 1000], [700, 1100, 1000])
-    rate, noise, sent, failed = figures("s5-firewall", result, 10_000)
-    # pairs 0.95, 1.2, 0.5: their median, not the medians' ratio (600 / 800)
-    assert rate.ratio == pytest.approx(0.95)
-    assert rate.met is True and rate.target == ">= 0.9x"
-    assert rate.to_dict()["baseline_name"] == "before the frames"
-    assert noise.ratio == pytest.approx(1.0) and noise.met is None  # the control: shown
-    assert sent.met is True and failed.samples == [1.0, 1.0, 1.0] and failed.met is None
-    slower = figures(
-        "s2-fabric", _hostile_result([1000] * 3, [850] * 3, [1000] * 3, [1000] * 3, 9_999), 10_000
-    )
-    assert slower[0].ratio == pytest.approx(0.85) and slower[0].met is False
-    assert slower[2].met is False  # a frame not sent
+    pairs = [
+        _pair([1000] * 3, [800] * 3, [1000] * 3, [1000] * 3),  # 0.8 / 1.0
+        _pair([1000] * 3, [800] * 3, [1000] * 3, [850] * 3, first="hostile"),  # 0.8 / 0.85 = 0.94
+        _pair([1000] * 3, [1100] * 3, [1000] * 3, [1000] * 3),  # 1.1 / 1.0
+    ]
+    relative, hostile, control, sent, failed = figures("s4-sdn-balancer", {"pairs": pairs}, 10_000)
+    assert relative.samples == pytest.approx([0.8, 0.8, 1.1])  # each pair's raw ratios, kept
+    assert relative.baseline == pytest.approx([1, 0.85, 1])
+    assert relative.ratio == pytest.approx(0.8 / 0.85) and relative.met is True
+    assert relative.target == ">= 0.9x" and relative.to_dict()["baseline_name"] == "control (idle gap)"
+    assert hostile.ratio == pytest.approx(0.8) and hostile.met is None  # raw: every round, shown
+    assert len(hostile.samples) == 9 and control.met is None and control.baseline_name == "before the gap"
+    assert sent.met is True and failed.samples == [1.0] * 9 and failed.met is None
+    slower = [_pair([1000] * 3, [850] * 3, [1000] * 3, [1000] * 3, sent=s) for s in (10_000, 9_999, 10_000)]
+    rows = figures("s2-fabric", {"pairs": slower}, 10_000)
+    assert rows[0].ratio == pytest.approx(0.85) and rows[0].met is False
+    assert rows[3].samples == [9_999.0] and rows[3].met is False  # one lab missed a frame
 
 
-def test_hostile_plot_draws_every_target(tmp_path):
+def test_hostile_plot_draws_every_targets_pairs(tmp_path):
     pytest.importorskip("matplotlib")
     from bench.hostile import plot
 
-    result = _hostile_result([1000] * 2, [900] * 2, [1000] * 2, [990] * 2)
+    two = {"pairs": [_pair([1000] * 2, [900] * 2, [1000] * 2, [990] * 2)] * 2}
+    one = {"pairs": [_pair([1000] * 2, [900] * 2, [0] * 2, [990] * 2)]}  # a ratio missing
     data = {
-        "targets": {"s5-firewall": result, "s2-fabric": result},
+        "targets": {"s5-firewall": two, "s2-fabric": one},
         "rounds": 2,
         "sessions": 1000,
         "frames": 10_000,
