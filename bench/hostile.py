@@ -154,8 +154,15 @@ def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
     ratios = [pair_ratios(p) for p in pairs]
     both = [r for r in ratios if r["relative"] is not None]
 
-    def every(measurement: str, side: str) -> list[float]:
-        return [rate for p in pairs for rate in rates(p[measurement], side)]
+    def rounds(measurement: str, what: str, baseline_name: str) -> Figure:
+        """Every pair's rounds of one measurement: after over before."""
+        return Figure(
+            f"{name}: new sessions/s after {what}",
+            "1/s",
+            samples=[rate for p in pairs for rate in rates(p[measurement], "after")],
+            baseline=[rate for p in pairs for rate in rates(p[measurement], "before")],
+            baseline_name=baseline_name,
+        )
 
     relative = Figure(
         f"{name}: new sessions/s after/before {frames:,} hostile frames, over the same pair's "
@@ -166,20 +173,8 @@ def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
         baseline_name="control (idle gap)",
         min_ratio=TARGET,
     )
-    hostile = Figure(
-        f"{name}: new sessions/s after {frames:,} hostile frames (every pair's rounds)",
-        "1/s",
-        samples=every("hostile", "after"),
-        baseline=every("hostile", "before"),
-        baseline_name="before the frames",
-    )
-    control = Figure(
-        f"{name}: new sessions/s after an idle gap of the same length (control: the lab's drift)",
-        "1/s",
-        samples=every("control", "after"),
-        baseline=every("control", "before"),
-        baseline_name="before the gap",
-    )
+    hostile = rounds("hostile", f"{frames:,} hostile frames (every pair's rounds)", "before the frames")
+    control = rounds("control", "an idle gap of the same length (control: the lab's drift)", "before the gap")
     sent = Figure(
         f"{name}: hostile frames sent (the fewest in a lab)",
         "frames",

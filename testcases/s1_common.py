@@ -17,6 +17,7 @@ from typing import Any
 
 from lab.capture import Capture, SessionRecorder, SocketRecorder, stop_captures
 from lab.config import FirewallPolicy, Service, TimeoutRule
+from lab.neighbours import resolved
 from lab.packets import TcpSegment
 from lab.plot import session_timeline
 from lab.results import Case, safe_name
@@ -115,22 +116,6 @@ def address(lab, node: str, family: int = 4) -> str:
     return lab.ip(node) if family == 4 else plan("s1", family=family).address(node)
 
 
-def neighbours_resolved(lab, hosts: tuple[str, ...], timeout: float = 10) -> None:
-    """The firewall knows each host's link-layer address (ARP or neighbour discovery)
-    before the probes start: a SYN that waits for the neighbour is retransmitted, and a
-    retransmitted SYN makes the session's first RTO 3 s, which outlasts the application's
-    timeout (under a busy machine fw's first two neighbour solicitations for the server
-    went unanswered: every SYN waited 2 s). The host learns fw's address from fw's
-    solicitation. Bounded: a ping a second until the entry holds a link-layer address."""
-
-    def known(host: str) -> bool:
-        lab.run("fw", ["ping", "-c", "1", "-W", "1", host], check=False)
-        return "lladdr" in lab.run("fw", ["ip", "neigh", "show", host], check=False)
-
-    for host in hosts:
-        lab.wait(lambda h=host: known(h), timeout, f"fw to resolve {host}'s link-layer address")
-
-
 @dataclass
 class Run:
     """One sweep's results and evidence; `client` and `server`: the addresses it ran
@@ -165,7 +150,10 @@ def run_sweep(
     case.keep(fw.apply_policy(sweep.policy), f"ruleset, {sweep.name}")
     fw.flush_sessions()
     client, server = address(lab, "client", family), address(lab, "server", family)
-    neighbours_resolved(lab, (client, server))
+    # fw knows both hosts' link-layer addresses before the probes: a SYN that waits for its
+    # neighbour is retransmitted, and then the session's first RTO is 3 s, past the app's timeout
+    for host in (client, server):
+        resolved(lab, "fw", host, 10)
     probes = [
         IdleProbe(
             port=s.port,

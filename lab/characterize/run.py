@@ -30,6 +30,7 @@ from lab.characterize.profile import Device, Finding, Profile, render_markdown, 
 from lab.characterize.target import PROBES, Bounds, Target
 from lab.config import FirewallPolicy
 from lab.errors import ConfigError, LabError
+from lab.neighbours import resolved
 
 if TYPE_CHECKING:
     from lab.characterize.attach import Attachment
@@ -127,15 +128,9 @@ class Characterization:
         """The device holds its addresses on both sides (a device set up outside the lab may
         take a moment to address the ports just plugged): each answers ARP, which a device
         that drops pings to itself still does. Bounded."""
-
-        def holds(node: str, address: str) -> bool:
-            self.lab.run(node, ["ping", "-c", "1", "-W", "1", address], check=False)
-            return "lladdr" in self.lab.run(node, ["ip", "neigh", "show", address], check=False)
-
         for node, address in ((CLIENT, self.target.inside_gw), (SERVER, self.target.outside_gw)):
-            self.lab.wait(
-                partial(holds, node, address), timeout, f"the device to answer for {address} on {node}'s side"
-            )
+            what = f"the device to answer for {address} on {node}'s side"
+            resolved(self.lab, node, address, timeout, what)
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[Callable[[], Sides]]:
