@@ -127,8 +127,9 @@ def stop_captures(captures: list[Capture]) -> None:
 
 @dataclass
 class Snapshot:
-    time: float  # wall clock
+    time: float  # wall clock when the reading returned
     sessions: list[conntrack.Session]
+    begun: float = 0.0  # wall clock when the reading was asked for: the table was read in between
 
 
 class Sampler:
@@ -183,11 +184,15 @@ class SessionRecorder(Sampler):
         self.snapshots: list[Snapshot] = []
 
     def sample(self) -> None:
+        begun = time.time()
         text = self.lab.run(self.firewall, ["conntrack", "-L"], timeout=10, merge=False)
-        self.snapshots.append(Snapshot(time.time(), conntrack.parse_table(text)))
+        self.snapshots.append(Snapshot(time.time(), conntrack.parse_table(text), begun))
 
     def save(self, path: Path) -> Path:
-        data = [{"time": s.time, "sessions": [x.to_dict() for x in s.sessions]} for s in self.snapshots]
+        data = [
+            {"begun": s.begun, "time": s.time, "sessions": [x.to_dict() for x in s.sessions]}
+            for s in self.snapshots
+        ]
         path.write_text(json.dumps(data, indent=1))
         return path
 
@@ -198,6 +203,20 @@ class SessionRecorder(Sampler):
             match = [s for s in snap.sessions if s.sport == sport or s.dport == sport]
             out.append((snap.time, match[0].timeout, match[0].state) if match else (snap.time, None, None))
         return out
+
+    def came_back(self, sport: int, after: float) -> tuple[float, float] | None:
+        """When the session from client port `sport` re-appeared in the table after being
+        absent from a reading begun after `after` (wall clock): (begun of the last reading
+        without it, end of the first reading with it). A reading takes time, more on a busy
+        machine: the entry appeared between those two moments, no later, no earlier."""
+        absent: Snapshot | None = None
+        for snap in self.snapshots:
+            present = any(s.sport == sport or s.dport == sport for s in snap.sessions)
+            if not present and snap.begun > after:
+                absent = snap
+            elif present and absent is not None:
+                return absent.begun, snap.time
+        return None
 
 
 @dataclass(frozen=True)
