@@ -15,8 +15,9 @@ with IPv6 on them its kernel would talk into the lab from their link-local addre
 (`seal_switch_ports` turns it off as the lab builds them).
 
 Apart from `lab.isolation`, which keeps cases apart inside the lab (port blocks), this
-keeps the lab apart from the machine. Parsing and judging are pure (tested offline,
-tests/test_outside_checks.py); `sample_root` and `RootSampler` read the machine.
+keeps the lab apart from the machine. Parsing (`lab.root_tables`) and judging are pure
+(tested offline, tests/test_outside_checks.py); `sample_root` and `RootSampler` read the
+machine.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,15 @@ from lab.addresses import read_addressed_pcap
 from lab.capture import Sampler
 from lab.errors import ConfigError
 from lab.procs import host_run
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from lab.root_tables import (
+    Listener,
+    Network,
+    RootSample,
+    Route,
+    parse_addresses,
+    parse_listeners,
+    parse_routes,
+)
 
 # Addresses a capture may hold beside the lab's: multicast (VRRP adverts, MLD), IPv6
 # link-local (the hosts' neighbour discovery) and IPv6's unspecified source (duplicate
@@ -86,143 +93,6 @@ def within(address: str, networks: Iterable[Network]) -> bool:
     """Whether `address` lies in one of `networks` (of its own family)."""
     ip = ipaddress.ip_address(address)
     return any(ip.version == n.version and ip in n for n in networks)
-
-
-# --- the root namespace as data ----------------------------------------------------------
-@dataclass(frozen=True)
-class Listener:
-    """A listening socket (TCP LISTEN, or UDP bound and unconnected) as `ss -lntupH -p`
-    shows it: `address` without brackets or interface (`*`: every address of both
-    families); `processes`: (command, PID) of each holder (none for a process of another
-    PID namespace); `lab`: the lab process it belongs to, where it is one's."""
-
-    proto: str
-    address: str
-    port: int
-    processes: tuple[tuple[str, int], ...] = ()
-    lab: str = ""
-
-    @property
-    def loopback(self) -> bool:
-        if self.address == "*":
-            return False
-        ip = ipaddress.ip_address(self.address)
-        mapped = getattr(ip, "ipv4_mapped", None)
-        return ip.is_loopback or (mapped is not None and mapped.is_loopback)
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.proto, self.address, self.port)
-
-    def __str__(self) -> str:
-        who = ", ".join(f"{name} (pid {pid})" for name, pid in self.processes) or "a process not seen here"
-        shown = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{self.proto} {shown}:{self.port} held by {who}" + (f", of {self.lab}" if self.lab else "")
-
-
-_USERS = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)')
-
-
-def split_endpoint(text: str) -> tuple[str, int]:
-    """("0.0.0.0", 22) from ss's "0.0.0.0:22", "[::]:22", "127.0.0.53%lo:53", "*:68"
-    or "[fe80::1]%eth0:546": the address without brackets or interface."""
-    host, _, port = text.rpartition(":")
-    host = host.split("%", 1)[0] if not host.startswith("[") else host[1 : host.index("]")]
-    return host.split("%", 1)[0], int(port) if port.isdigit() else 0
-
-
-def parse_listeners(text: str) -> list[Listener]:
-    """`ss -lntupH -p` (no header) as Listeners; lines of another shape are skipped."""
-    found = []
-    for line in text.splitlines():
-        words = line.split(None, 6)
-        if len(words) < 6 or words[0] not in ("tcp", "udp"):
-            continue
-        address, port = split_endpoint(words[4])
-        users = tuple((name, int(pid)) for name, pid in _USERS.findall(words[6] if len(words) > 6 else ""))
-        found.append(Listener(words[0], address, port, users))
-    return found
-
-
-@dataclass(frozen=True)
-class Address:
-    """An address on a root-namespace interface (`ip -j addr`)."""
-
-    ifname: str
-    address: str
-    prefixlen: int
-
-    def __str__(self) -> str:
-        return f"{self.address}/{self.prefixlen} on {self.ifname}"
-
-
-def parse_addresses(text: str) -> list[Address]:
-    """`ip -j addr show` as Addresses."""
-    return [
-        Address(link.get("ifname", "?"), info["local"], int(info.get("prefixlen", 0)))
-        for link in json.loads(text or "[]")
-        for info in link.get("addr_info", [])
-        if "local" in info
-    ]
-
-
-@dataclass(frozen=True)
-class Route:
-    """A root-namespace route (`ip -j route show table all`, either family)."""
-
-    dst: str  # a prefix, "default" as 0.0.0.0/0 or ::/0
-    dev: str
-    table: str
-    type: str
-
-    @property
-    def network(self) -> Network:
-        return ipaddress.ip_network(self.dst, strict=False)
-
-    def __str__(self) -> str:
-        return f"{self.type} {self.dst} dev {self.dev or '-'} table {self.table}"
-
-
-def parse_routes(text: str, family: int) -> list[Route]:
-    """`ip -j [-6] route show table all` as Routes."""
-    found = []
-    for entry in json.loads(text or "[]"):
-        dst = entry.get("dst", "")
-        if dst == "default":
-            dst = "0.0.0.0/0" if family == 4 else "::/0"
-        try:
-            ipaddress.ip_network(dst, strict=False)
-        except ValueError:
-            continue  # nothing a lab range could hold
-        found.append(
-            Route(dst, entry.get("dev", ""), str(entry.get("table", "main")), entry.get("type", "unicast"))
-        )
-    return found
-
-
-@dataclass(frozen=True)
-class RootSample:
-    """The root namespace at one moment: its listeners, addresses and routes."""
-
-    time: float
-    listeners: tuple[Listener, ...]
-    addresses: tuple[Address, ...]
-    routes: tuple[Route, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RootSample:
-        listeners = tuple(
-            Listener(**{**x, "processes": tuple(tuple(p) for p in x["processes"])}) for x in data["listeners"]
-        )
-        return cls(
-            data["time"],
-            listeners,
-            tuple(Address(**a) for a in data["addresses"]),
-            tuple(Route(**r) for r in data["routes"]),
-        )
 
 
 # --- judging -------------------------------------------------------------------------

@@ -23,22 +23,24 @@ from lab.addresses import AddressedPacket, read_addressed_pcap
 from lab.apps import marker
 from lab.outside import (
     CAPTURE_EXCEPTIONS,
-    Listener,
-    RootSample,
     RootSampler,
     attribute,
     check_captures,
     covering_routes,
     lab_ranges,
     owner_in,
-    parse_addresses,
-    parse_listeners,
-    parse_routes,
     plan_ranges,
-    split_endpoint,
     violations,
 )
 from lab.packets import read_tcp_pcap
+from lab.root_tables import (
+    Listener,
+    RootSample,
+    parse_addresses,
+    parse_listeners,
+    parse_routes,
+    split_endpoint,
+)
 
 RANGES = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/22", "10.0.4.0/24", "fd00:5:1::/64", "fd00:5:2::/64")
