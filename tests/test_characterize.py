@@ -277,3 +277,32 @@ def test_the_table_timeout_counts_down_from_the_last_packet_however_late_it_is_r
     snapshots.append({"time": 101.0, "sessions": [{**row, "sport": 50000, "timeout": 30}]})
     assert table_timeouts(snapshots, "udp", 7000, spans) == {"unreplied": 2.1}
     assert table_timeouts(snapshots, "udp", 7001, spans) == {}
+
+
+def test_a_mid_stream_segment_that_crosses_late_is_admitted_and_one_that_never_does_is_dropped(monkeypatch):
+    """midstream waits (bounded) for its segments beyond the device: the inside one shows
+    beyond only on the third reading of the live captures, the outside one never."""
+    import contextlib
+
+    from lab.characterize import probes
+    from lab.packets import TcpSegment
+
+    monkeypatch.setattr(probes, "CROSSING_WAIT", 0.5)
+    monkeypatch.setattr(probes, "send_segment", lambda *a, **kw: None)
+    ports = probes.Ports(range(20_000, 20_010))
+    sent_in = TcpSegment("10.0.1.10", "10.0.2.10", 20_000, 9000, 7, 1000, "A", 0)
+    sent_out = TcpSegment("10.0.2.10", "10.0.1.10", 20_001, 9000, 9, 1000, "A", 0)
+    readings = []
+
+    @contextlib.contextmanager
+    def phase(name):
+        def sides():
+            readings.append(name)
+            late = [sent_in] if len(readings) >= 3 else []
+            return probes.Sides([sent_in], [sent_out, *late])
+
+        yield sides
+
+    result = probes.midstream(None, phase, "10.0.1.10", "10.0.2.10", 9000, ports)
+    assert result["value"] == {"inside": "admitted", "outside": "dropped"}
+    assert len(readings) > 3  # it went on waiting for the outside one until the window closed

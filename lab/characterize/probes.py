@@ -9,15 +9,18 @@ evidence holds only its own flows.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lab.characterize.bisect import IdleSearch
+from lab.errors import LabTimeout
 from lab.packets import TcpSegment
 from lab.traffic import IdleProbe, ProbeResult, UdpProbe, run_probes, run_udp_probes, send_segment
 from lab.traffic.probes import server_events
+from lab.wait import wait_until
 
 if TYPE_CHECKING:
     from lab.net import Lab
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 
 CLIENT, SERVER = "ci", "srv"
 ECONNRESET = 104
+# s: a hand-made segment not beyond the device by then is dropped; longer than TCP's first
+# retransmission timeout (1 s), a real session would have sent it again
+CROSSING_WAIT = 1.0
 
 
 class Ports:
@@ -219,17 +225,27 @@ def midstream(
 ) -> dict[str, Any]:
     """An ACK with data-less payload for a connection the device never saw, from inside to
     the server's port and from outside to the client's address: "admitted" when the capture
-    beyond the device holds it (loose pick-up), else "dropped"."""
+    beyond the device holds it (loose pick-up), else "dropped".
+
+    Absence takes a window: the captures run until both segments crossed or CROSSING_WAIT
+    passed since the second was sent. On a busy machine a segment that crossed took longer
+    than the time the next send and the captures' stop take (0.16 s: a loose pick-up
+    firewall's inside segment judged dropped, run 20261203-023428)."""
     inside_port, outside_port = ports.one(), ports.one()
+
+    def verdict(seen: Any) -> dict[str, str]:
+        admitted = {
+            "inside": crossed(seen.inside, seen.outside, inside_port, port, False),
+            "outside": crossed(seen.outside, seen.inside, outside_port, port, True),
+        }
+        return {side: "admitted" if ok else "dropped" for side, ok in admitted.items()}
+
     with phase("midstream") as sides:
         send_segment(lab, CLIENT, client_ip, server_ip, inside_port, port, "A")
         send_segment(lab, SERVER, server_ip, client_ip, outside_port, port, "A")
-    seen = sides()
-    verdict = {
-        "inside": "admitted" if crossed(seen.inside, seen.outside, inside_port, port, False) else "dropped",
-        "outside": "admitted" if crossed(seen.outside, seen.inside, outside_port, port, True) else "dropped",
-    }
-    return {"value": verdict, "ports": {"inside": inside_port, "outside": outside_port}}
+        with contextlib.suppress(LabTimeout):
+            wait_until(lambda: "dropped" not in verdict(sides()).values(), CROSSING_WAIT, "both to cross")
+    return {"value": verdict(sides()), "ports": {"inside": inside_port, "outside": outside_port}}
 
 
 # --- what the device's own table says -------------------------------------------------

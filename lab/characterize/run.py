@@ -134,12 +134,13 @@ class Characterization:
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[Callable[[], Sides]]:
-        """Captures on both sides of the device for a block; the callable reads them after it."""
+        """Captures on both sides of the device for a block; the callable reads them, as far
+        as they are written within the block, whole after it."""
         seen: dict[str, Sides] = {}
         inside = Capture(self.lab, CLIENT, _intf(self.lab, CLIENT), self.folder, f"{name}-inside", "tcp")
         outside = Capture(self.lab, SERVER, _intf(self.lab, SERVER), self.folder, f"{name}-outside", "tcp")
         with inside, outside:
-            yield lambda: seen["sides"]
+            yield lambda: seen.get("sides") or Sides(inside.segments(), outside.segments())
         seen["sides"] = Sides(inside.segments(), outside.segments())
 
     # --- TCP and UDP idle times ---------------------------------------------------------
