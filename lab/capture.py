@@ -129,7 +129,11 @@ def stop_captures(captures: list[Capture]) -> None:
 class Snapshot:
     time: float  # wall clock when the reading returned
     sessions: list[conntrack.Session]
-    begun: float = 0.0  # wall clock when the reading was asked for: the table was read in between
+    started: float  # wall clock when the reading was asked for: the table was read in between
+
+    def entry(self, sport: int) -> conntrack.Session | None:
+        """The session from (or to) client port `sport`, if the table held it."""
+        return next((s for s in self.sessions if s.sport == sport or s.dport == sport), None)
 
 
 class Sampler:
@@ -184,13 +188,13 @@ class SessionRecorder(Sampler):
         self.snapshots: list[Snapshot] = []
 
     def sample(self) -> None:
-        begun = time.time()
+        started = time.time()
         text = self.lab.run(self.firewall, ["conntrack", "-L"], timeout=10, merge=False)
-        self.snapshots.append(Snapshot(time.time(), conntrack.parse_table(text), begun))
+        self.snapshots.append(Snapshot(time.time(), conntrack.parse_table(text), started))
 
     def save(self, path: Path) -> Path:
         data = [
-            {"begun": s.begun, "time": s.time, "sessions": [x.to_dict() for x in s.sessions]}
+            {"started": s.started, "time": s.time, "sessions": [x.to_dict() for x in s.sessions]}
             for s in self.snapshots
         ]
         path.write_text(json.dumps(data, indent=1))
@@ -200,22 +204,22 @@ class SessionRecorder(Sampler):
         """(time, remaining timeout, state) of the session from client port `sport`; None when absent."""
         out = []
         for snap in self.snapshots:
-            match = [s for s in snap.sessions if s.sport == sport or s.dport == sport]
-            out.append((snap.time, match[0].timeout, match[0].state) if match else (snap.time, None, None))
+            entry = snap.entry(sport)
+            out.append((snap.time, entry.timeout, entry.state) if entry else (snap.time, None, None))
         return out
 
     def came_back(self, sport: int, after: float) -> tuple[float, float] | None:
         """When the session from client port `sport` re-appeared in the table after being
-        absent from a reading begun after `after` (wall clock): (begun of the last reading
+        absent from a reading started after `after` (wall clock): (start of the last reading
         without it, end of the first reading with it). A reading takes time, more on a busy
         machine: the entry appeared between those two moments, no later, no earlier."""
         absent: Snapshot | None = None
         for snap in self.snapshots:
-            present = any(s.sport == sport or s.dport == sport for s in snap.sessions)
-            if not present and snap.begun > after:
+            present = snap.entry(sport) is not None
+            if not present and snap.started > after:
                 absent = snap
             elif present and absent is not None:
-                return absent.begun, snap.time
+                return absent.started, snap.time
         return None
 
 

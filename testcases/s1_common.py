@@ -393,28 +393,19 @@ def assert_timeouts_by_port(run: Run, long_port: int, short_port: int) -> dict[i
 
 
 def assert_recreated(run: Run, result: ProbeResult) -> float:
-    """Loose pick-up: the mid-stream segment after the idle crossed the firewall (server
-    side capture) at the idle's end, and the session table shows the entry expire and come
-    back around that crossing; when, after the idle began (s), from the capture's stamp.
-
-    A table reading takes time (more on a busy machine), so the table bounds the moment
-    from both sides: absent in a reading begun before the crossing, present in one that
-    ended after it."""
+    """Loose pick-up: the segment after the idle crossed the firewall (server side) at the
+    idle's end, and the table shows the entry expire and come back around that crossing:
+    absent in a reading started before it, present in one ended after it (a reading takes
+    time, more on a busy machine). When, after the idle began (s), from the capture."""
     evidence = f"({run.outside.path}, {run.inside.path.parent / 'sessions.json'})"
-    after = result.wall_start + result.probe.idle - 0.1
-    crossed = data_segments(run.outside, run.client, result.sport, after)
-    assert crossed, f"the segment after the idle did not cross the firewall {evidence}"
-    window = run.sessions.came_back(result.sport, result.wall_start + T)
-    assert window is not None, f"session table should show the entry expire and come back {evidence}"
-    absent, present = window
-    assert absent <= crossed[0].time <= present, (
-        f"the entry should come back with the segment at {crossed[0].time - result.wall_start:.2f}s: "
-        f"absent until {absent - result.wall_start:.2f}s, present by {present - result.wall_start:.2f}s "
-        f"{evidence}"
-    )
-    recreated = crossed[0].time - result.wall_start
-    assert result.probe.idle - 0.1 <= recreated <= result.probe.idle + 0.5, (
-        f"the entry should come back with the segment after {result.probe.idle:g}s idle: {recreated:.2f}s"
+    start, idle = result.wall_start, result.probe.idle
+    crossed = data_segments(run.outside, run.client, result.sport, start + idle - 0.1)
+    window = run.sessions.came_back(result.sport, start + T)
+    assert crossed and window, f"the segment after the idle should cross as the entry comes back {evidence}"
+    recreated, (absent, present) = crossed[0].time - start, window
+    assert absent <= crossed[0].time <= present and idle - 0.1 <= recreated <= idle + 0.5, (
+        f"the entry should come back with the segment after {idle:g}s idle {evidence}: it crossed at "
+        f"{recreated:.2f}s, the entry absent until {absent - start:.2f}s, present by {present - start:.2f}s"
     )
     return recreated
 
