@@ -8,10 +8,22 @@ One measurement, in a fresh lab of its own: the build, the preparation, the fram
 (in every lab, so the time from the build to the first session is the same), a warm-up of
 WARMUP_BURSTS bursts of WARMUP sessions (each burst's rate kept), ROUNDS rounds "before",
 each a burst of SESSIONS new sessions through the device (the test's clients, servers and
-concurrency), a gap, ROUNDS rounds "after", and the lab removed. In a control's gap nothing
+concurrency), a gap, ROUNDS rounds "after", a wait for the gap's residue to drain,
+ROUNDS rounds "settled", and the lab removed. In a control's gap nothing
 is sent for as long as the frames take (FRAMES / RATE s); in a hostile one the frames are
 sent. Per target, PAIRS pairs of one control and one hostile measurement, alternating which
 goes first (bench/paired.py's idea: a slow drift of the machine weighs on both alike).
+
+Why "settled" (run 20261202-212716 had S5's firewall at 0.80x and S4's balancer at 0.82x
+right after the frames; a diagnostic then read what they leave): the frames leave about
+10,000 flows in the userspace datapath, which every lab's bridges share, each expiring
+after 10 s idle (OVS's max-idle), and thousands of spoofed on-link sources that the
+firewall or the routers resolve (ARP and neighbour solicitations, about 5 s until they
+fail). The rounds "after" run while both are there; the rounds "settled" once every
+datapath flow that appeared in the gap has expired and no neighbour entry of the lab's is
+still being resolved (`drained`, at most SETTLE_WAIT s). The control waits the same way
+(its gap leaves next to nothing). Both are measured: "after" is what the device does while
+the residue drains, "settled" whether the frames did it lasting harm.
 
 Why this design: the first version measured the control and then the hostile side in one
 lab, and in two runs the control moved as much as the frames did. The lab's history drifts
@@ -49,6 +61,8 @@ of PAIRS = 3 about 16 minutes (11 with 2 pairs).
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,9 +78,10 @@ WARMUP_BURSTS, WARMUP, WARMUP_FIRST_PORT = 3, 100, 2_000  # 300 sessions before 
 FIRST_PORT = 10_000  # the rounds' source ports: blocks of SESSIONS from here
 FUZZ_PORTS = range(30_000, 30_500)  # the frames' source ports
 PORTS_BELOW = 32_000  # the lab's client ports stay below Linux's ephemeral range (lab/isolation.py)
-TARGET = 0.9  # hostile after/before at least 0.9x the control's after/before
+TARGET = 0.9  # hostile after/before at least 0.9x the control's after/before (and settled/before)
+SETTLE_WAIT = 30.0  # s: for the gap's datapath flows to expire (10 s idle) and neighbours to resolve
 MEASUREMENTS = ("control", "hostile")
-SIDES = ("before", "after")
+SIDES = ("before", "after", "settled")
 
 
 @dataclass(frozen=True)
@@ -76,9 +91,10 @@ class Ports:
     warmup: tuple[range, ...]
     before: tuple[range, ...]
     after: tuple[range, ...]
+    settled: tuple[range, ...]
 
     def blocks(self) -> list[range]:
-        return [*self.warmup, *self.before, *self.after]
+        return [*self.warmup, *self.before, *self.after, *self.settled]
 
 
 def port_plan(
@@ -89,8 +105,8 @@ def port_plan(
     warm = [
         range(WARMUP_FIRST_PORT + i * warmup, WARMUP_FIRST_PORT + (i + 1) * warmup) for i in range(bursts)
     ]
-    blocks = [range(FIRST_PORT + i * sessions, FIRST_PORT + (i + 1) * sessions) for i in range(2 * rounds)]
-    return Ports(tuple(warm), tuple(blocks[:rounds]), tuple(blocks[rounds:]))
+    blocks = [range(FIRST_PORT + i * sessions, FIRST_PORT + (i + 1) * sessions) for i in range(3 * rounds)]
+    return Ports(tuple(warm), *(tuple(blocks[i * rounds : (i + 1) * rounds]) for i in range(3)))
 
 
 def port_problems(plan: Ports, fuzz_ports: range = FUZZ_PORTS) -> list[str]:
@@ -132,27 +148,31 @@ def round_rate(records: Sequence[dict[str, Any]], ok: str) -> dict[str, Any]:
 
 
 def rates(measurement: dict[str, Any], side: str) -> list[float]:
-    return [float(r["rate"]) for r in measurement[side]]
+    return [float(r["rate"]) for r in measurement.get(side, [])]  # "settled": none before 2026-12-03
 
 
-def side_ratio(measurement: dict[str, Any]) -> float | None:
-    """One lab's after over before: the median over rounds of each round after over the same
-    round before (None when no round before completed a session)."""
-    return Figure("", "", samples=rates(measurement, "after"), baseline=rates(measurement, "before")).ratio
+def side_ratio(measurement: dict[str, Any], side: str = "after") -> float | None:
+    """One lab's `side` (after, settled) over before: the median over rounds of each round
+    of the side over the same round before (None when no round before completed a session,
+    or the lab has no such side)."""
+    return Figure("", "", samples=rates(measurement, side), baseline=rates(measurement, "before")).ratio
 
 
 def pair_ratios(pair: dict[str, Any]) -> dict[str, float | None]:
-    """A pair's control and hostile ratios, and the hostile one relative to the control's."""
-    control, hostile = side_ratio(pair["control"]), side_ratio(pair["hostile"])
-    relative = hostile / control if hostile is not None and control else None
-    return {"control": control, "hostile": hostile, "relative": relative}
+    """A pair's control and hostile ratios, and the hostile one relative to the control's:
+    right after the gap, and once its residue drained ("... settled")."""
+    found: dict[str, float | None] = {}
+    for side, suffix in (("after", ""), ("settled", " settled")):
+        control, hostile = side_ratio(pair["control"], side), side_ratio(pair["hostile"], side)
+        found[f"control{suffix}"], found[f"hostile{suffix}"] = control, hostile
+        found[f"relative{suffix}"] = hostile / control if hostile is not None and control else None
+    return found
 
 
 def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
     """One target's figures from its pairs (`one_target`'s result)."""
     pairs = result["pairs"]
     ratios = [pair_ratios(p) for p in pairs]
-    both = [r for r in ratios if r["relative"] is not None]
 
     def rounds(measurement: str, what: str, baseline_name: str) -> Figure:
         """Every pair's rounds of one measurement: after over before."""
@@ -164,15 +184,29 @@ def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
             baseline_name=baseline_name,
         )
 
-    relative = Figure(
-        f"{name}: new sessions/s after/before {frames:,} hostile frames, over the same pair's "
-        "after/before an idle gap",
-        "ratio",
-        samples=[float(r["hostile"] or 0.0) for r in both],
-        baseline=[float(r["control"] or 0.0) for r in both],
-        baseline_name="control (idle gap)",
-        min_ratio=TARGET,
-    )
+    def relative(suffix: str, when: str) -> Figure:
+        both = [r for r in ratios if r[f"relative{suffix}"] is not None]
+        return Figure(
+            f"{name}: new sessions/s {when} {frames:,} hostile frames over before, relative to "
+            "the same pair's control (an idle gap)",
+            "ratio",
+            samples=[float(r[f"hostile{suffix}"] or 0.0) for r in both],
+            baseline=[float(r[f"control{suffix}"] or 0.0) for r in both],
+            baseline_name="control (idle gap)",
+            min_ratio=TARGET,
+        )
+
+    def residue(key: str, what: str, unit: str, **target: float) -> Figure:
+        """The hostile labs' residue reading (`drained`), beside the controls' as baseline."""
+        return Figure(
+            f"{name}: {what}",
+            unit,
+            samples=[float(p["hostile"]["residue"][key]) for p in pairs if "residue" in p["hostile"]],
+            baseline=[float(p["control"]["residue"][key]) for p in pairs if "residue" in p["control"]],
+            baseline_name="control (idle gap)",
+            **target,
+        )
+
     hostile = rounds("hostile", f"{frames:,} hostile frames (every pair's rounds)", "before the frames")
     control = rounds("control", "an idle gap of the same length (control: the lab's drift)", "before the gap")
     sent = Figure(
@@ -186,7 +220,18 @@ def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
         "sessions",
         samples=[float(r["failed"]) for p in pairs for r in p["hostile"]["after"]],
     )
-    return [relative, hostile, control, sent, failed]
+    drained = [
+        residue("datapath flows", "datapath flows that appeared in the gap", "flows"),
+        residue("resolving", "neighbour entries being resolved at the gap's end", "entries"),
+        residue(
+            "drained (s)", f"seconds from the gap's end until its residue drained (<= {SETTLE_WAIT:g} s)", "s"
+        ),
+        residue(
+            "left after the wait", "the gap's datapath flows and resolving neighbours left", "", max_value=0.0
+        ),
+    ]
+    after, settled = relative("", "right after"), relative(" settled", "once the residue drained, after")
+    return [after, settled, hostile, control, *drained, sent, failed]
 
 
 def one_round(lab: Any, target: Any, block: range) -> dict[str, Any]:
@@ -206,16 +251,62 @@ def one_round(lab: Any, target: Any, block: range) -> dict[str, Any]:
     }
 
 
+def datapath_flows() -> set[str]:
+    """The ids (ufid) of the flows in the userspace datapath now. Every lab's bridges share
+    it: the benchmark runs one lab at a time."""
+    from lab.procs import host_run
+
+    return set(re.findall(r"^ufid:(\S+?),", host_run(["ovs-appctl", "dpctl/dump-flows", "-m"]), re.M))
+
+
+def resolving(lab: Any) -> int:
+    """Neighbour entries the lab's nodes are still resolving (INCOMPLETE), both families."""
+    return sum(
+        len(
+            lab.run(node.name, ["ip", family, "neigh", "show", "nud", "incomplete"], merge=False).splitlines()
+        )
+        for node in lab.net.hosts
+        for family in ("-4", "-6")
+    )
+
+
+def drained(lab: Any, left: set[str], ended: float) -> dict[str, Any]:
+    """Wait (at most SETTLE_WAIT s from the gap's end, `ended`) until none of the datapath
+    flows the gap left (`left`) remains and no neighbour is being resolved: the seconds from
+    the gap's end, and what was still there when the wait ended (0 when it drained; the
+    settled rounds run either way, and the figures show it)."""
+    from lab.errors import LabTimeout
+    from lab.wait import wait_until
+
+    still: dict[str, int] = {}
+
+    def gone() -> bool:
+        still.update(flows=len(left & datapath_flows()), resolving=resolving(lab))
+        return not any(still.values())
+
+    with contextlib.suppress(LabTimeout):
+        wait_until(gone, max(0.0, ended + SETTLE_WAIT - time.monotonic()), "the gap's residue", interval=0.25)
+    return {"drained (s)": round(time.monotonic() - ended, 3), "left after the wait": sum(still.values())}
+
+
 def measure(lab: Any, target: Any, ports: Ports, gap: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The warm-up bursts, ROUNDS rounds before, the gap (what it returned, its seconds),
-    ROUNDS rounds after."""
+    ROUNDS rounds after, the gap's residue (the datapath flows that appeared in it, the
+    neighbours still being resolved at its end) and, once it drained, ROUNDS rounds settled."""
     warmup = [one_round(lab, target, block) for block in ports.warmup]
     before = [one_round(lab, target, block) for block in ports.before]
+    kept = datapath_flows()
     started = time.monotonic()
     happened = gap()
-    happened["gap seconds"] = round(time.monotonic() - started, 3)  # beside the sender's own "seconds"
+    ended = time.monotonic()
+    happened["gap seconds"] = round(ended - started, 3)  # beside the sender's own "seconds"
+    left = datapath_flows() - kept
+    residue = {"datapath flows": len(left), "resolving": resolving(lab)}
     after = [one_round(lab, target, block) for block in ports.after]
-    return {"warm-up": warmup, "before": before, "gap": happened, "after": after}
+    residue |= drained(lab, left, ended)
+    settled = [one_round(lab, target, block) for block in ports.settled]
+    return {"warm-up": warmup, "before": before, "gap": happened, "after": after, "residue": residue,
+            "settled": settled}  # fmt: skip
 
 
 def one_lab(folder: Path, target: Any, ports: Ports, measurement: str) -> dict[str, Any]:
@@ -278,6 +369,7 @@ def run(out: Path) -> dict[str, Any]:
         "seed": scenario.SEED,
         "frame rate": scenario.RATE,
         "ports (every lab)": [[b.start, b.stop - 1] for b in plan.blocks()],
+        "settle wait (s)": SETTLE_WAIT,
         "frames' ports": [FUZZ_PORTS.start, FUZZ_PORTS.stop - 1],
     }
 
@@ -300,8 +392,10 @@ def plot(data: dict[str, Any], path: Path) -> None:
                 ax.plot(range(-len(warm) - 1, -1), warm, ".:", color=color, alpha=0.6)
                 ax.plot(range(rounds), rates(got, "before"), "o-", color=color, label=measurement)
                 ax.plot(range(rounds + 1, 2 * rounds + 1), rates(got, "after"), "o-", color=color)
+                ax.plot(range(2 * rounds + 2, 3 * rounds + 2), rates(got, "settled"), "o-", color=color)
             ax.axvspan(rounds - 0.5, rounds + 0.5, color="0.9")
-            ax.set_xticks([-2, rounds], ["warm-up", "gap"], fontsize=8)
+            ax.axvspan(2 * rounds + 0.5, 2 * rounds + 1.5, color="0.95")
+            ax.set_xticks([-2, rounds, 2 * rounds + 1], ["warm-up", "gap", "drain"], fontsize=8)
             r = pair_ratios(pair)
             shown = "  ".join(f"{k} {v:.2f}x" for k, v in r.items() if v is not None)
             ax.set_title(f"{name}, pair {n} ({pair['first']} first)\n{shown}", fontsize=8)
@@ -310,8 +404,8 @@ def plot(data: dict[str, Any], path: Path) -> None:
         for ax in row[len(result["pairs"]) :]:
             ax.set_visible(False)
     fig.suptitle(
-        f"{data['sessions']:,} sessions a round, {rounds} rounds each side of the gap "
-        f"({data['frames']:,} frames or idle), each measurement in a fresh lab",
+        f"{data['sessions']:,} sessions a round, {rounds} rounds before the gap ({data['frames']:,} "
+        "frames or idle), after it, and once its residue drained; each measurement in a fresh lab",
         fontsize=9,
     )
     save(fig, path)

@@ -154,8 +154,8 @@ def test_hostile_rounds_have_their_own_ports_apart_from_the_frames():
 
     plan = hostile.port_plan()  # every lab's: each lab is fresh
     blocks = plan.blocks()
-    assert len(blocks) == hostile.WARMUP_BURSTS + 2 * hostile.ROUNDS
-    assert all(len(b) == hostile.SESSIONS for b in (*plan.before, *plan.after))
+    assert len(blocks) == hostile.WARMUP_BURSTS + 3 * hostile.ROUNDS  # before, after, settled
+    assert all(len(b) == hostile.SESSIONS for b in (*plan.before, *plan.after, *plan.settled))
     assert sum(len(b) for b in plan.warmup) == 300  # three times the first version's warm-up
     used = [port for b in blocks for port in b]
     assert len(used) == len(set(used)) and not set(used) & set(hostile.FUZZ_PORTS)
@@ -194,18 +194,30 @@ def test_hostile_round_rate_spans_its_sessions_not_the_command():
     assert round_rate([], "ok") == {"completed": 0, "failed": 0, "seconds": 0.0, "rate": 0.0}
 
 
-def _measurement(before, after, sent=0, failed=0, warmup=(500.0, 900.0, 1000.0)):
+def _measurement(before, after, sent=0, failed=0, warmup=(500.0, 900.0, 1000.0), settled=None, flows=0):
     def side(values):
         return [{"rate": v, "failed": failed} for v in values]
 
-    return {"warm-up": side(warmup), "before": side(before), "gap": {"sent": sent}, "after": side(after)}
+    return {
+        "warm-up": side(warmup),
+        "before": side(before),
+        "gap": {"sent": sent},
+        "after": side(after),
+        "residue": {
+            "datapath flows": flows,
+            "resolving": flows // 20,
+            "drained (s)": 10.0 if flows else 0.3,
+            "left after the wait": 0,
+        },
+        "settled": side(after if settled is None else settled),
+    }
 
 
-def _pair(before, after, control_before, control_after, sent=10_000, first="control"):
+def _pair(before, after, control_before, control_after, sent=10_000, first="control", settled=None):
     return {
         "first": first,
         "control": _measurement(control_before, control_after),
-        "hostile": _measurement(before, after, sent, failed=1),
+        "hostile": _measurement(before, after, sent, failed=1, settled=settled, flows=10_000),
     }
 
 
@@ -215,12 +227,25 @@ def test_hostile_ratio_is_relative_to_the_same_pairs_control():
     # the lab drifts down 20 % over the gap with or without frames: the frames cost nothing
     drifting = _pair([1000, 500, 800], [800, 400, 640], [900, 1000, 1100], [720, 800, 880])
     assert side_ratio(drifting["hostile"]) == pytest.approx(0.8)
-    assert pair_ratios(drifting) == pytest.approx({"control": 0.8, "hostile": 0.8, "relative": 1.0})
+    assert pair_ratios(drifting) == pytest.approx(
+        {"control": 0.8, "hostile": 0.8, "relative": 1.0}
+        | {"control settled": 0.8, "hostile settled": 0.8, "relative settled": 1.0}
+    )
     # pairs 0.95, 1.2, 0.5 round by round: their median, not the medians' ratio (600 / 800)
     rounds = _pair([1000, 500, 800], [950, 600, 400], [1000] * 3, [1000] * 3)
     assert pair_ratios(rounds)["hostile"] == pytest.approx(0.95)
     dead = _pair([1000] * 3, [900] * 3, [0] * 3, [1000] * 3)  # no control round completed
-    assert pair_ratios(dead) == {"control": None, "hostile": pytest.approx(0.9), "relative": None}
+    assert {k: v for k, v in pair_ratios(dead).items() if "settled" not in k} == {
+        "control": None, "hostile": pytest.approx(0.9), "relative": None}  # fmt: skip
+    # slower while the residue drains, back once it has: the two ratios apart
+    recovering = _pair([1000] * 3, [800] * 3, [1000] * 3, [1000] * 3, settled=[980] * 3)
+    got = pair_ratios(recovering)
+    assert got["relative"] == pytest.approx(0.8) and got["relative settled"] == pytest.approx(0.98)
+    older = {"control": _measurement([1000] * 3, [1000] * 3), "hostile": _measurement([1000] * 3, [900] * 3)}
+    for m in older.values():
+        del m["settled"]  # a result from before the settled rounds
+    got = pair_ratios(older)
+    assert got["relative settled"] is None and got["relative"] == pytest.approx(0.9)
 
 
 def test_hostile_figures_judge_the_median_relative_ratio_over_pairs():
@@ -231,7 +256,13 @@ def test_hostile_figures_judge_the_median_relative_ratio_over_pairs():
         _pair([1000] * 3, [800] * 3, [1000] * 3, [850] * 3, first="hostile"),  # 0.8 / 0.85 = 0.94
         _pair([1000] * 3, [1100] * 3, [1000] * 3, [1000] * 3),  # 1.1 / 1.0
     ]
-    relative, hostile, control, sent, failed = figures("s4-sdn-balancer", {"pairs": pairs}, 10_000)
+    relative, settled, hostile, control, flows, resolving, drained, left, sent, failed = figures(
+        "s4-sdn-balancer", {"pairs": pairs}, 10_000
+    )
+    assert settled.ratio == relative.ratio and settled.target == ">= 0.9x" and "drained" in settled.what
+    assert flows.samples == [10_000.0] * 3 and flows.baseline == [0.0] * 3 and flows.met is None
+    assert resolving.samples == [500.0] * 3 and drained.samples == [10.0] * 3 and drained.met is None
+    assert left.met is True and left.target == "<= 0 "  # the settled rounds ran on a drained lab
     assert relative.samples == pytest.approx([0.8, 0.8, 1.1])  # each pair's raw ratios, kept
     assert relative.baseline == pytest.approx([1, 0.85, 1])
     assert relative.ratio == pytest.approx(0.8 / 0.85) and relative.met is True
@@ -242,7 +273,36 @@ def test_hostile_figures_judge_the_median_relative_ratio_over_pairs():
     slower = [_pair([1000] * 3, [850] * 3, [1000] * 3, [1000] * 3, sent=s) for s in (10_000, 9_999, 10_000)]
     rows = figures("s2-fabric", {"pairs": slower}, 10_000)
     assert rows[0].ratio == pytest.approx(0.85) and rows[0].met is False
-    assert rows[3].samples == [9_999.0] and rows[3].met is False  # one lab missed a frame
+    assert rows[8].samples == [9_999.0] and rows[8].met is False  # one lab missed a frame
+
+
+def test_hostile_residue_is_the_gaps_datapath_flows_until_they_expire(monkeypatch):
+    import time
+
+    import lab.procs
+    from bench import hostile
+
+    dump = (
+        "flow-dump from the main thread:\n"
+        "ufid:cb3add5f-5e94-4b45-b845-6ece38b4d524, skb_priority(0/0),in_port(s1-eth4), actions:2\n"
+        "ufid:12cf7aa4-c24c-4a7c-91f7-dc37a4bce8cc, recirc_id(0x5ae),in_port(s1-eth3), actions:drop\n"
+    )
+    monkeypatch.setattr(lab.procs, "host_run", lambda argv, **_: dump)
+    assert hostile.datapath_flows() == {
+        "cb3add5f-5e94-4b45-b845-6ece38b4d524",
+        "12cf7aa4-c24c-4a7c-91f7-dc37a4bce8cc",
+    }
+    readings = iter([{"a", "b", "old"}, {"b", "old"}, {"old", "new"}])
+    monkeypatch.setattr(hostile, "datapath_flows", lambda: next(readings))
+    monkeypatch.setattr(hostile, "resolving", lambda lab: 0)
+    ended = time.monotonic()
+    got = hostile.drained(None, {"a", "b"}, ended)  # gone at the third reading; "new" is a later flow
+    assert 0 <= got["drained (s)"] < hostile.SETTLE_WAIT and got["left after the wait"] == 0
+    monkeypatch.setattr(hostile, "datapath_flows", lambda: {"a", "new"})
+    monkeypatch.setattr(hostile, "resolving", lambda lab: 2)
+    monkeypatch.setattr(hostile, "SETTLE_WAIT", 0.3)
+    got = hostile.drained(None, {"a"}, time.monotonic())  # bounded: what is left is kept, not raised
+    assert got["left after the wait"] == 3 and got["drained (s)"] >= 0.3
 
 
 def test_hostile_plot_draws_every_targets_pairs(tmp_path):
