@@ -123,6 +123,9 @@ def test_profile_of_a_device_the_lab_did_not_build(device, case):
     assert counters.get("cpus", 0) >= 1 and "found" in counters, counters
     latency = dict(profile.findings())["capacity.latency_added_ms"]
     assert latency.measured and 0 < latency.value < 20, f"latency added {latency.value} ms"
+    # read at the device's own ports: the lab's switches (and their stalls) are not in it
+    assert all((case.path / f).stat().st_size > 24 for f in latency.evidence), latency.evidence
+    assert latency.evidence == ["search-device-inside.pcap", "search-device-outside.pcap"]
 
 
 def bridges_of_other_labs() -> set[str]:

@@ -167,7 +167,7 @@ def test_profile_equals_configuration(lab, case, known):
             assert says is not None and abs(says - wanted) <= 1, (
                 f"{key}: the table says {says} s, configured {wanted}"
             )
-    if "tcp" in known.probes:  # what the firewall (and the lab's two switches) adds to a packet's way
+    if "tcp" in known.probes:  # what the firewall adds to a packet's way (captured at its own ports)
         latency = found["capacity.latency_added_ms"]
         assert latency.measured and 0 < latency.value < 20, (
             f"latency added {latency.value} ms ({latency.probe})"

@@ -226,9 +226,10 @@ SPECS: dict[str, Spec] = {
     "capacity.latency_added_ms": Spec(
         "Latency added",
         _number,
-        "The time a packet takes through the device (and the lab's two switches around it): the "
-        "idle probes' handshakes captured on both sides (one clock), each SYN from the client's side "
-        "to the server's and each SYN-ACK back, matched by sequence number; the mean of the two medians.",
+        "The time a packet takes through the device: the idle probes' handshakes captured at the "
+        "device's own ports (the lab's switch ports facing it; one clock), each SYN from the inside "
+        "port to the outside one and each SYN-ACK back, matched by sequence number; the mean of the "
+        "two medians.",
     ),
 }
 

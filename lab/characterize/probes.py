@@ -343,10 +343,12 @@ def capacity_verdicts(
 
 # --- latency through the device ---------------------------------------------------------
 def transit(sides: Sides, port: int) -> dict[str, Any]:
-    """The time the device (and the lab's two switches around it) takes to pass a packet,
-    from the captures on both sides (one clock): each session's SYN from the client's
-    capture to the server's, and its SYN-ACK back (matched by sequence number, which a NAT
-    keeps). Medians in ms, and how many handshakes they come from."""
+    """The time the device takes to pass a packet, from captures on both sides of it (one
+    clock; at its own ports, `Characterization._phase`'s `at_device`, so that the lab's
+    switches, whose userspace datapath stalls while another lab is built, are not in the
+    way): each session's SYN from the inside capture to the outside one, and its SYN-ACK
+    back (matched by sequence number, which a NAT keeps). Medians in ms, and how many
+    handshakes they come from."""
 
     def median(values: list[float]) -> float | None:
         ordered = sorted(values)

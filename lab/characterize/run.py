@@ -6,7 +6,8 @@ lab and returns the `Profile`; `characterize_run` builds that lab around a targe
 (the lab's own firewall with a policy, or a device the lab did not build, attached by its
 ports and read through a driver) and removes it afterwards. Every finding names its
 evidence: captures on both sides of the device (`<phase>-inside.pcap`,
-`<phase>-outside.pcap`), the apps' results (`probes.json`), the servers' logs, the NAT
+`<phase>-outside.pcap`; the searches also at the device's own ports,
+`search-device-{inside,outside}.pcap`), the apps' results (`probes.json`), the servers' logs, the NAT
 discovery's output, and the device's table where a driver reads it (`device-table.json`).
 """
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from lab.net import Lab
 
 STUN = "stun"
+SWITCHES = {"inside": "si", "outside": "so"}  # topologies/s6_characterize.py's: the device's ports' switches
 FTP_FILE, FTP_SIZE = "probe.bin", 200_000
 
 __all__ = ["PROBES", "Bounds", "Characterization", "Target", "characterize_run"]
@@ -74,7 +76,16 @@ class Characterization:
     """The probes against one device in a running s6 lab; `run()` returns its Profile and
     writes it (profile.json, profile.md, plots, evidence) into `folder`."""
 
-    def __init__(self, lab: Lab, device: Any, target: Target, bounds: Bounds, folder: Path, ports: range):
+    def __init__(
+        self,
+        lab: Lab,
+        device: Any,
+        target: Target,
+        bounds: Bounds,
+        folder: Path,
+        ports: range,
+        device_ports: dict[str, str] | None = None,
+    ):
         checks = bounds.problems()
         if checks:
             raise ConfigError(checks)
@@ -87,6 +98,11 @@ class Characterization:
         self.records: dict[str, Any] = {}
         self.first_proc = len(lab.procs)  # what started before is not this run's evidence
         self.snapshots: list[dict[str, Any]] = []
+        # the switch ports facing the device (root namespace), by side: the lab's own
+        # firewall's links, or the ports of a device the lab did not build as attached
+        self.device_ports = device_ports or {
+            side: lab.link_intf(switch, "dut")[1] for side, switch in SWITCHES.items()
+        }
 
     # --- the run ------------------------------------------------------------------------
     def run(self) -> Profile:
@@ -133,12 +149,21 @@ class Characterization:
             resolved(self.lab, node, address, timeout, what)
 
     @contextlib.contextmanager
-    def _phase(self, name: str) -> Iterator[Callable[[], Sides]]:
-        """Captures on both sides of the device for a block; the callable reads them, as far
-        as they are written within the block, whole after it."""
+    def _phase(self, name: str, at_device: bool = False) -> Iterator[Callable[[], Sides]]:
+        """Captures on both sides of the device for a block: at the client and the server
+        (`<name>-inside`, `<name>-outside`), or with `at_device` at the device's own ports,
+        the lab's switch ports facing it, so that nothing but the device lies between them
+        (`<name>-device-inside`, ...). The callable reads them, as far as they are written
+        within the block, whole after it."""
         seen: dict[str, Sides] = {}
-        inside = Capture(self.lab, CLIENT, _intf(self.lab, CLIENT), self.folder, f"{name}-inside", "tcp")
-        outside = Capture(self.lab, SERVER, _intf(self.lab, SERVER), self.folder, f"{name}-outside", "tcp")
+        lab, folder = self.lab, self.folder
+        if at_device:
+            ports, label = self.device_ports, f"{name}-device"
+            inside = Capture(lab, None, ports["inside"], folder, f"{label}-inside", "tcp")
+            outside = Capture(lab, None, ports["outside"], folder, f"{label}-outside", "tcp")
+        else:
+            inside = Capture(lab, CLIENT, _intf(lab, CLIENT), folder, f"{name}-inside", "tcp")
+            outside = Capture(lab, SERVER, _intf(lab, SERVER), folder, f"{name}-outside", "tcp")
         with inside, outside:
             yield lambda: seen.get("sides") or Sides(inside.segments(), outside.segments())
         seen["sides"] = Sides(inside.segments(), outside.segments())
@@ -166,7 +191,13 @@ class Characterization:
                     probes.search, bounds.udp_max_s, bounds.parallel, run, _alive_udp
                 )
         watch = DeviceTable(self.device)
-        with watch, self._phase("search") as sides, ThreadPoolExecutor(len(jobs)) as pool:
+        at_ports = self._phase("search", at_device=True)
+        with (
+            watch,
+            self._phase("search") as sides,
+            at_ports as at_device,
+            ThreadPoolExecutor(len(jobs)) as pool,
+        ):
             futures = {name: pool.submit(job) for name, job in jobs.items()}
             results = {name: future.result() for name, future in futures.items()}
         lab.stop(echo)
@@ -196,13 +227,12 @@ class Characterization:
                 says = table["udp"].get("unreplied" if which == "outbound" else "replied")
                 finding = Finding.from_search(result.search, evidence, port=self.udp_port, table_says_s=says)
                 setattr(profile.udp, f"lifetime_{which}_s", finding)
-        passed = probes.transit(sides(), self.tcp_port)
+        passed = probes.transit(at_device(), self.tcp_port)
         self.records["transit"] = passed
         if passed["latency_added_ms"] is not None:
-            how = "one-way: the medians of each handshake's SYN and SYN-ACK, client side to server side"
-            profile.capacity.latency_added_ms = Finding(
-                passed["latency_added_ms"], ["search-inside.pcap", "search-outside.pcap"], passed, how
-            )
+            how = "one-way at the device's ports: the medians of each handshake's SYN and SYN-ACK"
+            at_ports = ["search-device-inside.pcap", "search-device-outside.pcap"]
+            profile.capacity.latency_added_ms = Finding(passed["latency_added_ms"], at_ports, passed, how)
         counters = getattr(self.device, "counters", None)
         if not self.target.built_by_lab and counters is not None:
             self.records["device_counters"] = counters()  # the driver's (conntrack -S), if it reads them
@@ -377,7 +407,8 @@ def characterize_run(
 
     device_kind = "firewall" if target.built_by_lab else "external"
     topo = topology.load("s6", device=device_kind, inside_gw=target.inside_gw, outside_gw=target.outside_gw)
-    on_build = None if target.attachment is None else partial(_attach, target.attachment)
+    attached: dict[str, str] = {}  # a device the lab did not build: its ports, by side, once attached
+    on_build = None if target.attachment is None else partial(_attach, target.attachment, attached)
     with Lab(topo, folder / "lab", on_build=on_build) as lab:
         if target.built_by_lab:
             device = lab.node("dut")
@@ -385,17 +416,17 @@ def characterize_run(
         else:
             device = ExternalDevice(lab, "dut", target.driver, name=target.name)
         try:
-            return Characterization(lab, device, target, bounds, folder, ports).run()
+            return Characterization(lab, device, target, bounds, folder, ports, attached).run()
         finally:
             if not target.built_by_lab:
                 device.stop()
 
 
-def _attach(attachment: Attachment, lab: Lab) -> None:
-    """Plug (a namespace device) and attach the device's ports to the lab's switches."""
+def _attach(attachment: Attachment, attached: dict[str, str], lab: Lab) -> None:
+    """Plug (a namespace device) and attach the device's ports to the lab's switches; the
+    root-namespace ports attached, by side, into `attached`."""
     from lab.characterize.attach import attach_intfs, plug_netns, unplug
 
-    switches = {"inside": "si", "outside": "so"}  # topologies/s6_characterize.py's SWITCHES
     if attachment.netns is not None:
         assert lab.record is not None
         names = plug_netns(attachment, lab.record)
@@ -403,4 +434,5 @@ def _attach(attachment: Attachment, lab: Lab) -> None:
     else:
         names = dict(attachment.ports)
     for role, iface in names.items():
-        attach_intfs(lab.net, lab.names[switches[role]], iface)
+        attach_intfs(lab.net, lab.names[SWITCHES[role]], iface)
+    attached.update(names)
