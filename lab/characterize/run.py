@@ -231,8 +231,8 @@ class Characterization:
         self.records["transit"] = passed
         if passed["latency_added_ms"] is not None:
             how = "one-way at the device's ports: the medians of each handshake's SYN and SYN-ACK"
-            at_ports = ["search-device-inside.pcap", "search-device-outside.pcap"]
-            profile.capacity.latency_added_ms = Finding(passed["latency_added_ms"], at_ports, passed, how)
+            pcaps = ["search-device-inside.pcap", "search-device-outside.pcap"]
+            profile.capacity.latency_added_ms = Finding(passed["latency_added_ms"], pcaps, passed, how)
         counters = getattr(self.device, "counters", None)
         if not self.target.built_by_lab and counters is not None:
             self.records["device_counters"] = counters()  # the driver's (conntrack -S), if it reads them
