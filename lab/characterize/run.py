@@ -156,14 +156,17 @@ class Characterization:
         (`<name>-device-inside`, ...). The callable reads them, as far as they are written
         within the block, whole after it."""
         seen: dict[str, Sides] = {}
-        lab, folder = self.lab, self.folder
+        lab = self.lab
+        points: dict[str, tuple[str | None, str]]
         if at_device:
-            ports, label = self.device_ports, f"{name}-device"
-            inside = Capture(lab, None, ports["inside"], folder, f"{label}-inside", "tcp")
-            outside = Capture(lab, None, ports["outside"], folder, f"{label}-outside", "tcp")
+            points = {side: (None, port) for side, port in self.device_ports.items()}
+            name = f"{name}-device"
         else:
-            inside = Capture(lab, CLIENT, _intf(lab, CLIENT), folder, f"{name}-inside", "tcp")
-            outside = Capture(lab, SERVER, _intf(lab, SERVER), folder, f"{name}-outside", "tcp")
+            points = {"inside": (CLIENT, _intf(lab, CLIENT)), "outside": (SERVER, _intf(lab, SERVER))}
+        inside, outside = (
+            Capture(lab, *points[side], self.folder, f"{name}-{side}", "tcp")
+            for side in ("inside", "outside")
+        )
         with inside, outside:
             yield lambda: seen.get("sides") or Sides(inside.segments(), outside.segments())
         seen["sides"] = Sides(inside.segments(), outside.segments())
