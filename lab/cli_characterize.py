@@ -173,7 +173,7 @@ def characterize(
     from lab.characterize.run import Bounds, Target, characterize_run
     from lab.config import load_policy
     from lab.devices.drivers import driver_from
-    from lab.net import check_host
+    from lab.preflight import check_host
 
     names = list(PROBES) if only is None else [n.strip() for n in only.split(",") if n.strip()]
     # in the order they run; an unknown name is kept for Bounds.problems() to name

@@ -107,7 +107,7 @@ def run(
     import sys
 
     from lab.catalog import check_keyword, resolve
-    from lab.net import check_host
+    from lab.preflight import check_host
     from lab.remote import Host
     from lab.results import check_results_root
 

@@ -142,7 +142,8 @@ def topo(
     from lab.config import load_policy
     from lab.config.balancing import load_adc, load_balancer
     from lab.interactive import Hangup, serve
-    from lab.net import Lab, check_host
+    from lab.net import Lab
+    from lab.preflight import check_host
     from lab.results import new_run
     from lab.rewrite import topology_problems
 

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from lab import preflight
 from lab.controller import Controller, ControllerApp
 from lab.deaths import Death, deaths_message
 from lab.devices import SessionDevice, device_class
@@ -37,7 +37,7 @@ from lab.impaired import LinkImpairments
 from lab.links import Element, ImpairedLink, asks_impairment
 from lab.outside import seal_switch_ports
 from lab.portmap import port_map
-from lab.procs import Proc, Supervisor, host_run
+from lab.procs import Proc, Supervisor
 from lab.records import Record, alive, descendants, start_time
 from lab.results import TOPOLOGY_DATA
 from lab.rewrite import kernel_has_netem, tagged_topo, topology_problems
@@ -57,19 +57,6 @@ class LabPaths:
         self.root = self.root.resolve()
         self.logs = self.root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-
-
-def check_host() -> None:
-    """Refuse early, in one line, when this machine cannot run a lab."""
-    if os.geteuid() != 0:
-        raise LabError("the lab needs root (network namespaces, Open vSwitch): run it as root")
-    for tool in ("mnexec", "ovs-vsctl", "ethtool", "nft", "conntrack", "tcpdump", "ss"):
-        if shutil.which(tool) is None:
-            raise LabError(f"{tool} is not installed: run scripts/bootstrap.sh")
-    try:
-        host_run(["ovs-vsctl", "--timeout=3", "show"])
-    except LabError:
-        raise LabError("Open vSwitch is not running: run scripts/bootstrap.sh (it starts it)") from None
 
 
 class Lab:
@@ -118,7 +105,7 @@ class Lab:
         problems = topology_problems(self.topo)
         if problems:
             raise ConfigError(problems)
-        check_host()
+        preflight.check_host()
         try:
             self._build()
         except BaseException:

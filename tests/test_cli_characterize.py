@@ -113,7 +113,7 @@ def stand(monkeypatch) -> Stand:
     run = pytest.importorskip("lab.characterize.run")
     found = Stand()
     monkeypatch.setattr(run, "characterize_run", found.characterize_run)
-    monkeypatch.setattr("lab.net.check_host", lambda: None)  # never `ovs-vsctl show` here
+    monkeypatch.setattr("lab.preflight.check_host", lambda: None)  # never `ovs-vsctl show` here
     return found
 
 

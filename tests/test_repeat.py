@@ -276,7 +276,7 @@ def test_help_states_the_cap_and_the_junit_file():
 
 def _sessionlab(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`sessionlab` with the lab check off: the suite builds no lab (as root or not)."""
-    script = "import sys, lab.net; lab.net.check_host = lambda: None; from lab.cli import main; "
+    script = "import sys, lab.preflight; lab.preflight.check_host = lambda: None; from lab.cli import main; "
     script += "sys.exit(main(sys.argv[1:]))"
     counter = tmp_path / "counter"
     counter.write_text("0")

@@ -125,7 +125,8 @@ def run_try(plan: TryPlan, results: Path, say: Callable[[str], None], argv: list
 def _run(plan: TryPlan, folder: Path, say: Callable[[str], None]) -> TryOutcome:
     from lab import topology
     from lab.capture import Capture, SessionRecorder
-    from lab.net import Lab, check_host
+    from lab.net import Lab
+    from lab.preflight import check_host
     from lab.report import write_report
     from lab.results import Case
 
