@@ -26,6 +26,7 @@ BENCHMARKS = {
     "suite": "the default lab suite's wall time per scenario: lab start/stop, case bodies, harness",
     "balancers": "the S4 balancers' ceilings: requests/s and new connections/s",
     "hostile": "new sessions/s after 10,000 hostile frames over before, relative to an idle-gap control",
+    "stall": "another lab's teardown: the largest stall of a lab's forwarding, per port vs one transaction",
 }
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -36,6 +36,7 @@ from lab.errors import ConfigError, LabError, ProcessDied
 from lab.impaired import LinkImpairments
 from lab.links import Element, ImpairedLink, asks_impairment
 from lab.outside import seal_switch_ports
+from lab.ovs import remove_bridges
 from lab.portmap import port_map
 from lab.procs import Proc, Supervisor
 from lab.records import Record, alive, descendants, start_time
@@ -227,6 +228,8 @@ class Lab:
                         node.sendInt()
                         node.waiting = False
                 self._end_node_commands()
+                with self._phase("bridges removed a port at a time"):
+                    remove_bridges(s.name for s in self.net.switches)
                 with self._phase("mininet stop"):
                     self.net.stop()
                 self.net = None

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lab.ovs import remove_bridges
 from lab.procs import RUNTIME_ROOT, host_run
 
 log = logging.getLogger(__name__)
@@ -196,8 +197,7 @@ class Record:
         for pid, started in doomed.items():
             if alive(pid, started):
                 _signal(pid, signal.SIGKILL)
-        for bridge in self.bridges:
-            host_run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge], check=False)
+        remove_bridges(self.bridges)
         for name in self._interfaces():
             host_run(["ip", "link", "del", name], check=False)
         for ns in self.netns:

@@ -328,3 +328,19 @@ def test_hostile_traffic_tallies_each_targets_completed_field():
     assert tally(TARGETS["s4-sdn-balancer"], records) == (2, 1)  # HTTP: ok
     assert tally(TARGETS["s5-firewall"], records) == (2, 1)  # echo: data_ok
     assert tally(TARGETS["s2-fabric"], records[:1]) == (0, 1)
+
+
+def test_stall_reads_each_windows_largest_round_trip():
+    from bench.stall import largest_rtt, replies
+
+    text = (
+        "PING 10.9.0.3 (10.9.0.3) 56(84) bytes of data.\n"
+        "[1000.100000] 64 bytes from 10.9.0.3: icmp_seq=1 ttl=64 time=0.210 ms\n"
+        "[1000.500000] 64 bytes from 10.9.0.3: icmp_seq=2 ttl=64 time=331 ms\n"
+        "[1002.000000] 64 bytes from 10.9.0.3: icmp_seq=3 ttl=64 time=25.4 ms\n"
+    )
+    answered = replies(text)
+    assert answered == [(1000.1, 0.21), (1000.5, 331.0), (1002.0, 25.4)]
+    assert largest_rtt(answered, 1000.0, 1001.0) == 331.0
+    assert largest_rtt(answered, 1001.0, 1003.0) == 25.4
+    assert largest_rtt(answered, 2000.0, 2001.0) == 0.0
