@@ -76,16 +76,24 @@ def dump_flows(lab: Lab, switch: str) -> tuple[str, list[OvsFlow]]:
 
 
 def remove_bridges(bridges: Iterable[str], timeout: float = 10) -> None:
-    """Delete OVS bridges a port per ovsdb transaction, then each bridge (absent ones are
-    skipped).
+    """Delete OVS bridges (absent ones are skipped): while any other bridge exists, a port
+    per ovsdb transaction, then each bridge; else all in one transaction.
 
-    Every lab's bridges share one userspace datapath, whose main thread both forwards the
-    veth ports of every lab and applies each ovsdb change; removing a port from the datapath
-    holds that thread about 17 ms. One `del-br` of a bridge with 12 ports stalled the other
-    labs' forwarding 175 ms at once, the same ports one transaction each at most 21 ms
-    (`python -m bench stall`). ovs-vsctl waits until ovs-vswitchd has applied each change,
-    so the stalls come one at a time with forwarding between them."""
+    Every bridge of the machine's userspace datapath shares its main thread, which both
+    forwards the veth ports of every bridge and applies each ovsdb change; removing a port
+    holds that thread about 17 ms. One `del-br` of a lab's 6 bridges (16 ports) stalled
+    another lab's forwarding 317-355 ms at once, the same ports one transaction each 14-30
+    ms (`python -m bench stall`). ovs-vsctl waits until ovs-vswitchd has applied each change,
+    so the stalls come one at a time with forwarding between them. With no other bridge
+    nothing is stalled, and one transaction is quicker."""
     vsctl = ["ovs-vsctl", f"--timeout={timeout:g}"]
+    bridges = list(bridges)
+    others = set(host_run([*vsctl, "list-br"], check=False).split()) - set(bridges)
+    if not others:
+        command = [part for b in bridges for part in ("--", "--if-exists", "del-br", b)]
+        if command:
+            host_run([*vsctl, *command], check=False)
+        return
     for bridge in bridges:
         ports = host_run([*vsctl, "list-ports", bridge], check=False).split()
         for port in ports:
