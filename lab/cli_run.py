@@ -52,7 +52,7 @@ def ssh_options(function: Any) -> Any:
     type=click.IntRange(1, 8),
     default=None,
     help="labs side by side on this machine (pytest-xdist; a module and its lab stay on one worker; "
-    "default: 2 on a machine of 2 or more CPUs running 2 or more modules, else 1)",
+    "default: 3 on a machine of 2 or more CPUs running 2 or more modules, else 1)",
 )
 @click.option(
     "--host",
@@ -162,15 +162,16 @@ def run(
 
 
 def default_workers(paths: list[str], pause_on_fail: bool, cpus: int | None = None) -> int:
-    """Labs side by side unless told: 2 where the machine has 2 CPUs or more and the
-    selection spans 2 modules or more (measured on 2 cores: the default suite in 6 min 50 s
-    instead of 19 min); 1 for one module (xdist's start costs more than it saves) and for
-    --pause-on-fail (its prompt needs this terminal)."""
+    """Labs side by side unless told: 3 where the machine has 2 CPUs or more and the
+    selection spans 2 modules or more (measured on 2 cores: the default suite in 19 min one
+    lab at a time, about 10 min with 2, 6 min 18 s-6 min 25 s with 3: most of a case is
+    waiting for a timeout); 1 for one module (xdist's start costs more than it saves) and
+    for --pause-on-fail (its prompt needs this terminal)."""
     import os
 
     modules = {p.split("::")[0] for p in paths}
     cpus = (os.cpu_count() or 1) if cpus is None else cpus
-    return 2 if cpus >= 2 and len(modules) >= 2 and not pause_on_fail else 1
+    return 3 if cpus >= 2 and len(modules) >= 2 and not pause_on_fail else 1
 
 
 def _invocation() -> list[str]:

@@ -19,14 +19,14 @@ COLLECTION = [
     "testcases/test_s6_known_firewall.py::test_p[x]",  # BY_CASE: a scope each
     "testcases/test_s6_known_firewall.py::test_p[y]",
     "tests/test_config.py::test_d",
-    "testcases/test_s2_failover.py::test_e[sync]",  # ALONE
-    "testcases/test_s2_failover.py::test_e[symmetric]",
+    "testcases/test_outside.py::test_e[sync]",  # ALONE
+    "testcases/test_outside.py::test_e[symmetric]",
     "testcases/test_cli_lab.py::test_f",  # ALONE
 ]
 
 
 def alone(nodeid: str) -> bool:
-    return "failover" in nodeid or "cli_lab" in nodeid
+    return "outside" in nodeid or "cli_lab" in nodeid
 
 
 class Worker:
