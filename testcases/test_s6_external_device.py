@@ -34,7 +34,9 @@ from lab.devices.drivers import driver_from
 from lab.records import RECORDS, Record
 
 SCRIPT = Path(__file__).with_name("s6_device.sh")
-NAME = "s6dut"
+# One device per worker: the module's two cases are scopes of their own, and two workers may
+# run them at once (seen with -n 4: "s6dut: a network namespace of that name exists already").
+NAME = f"s6dut-{os.getpid()}"
 BOUNDS = Bounds(
     tcp_max_s=10, udp_max_s=10, parallel=8, app_timeout_s=1.5, probes=("tcp", "udp", "nat", "ftp")
 )
@@ -142,21 +144,22 @@ def bridges_of_other_labs() -> set[str]:
 @pytest.mark.ports(1000)
 def test_profile_through_ports_in_the_root_namespace(device, case):
     """A device whose ports are interfaces of the root namespace (a VM's taps): attached, never removed"""
-    owned = {"inside": ("s6in", "in0"), "outside": ("s6out", "out0")}  # the device owner's veths
+    # the device owner's veths (named per worker, as the device is)
+    owned = {"inside": (f"s6i{os.getpid()}", "in0"), "outside": (f"s6o{os.getpid()}", "out0")}
     for root, far in owned.values():
         subprocess.run(
             ["ip", "link", "add", root, "type", "veth", "peer", "name", far, "netns", NAME], check=True
         )
     try:
         ports = attachment([f"{role}={root}" for role, (root, _) in owned.items()])
-        target = Target(attachment=ports, name="netns s6dut through root-namespace ports")
+        target = Target(attachment=ports, name=f"netns {NAME} through root-namespace ports")
         profile = characterize_run(target, replace(BOUNDS, probes=("tcp", "nat")), case.path, case.ports)
         keep(case, profile)
         wrong = wrong_findings(profile, ["tcp.idle_timeout_s", "tcp.expiry", "nat.mapping", "nat.filtering"])
         assert not wrong, "; ".join(wrong)
         # the lab took its switch ports away and left the device's own interfaces where they were
         left = set(link_names())
-        assert {"s6in", "s6out"} <= left, "the lab removed an interface it did not create"
+        assert {root for root, _ in owned.values()} <= left, "the lab removed an interface it did not create"
         # and removed its own bridges (labs of other processes may run beside it: -n 2)
         bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
         left = [b for b in bridges if b.startswith("sl") and b not in bridges_of_other_labs()]
