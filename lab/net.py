@@ -228,7 +228,7 @@ class Lab:
                         node.sendInt()
                         node.waiting = False
                 self._end_node_commands()
-                with self._phase("bridges removed a port at a time"):
+                with self._phase("bridges removed"):
                     remove_bridges(s.name for s in self.net.switches)
                 with self._phase("mininet stop"):
                     self.net.stop()
