@@ -28,7 +28,6 @@ from bench.paired import Figure, paired
 PAIRS = 5
 CHURN_SWITCHES = 6
 QUIET_SECONDS = 5.0
-SETTLE = 0.5  # after a cycle, for pings answered late to be counted with it
 TARGET_MS = 50.0  # a port at a time: the largest stall at most this
 _REPLY = re.compile(r"^\[(\d+\.\d+)\].* time=([\d.]+) ms", re.MULTILINE)
 
@@ -47,9 +46,10 @@ def _all_at_once(bridges: Iterable[str], timeout: float = 10) -> None:
     """Nothing: Mininet's stop, which comes next, deletes every bridge in one transaction."""
 
 
-def _cycle(folder: Path, per_port: bool, windows: list[tuple[float, float]]) -> float:
-    """Build and close the churn lab once; its time window goes into `windows`. Returns the
-    window's index: the ping log is read at the end, and each index becomes its sample."""
+def _cycle(victim: Any, ping: Any, folder: Path, per_port: bool) -> float:
+    """Build and close the churn lab once; the largest round trip of the victim's pings
+    answered meanwhile, counted once a ping sent after the close has been answered (the
+    pings pass in order, so every earlier one has come back or is lost)."""
     import lab.net
     from lab.net import Lab
 
@@ -58,13 +58,17 @@ def _cycle(folder: Path, per_port: bool, windows: list[tuple[float, float]]) -> 
     if not per_port:
         lab.net.remove_bridges = _all_at_once
     try:
-        with Lab(linear(CHURN_SWITCHES), folder / f"churn-{len(windows)}"):
+        with Lab(linear(CHURN_SWITCHES), folder / f"churn-{start:.3f}"):
             pass
     finally:
         lab.net.remove_bridges = saved
-    windows.append((start, time.time() + SETTLE))
-    time.sleep(SETTLE)
-    return float(len(windows) - 1)
+    closed = time.time()
+    victim.wait(
+        lambda: any(t - rtt / 1000 > closed for t, rtt in replies(ping.output())),
+        10,
+        "a ping sent after the churn lab closed to be answered",
+    )
+    return largest_rtt(replies(ping.output()), start, time.time())
 
 
 def run(out: Path) -> dict[str, Any]:
@@ -78,7 +82,6 @@ def run(out: Path) -> dict[str, Any]:
         baseline_name="one transaction",
         max_value=TARGET_MS,
     )
-    windows: list[tuple[float, float]] = []
     with Lab(linear(2), out / "victim") as victim:
         ping = victim.start(
             "h1", ["ping", "-D", "-i", "0.01", victim.ip("h2")], "bench-stall-ping", keep=True
@@ -89,14 +92,11 @@ def run(out: Path) -> dict[str, Any]:
         quiet_end = time.time()
         paired(
             figure,
-            lambda: _cycle(out, True, windows),
-            lambda: _cycle(out, False, windows),
+            lambda: _cycle(victim, ping, out, True),
+            lambda: _cycle(victim, ping, out, False),
             PAIRS,
         )
         answered = replies(ping.output())
-    # The samples were window indexes: each becomes its window's largest round trip.
-    figure.samples = [largest_rtt(answered, *windows[int(i)]) for i in figure.samples]
-    figure.baseline = [largest_rtt(answered, *windows[int(i)]) for i in figure.baseline]
     quiet = largest_rtt(answered, quiet_start, quiet_end)
     return {"rows": [figure.to_dict()], "quiet_max_ms": quiet, "replies": len(answered)}
 
