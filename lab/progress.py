@@ -45,6 +45,7 @@ class RunProgress:
     _task: Any = None
     _by_id: dict[str, Outcome] = field(default_factory=dict)
     _durations: dict[str, float] = field(default_factory=dict)
+    _crashed: dict[str, str] = field(default_factory=dict)  # node id -> xdist's crash message
     uncollected: list[tuple[str, str]] = field(default_factory=list)  # (file, pytest's error)
     tag: str = ""  # before each line: a repeated run's repetition (`2/3 `)
     stopped: str = ""  # why pytest stopped the session early (left --pause-on-fail's prompt)
@@ -89,6 +90,8 @@ class RunProgress:
             verdict = "passed" if report.passed else ("skipped" if report.skipped else "failed")
         elif report.when == "teardown" and report.failed:
             verdict = "error"
+        elif report.when not in ("setup", "teardown"):  # pytest-xdist: its worker died in it
+            verdict = "failed"
         if verdict is None:
             return
         reason = ""
@@ -97,8 +100,16 @@ class RunProgress:
             reason = crash.message.splitlines()[0] if crash.message else ""
         elif isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
             reason = str(report.longrepr[2])
+        elif report.when != "call":  # "worker 'gw1' crashed while running '...'"
+            reason = str(report.longrepr)
+            self._crashed[report.nodeid] = reason
         outcome = self._by_id.get(report.nodeid)
-        if outcome is not None:  # a case that passed, then erred in teardown
+        if outcome is not None and report.nodeid in self._crashed and verdict != "failed":
+            # xdist runs the case again on the worker that replaces the dead one: the crash
+            # stays the verdict (pytest's exit status counts it), the second run its reason
+            reason = f"{self._crashed[report.nodeid]}; {verdict} when run again on its replacement"
+            verdict = "failed"
+        if outcome is not None:  # a case that passed, then erred in teardown (or ran again)
             outcome.verdict, outcome.reason = verdict, reason
         else:
             # A file outside the rootdir (a suite of one's own) has an empty path in its id.

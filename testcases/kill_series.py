@@ -105,6 +105,9 @@ class Kill:
     last_output: str = ""  # the CLI's last line before the kill: where the run was
     exit: int | None = None  # the CLI's exit status (-9: killed itself)
     end_output: str = ""  # a worker killed: the CLI's last line at the end of its run
+    # a worker killed: s from the kill until the CLI ended its run by itself (None: it was
+    # still running at RUN_BOUND, a hang: seen at 630643b, a replacement worker left idle)
+    run_ended_in_s: float | None = None
     labs: list[str] = field(default_factory=list)
     processes: int = 0  # processes of the run's tree seen while it ran
     ended_in_s: float | None = None  # from the kill until the last of them ended (None: left to clean)
@@ -234,6 +237,8 @@ def _kill_one(
         run_deadline, deadline = killed_at + RUN_BOUND, None
         while True:
             now = time.monotonic()
+            if proc.poll() is not None and kill.target == "worker" and kill.run_ended_in_s is None:
+                kill.run_ended_in_s = round(now - killed_at, 2)
             if deadline is None and (proc.poll() is not None or now > run_deadline):
                 deadline = now + QUIET
             if deadline is not None and now > deadline:
@@ -244,6 +249,8 @@ def _kill_one(
             left = {p for p, s in tree.items() if running(p, s)}
             if not left:
                 kill.ended_in_s = round(time.monotonic() - killed_at, 2)
+                if kill.target == "worker" and kill.run_ended_in_s is None:
+                    kill.run_ended_in_s = kill.ended_in_s  # the CLI among the last to end
                 break
             if proc.poll() is not None and left <= orphaned_processes(tags):
                 break  # what runs on is in the records of labs whose owner is gone: clean's

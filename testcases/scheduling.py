@@ -91,7 +91,9 @@ def scheduler(config: Any, log: Any) -> Any:
         needs the next test for fixture teardown), so "no other worker has work" is known
         only when the others have ended: once only ALONE scopes are left, the first worker
         to ask runs them all, the others are shut down, and it starts them when it is the
-        last worker left (`remove_node`)."""
+        last worker left (`remove_node`). A worker that dies (SIGKILL) is replaced by xdist:
+        a dead runner hands the role to the next worker to ask, and a worker that joins
+        while another runs them is shut down, as the others were."""
 
         runner: Any = None
 
@@ -106,7 +108,11 @@ def scheduler(config: Any, log: Any) -> Any:
                     for other in self.nodes:
                         if other is not node and not other.shutting_down:
                             other.shutdown()
-                if node is not self.runner or len(self.nodes) > 1:
+                if node is not self.runner:
+                    if not node.shutting_down:
+                        node.shutdown()  # a replacement that joined after the others left
+                    return
+                if len(self.nodes) > 1:
                     return
                 scope = next(iter(self.workqueue))
             work_unit = self.workqueue.pop(scope)
@@ -114,8 +120,19 @@ def scheduler(config: Any, log: Any) -> Any:
             collection = self.registered_collections[node]
             node.send_runtest_some([collection.index(n) for n, done in work_unit.items() if not done])
 
+        def schedule(self) -> None:
+            late = self.collection is not None  # a replacement for a worker that died
+            super().schedule()
+            if late:  # xdist gives it one scope, and it holds its last test back until more comes
+                for node in self.nodes:
+                    self._reschedule(node)
+
         def remove_node(self, node: Any) -> Any:
+            if node is self.runner:  # died (or ended): the next worker to ask takes over
+                self.runner = None
             crashed = super().remove_node(node)
+            for scope in [s for s, unit in self.workqueue.items() if all(unit.values())]:
+                del self.workqueue[scope]  # xdist puts a dead worker's finished scopes back too
             if self.runner is not None and node is not self.runner and self.runner in self.assigned_work:
                 self._reschedule(self.runner)  # perhaps the last other worker: start
             return crashed

@@ -7,8 +7,9 @@ once, so two of the five are always `sessionlab characterize` of a device the la
 build (an s6_device.sh namespace, plugged by the lab or reached through two root-namespace
 interfaces): after `clean` it is as its owner left it, with no veth of the lab attached,
 its root-namespace ports attached to nothing and its sshd answering, and its owner's
-`down` removes it (testcases/kill_device.py). `python -m testcases.kill_series --runs 30` runs the longer
-series the README reports.
+`down` removes it (testcases/kill_device.py). A run whose worker was killed ends by itself
+(xdist replaces the worker, which runs what the dead one left). `python -m
+testcases.kill_series --runs 30` runs the longer series the README reports.
 
 It runs alone (testcases/scheduling.py): it starts labs of its own and reads the whole
 machine's records, bridges and interfaces.
@@ -22,7 +23,7 @@ import time
 from dataclasses import asdict
 
 from lab.results import Case
-from testcases.kill_series import DEVICE, ROOT_DEVICE, SELECTIONS, draw, kill_one
+from testcases.kill_series import DEVICE, ROOT_DEVICE, RUN_BOUND, SELECTIONS, draw, kill_one
 
 KILLS = 5
 
@@ -53,6 +54,7 @@ def test_killed_at_random_moments_clean_leaves_nothing(case: Case, tmp_path):
                 "labs": len(k.labs),
                 "processes of the run": k.processes,
                 "all ended after (s)": k.ended_in_s,
+                **({"its run ended by itself after (s)": k.run_ended_in_s} if k.target == "worker" else {}),
                 "still running for clean (its labs' recorded processes)": len(k.survivors),
                 "left after clean": len(k.left),
                 **({"device": k.device} if k.device else {}),
@@ -62,6 +64,12 @@ def test_killed_at_random_moments_clean_leaves_nothing(case: Case, tmp_path):
     )
     left = {f"{k.selection} ({k.target} at {k.moment_s} s)": k.left for k in kills if k.left}
     assert not left, f"left after clean: {left} (kills.json in {case.path}, seed {seed})"
+    hung = [
+        f"{k.selection} at {k.moment_s} s"
+        for k in kills
+        if k.killed and k.target == "worker" and k.run_ended_in_s is None
+    ]
+    assert not hung, f"a run whose worker was killed did not end within {RUN_BOUND:.0f} s: {hung}"
     assert sum(k.killed for k in kills) >= KILLS - 1, f"most runs should be killed, not end first: {table}"
     checked = {k.selection for k in kills if k.device.get("namespace") == "kept"}
     assert checked == {DEVICE, ROOT_DEVICE}, (

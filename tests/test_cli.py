@@ -228,3 +228,33 @@ def test_progress_shows_case_ids_and_messages_as_they_are():
     text = out.getvalue()
     assert "test_x[early drop]" in text and "assert [/tmp/x.cfg:15] == []" in text
     assert "failed" in text and "s5" in text
+
+
+def test_a_case_whose_worker_died_stays_failed_when_run_again():
+    """pytest-xdist reports a case whose worker died as failed (phase "???"), then runs it
+    again on the replacement: the line names the crash, and the verdict stays failed (as
+    pytest's exit status) with the second run's outcome beside it."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from lab.progress import RunProgress
+
+    out = io.StringIO()
+    progress = RunProgress(Console(file=out, markup=False, width=300))
+    progress.total = 1
+    nodeid = "testcases/test_links.py::test_loss"
+    crash = f"worker 'gw1' crashed while running {nodeid!r}"
+    reports = (("???", "failed", crash), ("setup", "passed", None), ("call", "passed", None))
+    for when, outcome, longrepr in reports:
+        progress.pytest_runtest_logreport(
+            SimpleNamespace(
+                nodeid=nodeid, when=when, duration=1.0, longrepr=longrepr, location=("", 0, ""),
+                passed=outcome == "passed", failed=outcome == "failed", skipped=False,
+            )
+        )  # fmt: skip
+    [case] = progress.outcomes
+    assert case.verdict == "failed"
+    assert case.reason == crash + "; passed when run again on its replacement"
+    assert crash in out.getvalue()

@@ -53,10 +53,11 @@ def sched(monkeypatch):
     return scheduler(config, None)
 
 
-@pytest.mark.parametrize(
-    "collection", [COLLECTION, [n for n in COLLECTION if alone(n)]], ids=["mixed", "alone only"]
-)
-def test_alone_modules_run_with_no_other_worker_left(sched, collection):
+def run(sched, collection, kill=None) -> tuple[list[str], list[Worker]]:
+    """Drive two workers through `collection` as xdist would. `kill(worker, nodeid)` says,
+    as a worker is about to finish `nodeid`, whether it dies there (SIGKILL): then it is
+    removed as xdist's DSession does (its pending work back in the queue) and a replacement
+    joins (add_node, its collection, schedule). Returns the tests run and all workers."""
     workers = [Worker("gw0"), Worker("gw1")]
     for w in workers:
         sched.add_node(w)
@@ -64,11 +65,21 @@ def test_alone_modules_run_with_no_other_worker_left(sched, collection):
         sched.add_node_collection(w, collection)
     sched.schedule()
     ran: list[str] = []
-    for _ in range(200):
+    for _ in range(300):
         for w in [w for w in workers if not w.gone]:
             if w.runnable():
+                nodeid = collection[w.queue[0]]
+                if kill is not None and kill(w, nodeid, sched):
+                    kill = None
+                    w.gone = True
+                    sched.remove_node(w)
+                    new = Worker(f"gw{len(workers)}")
+                    workers.append(new)
+                    sched.add_node(new)
+                    sched.add_node_collection(new, collection)
+                    sched.schedule()
+                    continue
                 index = w.queue.pop(0)
-                nodeid = collection[index]
                 if alone(nodeid):
                     assert [o.name for o in workers if not o.gone] == [w.name], f"{nodeid} beside others"
                 ran.append(nodeid)
@@ -78,6 +89,34 @@ def test_alone_modules_run_with_no_other_worker_left(sched, collection):
                 sched.remove_node(w)
         if all(w.gone for w in workers):
             break
+    return ran, workers
+
+
+@pytest.mark.parametrize(
+    "collection", [COLLECTION, [n for n in COLLECTION if alone(n)]], ids=["mixed", "alone only"]
+)
+def test_alone_modules_run_with_no_other_worker_left(sched, collection):
+    ran, workers = run(sched, collection)
     assert sorted(ran) == sorted(collection)
     assert all(w.gone for w in workers) and sched.tests_finished
     assert {n for n in ran[-3:]} == {n for n in collection if alone(n)}
+
+
+KILLS = {
+    # the worker running the alone modules dies in one (the hang seen in a clean-clone run
+    # at 630643b: the replacement was never given them, nor shut down)
+    "runner in an alone module": lambda w, nodeid, sched: alone(nodeid),
+    # another worker dies while the runner waits for it to end
+    "other while the runner waits": lambda w, nodeid, sched: (
+        sched.runner is not None and w is not sched.runner and not alone(nodeid)
+    ),
+    "a worker before any alone module": lambda w, nodeid, sched: sched.runner is None,
+}
+
+
+@pytest.mark.parametrize("kill", list(KILLS.values()), ids=list(KILLS))
+def test_a_killed_worker_leaves_no_hang(sched, kill):
+    ran, workers = run(sched, COLLECTION, kill)
+    assert len(workers) == 3, "the kill happened"
+    assert set(ran) == set(COLLECTION), "every test ran (the killed one again on the replacement)"
+    assert all(w.gone for w in workers) and sched.tests_finished
