@@ -360,15 +360,19 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _FINISHED.clear()
+    _CRASHED.clear()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """On an xdist controller: the order cases finish in, for the report."""
     if report.when == "teardown":
         _FINISHED.setdefault(report.nodeid, None)
+    elif report.when not in ("setup", "call"):  # pytest-xdist: the worker running it died
+        _CRASHED[report.nodeid] = str(report.longrepr)
 
 
 _FINISHED: dict[str, None] = {}
+_CRASHED: dict[str, str] = {}  # node id -> xdist's "worker 'gw1' crashed while running ..."
 
 
 def cases_in(run: Path, nodeids: list[str]) -> list[Case]:
@@ -398,6 +402,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             settle(_run_dir(config))
 
 
+def mark_crashed(cases: list[Case], crashed: dict[str, str]) -> None:
+    """Cases whose pytest-xdist worker died in them (node id -> xdist's message) and that
+    ran again on the replacement: failed, as pytest's exit status counts them, with the
+    second run's verdict in the message."""
+    by_name = {_case_name(nodeid): text for nodeid, text in crashed.items()}
+    for case in cases:
+        if case.name in by_name:
+            case.message = f"{by_name[case.name]}; {case.verdict} when run again on its replacement"
+            case.verdict = "failed"
+
+
 def _write_report(session: pytest.Session) -> None:
     config = session.config
     cases = config.stash.get(_CASES, [])
@@ -405,6 +420,7 @@ def _write_report(session: pytest.Session) -> None:
         cases = cases_in(_run_dir(config), list(_FINISHED))
     if not cases:
         return
+    mark_crashed(cases, _CRASHED)
     from lab.report import write_report
 
     path = write_report(_run_dir(session.config), cases)

@@ -258,3 +258,18 @@ def test_a_case_whose_worker_died_stays_failed_when_run_again():
     assert case.verdict == "failed"
     assert case.reason == crash + "; passed when run again on its replacement"
     assert crash in out.getvalue()
+
+
+def test_the_report_keeps_a_crash_as_the_verdict(tmp_path):
+    """The same for the report: the case.json the replacement wrote says passed; the run's
+    report says failed, naming the crash."""
+    from lab.pytest_plugin import mark_crashed
+    from lab.results import Case
+
+    nodeid = "testcases/test_links.py::test_loss[one way]"
+    crash = f"worker 'gw1' crashed while running {nodeid!r}"
+    case = Case(name="test_links.test_loss_one_way", path=tmp_path, title="t", verdict="passed")
+    other = Case(name="test_links.test_other", path=tmp_path, title="t", verdict="passed")
+    mark_crashed([case, other], {nodeid: crash})
+    assert (case.verdict, case.message) == ("failed", crash + "; passed when run again on its replacement")
+    assert other.verdict == "passed"
