@@ -12,6 +12,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TAIL_LINES = 10  # lines of a dead process's log its report shows
 TAIL_WIDTH = 200  # characters of each
@@ -94,3 +95,18 @@ def group_members(group: int) -> list[int]:
         if pgrp == group and session == group and pid != group:
             members.append(pid)
     return members
+
+
+PHASES = ("setup", "call", "teardown")  # pytest's; pytest-xdist reports a dead worker's case as "???"
+
+
+def worker_crash(report: Any) -> str | None:
+    """xdist's message for a case whose worker died in it ("worker 'gw1' crashed while
+    running '...'"), or None for a report of one of pytest's own phases."""
+    return None if report.when in PHASES else str(report.longrepr)
+
+
+def run_again(crash: str, verdict: str) -> str:
+    """The message of a case whose worker died in it and that xdist ran again on the
+    replacement: the crash stays its verdict (pytest's exit status counts it failed)."""
+    return f"{crash}; {verdict} when run again on its replacement"

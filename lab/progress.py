@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.catalog import suite_of
+from lab.deaths import run_again, worker_crash
 
 if TYPE_CHECKING:
     from lab.series import Series
@@ -83,14 +84,14 @@ class RunProgress:
     def pytest_runtest_logreport(self, report: Any) -> None:
         # Every phase counts: setup (the lab's build), call and teardown.
         self._durations[report.nodeid] = self._durations.get(report.nodeid, 0.0) + report.duration
-        verdict = None
+        verdict, crash_message = None, worker_crash(report)
         if report.when == "setup" and (report.failed or report.skipped):
             verdict = "error" if report.failed else "skipped"
         elif report.when == "call":
             verdict = "passed" if report.passed else ("skipped" if report.skipped else "failed")
         elif report.when == "teardown" and report.failed:
             verdict = "error"
-        elif report.when not in ("setup", "teardown"):  # pytest-xdist: its worker died in it
+        elif crash_message:  # pytest-xdist: its worker died in it
             verdict = "failed"
         if verdict is None:
             return
@@ -100,15 +101,12 @@ class RunProgress:
             reason = crash.message.splitlines()[0] if crash.message else ""
         elif isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
             reason = str(report.longrepr[2])
-        elif report.when != "call":  # "worker 'gw1' crashed while running '...'"
-            reason = str(report.longrepr)
-            self._crashed[report.nodeid] = reason
+        elif crash_message:
+            reason = self._crashed[report.nodeid] = crash_message
         outcome = self._by_id.get(report.nodeid)
         if outcome is not None and report.nodeid in self._crashed and verdict != "failed":
-            # xdist runs the case again on the worker that replaces the dead one: the crash
-            # stays the verdict (pytest's exit status counts it), the second run its reason
-            reason = f"{self._crashed[report.nodeid]}; {verdict} when run again on its replacement"
-            verdict = "failed"
+            # xdist runs the case again on the worker that replaces the dead one
+            reason, verdict = run_again(self._crashed[report.nodeid], verdict), "failed"
         if outcome is not None:  # a case that passed, then erred in teardown (or ran again)
             outcome.verdict, outcome.reason = verdict, reason
         else:

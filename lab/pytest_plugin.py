@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from lab.deaths import deaths_message
+from lab.deaths import deaths_message, run_again, worker_crash
 from lab.errors import ProcessDied
 from lab.isolation import PortBlocks, foreign_flows
 from lab.results import CASE_FILE, Case, new_run, safe_name
@@ -367,8 +367,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """On an xdist controller: the order cases finish in, for the report."""
     if report.when == "teardown":
         _FINISHED.setdefault(report.nodeid, None)
-    elif report.when not in ("setup", "call"):  # pytest-xdist: the worker running it died
-        _CRASHED[report.nodeid] = str(report.longrepr)
+    elif crash := worker_crash(report):
+        _CRASHED[report.nodeid] = crash
 
 
 _FINISHED: dict[str, None] = {}
@@ -409,8 +409,7 @@ def mark_crashed(cases: list[Case], crashed: dict[str, str]) -> None:
     by_name = {_case_name(nodeid): text for nodeid, text in crashed.items()}
     for case in cases:
         if case.name in by_name:
-            case.message = f"{by_name[case.name]}; {case.verdict} when run again on its replacement"
-            case.verdict = "failed"
+            case.message, case.verdict = run_again(by_name[case.name], case.verdict), "failed"
 
 
 def _write_report(session: pytest.Session) -> None:

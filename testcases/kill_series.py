@@ -237,8 +237,6 @@ def _kill_one(
         run_deadline, deadline = killed_at + RUN_BOUND, None
         while True:
             now = time.monotonic()
-            if proc.poll() is not None and kill.target == "worker" and kill.run_ended_in_s is None:
-                kill.run_ended_in_s = round(now - killed_at, 2)
             if deadline is None and (proc.poll() is not None or now > run_deadline):
                 deadline = now + QUIET
             if deadline is not None and now > deadline:
@@ -247,10 +245,10 @@ def _kill_one(
                 tree.setdefault(pid, start_time(pid))
             tags |= owned_labs(set(tree))
             left = {p for p, s in tree.items() if running(p, s)}
+            if proc.poll() is not None and kill.target == "worker" and kill.run_ended_in_s is None:
+                kill.run_ended_in_s = round(time.monotonic() - killed_at, 2)
             if not left:
                 kill.ended_in_s = round(time.monotonic() - killed_at, 2)
-                if kill.target == "worker" and kill.run_ended_in_s is None:
-                    kill.run_ended_in_s = kill.ended_in_s  # the CLI among the last to end
                 break
             if proc.poll() is not None and left <= orphaned_processes(tags):
                 break  # what runs on is in the records of labs whose owner is gone: clean's
