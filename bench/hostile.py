@@ -34,8 +34,19 @@ about 2,000/s. Here every measurement starts from the same state with the same h
 warm-up is three times as long, a fixed count (not "until the rate settles", which would
 give the two labs different histories) in bursts whose rates show whether it settled; and
 the drift over the gap that has nothing to do with the frames, S4's fall among it, is
-measured in the control and divided out. Three pairs, not two: a median of three outvotes
-one odd lab (run B's slow S2 start), a median of two is their mean.
+measured in the control and divided out.
+
+Why eight pairs, a quiet start and an interval: with three pairs, two runs gave medians
+on either side of the target (S5's firewall 0.80x and 1.05x, S4's balancer 0.82x and
+1.19x). One lab's rounds in a row vary by about 12 % (a diagnostic: 20 rounds of S5 and
+of S2 in one lab, 1 s apart, no frames, no drift), but whole sides of a lab moved by 30-50 %
+(S5's third control: 2,100-2,400/s before an idle gap, 1,060-1,980 after), and the
+hostile labs' warm-ups were slower than their controls' in 8 of 9 pairs: the machine's
+state, not the device's. So each lab starts once the CPUs are quiet (`quiet`: a previous
+lab's removal, which the kernel finishes in the background, is over), every round keeps
+the CPUs' busy and stolen shares beside its rate, and the verdict rests on a median of
+eight pairs, shown with its bootstrap interval (`median_interval`): how far the median
+could move with other labs, so a reader sees whether it tells 10 % apart.
 
 A round's rate is its completed sessions over the seconds its sessions spanned, from the
 first one's start to the last one's end as the clients logged them (the clients' start-up,
@@ -52,17 +63,16 @@ pair's rounds after over before, hostile and control, without a target; the fram
 (the fewest in any hostile lab: all of them); the sessions failed per round after the
 frames (shown: the test asserts none fail).
 
-Time: the first version's run took 230 s, 160 s of it rounds and gaps, so a lab's build,
-preparation, frames and removal take about 25 s. A round takes 0.5 s for S5 and S2 at about
-2,500/s and 2.5-5 s for S4 at about 250/s, the clients' start-up included; the gap 10 s. A
-lab: about 40 s for S5 and S2, 80 s for S4; a pair of all three targets about 320 s; a run
-of PAIRS = 3 about 16 minutes (11 with 2 pairs).
+Time: a pair of all three targets took 387 s in run 20261203-080150 (a lab: about 50 s for
+S5 and S2, 90 s for S4, with the settled rounds and the drain); a run of PAIRS = 8 about
+52 minutes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -71,7 +81,7 @@ from typing import Any
 
 from bench.paired import Figure
 
-PAIRS = 3  # control + hostile pairs per target (a median of 3 outvotes one odd lab)
+PAIRS = 8  # control + hostile pairs per target (3 could not tell 10 % either way: see below)
 ROUNDS, SESSIONS = 5, 1000  # rounds each side of the gap; new sessions per round
 CONCURRENCY = None  # per client: the test's (4 per HTTP client, 8 per echo client)
 WARMUP_BURSTS, WARMUP, WARMUP_FIRST_PORT = 3, 100, 2_000  # 300 sessions before the first round
@@ -80,6 +90,8 @@ FUZZ_PORTS = range(30_000, 30_500)  # the frames' source ports
 PORTS_BELOW = 32_000  # the lab's client ports stay below Linux's ephemeral range (lab/isolation.py)
 TARGET = 0.9  # hostile after/before at least 0.9x the control's after/before (and settled/before)
 SETTLE_WAIT = 30.0  # s: for the gap's datapath flows to expire (10 s idle) and neighbours to resolve
+QUIET_BUSY, QUIET_WAIT = 0.25, 30.0  # a lab's first burst waits (at most 30 s) for CPUs this idle
+INTERVAL, DRAWS = 0.9, 2000  # the bootstrap interval of a median over pairs: its level, resamples
 MEASUREMENTS = ("control", "hostile")
 SIDES = ("before", "after", "settled")
 
@@ -186,9 +198,11 @@ def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
 
     def relative(suffix: str, when: str) -> Figure:
         both = [r for r in ratios if r[f"relative{suffix}"] is not None]
+        low, high = median_interval([float(r[f"relative{suffix}"]) for r in both]) if both else (0.0, 0.0)
         return Figure(
             f"{name}: new sessions/s {when} {frames:,} hostile frames over before, relative to "
-            "the same pair's control (an idle gap)",
+            f"the same pair's control (an idle gap); {len(both)} pairs, {INTERVAL:.0%} interval of "
+            f"the median {low:.2f}-{high:.2f}x",
             "ratio",
             samples=[float(r[f"hostile{suffix}"] or 0.0) for r in both],
             baseline=[float(r[f"control{suffix}"] or 0.0) for r in both],
@@ -207,6 +221,14 @@ def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
             **target,
         )
 
+    calm = Figure(
+        f"{name}: seconds a lab waited for CPUs at most {QUIET_BUSY:.0%} busy before its first burst "
+        f"(at most {QUIET_WAIT:g} s)",
+        "s",
+        samples=[float(p["hostile"]["quiet"]["waited (s)"]) for p in pairs if "quiet" in p["hostile"]],
+        baseline=[float(p["control"]["quiet"]["waited (s)"]) for p in pairs if "quiet" in p["control"]],
+        baseline_name="control (idle gap)",
+    )
     hostile = rounds("hostile", f"{frames:,} hostile frames (every pair's rounds)", "before the frames")
     control = rounds("control", "an idle gap of the same length (control: the lab's drift)", "before the gap")
     sent = Figure(
@@ -231,24 +253,59 @@ def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
         ),
     ]
     after, settled = relative("", "right after"), relative(" settled", "once the residue drained, after")
-    return [after, settled, hostile, control, *drained, sent, failed]
+    return [after, settled, hostile, control, *drained, calm, sent, failed]
 
 
 def one_round(lab: Any, target: Any, block: range) -> dict[str, Any]:
     """A burst of len(block) sessions from the block's ports: `round_rate` of it, the rate
-    over the command's wall time, and the tightest timeout margin of its loads."""
+    over the command's wall time, the tightest timeout margin of its loads, and the CPUs'
+    busy and stolen shares over the burst (the machine's, the lab's own work among it)."""
+    from lab.machine_load import CpuTimes, shares
     from testcases import test_hostile_traffic as scenario
 
-    started = time.monotonic()
+    cpu, started = CpuTimes.read(), time.monotonic()
     records = scenario.burst(lab, target, block.start, len(block), CONCURRENCY)
     wall = time.monotonic() - started
+    steal, busy = shares(cpu, CpuTimes.read())
     got = round_rate(records, scenario.ok_field(target))
     margin = records.margin
     return got | {
         "wall seconds": round(wall, 3),
         "wall rate": got["completed"] / wall,
         "margin (s)": None if margin is None else margin["margin (s)"],
+        "busy": round(busy, 3),
+        "steal": round(steal, 3),
     }
+
+
+def quiet(window: float = 1.0) -> dict[str, Any]:
+    """Wait until the CPUs were at most QUIET_BUSY busy over a `window` (the lab prepared and
+    idle, a previous lab's removal finished in the kernel), at most QUIET_WAIT s: the seconds
+    waited and the last window's busy share. The rounds run either way; the reading says
+    whether they started on a quiet machine."""
+    from lab.machine_load import CpuTimes, shares
+
+    started = time.monotonic()
+    while True:
+        before = CpuTimes.read()
+        time.sleep(window)
+        busy = shares(before, CpuTimes.read())[1]
+        waited = time.monotonic() - started
+        if busy <= QUIET_BUSY or waited >= QUIET_WAIT:
+            return {"waited (s)": round(waited, 3), "busy": round(busy, 3), "quiet": busy <= QUIET_BUSY}
+
+
+def median_interval(
+    values: Sequence[float], level: float = INTERVAL, draws: int = DRAWS
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of the median of `values` at `level` (resampled
+    with replacement `draws` times, a fixed seed: the same values give the same interval)."""
+    import random
+
+    pick = random.Random(0)
+    medians = sorted(statistics.median(pick.choices(values, k=len(values))) for _ in range(draws))
+    tail = (1 - level) / 2
+    return medians[int(tail * (draws - 1))], medians[int(round((1 - tail) * (draws - 1)))]
 
 
 def datapath_flows() -> set[str]:
@@ -292,7 +349,9 @@ def drained(lab: Any, left: set[str], ended: float) -> dict[str, Any]:
 def measure(lab: Any, target: Any, ports: Ports, gap: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The warm-up bursts, ROUNDS rounds before, the gap (what it returned, its seconds),
     ROUNDS rounds after, the gap's residue (the datapath flows that appeared in it, the
-    neighbours still being resolved at its end) and, once it drained, ROUNDS rounds settled."""
+    neighbours still being resolved at its end) and, once it drained, ROUNDS rounds settled;
+    first of all, a quiet machine (`quiet`)."""
+    calm = quiet()
     warmup = [one_round(lab, target, block) for block in ports.warmup]
     before = [one_round(lab, target, block) for block in ports.before]
     kept = datapath_flows()
@@ -305,8 +364,8 @@ def measure(lab: Any, target: Any, ports: Ports, gap: Callable[[], dict[str, Any
     after = [one_round(lab, target, block) for block in ports.after]
     residue |= drained(lab, left, ended)
     settled = [one_round(lab, target, block) for block in ports.settled]
-    return {"warm-up": warmup, "before": before, "gap": happened, "after": after, "residue": residue,
-            "settled": settled}  # fmt: skip
+    return {"quiet": calm, "warm-up": warmup, "before": before, "gap": happened, "after": after,
+            "residue": residue, "settled": settled}  # fmt: skip
 
 
 def one_lab(folder: Path, target: Any, ports: Ports, measurement: str) -> dict[str, Any]:

@@ -199,6 +199,7 @@ def _measurement(before, after, sent=0, failed=0, warmup=(500.0, 900.0, 1000.0),
         return [{"rate": v, "failed": failed} for v in values]
 
     return {
+        "quiet": {"waited (s)": 1.0 if sent else 2.0, "busy": 0.1, "quiet": True},
         "warm-up": side(warmup),
         "before": side(before),
         "gap": {"sent": sent},
@@ -256,9 +257,11 @@ def test_hostile_figures_judge_the_median_relative_ratio_over_pairs():
         _pair([1000] * 3, [800] * 3, [1000] * 3, [850] * 3, first="hostile"),  # 0.8 / 0.85 = 0.94
         _pair([1000] * 3, [1100] * 3, [1000] * 3, [1000] * 3),  # 1.1 / 1.0
     ]
-    relative, settled, hostile, control, flows, resolving, drained, left, sent, failed = figures(
+    relative, settled, hostile, control, flows, resolving, drained, left, calm, sent, failed = figures(
         "s4-sdn-balancer", {"pairs": pairs}, 10_000
     )
+    assert calm.samples == [1.0] * 3 and calm.baseline == [2.0] * 3 and calm.met is None
+    assert "3 pairs, 90% interval of the median 0.80-1.10x" in relative.what
     assert settled.ratio == relative.ratio and settled.target == ">= 0.9x" and "drained" in settled.what
     assert flows.samples == [10_000.0] * 3 and flows.baseline == [0.0] * 3 and flows.met is None
     assert resolving.samples == [500.0] * 3 and drained.samples == [10.0] * 3 and drained.met is None
@@ -273,7 +276,36 @@ def test_hostile_figures_judge_the_median_relative_ratio_over_pairs():
     slower = [_pair([1000] * 3, [850] * 3, [1000] * 3, [1000] * 3, sent=s) for s in (10_000, 9_999, 10_000)]
     rows = figures("s2-fabric", {"pairs": slower}, 10_000)
     assert rows[0].ratio == pytest.approx(0.85) and rows[0].met is False
-    assert rows[8].samples == [9_999.0] and rows[8].met is False  # one lab missed a frame
+    assert rows[9].samples == [9_999.0] and rows[9].met is False  # one lab missed a frame
+
+
+def test_hostile_median_interval_narrows_with_more_pairs():
+    from bench.hostile import median_interval
+
+    three = [0.8, 1.05, 2.2]
+    low, high = median_interval(three)
+    assert (low, high) == median_interval(three)  # a fixed seed: the same interval every time
+    assert low == 0.8 and high == 2.2  # three values: the median can be any of them
+    eight = [0.92, 1.05, 0.97, 1.1, 0.88, 1.01, 0.99, 1.04]
+    low8, high8 = median_interval(eight)
+    assert 0.88 <= low8 <= 1.0 <= high8 <= 1.1 and high8 - low8 < high - low
+    assert median_interval([1.0] * 5) == (1.0, 1.0)
+
+
+def test_hostile_lab_starts_on_quiet_cpus_with_a_bounded_wait(monkeypatch):
+    from bench import hostile
+    from lab import machine_load
+
+    busy = iter([0.9, 0.6, 0.1])  # a previous lab's removal, then quiet
+    readings = iter(range(100))
+    monkeypatch.setattr(machine_load.CpuTimes, "read", classmethod(lambda cls: next(readings)))
+    monkeypatch.setattr(machine_load, "shares", lambda before, after: (0.0, next(busy)))
+    got = hostile.quiet(window=0.01)
+    assert got["busy"] == 0.1 and got["quiet"] is True and got["waited (s)"] < hostile.QUIET_WAIT
+    monkeypatch.setattr(machine_load, "shares", lambda before, after: (0.0, 0.9))
+    monkeypatch.setattr(hostile, "QUIET_WAIT", 0.05)
+    got = hostile.quiet(window=0.01)  # never quiet: the wait ends, and says so
+    assert got["quiet"] is False and got["busy"] == 0.9 and got["waited (s)"] >= 0.05
 
 
 def test_hostile_residue_is_the_gaps_datapath_flows_until_they_expire(monkeypatch):
