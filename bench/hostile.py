@@ -41,8 +41,9 @@ on either side of the target (S5's firewall 0.80x and 1.05x, S4's balancer 0.82x
 1.19x). One lab's rounds in a row vary by about 12 % (a diagnostic: 20 rounds of S5 and
 of S2 in one lab, 1 s apart, no frames, no drift), but whole sides of a lab moved by 30-50 %
 (S5's third control: 2,100-2,400/s before an idle gap, 1,060-1,980 after), and the
-hostile labs' warm-ups were slower than their controls' in 8 of 9 pairs: the machine's
-state, not the device's. So each lab starts once the CPUs are quiet (`quiet`: a previous
+hostile labs' warm-ups (before any frame) were slower than their controls' in all 9
+pairs: the machine's state, not the device's (with the quiet start below, 16 of 24 in run
+20261203-153934). So each lab starts once the CPUs are quiet (`quiet`: a previous
 lab's removal, which the kernel finishes in the background, is over), every round keeps
 the CPUs' busy and stolen shares beside its rate, and the verdict rests on a median of
 eight pairs, shown with its bootstrap interval (`median_interval`): how far the median
@@ -63,9 +64,8 @@ pair's rounds after over before, hostile and control, without a target; the fram
 (the fewest in any hostile lab: all of them); the sessions failed per round after the
 frames (shown: the test asserts none fail).
 
-Time: a pair of all three targets took 387 s in run 20261203-080150 (a lab: about 50 s for
-S5 and S2, 90 s for S4, with the settled rounds and the drain); a run of PAIRS = 8 about
-52 minutes.
+Time: a lab takes about 50 s for S5 and S2 and 90 s for S4, with the settled rounds and
+the drain; run 20261203-153934 (PAIRS = 8) took 48 minutes.
 """
 
 from __future__ import annotations
