@@ -42,8 +42,8 @@ on either side of the target (S5's firewall 0.80x and 1.05x, S4's balancer 0.82x
 of S2 in one lab, 1 s apart, no frames, no drift), but whole sides of a lab moved by 30-50 %
 (S5's third control: 2,100-2,400/s before an idle gap, 1,060-1,980 after), and the
 hostile labs' warm-ups (before any frame) were slower than their controls' in all 9
-pairs: the machine's state, not the device's (with the quiet start below, 16 of 24 in run
-20261203-153934). So each lab starts once the CPUs are quiet (`quiet`: a previous
+pairs: not the frames' doing, none was sent yet (with the quiet start below, 16 of 24 in
+run 20261203-153934; the only difference by then is the pcap the hostile lab writes). So each lab starts once the CPUs are quiet (`quiet`: a previous
 lab's removal, which the kernel finishes in the background, is over), every round keeps
 the CPUs' busy and stolen shares beside its rate, and the verdict rests on a median of
 eight pairs, shown with its bootstrap interval (`median_interval`): how far the median
