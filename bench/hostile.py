@@ -43,11 +43,12 @@ of S2 in one lab, 1 s apart, no frames, no drift), but whole sides of a lab move
 (S5's third control: 2,100-2,400/s before an idle gap, 1,060-1,980 after), and the
 hostile labs' warm-ups (before any frame) were slower than their controls' in all 9
 pairs: not the frames' doing, none was sent yet (with the quiet start below, 16 of 24 in
-run 20261203-153934; the only difference by then is the pcap the hostile lab writes). So each lab starts once the CPUs are quiet (`quiet`: a previous
-lab's removal, which the kernel finishes in the background, is over), every round keeps
-the CPUs' busy and stolen shares beside its rate, and the verdict rests on a median of
-eight pairs, shown with its bootstrap interval (`median_interval`): how far the median
-could move with other labs, so a reader sees whether it tells 10 % apart.
+run 20261203-153934; the only difference by then is the pcap the hostile lab writes). So
+each lab starts once the CPUs are quiet (`quiet`: a previous lab's removal, which the
+kernel finishes in the background, is over), every round keeps the CPUs' busy and stolen
+shares beside its rate, and the verdict rests on a median of eight pairs, shown with its
+bootstrap interval (`median_interval`): how far the median could move with other labs, so
+a reader sees whether it tells 10 % apart.
 
 A round's rate is its completed sessions over the seconds its sessions spanned, from the
 first one's start to the last one's end as the clients logged them (the clients' start-up,
