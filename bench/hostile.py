@@ -199,8 +199,9 @@ def figures(name: str, result: dict[str, Any], frames: int) -> list[Figure]:
 
     def relative(suffix: str, when: str) -> Figure:
         both = [r for r in ratios if r[f"relative{suffix}"] is not None]
-        relatives = [v for r in both if (v := r[f"relative{suffix}"]) is not None]
-        low, high = median_interval(relatives) if relatives else (0.0, 0.0)
+        low, high = (
+            median_interval([float(r[f"relative{suffix}"] or 0.0) for r in both]) if both else (0.0, 0.0)
+        )
         return Figure(
             f"{name}: new sessions/s {when} {frames:,} hostile frames over before, relative to "
             f"the same pair's control (an idle gap); {len(both)} pairs, {INTERVAL:.0%} interval of "
