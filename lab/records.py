@@ -4,8 +4,11 @@ SIGKILL left behind, and only that.
 
 One JSON file per lab, `/run/sessionlab/records/<tag>.json`: the owner (PID and start time),
 the OVS bridges, the prefix of its root-namespace interfaces, throwaway namespaces and the
-processes it started (PID and start time, so a reused PID is never signalled). A lab that
-closes normally removes its own file; a file whose owner is gone is what `clean` reads.
+processes it started (PID and start time, so a reused PID is never signalled), and the
+label of whoever started the run (LABEL_ENV in its environment, inherited by its workers:
+a test that runs `sessionlab` tells its own labs from other runs' on the same machine). A
+lab that closes normally removes its own file; a file whose owner is gone is what `clean`
+reads.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from lab.procs import RUNTIME_ROOT, host_run
 log = logging.getLogger(__name__)
 
 RECORDS = RUNTIME_ROOT / "records"
+LABEL_ENV = "SESSIONLAB_LABEL"  # a run's label, kept in its labs' records (empty: none)
 _WRITING = threading.RLock()  # a record's changes and writes, from any thread of the lab
 
 
@@ -60,6 +64,7 @@ class Record:
     link_prefix: str | None = None
     netns: list[str] = field(default_factory=list)
     processes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    label: str = field(default_factory=lambda: os.environ.get(LABEL_ENV, ""))
 
     def __post_init__(self) -> None:
         if self.owner_start is None:
@@ -124,9 +129,10 @@ class Record:
     @classmethod
     def load(cls, path: Path) -> Record:
         """The record in `path` (a missing field or one of the wrong kind: KeyError, TypeError
-        or ValueError)."""
+        or ValueError; a record written before labels has none)."""
         data = json.loads(path.read_text())
-        kept = {f.name: data[f.name] for f in fields(cls) if f.name != "folder"}
+        kept = {f.name: data[f.name] for f in fields(cls) if f.name not in ("folder", "label")}
+        kept["label"] = str(data.get("label", ""))
         kept["owner"] = int(kept["owner"])
         kept["processes"] = {int(pid): p for pid, p in kept["processes"].items()}
         return cls(folder=path.parent, **kept)

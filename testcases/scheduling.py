@@ -7,6 +7,13 @@ with its lab), which go first, and which need the machine to themselves.
 - BY_CASE: modules whose cases share nothing but the lab's topology, the longest in the
   suite: each case a scope of its own (each worker builds the module's lab for the cases
   it gets: about a second).
+- TOGETHER: the harness's modules that run `sessionlab` themselves (the CLI, the paused
+  prompt, remote hosts, SIGKILL at any moment): one scope, run in order on one worker
+  beside the others' labs. Each reads only its own runs' labs (testcases/own_runs.py's
+  label, kill_series' process tree), but one's `sessionlab clean` would remove what
+  another's killed run left before that one looked: so one at a time. They ran alone
+  until 2026-12-03 (about 260 s at the end of README command 2 with the other workers
+  idle).
 - ALONE: modules that need the machine to themselves (marked `alone`): they start only
   when no other worker has work, and nothing starts beside them. Their reasons beside each.
   S5's table exhaustion (four labs against 0.8 s timeouts) and S2's paced failover ran
@@ -25,15 +32,11 @@ from typing import Any
 
 SHARED_COLLECTION = ("s1",)
 BY_CASE = ("test_s2_sync", "test_s6_known_firewall", "test_s6_external_device")
+TOGETHER = ("test_cli_lab", "test_kill_anywhere", "test_pause_on_fail", "test_remote")
 ALONE = (
-    # every lab's records, bridges and runtime folders of the machine checked before and after
-    "test_cli_lab",
     # the root namespace sampled throughout (other workers' labs would be in the samples),
     # and its last case reads every capture of the run once the other cases have ended
     "test_outside",
-    "test_pause_on_fail",
-    "test_remote",
-    "test_kill_anywhere",
     # the firewall's table memory cross-checked against the kernel-wide nf_conntrack slab,
     # which another worker's labs would move (the case then does not assert it)
     "test_s5_timeouts_as_memory",
@@ -48,14 +51,16 @@ def stem_of(nodeid_or_scope: str) -> str:
 
 
 def scope_of(nodeid: str) -> str:
-    """The xdist scope of a test: a SHARED_COLLECTION scenario, the case itself in a
-    BY_CASE module, else its module (xdist's own rule)."""
+    """The xdist scope of a test: a SHARED_COLLECTION scenario, the TOGETHER modules' one
+    scope, the case itself in a BY_CASE module, else its module (xdist's own rule)."""
     from lab.catalog import suite_of
 
     stem = stem_of(nodeid)
     suite = suite_of(stem)
     if suite in SHARED_COLLECTION:
         return f"scenario {suite}"
+    if stem in TOGETHER:
+        return "harness: runs of sessionlab"
     if stem in BY_CASE:
         return nodeid
     return nodeid.rsplit("::", 1)[0] if "::" in nodeid else nodeid

@@ -11,8 +11,9 @@ its root-namespace ports attached to nothing and its sshd answering, and its own
 (xdist replaces the worker, which runs what the dead one left). `python -m
 testcases.kill_series --runs 30` runs the longer series the README reports.
 
-It runs alone (testcases/scheduling.py): it starts labs of its own and reads the whole
-machine's records, bridges and interfaces.
+It runs beside other workers' labs, one at a time with the other modules that run
+`sessionlab` themselves (testcases/scheduling.py's TOGETHER): it reads only the labs whose
+owner is in its runs' process trees, and `clean` touches no lab whose owner is alive.
 """
 
 from __future__ import annotations

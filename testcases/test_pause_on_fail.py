@@ -18,7 +18,10 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from lab.records import RECORDS, Record
+from testcases.own_runs import label_runs, new_label, own_records
 from testcases.terminal import Output
 from testcases.test_cli_lab import _gone  # no record, bridge or runtime folder left
 
@@ -48,8 +51,16 @@ FAILING_SUITE = textwrap.dedent('''
 ''')
 
 
+LABEL = new_label("test_pause_on_fail")  # its runs' labs, the records it reads (testcases/own_runs.py)
+
+
+@pytest.fixture(autouse=True)
+def _labelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    label_runs(monkeypatch, LABEL)
+
+
 def _records() -> set[str]:
-    return {p.stem for p in RECORDS.glob("*.json")} if RECORDS.exists() else set()
+    return own_records()
 
 
 def _tag(text: str) -> str:

@@ -20,12 +20,24 @@ from pathlib import Path
 import pytest
 
 from lab.catalog import ROOT
-from lab.records import RECORDS, Record
+from lab.records import LABEL_ENV, RECORDS, Record
 from lab.wait import wait_until
 from testcases.common import TWO_LABS
+from testcases.own_runs import label_runs, new_label, own_records
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
 SSHD = "/usr/sbin/sshd"
+
+LABEL = new_label("test_remote")  # its runs' labs, the records it reads (testcases/own_runs.py)
+
+
+@pytest.fixture(autouse=True)
+def _labelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    label_runs(monkeypatch, LABEL)
+
+
+def _records() -> set[str]:
+    return own_records()
 
 
 @dataclass
@@ -69,6 +81,7 @@ def _start_sshd(folder: Path, name: str, authorized: Path) -> Server:
                 "UsePAM no",
                 "StrictModes no",
                 "LogLevel VERBOSE",
+                f"SetEnv {LABEL_ENV}={LABEL}",  # the hosts' labs carry this module's label
             ]
         )
         + "\n"
@@ -211,10 +224,6 @@ def test_a_run_spread_over_two_hosts_makes_one_report(ssh, tmp_path):
     assert {p.pop() for p in ports.values()} == {str(a.port), str(b.port)}
     page = (run / "report.html").read_text()
     assert f"port {a.port}" in page and f"port {b.port}" in page
-
-
-def _records() -> set[str]:
-    return {p.stem for p in RECORDS.glob("*.json")} if RECORDS.exists() else set()
 
 
 def test_an_interrupted_run_over_two_hosts_leaves_nothing_on_them(ssh, tmp_path):

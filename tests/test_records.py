@@ -100,3 +100,26 @@ def wait_for_child(pid: int) -> int:
             return min(found)
         time.sleep(0.02)
     raise AssertionError(f"process {pid} started no child")
+
+
+def test_a_record_keeps_the_label_of_the_run_that_made_it(tmp_path, monkeypatch):
+    """LABEL_ENV in the environment (inherited by a run's workers) is kept in each record, so a
+    test that runs `sessionlab` beside other labs reads only its own; a record written before
+    labels loads with none."""
+    import json
+
+    from lab.records import LABEL_ENV
+
+    monkeypatch.setenv(LABEL_ENV, "test_cli_lab-1a2b")
+    labelled = Record("sltest5", folder=tmp_path)
+    labelled.add_bridges(["sltest5s1"])
+    monkeypatch.delenv(LABEL_ENV)
+    plain = Record("sltest6", folder=tmp_path)
+    plain.add_bridges(["sltest6s1"])
+    assert {r.tag: r.label for r in records(tmp_path)} == {"sltest5": "test_cli_lab-1a2b", "sltest6": ""}
+    older = json.loads(plain.path.read_text())
+    del older["label"]
+    plain.path.write_text(json.dumps(older))
+    assert Record.load(plain.path).label == "" and Record.load(plain.path).bridges == ["sltest6s1"]
+    labelled.close()
+    plain.close()

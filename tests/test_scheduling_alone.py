@@ -21,12 +21,12 @@ COLLECTION = [
     "tests/test_config.py::test_d",
     "testcases/test_outside.py::test_e[sync]",  # ALONE
     "testcases/test_outside.py::test_e[symmetric]",
-    "testcases/test_cli_lab.py::test_f",  # ALONE
+    "testcases/test_links.py::test_f",  # ALONE
 ]
 
 
 def alone(nodeid: str) -> bool:
-    return "outside" in nodeid or "cli_lab" in nodeid
+    return "outside" in nodeid or "test_links" in nodeid
 
 
 class Worker:
@@ -120,3 +120,13 @@ def test_a_killed_worker_leaves_no_hang(sched, kill):
     assert len(workers) == 3, "the kill happened"
     assert set(ran) == set(COLLECTION), "every test ran (the killed one again on the replacement)"
     assert all(w.gone for w in workers) and sched.tests_finished
+
+
+def test_the_modules_that_run_sessionlab_are_one_scope_beside_the_others():
+    """TOGETHER: one scope (one worker, in order), not alone; the rest keep their scopes."""
+    from testcases.scheduling import TOGETHER, is_alone, scope_of
+
+    scopes = {scope_of(f"testcases/{m}.py::test_x") for m in TOGETHER}
+    assert len(scopes) == 1 and not is_alone(scopes.pop())
+    assert scope_of("testcases/test_s4_l7.py::test_a") == "testcases/test_s4_l7.py"
+    assert is_alone(scope_of("testcases/test_outside.py::test_e"))
