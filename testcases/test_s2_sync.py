@@ -57,12 +57,16 @@ SYNS_AND_DATA = (
     "tcp[tcpflags] & tcp-syn != 0 or (ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2)) != 0"
 )
 ECHO_RETRANSMITTED = 0.15  # s: an echo that waited a retransmission (RTO 200 ms) took longer
-# Sessions per client at once in the race runs. More would be quicker (a raced session
-# waits 1 s for the SYN-ACK's retransmission and 2.4 s for its echo's: 12 per client
-# halved the sweep), but the load is part of the race: with 12 per client a third of
-# the split sessions raced at 0 ms where with 4 per client 1 in 50 did (runs
-# 20261202-112615 and -112348), so the sweep keeps its load and runs beside other work.
-RACE_CONCURRENCY = 4
+# The race runs' load: each client starts RACE_RATE new sessions a second, whatever the
+# earlier ones do (at most RACE_OPEN open at once). The new sessions' pace is part of the
+# race (with 12 sessions per client at once, as fast as they completed, a third of the
+# split sessions raced at 0 ms where with 4 at once 1 in 50 did: runs 20261202-112615 and
+# -112348). Until 2026-12-03 each client kept 4 at once: about 66 new sessions a second in
+# all at 0 ms (a clean-clone run), but a raced session holds its place for 1 s (the
+# SYN-ACK's retransmission) and 2.4 s more (its first data's), so at 5-20 ms the pace
+# fell to 6-7 a second and a delay took 14-18 s. Paced, every delay sees the same load
+# and takes about 2 s and the slowest raced session's 3.5 s.
+RACE_RATE, RACE_OPEN = 20.0, 64  # new sessions/s per client (3 clients); open at once, per client
 CLOCKS = 0.001  # s: the agent's clock against the capture's (both wall clocks, one machine)
 
 
@@ -112,7 +116,8 @@ def race_run(
                 CLIENTS,
                 servers_of(lab),
                 sessions,
-                concurrency=RACE_CONCURRENCY,
+                concurrency=RACE_OPEN,
+                rate=RACE_RATE,
                 timeout=timeout,
                 first_port=first,
             )

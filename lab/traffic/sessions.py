@@ -66,10 +66,12 @@ def run_sessions(
     concurrency: int = 8,
     timeout: float = 2.0,
     first_port: int = 0,
+    rate: float = 0.0,
 ) -> Records:
     """`count` short TCP sessions from `client` to `servers` (address:port, round robin);
-    with `first_port`, session i uses source port first_port + i."""
-    return run_load(lab, client, SessionLoad(servers, count, concurrency, timeout, first_port))
+    with `first_port`, session i uses source port first_port + i; with `rate`, started at
+    that pace (at most `concurrency` open at once)."""
+    return run_load(lab, client, SessionLoad(servers, count, concurrency, timeout, first_port, rate))
 
 
 def start_sessions(lab: Lab, client: str, load: SessionLoad, name: str) -> Proc:
@@ -83,11 +85,13 @@ def finish_sessions(lab: Lab, proc: Proc, load: SessionLoad) -> Records:
 
 
 class SessionOptions(TypedDict, total=False):
-    """`run_sessions`' options, which `run_sessions_from` passes on to each client's."""
+    """`run_sessions`' options, which `run_sessions_from` passes on to each client's (`rate`:
+    each client's own)."""
 
     concurrency: int
     timeout: float
     first_port: int
+    rate: float
 
 
 def run_sessions_from(
