@@ -253,7 +253,11 @@ class SwitchAdapter:
         from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 
         set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)(SwitchAdapter.switch_features)
-        set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)(SwitchAdapter.barrier_reply)
+        # The readiness barrier goes out from the features handler; its reply may come back
+        # before os-ken's own handler has moved the switch to MAIN: heard in either state.
+        set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])(
+            SwitchAdapter.barrier_reply
+        )
         set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])(SwitchAdapter.error)
 
     def switch_flows(self, dpid: int) -> Sequence[Message]:
