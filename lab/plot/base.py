@@ -1,16 +1,29 @@
-"""What every figure shares: matplotlib without a display, and one way to write a figure."""
+"""What every figure shares: matplotlib without a display, imported when the first figure
+is drawn (the lab suites import the plotting functions, and `sessionlab` collects the
+suites for every `run` and `list`: about a second of matplotlib each time otherwise), and
+one way to write a figure."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 __all__ = ["plt", "save"]
+
+
+class _Pyplot:
+    """matplotlib.pyplot (on the Agg backend), imported on first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as pyplot
+
+        return getattr(pyplot, name)
+
+
+plt: Any = _Pyplot()
 
 
 def save(fig: Any, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:

@@ -7,8 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from matplotlib.ticker import MaxNLocator
-
 from lab.packets import TcpSegment
 from lab.plot.base import plt, save
 
@@ -165,6 +163,8 @@ def session_timeline(
         ax.axhline(0, color="grey", linewidth=0.6, linestyle=":")
         ax.set_ylim(-0.12 * max(top, 1), 1.25 * max(top, 1))
         ax.set_ylabel("s left", fontsize=8)
+        from matplotlib.ticker import MaxNLocator
+
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # conntrack counts whole seconds
         ax.set_title(label, loc="left", fontsize=8, pad=2)
         ax.grid(alpha=0.3)
