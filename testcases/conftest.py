@@ -3,7 +3,8 @@
 The fixtures the scenario modules share, set by module constants beside LAB_TOPOLOGY:
 `fw` (node "fw" with the module's FIREWALL_POLICY), `servers` (the module's ECHO_SERVERS,
 node -> ports, started for each case) and `collected` (the scenario's closing-figure
-collection, see testcases/common.py).
+collection, see testcases/common.py); and `own_label` (testcases/own_runs.py) for the
+harness's modules that run `sessionlab` themselves.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from testcases.common import Collections
+from testcases.own_runs import own_label  # noqa: F401  (a fixture, used by name)
 
 pytest_plugins = ["pytester"]
 

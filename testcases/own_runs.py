@@ -1,31 +1,33 @@
-"""The harness's tests that run `sessionlab` themselves (the CLI, the paused prompt, remote
-hosts, SIGKILL at any moment) run beside other workers' labs (testcases/scheduling.py's
-TOGETHER): each labels the runs it starts (lab.records.LABEL_ENV, in the environment their
-labs inherit; over SSH, the test's own sshd sets it) and reads only the lab records so
-labelled, so another worker's lab coming or going is none of its business."""
+"""The harness's tests that run `sessionlab` themselves (the CLI, remote hosts, SIGKILL at
+any moment) run beside other workers' labs (testcases/scheduling.py's TOGETHER; the paused
+prompt's tests label theirs too, though they run alone): each labels the runs it starts
+(lab.records.LABEL_ENV, in the environment their labs inherit; over SSH, the test's own
+sshd sets it) and reads only the lab records so labelled, so another worker's lab coming
+or going is none of its business."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 
 import pytest
 
 from lab.records import LABEL_ENV, RECORDS, Record
 
 
-def new_label(module: str) -> str:
-    """A label for one test module's runs: its name and a random part (one per process)."""
-    return f"{module}-{secrets.token_hex(4)}"
-
-
-def label_runs(monkeypatch: pytest.MonkeyPatch, label: str) -> None:
-    """Every `sessionlab` this test starts (and every lab those start) carries `label`."""
-    monkeypatch.setenv(LABEL_ENV, label)
+@pytest.fixture(scope="module")
+def own_label(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A label for the module's runs (its name and a random part), in the environment while
+    it runs: every `sessionlab` its tests start, and every lab those start, carries it."""
+    label = f"{request.module.__name__.rsplit('.', 1)[-1]}-{secrets.token_hex(4)}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(LABEL_ENV, label)
+        yield label
 
 
 def own_records() -> set[str]:
-    """The tags of the lab records labelled as this process's runs are (`label_runs`)."""
+    """The tags of the lab records labelled as this process's runs are (`own_label`)."""
     label = os.environ.get(LABEL_ENV, "")
     assert label, f"{LABEL_ENV} is not set: own_records() would read every run's labs"
     found = set()

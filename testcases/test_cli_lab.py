@@ -23,7 +23,7 @@ from lab import topology
 from lab.records import RECORDS, Record
 from lab.wait import wait_until
 from testcases.common import TWO_LABS
-from testcases.own_runs import label_runs, new_label, own_records
+from testcases.own_runs import own_records
 from testcases.terminal import Output
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
@@ -60,16 +60,8 @@ def _bridges() -> set[str]:
     return set(subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split())
 
 
-LABEL = new_label("test_cli_lab")  # its runs' labs, the records it reads (testcases/own_runs.py)
-
-
-@pytest.fixture(autouse=True)
-def _labelled(monkeypatch: pytest.MonkeyPatch) -> None:
-    label_runs(monkeypatch, LABEL)
-
-
-def _records() -> set[str]:
-    return own_records()
+pytestmark = pytest.mark.usefixtures("own_label")  # its runs' labs, the records it reads
+_records = own_records  # testcases/own_runs.py
 
 
 def _remove(tags: set[str]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from lab.records import RECORDS, Record
-from testcases.own_runs import label_runs, new_label, own_records
+from testcases.own_runs import own_records
 from testcases.terminal import Output
 from testcases.test_cli_lab import _gone  # no record, bridge or runtime folder left
 
@@ -51,16 +51,8 @@ FAILING_SUITE = textwrap.dedent('''
 ''')
 
 
-LABEL = new_label("test_pause_on_fail")  # its runs' labs, the records it reads (testcases/own_runs.py)
-
-
-@pytest.fixture(autouse=True)
-def _labelled(monkeypatch: pytest.MonkeyPatch) -> None:
-    label_runs(monkeypatch, LABEL)
-
-
-def _records() -> set[str]:
-    return own_records()
+pytestmark = pytest.mark.usefixtures("own_label")  # its runs' labs, the records it reads
+_records = own_records  # testcases/own_runs.py
 
 
 def _tag(text: str) -> str:

@@ -23,21 +23,13 @@ from lab.catalog import ROOT
 from lab.records import LABEL_ENV, RECORDS, Record
 from lab.wait import wait_until
 from testcases.common import TWO_LABS
-from testcases.own_runs import label_runs, new_label, own_records
+from testcases.own_runs import own_records
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]  # the installed command
 SSHD = "/usr/sbin/sshd"
 
-LABEL = new_label("test_remote")  # its runs' labs, the records it reads (testcases/own_runs.py)
-
-
-@pytest.fixture(autouse=True)
-def _labelled(monkeypatch: pytest.MonkeyPatch) -> None:
-    label_runs(monkeypatch, LABEL)
-
-
-def _records() -> set[str]:
-    return own_records()
+pytestmark = pytest.mark.usefixtures("own_label")  # its runs' labs, the records it reads
+_records = own_records  # testcases/own_runs.py
 
 
 @dataclass
@@ -62,7 +54,7 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _start_sshd(folder: Path, name: str, authorized: Path) -> Server:
+def _start_sshd(folder: Path, name: str, authorized: Path, label: str) -> Server:
     key = folder / f"host-{name}"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     port = _free_port()
@@ -81,7 +73,7 @@ def _start_sshd(folder: Path, name: str, authorized: Path) -> Server:
                 "UsePAM no",
                 "StrictModes no",
                 "LogLevel VERBOSE",
-                f"SetEnv {LABEL_ENV}={LABEL}",  # the hosts' labs carry this module's label
+                f"SetEnv {LABEL_ENV}={label}",  # the hosts' labs carry this module's label
             ]
         )
         + "\n"
@@ -95,7 +87,7 @@ def _start_sshd(folder: Path, name: str, authorized: Path) -> Server:
 
 
 @pytest.fixture(scope="module")
-def ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[Server]]]:
+def ssh(tmp_path_factory: pytest.TempPathFactory, own_label: str) -> Iterator[tuple[Path, list[Server]]]:
     """Two sshd on loopback that accept one client key this fixture made; its folder holds
     the key (`id`) and an empty known_hosts."""
     if not Path(SSHD).exists():
@@ -107,7 +99,7 @@ def ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[S
     shutil.copy(client.with_suffix(".pub"), authorized)
     servers: list[Server] = []
     try:
-        servers = [_start_sshd(folder, name, authorized) for name in ("a", "b")]
+        servers = [_start_sshd(folder, name, authorized, own_label) for name in ("a", "b")]
         yield folder, servers
     finally:
         for server in servers:
