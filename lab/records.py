@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import threading
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RECORDS = RUNTIME_ROOT / "records"
 LABEL_ENV = "SESSIONLAB_LABEL"  # a run's label, kept in its labs' records (empty: none)
+LAB_MADE = re.compile(r"sl[0-9a-f]{4}")  # a lab's tag (lab.net): what its bridges and interfaces start with
 _WRITING = threading.RLock()  # a record's changes and writes, from any thread of the lab
 
 
@@ -44,6 +46,16 @@ def start_time(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: fields count from its end.
     return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def root_links() -> list[str]:
+    """The root namespace's interface names (`ip -o link show`; a veth's without its @peer)."""
+    names = []
+    for line in host_run(["ip", "-o", "link", "show"], check=False).splitlines():
+        parts = line.split(":", 2)
+        if len(parts) > 1:
+            names.append(parts[1].strip().split("@")[0])
+    return names
 
 
 def alive(pid: int, started: int | None) -> bool:
@@ -165,14 +177,7 @@ class Record:
     def _interfaces(self) -> list[str]:
         if not self.link_prefix:
             return []
-        names = []
-        for line in host_run(["ip", "-o", "link", "show"], check=False).splitlines():
-            parts = line.split(":", 2)
-            if len(parts) > 1:
-                name = parts[1].strip().split("@")[0]
-                if name.startswith(self.link_prefix):
-                    names.append(name)
-        return names
+        return [name for name in root_links() if name.startswith(self.link_prefix)]
 
     def _descendants(self) -> dict[int, int | None]:
         """Processes started under the recorded ones that are not recorded themselves (a

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.procs import RUNTIME_ROOT
-from lab.records import RECORDS, Record, alive, descendants, start_time
+from lab.records import RECORDS, Record, alive, descendants, root_links, start_time
 from lab.records import command as cmdline
 from testcases.kill_device import OwnedDevice, running
 
@@ -151,9 +151,7 @@ def leftovers(tags: set[str], tree: dict[int, int | None]) -> list[str]:
     left = [f"record {t}" for t in tags if (RECORDS / f"{t}.json").exists()]
     bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True, text=True).stdout
     left += [f"bridge {b}" for b in bridges.split() if any(b.startswith(t) for t in tags)]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    names = [line.split(":", 2)[1].strip().split("@")[0] for line in links.splitlines() if ":" in line]
-    left += [f"interface {n}" for n in names if any(n.startswith(t) for t in tags)]
+    left += [f"interface {n}" for n in root_links() if any(n.startswith(t) for t in tags)]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     left += [f"namespace {n.split()[0]}" for n in netns.splitlines() if n and any(t in n for t in tags)]
     left += [f"runtime directory {t}" for t in tags if (RUNTIME_ROOT / t).exists()]

@@ -8,8 +8,8 @@ with its lab), which go first, and which need the machine to themselves.
   suite: each case a scope of its own (each worker builds the module's lab for the cases
   it gets: about a second).
 - TOGETHER: the harness's modules that run `sessionlab` themselves (the CLI, remote
-  hosts, SIGKILL at any moment; not the paused prompt, in ALONE below): one scope, run in order on one worker
-  beside the others' labs. Each reads only its own runs' labs (testcases/own_runs.py's
+  hosts, SIGKILL at any moment; not the paused prompt, in ALONE below): one scope, run in
+  order on one worker beside the others' labs. Each reads only its own runs' labs (testcases/own_runs.py's
   label, kill_series' process tree), but one's `sessionlab clean` would remove what
   another's killed run left before that one looked: so one at a time. They ran alone
   until 2026-12-03 (about 260 s at the end of README command 2 with the other workers

@@ -64,7 +64,7 @@ ECHO_RETRANSMITTED = 0.15  # s: an echo that waited a retransmission (RTO 200 ms
 # -112348). Until 2026-12-03 each client kept 4 at once: about 66 new sessions a second in
 # all at 0 ms (a clean-clone run), but a raced session holds its place for 1 s (the
 # SYN-ACK's retransmission) and 2.4 s more (its first data's), so at 5-20 ms the pace
-# fell to 6-7 a second and a delay took 14-18 s. Paced, every delay sees the same load
+# fell to 6-7 a second and a delay took 14-20 s. Paced, every delay sees the same load
 # and takes about 2 s and the slowest raced session's 3.5 s.
 RACE_RATE, RACE_OPEN = 20.0, 64  # new sessions/s per client (3 clients); open at once, per client
 CLOCKS = 0.001  # s: the agent's clock against the capture's (both wall clocks, one machine)

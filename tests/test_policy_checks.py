@@ -3,7 +3,6 @@ and bad interface names are refused in one line naming the place, and every rule
 prints was checked by nft itself (`nft -c` in a throwaway network namespace)."""
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from lab.config import FirewallPolicy, Helper, Service, checks, validate_policy
 from lab.errors import ConfigError
+from lab.records import LAB_MADE, root_links
 from lab.render.check import nft_check, nft_message
 from lab.render.nftables import helper_name, render_ruleset
 
@@ -122,11 +122,9 @@ def test_a_netdev_chain_is_checked_with_its_device_made_in_the_namespace():
 
 
 def _root_links() -> set[str]:
-    """The root namespace's interfaces but the labs' (sl + 4 hex: other workers' labs come
-    and go beside the unit tests)."""
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    names = {line.split(":", 2)[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
-    return {n for n in names if not re.match(r"sl[0-9a-f]{4}", n)}
+    """The root namespace's interfaces but the labs' (other workers' labs come and go beside
+    the unit tests)."""
+    return {n for n in root_links() if not LAB_MADE.match(n)}
 
 
 # --- the command ------------------------------------------------------------------------

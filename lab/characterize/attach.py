@@ -27,7 +27,6 @@ import functools
 import ipaddress
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ from lab.attacks import LAB_NETWORK
 from lab.config import checks
 from lab.errors import CommandError, ConfigError, LabError
 from lab.procs import host_run
-from lab.records import Record
+from lab.records import LAB_MADE, Record
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ IFNAME_MAX = 15
 # How the root-side end of each role's veth is named after the lab's link prefix: a "-"
 # follows the prefix, which no switch name (letters and digits) has, so it never collides.
 ROOT_SUFFIX = {"inside": "in", "outside": "out"}
-_LAB_MADE = re.compile(r"sl[0-9a-f]{4}")  # a lab's tag (lab.net): interfaces a lab created
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ def root_port_problems(
             problems.append(f"{where}: a loopback interface")
         elif link.get("master"):
             problems.append(f"{where}: in use, enslaved to {link['master']}")
-        elif _LAB_MADE.match(name):
+        elif LAB_MADE.match(name):
             problems.append(f"{where}: an interface a lab created (its tag {name[:6]})")
         elif (address := _lab_address(link)) is not None:
             problems.append(f"{where}: in use, it carries {address}, in the lab's range {LAB_NETWORK}")

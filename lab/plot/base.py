@@ -5,22 +5,28 @@ one way to write a figure."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 __all__ = ["plt", "save"]
 
 
+@functools.cache
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
 class _Pyplot:
     """matplotlib.pyplot (on the Agg backend), imported on first use."""
 
     def __getattr__(self, name: str) -> Any:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as pyplot
-
-        return getattr(pyplot, name)
+        return getattr(_pyplot(), name)
 
 
 plt: Any = _Pyplot()
