@@ -19,6 +19,11 @@ from typing import Any
 # (it runs alone in the full suite: testcases/scheduling.py).
 TWO_LABS = "(links and not rate_limit) or same_intent"
 
+# S6's idle-time searches in the lab (timeouts of 1-10 s): 24 probes a round place every
+# timeout in that range within the resolution (1 s or 2 %) in the first round, 13.5 s at
+# worst (IdleSearch.estimate_seconds); 8 needed a second round for most (20-26 s).
+S6_PARALLEL = 24
+
 
 def dashed(value: str) -> str:
     """A case id without spaces, so that `-k` and node ids select it as typed."""

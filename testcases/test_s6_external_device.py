@@ -32,13 +32,14 @@ from lab.characterize.run import characterize_run
 from lab.characterize.target import Bounds, Target
 from lab.devices.drivers import driver_from
 from lab.records import RECORDS, Record
+from testcases.common import S6_PARALLEL
 
 SCRIPT = Path(__file__).with_name("s6_device.sh")
 # One device per worker: the module's two cases are scopes of their own, and two workers may
 # run them at once (seen with -n 4: "s6dut: a network namespace of that name exists already").
 NAME = f"s6dut-{os.getpid()}"
 BOUNDS = Bounds(
-    tcp_max_s=10, udp_max_s=10, parallel=8, app_timeout_s=1.5, probes=("tcp", "udp", "nat", "ftp")
+    tcp_max_s=10, udp_max_s=10, parallel=S6_PARALLEL, app_timeout_s=1.5, probes=("tcp", "udp", "nat", "ftp")
 )
 TOLERANCE_S = 0.3
 # What s6_device.sh configures: TCP established 5 s, UDP 3 s and 6 s, masquerade, no ALG.

@@ -26,12 +26,12 @@ from lab.characterize.profile import requirements
 from lab.characterize.run import Characterization
 from lab.characterize.target import Bounds, Target
 from lab.config import FirewallPolicy, Helper, TimeoutRule
-from testcases.common import dashed
+from testcases.common import S6_PARALLEL, dashed
 
 LAB_TOPOLOGY = "s6"
 CLIENT = "10.0.1.10"
 # Short lab timeouts so a profile takes about a minute; the search probes up to 10 s.
-BOUNDS = Bounds(tcp_max_s=10, udp_max_s=10, parallel=8, app_timeout_s=1.5, capacity_sessions=100)
+BOUNDS = Bounds(tcp_max_s=10, udp_max_s=10, parallel=S6_PARALLEL, app_timeout_s=1.5, capacity_sessions=100)
 TOLERANCE_S = 0.3  # a session's idle time is the client's; the firewall's timer starts at the last packet
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from lab.apps.echo_server import push_delay
 from lab.apps.events import abort
-from lab.errors import ConfigError
+from lab.errors import ConfigError, LabError
 from lab.events import read_records
 from lab.procs import Proc, Supervisor
 from lab.traffic import (
@@ -259,6 +259,21 @@ def test_probe_binds_its_source_port(loop, echo):
     (r,) = run_probes(loop, "client", HERE, [IdleProbe(port, 0.1, 1.0, sport=sport)])
     assert r.client.endswith(f":{sport}") and r.sport == sport, r.raw
     assert r.outcome == "delivered", r.raw
+
+
+def test_probes_of_a_round_run_in_one_process_each_with_its_own_result(loop, echo):
+    """A round is one process per app (`--batch`): each probe's result, in order; a probe
+    that fails names itself and what it exited with."""
+    _, port = echo
+    probes = [IdleProbe(port, 0.3, 1.0, sport=free_port()), IdleProbe(port, 0.1, 1.0, push=True)]
+    started = time.monotonic()
+    slow, quick = run_probes(loop, "client", HERE, probes)
+    assert time.monotonic() - started < 2.5  # at once, not one after the other
+    assert (slow.probe, quick.probe) == tuple(probes) and slow.sport == probes[0].sport
+    assert slow.outcome == quick.outcome == "delivered", (slow.raw, quick.raw)
+    assert slow.learned_after > quick.learned_after, (slow.raw, quick.raw)
+    with pytest.raises(LabError, match=r"probe IdleProbe\(port=1, .* printed no result: ConnectionRefused"):
+        run_probes(loop, "client", HERE, [IdleProbe(port, 0.1, 1.0), IdleProbe(1, 0.1, 0.5)])
 
 
 def test_probes_may_not_share_a_source_port(loop):

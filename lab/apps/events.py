@@ -118,13 +118,42 @@ def probe_record(sock: socket.socket, args: argparse.Namespace, **fields: object
     }
 
 
+BATCH = "--batch"  # then a JSON list of probes' argument lists: all at once in this process
+
+
 def run_probe(
     parser: argparse.ArgumentParser,
     run: Callable[[argparse.Namespace], dict[str, Any]],
     argv: list[str] | None,
 ) -> int:
-    """A probe's main: parse, end cleanly on SIGTERM, print its one result."""
-    args = parser.parse_args(argv)
+    """A probe's main: parse, end cleanly on SIGTERM, print its one result. With `--batch
+    <JSON list of argument lists>`: every probe at once, each in a thread of its own, its
+    result (or `batch_error`, what it exited with) printed as it ends, with `batch`, its index. A
+    round of probes costs one interpreter's start instead of one each (a Python start here
+    takes about 60 ms of CPU; 144 at once kept 2 cores busy for seconds)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] != [BATCH]:
+        args = parser.parse_args(argv)
+        stop_on_sigterm()
+        report(run(args))
+        return 0
+    if len(argv) != 2:
+        parser.error(f"{BATCH} takes one JSON list of argument lists")
+    batch = json.loads(argv[1])
     stop_on_sigterm()
-    report(run(args))
+
+    def one(index: int, probe_argv: list[str]) -> None:
+        try:
+            record = run(parser.parse_args(probe_argv))
+        except SystemExit as exc:
+            record = {"batch_error": f"exited: {exc.code}"}
+        except Exception as exc:  # the probe's failure is its result
+            record = {"batch_error": f"{type(exc).__name__}: {exc}"}
+        report({**record, "batch": index})
+
+    threads = [threading.Thread(target=one, args=(i, a), daemon=True) for i, a in enumerate(batch)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return 0

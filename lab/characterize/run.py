@@ -110,8 +110,15 @@ class Characterization:
         profile = Profile(device=self._described(), started=datetime.now(UTC).isoformat(timespec="seconds"))
         self._reachable()
         wanted = self.bounds.probes
-        if "tcp" in wanted or "udp" in wanted:
-            self._searches(profile)
+        # The NAT discovery (UDP to the STUN node, mostly waiting out its timeouts) runs
+        # while the searches idle their sessions: their captures hold TCP only and their
+        # table readings only the searched ports.
+        with ThreadPoolExecutor(1) as beside:
+            nat = beside.submit(self._nat, profile) if "nat" in wanted else None
+            if "tcp" in wanted or "udp" in wanted:
+                self._searches(profile)
+            if nat is not None:
+                nat.result()
         if "tcp" in wanted:
             result = probes.midstream(
                 self.lab, self._phase, self.client_ip, self.server_ip, self.tcp_port, self.ports
@@ -119,8 +126,6 @@ class Characterization:
             profile.tcp.midstream_ack = Finding(
                 result["value"], ["midstream-inside.pcap", "midstream-outside.pcap"], result["ports"]
             )
-        if "nat" in wanted:
-            self._nat(profile)
         if "ftp" in wanted:
             self._ftp(profile)
         if "capacity" in wanted:

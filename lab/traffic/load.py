@@ -31,6 +31,35 @@ def app_argv(name: str, *args: str) -> list[str]:
     return [sys.executable, "-m", f"lab.apps.{name}", *args]
 
 
+def run_batch(lab: Lab, node: str, argvs: list[list[str]], timeout: float) -> list[str]:
+    """Probes' command lines (`app_argv`'s, each the whole of one probe) run from `node`
+    all at once: one process per app (its `--batch`, lab.apps.events.run_probe), each
+    probe in a thread of its own. The output of each probe, in order: its result line, or
+    the error it ended with (which its reader then names as printing no result)."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab.events import read_json_lines
+
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, argv in enumerate(argvs):
+        groups.setdefault(tuple(argv[:3]), []).append(index)  # python -m lab.apps.<name>
+
+    def one(head: tuple[str, ...], members: list[int]) -> dict[int, str]:
+        batch = json.dumps([argvs[i][3:] for i in members])
+        out = lab.run(node, [*head, "--batch", batch], timeout=timeout)
+        rows = [row for row in read_json_lines(out) if "batch" in row and "event" not in row]
+        return {
+            members[int(row.pop("batch"))]: (row.get("batch_error") or json.dumps(row)) + "\n" for row in rows
+        }
+
+    found: dict[int, str] = {}
+    with ThreadPoolExecutor(max(1, len(groups))) as pool:  # the apps at once too
+        for outputs in pool.map(lambda group: one(*group), groups.items()):
+            found.update(outputs)
+    return [found.get(i, "the probe's process printed nothing of it") for i in range(len(argvs))]
+
+
 def cli_options(**values: object) -> list[str]:
     """Command-line options in the order given: `first_port=0` -> ["--first-port", "0"]."""
     return [part for name, value in values.items() for part in (f"--{name.replace('_', '-')}", str(value))]

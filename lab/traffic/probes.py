@@ -4,13 +4,12 @@ application experiences when a session outlives a device's timeout or its path m
 from __future__ import annotations
 
 import ipaddress
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lab.errors import ConfigError, LabError
 from lab.events import proc_events, read_records
-from lab.traffic.load import app_argv, cli_options, field_options, listening
+from lab.traffic.load import app_argv, cli_options, field_options, listening, run_batch
 
 if TYPE_CHECKING:
     from lab.net import Lab
@@ -86,8 +85,7 @@ def run_probes(lab: Lab, client: str, server: str, probes: list[IdleProbe]) -> l
     if twice:
         raise ConfigError([f"probes share source port {p}" for p in twice])
 
-    def one(probe: IdleProbe) -> ProbeResult:
-        out = lab.run(client, probe.argv(server), timeout=probe.budget())
+    def one(probe: IdleProbe, out: str) -> ProbeResult:
         try:
             raw = read_records(out)[-1]
         except (ValueError, IndexError):
@@ -102,8 +100,9 @@ def run_probes(lab: Lab, client: str, server: str, probes: list[IdleProbe]) -> l
             raw,
         )
 
-    with ThreadPoolExecutor(max_workers=max(1, len(probes))) as pool:
-        return list(pool.map(one, probes))
+    budget = max((p.budget() for p in probes), default=1.0)
+    outputs = run_batch(lab, client, [p.argv(server) for p in probes], budget)
+    return [one(probe, out) for probe, out in zip(probes, outputs, strict=True)]
 
 
 def start_echo_server(lab: Lab, node: str, ports: list[int], name: str) -> Proc:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lab.errors import ConfigError, LabError
 from lab.events import proc_events, read_records
-from lab.traffic.load import app_argv, field_options, listening
+from lab.traffic.load import app_argv, field_options, listening, run_batch
 
 if TYPE_CHECKING:
     from lab.net import Lab
@@ -163,11 +162,9 @@ def run_udp_probes(
     if problems:
         raise ConfigError(problems)
 
-    def one(probe: UdpProbe | UdpFlow) -> UdpProbeResult:
-        return UdpProbeResult.read(probe, lab.run(client, probe.argv(server), timeout=probe.budget()))
-
-    with ThreadPoolExecutor(max_workers=max(1, len(probes))) as pool:
-        return list(pool.map(one, probes))
+    budget = max((p.budget() for p in probes), default=1.0)
+    outputs = run_batch(lab, client, [p.argv(server) for p in probes], budget)
+    return [UdpProbeResult.read(probe, out) for probe, out in zip(probes, outputs, strict=True)]
 
 
 def start_udp_server(lab: Lab, node: str, ports: list[int], name: str) -> Proc:
