@@ -161,17 +161,22 @@ def run(
     return _run_here([*paths, *here], shown, keyword, results, junitxml, pause_on_fail)
 
 
+WORKERS = 4  # labs side by side by default (README command 2 takes as many: .ci/run)
+
+
 def default_workers(paths: list[str], pause_on_fail: bool, cpus: int | None = None) -> int:
-    """Labs side by side unless told: 3 where the machine has 2 CPUs or more and the
+    """Labs side by side unless told: 4 where the machine has 2 CPUs or more and the
     selection spans 2 modules or more (measured on 2 cores: the default suite in 19 min one
-    lab at a time, about 10 min with 2, 6 min 18 s-6 min 25 s with 3: most of a case is
-    waiting for a timeout); 1 for one module (xdist's start costs more than it saves) and
-    for --pause-on-fail (its prompt needs this terminal)."""
+    lab at a time, about 10 min with 2, 6 min 18 s-6 min 25 s with 3 until 2026-12-03;
+    at 67c1015 342 s with 3 and 267 s with 4, the CPUs 65 % busy, the smallest client
+    timeout margin 0.744 s: most of a case is waiting for a timeout); 1 for one module
+    (xdist's start costs more than it saves) and for --pause-on-fail (its prompt needs this
+    terminal)."""
     import os
 
     modules = {p.split("::")[0] for p in paths}
     cpus = (os.cpu_count() or 1) if cpus is None else cpus
-    return 3 if cpus >= 2 and len(modules) >= 2 and not pause_on_fail else 1
+    return WORKERS if cpus >= 2 and len(modules) >= 2 and not pause_on_fail else 1
 
 
 def _invocation() -> list[str]:

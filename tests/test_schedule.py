@@ -49,7 +49,7 @@ def test_labs_side_by_side_by_default_where_they_can_be():
     from lab.cli_run import default_workers
 
     two = ["testcases/test_s1_keepalive.py", "testcases/test_s2_sync.py::test_sync_defer_race"]
-    assert default_workers(two, False, cpus=2) == 3
+    assert default_workers(two, False, cpus=2) == 4
     assert default_workers(two, False, cpus=1) == 1  # one CPU: one lab at a time
     assert default_workers(two, True, cpus=4) == 1  # --pause-on-fail: the prompt is here
     one = ["testcases/test_s2_sync.py::test_sync_race", "testcases/test_s2_sync.py::test_sync_defer_race"]
