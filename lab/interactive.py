@@ -82,19 +82,100 @@ class WakeableInput:
         return line.decode(errors="replace")
 
 
+class ReadlineWake:
+    """A terminal read by readline (`input()`), so that a signal is never lost either.
+
+    CPython's readline waits in select() for a key and runs the signal handlers only when
+    select() is interrupted. A signal that lands after the prompt is drawn and before the
+    wait starts (or while a readline hook runs Python code, which swallows what it raises)
+    is noted but not acted on until a key comes: a Ctrl-C typed as the prompt appeared was
+    lost once beside other labs (clean-clone run at dd82f6b). So while the prompt is open
+    the wakeup pipe is ours and a thread watches it: a signal that came while `input()`
+    waits and that has not ended that `input()` GRACE s later was lost, and is sent to the
+    main thread again, which by then waits in select(), so it interrupts it. A signal
+    that ended its `input()` (the usual way) is not sent again: the prompt it came at is
+    no longer waiting."""
+
+    GRACE = 0.1  # s: a handled signal ends its input() within microseconds
+
+    def __init__(self, wakeup: int) -> None:
+        import threading
+
+        self.wakeup = wakeup
+        self.main = threading.main_thread().ident or 0
+        self.lock = threading.Lock()
+        self.prompts = 0  # input() calls so far
+        self.waiting = 0  # the one that waits now (0: none)
+        self.resent = 0  # signals sent again
+        self._stop_read, self._stop_write = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._watch, name="readline-wake", daemon=True)
+
+    def input(self, prompt: str = "") -> str:
+        """`input()` as Cmd calls it, noted as waiting while it does."""
+        import builtins
+
+        with self.lock:
+            self.prompts += 1
+            self.waiting = self.prompts
+        try:
+            return builtins.input(prompt)
+        finally:
+            with self.lock:
+                self.waiting = 0
+
+    def _watch(self) -> None:
+        while True:
+            ready, _, _ = select.select([self.wakeup, self._stop_read], [], [])
+            if self._stop_read in ready:
+                return
+            try:
+                came = set(os.read(self.wakeup, 512))
+            except BlockingIOError:
+                continue
+            with self.lock:
+                prompt = self.waiting
+            if not prompt:
+                continue
+            if select.select([self._stop_read], [], [], self.GRACE)[0]:
+                return
+            with self.lock:
+                if self.waiting == prompt:  # still waiting at the prompt the signal came at: lost
+                    for signum in came:
+                        signal.pthread_kill(self.main, signum)
+                        self.resent += 1
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[ReadlineWake]:
+        """Cmd's `input()` (the `cmd` module's name for it) is this one's while in the block."""
+        import cmd
+
+        cmd.input = self.input  # type: ignore[attr-defined]
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            del cmd.input  # type: ignore[attr-defined]
+            os.write(self._stop_write, b"x")
+            self._thread.join(timeout=5)
+            os.close(self._stop_read)
+            os.close(self._stop_write)
+
+
 @contextlib.contextmanager
 def wakeable_stdin(stream: Any = None) -> Iterator[Any]:
     """`stream` (standard input when None, as it is at the call: pytest swaps it) as the
-    CLI should read it: a terminal as it is (readline's editing and history), anything
-    else through WakeableInput while the signal wakeup pipe is ours."""
+    CLI should read it: a terminal as it is (readline's editing and history), watched by
+    ReadlineWake, anything else through WakeableInput; either way while the signal wakeup
+    pipe is ours."""
     stream = sys.stdin if stream is None else stream
-    if stream.isatty():
-        yield stream
-        return
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     try:
-        yield WakeableInput(stream.fileno(), read_end)
+        if stream.isatty():
+            with ReadlineWake(read_end).installed():
+                yield stream
+        else:
+            yield WakeableInput(stream.fileno(), read_end)
     finally:
         signal.set_wakeup_fd(previous)
         os.close(read_end)

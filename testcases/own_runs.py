@@ -1,6 +1,6 @@
 """The harness's tests that run `sessionlab` themselves (the CLI, remote hosts, SIGKILL at
-any moment) run beside other workers' labs (testcases/scheduling.py's TOGETHER; the paused
-prompt's tests label theirs too, though they run alone): each labels the runs it starts
+any moment, the paused prompt) run beside other workers' labs (testcases/scheduling.py's
+TOGETHER): each labels the runs it starts
 (lab.records.LABEL_ENV, in the environment their labs inherit; over SSH, the test's own
 sshd sets it) and reads only the lab records so labelled, so another worker's lab coming
 or going is none of its business."""

@@ -8,8 +8,8 @@ with its lab), which go first, and which need the machine to themselves.
   suite: each case a scope of its own (each worker builds the module's lab for the cases
   it gets: about a second).
 - TOGETHER: the harness's modules that run `sessionlab` themselves (the CLI, remote
-  hosts, SIGKILL at any moment; not the paused prompt, in ALONE below): one scope, run in
-  order on one worker beside the others' labs. Each reads only its own runs' labs (testcases/own_runs.py's
+  hosts, SIGKILL at any moment, the paused prompt): one scope, run in order on one worker
+  beside the others' labs. Each reads only its own runs' labs (testcases/own_runs.py's
   label, kill_series' process tree), but one's `sessionlab clean` would remove what
   another's killed run left before that one looked: so one at a time. They ran alone
   until 2026-12-03 (about 260 s at the end of README command 2 with the other workers
@@ -32,12 +32,11 @@ from typing import Any
 
 SHARED_COLLECTION = ("s1",)
 BY_CASE = ("test_s2_sync", "test_s6_known_firewall", "test_s6_external_device")
-TOGETHER = ("test_cli_lab", "test_kill_anywhere", "test_remote")
+# The paused prompt's tests ran alone from 073fb26: a Ctrl-C typed there beside other labs
+# was lost once (clean-clone run at dd82f6b), a SIGINT that came after readline drew the
+# prompt and before it waited; lab.interactive.ReadlineWake sends such a signal again.
+TOGETHER = ("test_cli_lab", "test_kill_anywhere", "test_remote", "test_pause_on_fail")
 ALONE = (
-    # Ctrl-C at the paused prompt (a pseudo-terminal, readline) was lost once beside other
-    # labs (clean-clone run at dd82f6b: the run still waiting 60 s later), never alone:
-    # likely a SIGINT that lands after readline printed the prompt and before it waits
-    "test_pause_on_fail",
     # the root namespace sampled throughout (other workers' labs would be in the samples),
     # and its last case reads every capture of the run once the other cases have ended
     "test_outside",

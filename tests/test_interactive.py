@@ -83,3 +83,74 @@ def test_lines_piped_together_stay_the_cli_s(pipe):
         assert stdin.readline() == "exit\n"
         os.write(write_end, b"x")
         assert stdin.read(1) == "x"
+
+
+# A prompt at a pseudo-terminal: readline's `input()` through Cmd, as LabCLI reads it. The
+# pre-input hook (readline runs it after drawing the prompt, before it waits) sends the
+# SIGINT there: its handler runs inside the hook, whose exception readline drops, so the
+# signal is spent and readline waits on; without ReadlineWake nothing ends the wait.
+AT_THE_PROMPT = """
+import cmd, os, readline, signal, sys, time
+from lab.interactive import wakeable_stdin
+class Shell(cmd.Cmd):
+    prompt = "p> "
+    def do_EOF(self, line):
+        return True
+readline.set_pre_input_hook(lambda: os.kill(os.getpid(), signal.SIGINT) if MODE == "lost" else None)
+with wakeable_stdin() as stdin:
+    started = time.monotonic()
+    try:
+        Shell(stdin=stdin).cmdloop()
+        print("LEFT", flush=True)
+    except KeyboardInterrupt:
+        print(f"INTERRUPTED after {time.monotonic() - started:.2f} s", flush=True)
+"""
+
+
+def _at_a_terminal(mode: str, typed: bytes = b"") -> str:
+    """Run AT_THE_PROMPT in a pseudo-terminal of its own; what it wrote (10 s at most)."""
+    import pty
+    import sys
+
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execv(sys.executable, [sys.executable, "-c", f"MODE = {mode!r}\n" + AT_THE_PROMPT])
+    out = b""
+    deadline = time.monotonic() + 10
+    try:
+        while b"p> " not in out and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                out += os.read(master, 4096)
+        if typed:
+            os.write(master, typed)
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child ended: EIO
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if b"INTERRUPTED" in out or b"LEFT" in out:
+                    break
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(master)
+    return out.decode(errors="replace")
+
+
+def test_a_ctrl_c_readline_never_saw_still_interrupts_the_prompt():
+    out = _at_a_terminal("lost")
+    assert "INTERRUPTED" in out, f"the prompt still waited 10 s after the SIGINT: {out!r}"
+    seconds = float(out.split("INTERRUPTED after ", 1)[1].split()[0])
+    assert seconds < 2, out
+
+
+def test_a_ctrl_c_typed_at_the_prompt_interrupts_it_once():
+    out = _at_a_terminal("typed", typed=b"\x03")
+    assert "INTERRUPTED" in out, out
+    out = _at_a_terminal("typed", typed=b"EOF\n")  # and a prompt left normally leaves
+    assert "LEFT" in out, out
