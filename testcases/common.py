@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 # Two labs side by side for the harness's own tests (`run -n 2`, `--host` twice): test_links'
-# module and S5's stateful-vs-stateless case. Not test_links' rate case: the impairment
-# element spins out its delays on a core, so beside another lab its TCP rate falls short
-# (it runs alone in the full suite: testcases/scheduling.py).
+# module and S5's stateful-vs-stateless case. Not the rate case (test_links_rate, a module
+# of its own since 2026-12-04): the impairment element spins out its delays on a core, so
+# beside another lab its TCP rate falls short (it runs alone: testcases/scheduling.py).
 TWO_LABS = "(links and not rate_limit) or same_intent"
 
 # S6's idle-time searches in the lab (timeouts of 1-10 s): 24 probes a round place every
