@@ -21,12 +21,12 @@ COLLECTION = [
     "tests/test_config.py::test_d",
     "testcases/test_outside.py::test_e[sync]",  # ALONE
     "testcases/test_outside.py::test_e[symmetric]",
-    "testcases/test_links.py::test_f",  # ALONE
+    "testcases/test_links_rate.py::test_f",  # ALONE
 ]
 
 
 def alone(nodeid: str) -> bool:
-    return "outside" in nodeid or "test_links" in nodeid
+    return "outside" in nodeid or "test_links_rate" in nodeid
 
 
 class Worker:
