@@ -233,5 +233,10 @@ def dead_server_case(
     assert up_at - restarted <= (check.rise + 1) * interval + 0.3, f"put back {up_at - restarted:.2f} s after"
     late = [round(t, 2) for t in failures if not stopping - 0.1 <= t <= down_at + 0.1]
     assert not late, f"requests failed outside the detection window {stopping:.2f}-{down_at:.2f} s: {late}"
-    assert all(not killed < t < up_at for t in times["r2"]), "r2 answered while it was out"
+    # Out until the change that puts it back began to take effect (the agent's `applying`:
+    # its event is stamped once the ruleset is loaded, and a request reached r2 10 ms before
+    # that stamp in one run of 5 at 4 labs side by side, 20261204-170539)
+    back = up.get("applying", up["t"]) - t0
+    inside = [round(t, 3) for t in times["r2"] if killed < t < back]
+    assert not inside, f"r2 answered while it was out ({killed:.2f}-{back:.3f} s): at {inside}"
     assert any(t > up_at for t in times["r2"]), "r2 got no request after it was put back"

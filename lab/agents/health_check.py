@@ -12,7 +12,9 @@ With a `service_file` instead (an SDN balancer: the controller decides), each ch
 writes the addresses in service there, as JSON; the controller follows that file.
 
 Checks leave from the source ports given (the case's block), closed with RST. Prints one
-JSON line per event: ready (after the first round), down, up, and what went wrong.
+JSON line per event: ready (after the first round), down, up, and what went wrong. A down
+or up event is stamped once its change is in place; `applying` is when it was handed on
+(the ruleset loading, the service file written), from which it may already take effect.
 """
 
 from __future__ import annotations
@@ -113,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                 change = health[name].record(ok, now)
                 if change:
                     changes.append((name, change, why))
+            # When the new service set is handed on (the ruleset reloaded, or the service
+            # file written): from here it may take effect, and each change's event, stamped
+            # once it has, says so (`applying`): a request may reach a server put back in
+            # between (seen: 10 ms before the event's own time).
+            applying = time.time()
             if changes and service_file:
                 write_service(service_file, [servers[n].address for n in live(health)])
             elif changes:
@@ -128,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
                 # controller keeps its own; DSR keeps none).
                 kept = change == "down" and dsr is None and not service_file
                 held = sessions_to(servers[name].address, balancer.vip) if kept else []
-                emit(change, server=name, reason=why, in_service=live(health), sessions_kept=held)
+                emit(
+                    change,
+                    server=name,
+                    reason=why,
+                    in_service=live(health),
+                    sessions_kept=held,
+                    applying=applying,
+                )
             if first:
                 emit("ready", servers=list(servers), interval_ms=check.interval_ms)
                 first = False
