@@ -106,7 +106,6 @@ class ReadlineWake:
         self.lock = threading.Lock()
         self.prompts = 0  # input() calls so far
         self.waiting = 0  # the one that waits now (0: none)
-        self.resent = 0  # signals sent again
         self._stop_read, self._stop_write = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._watch, name="readline-wake", daemon=True)
 
@@ -142,7 +141,6 @@ class ReadlineWake:
                 if self.waiting == prompt:  # still waiting at the prompt the signal came at: lost
                     for signum in came:
                         signal.pthread_kill(self.main, signum)
-                        self.resent += 1
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[ReadlineWake]:

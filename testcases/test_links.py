@@ -18,7 +18,6 @@ LOSS = 10  # percent, one way (h1 to s1)
 
 
 RATE = 20  # Mbit/s, the h3-s1 link's rate limit (HTB, as TCLink's bw)
-SECONDS = 6  # of TCP through it (iperf3)
 
 
 class ImpairedTopo(Topo):
@@ -43,16 +42,6 @@ def rtts(lab, count: int, interval: float, src: str = "h1", dst: str = "h2") -> 
         src, ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "1", lab.ip(dst)], check=False
     )
     return [float(x) for x in re.findall(r"time=([\d.]+)", out)], count
-
-
-UNIT = {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}
-INTERVAL = re.compile(r"\]\s+([\d.]+)-([\d.]+)\s+sec\s+.*?([\d.]+) ([KMG]?)bits/sec")
-
-
-def receiver_seconds(text: str) -> list[float]:
-    """The receiver's whole-second intervals (Mbit/s) in iperf3's server output (text)."""
-    found = [(float(b) - float(a), float(r) * UNIT[u]) for a, b, r, u in INTERVAL.findall(text)]
-    return [rate for span, rate in found if 0.99 <= span <= 1.01]  # not the total's line
 
 
 def test_delay_is_what_the_link_asks(lab, case: Case):

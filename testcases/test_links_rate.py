@@ -7,12 +7,23 @@ clean-clone run at e994524); test_links' other cases run beside other labs."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 import pytest
 
 from lab.results import Case
-from testcases.test_links import DELAY, RATE, SECONDS, ImpairedTopo, receiver_seconds, rtts
+from testcases.test_links import DELAY, RATE, ImpairedTopo, rtts
+
+SECONDS = 6  # of TCP through the link (iperf3)
+UNIT = {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}
+INTERVAL = re.compile(r"\]\s+([\d.]+)-([\d.]+)\s+sec\s+.*?([\d.]+) ([KMG]?)bits/sec")
+
+
+def receiver_seconds(text: str) -> list[float]:
+    """The receiver's whole-second intervals (Mbit/s) in iperf3's server output (text)."""
+    found = [(float(b) - float(a), float(r) * UNIT[u]) for a, b, r, u in INTERVAL.findall(text)]
+    return [rate for span, rate in found if 0.99 <= span <= 1.01]  # not the total's line
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +36,7 @@ def lab(run_dir):
 
 def test_rate_limit_and_delay_on_one_link(lab, case: Case):
     """Rate and delay on one link: HTB keeps the rate (TCLink's bw) while the element adds the delay"""
-    from lab.machine_load import CpuTimes
+    from lab.machine_load import CpuTimes, shares
 
     base = statistics.median(rtts(lab, 50, 0.01, "h3", "h4")[0])
     lab.impair("h3", "s1", delay=f"{DELAY * 1000:g}ms")
@@ -45,8 +56,7 @@ def test_rate_limit_and_delay_on_one_link(lab, case: Case):
     seconds = receiver_seconds(report["server_output_text"])
     rate = statistics.median(seconds)
     retransmits = report["end"]["sum_sent"].get("retransmits", 0)
-    total = max(1, after.total - before.total)
-    steal, busy = (after.steal - before.steal) / total, 1 - (after.idle - before.idle) / total
+    steal, busy = shares(before, after)
     added = delayed - base
     title = f"over {RATE} Mbit/s with {DELAY * 1000:g} ms each way"
     case.figure(f"throughput {title}, median of {len(seconds)} seconds (Mbit/s, receiver)", round(rate, 2))

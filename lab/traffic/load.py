@@ -12,7 +12,7 @@ started in the background is collected by the one `finish_load`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from lab.errors import CommandError, LabError
@@ -31,16 +31,19 @@ def app_argv(name: str, *args: str) -> list[str]:
     return [sys.executable, "-m", f"lab.apps.{name}", *args]
 
 
-def run_batch(lab: Lab, node: str, argvs: list[list[str]], timeout: float) -> list[str]:
-    """Probes' command lines (`app_argv`'s, each the whole of one probe) run from `node`
-    all at once: one process per app (its `--batch`, lab.apps.events.run_probe), each
-    probe in a thread of its own. The output of each probe, in order: its result line, or
-    the error it ended with (which its reader then names as printing no result)."""
+def run_batch(lab: Lab, node: str, server: str, probes: Sequence[Any]) -> list[str]:
+    """Probes (each with `argv(server)`, `app_argv`'s, and `budget()`) run from `node` all
+    at once, within the longest budget: one process per app (its `--batch`,
+    lab.apps.events.run_probe), each probe in a thread of its own. The output of each
+    probe, in order: its result line, or the error it ended with (which its reader then
+    names as printing no result)."""
     import json
     from concurrent.futures import ThreadPoolExecutor
 
     from lab.events import read_json_lines
 
+    argvs = [probe.argv(server) for probe in probes]
+    timeout = max((probe.budget() for probe in probes), default=1.0)
     groups: dict[tuple[str, ...], list[int]] = {}
     for index, argv in enumerate(argvs):
         groups.setdefault(tuple(argv[:3]), []).append(index)  # python -m lab.apps.<name>

@@ -100,8 +100,7 @@ def run_probes(lab: Lab, client: str, server: str, probes: list[IdleProbe]) -> l
             raw,
         )
 
-    budget = max((p.budget() for p in probes), default=1.0)
-    outputs = run_batch(lab, client, [p.argv(server) for p in probes], budget)
+    outputs = run_batch(lab, client, server, probes)
     return [one(probe, out) for probe, out in zip(probes, outputs, strict=True)]
 
 

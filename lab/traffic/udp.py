@@ -162,8 +162,7 @@ def run_udp_probes(
     if problems:
         raise ConfigError(problems)
 
-    budget = max((p.budget() for p in probes), default=1.0)
-    outputs = run_batch(lab, client, [p.argv(server) for p in probes], budget)
+    outputs = run_batch(lab, client, server, probes)
     return [UdpProbeResult.read(probe, out) for probe, out in zip(probes, outputs, strict=True)]
 
 
