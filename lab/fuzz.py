@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import ipaddress
 import json
 import logging
@@ -32,7 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ MIN_FRAME = 14  # bytes: a packet socket sends nothing shorter than the Ethernet
 MAX_RATE = 20_000  # frames/s: the sender's bound
 VXLAN_PORT = 4789
 MAX_DRAWS = 50  # rounds of drawing again the frames the checks reject
+
+
+@functools.lru_cache(maxsize=256)
+def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An address or network, parsed once (the aim's are drawn from for every frame)."""
+    return ipaddress.ip_network(text, strict=False)
 
 
 @dataclass(frozen=True)
@@ -73,12 +80,12 @@ class Aim:
             if not values:
                 found.append(f"{name}: none")
             for value in values:
-                net = ipaddress.ip_network(value, strict=False)
+                net = network(value)
                 if not any(net.version == n.version and net.subnet_of(n) for n in nets):  # type: ignore[arg-type]
                     found.append(f"{name}: {value} is outside the lab's ranges")
         for family in (4, 6):
-            has_target = any(ipaddress.ip_network(t, strict=False).version == family for t in self.targets)
-            has_source = any(ipaddress.ip_network(s, strict=False).version == family for s in self.sources)
+            has_target = any(network(t).version == family for t in self.targets)
+            has_source = any(network(s).version == family for s in self.sources)
             if has_target != has_source:
                 found.append(f"targets and sources: IPv{family} on one side only")
         if len(self.ports) < 2 or self.ports.start < 1024 or self.ports.stop > 65536:
@@ -86,7 +93,7 @@ class Aim:
         return found
 
     def families(self) -> tuple[int, ...]:
-        return tuple(sorted({ipaddress.ip_network(t, strict=False).version for t in self.targets}))
+        return tuple(sorted({network(t).version for t in self.targets}))
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,6 @@ class _Draw:
 
     aim: Aim
     rng: random.Random
-    nets4: list[ipaddress.IPv4Network] = field(default_factory=list)
-    nets6: list[ipaddress.IPv6Network] = field(default_factory=list)
 
     def mac(self) -> str:
         roll = self.rng.random()
@@ -136,20 +141,16 @@ class _Draw:
 
     def target(self, family: int) -> str:
         """A target address half the time, else a random address of a target's network."""
-        chosen = [t for t in self.aim.targets if ipaddress.ip_network(t, strict=False).version == family]
+        chosen = [t for t in self.aim.targets if network(t).version == family]
         pick = self.rng.choice(chosen)
         if self.rng.random() < 0.5:
-            return str(ipaddress.ip_network(pick, strict=False).network_address)
+            return str(network(pick).network_address)
         prefix = 24 if family == 4 else 64
-        net = ipaddress.ip_network(pick, strict=False).supernet(new_prefix=prefix)
+        net = network(pick).supernet(new_prefix=prefix)
         return self._inside(net)
 
     def source(self, family: int) -> str:
-        nets = [
-            ipaddress.ip_network(s, strict=False)
-            for s in self.aim.sources
-            if ipaddress.ip_network(s, strict=False).version == family
-        ]
+        nets = [network(s) for s in self.aim.sources if network(s).version == family]
         return self._inside(self.rng.choice(nets))
 
     def _inside(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
@@ -179,6 +180,13 @@ def _layers() -> dict[str, Any]:
             "VXLAN": VXLAN, "Raw": Raw, "fuzz": fuzz}  # fmt: skip
 
 
+def stack(*layers: Any) -> Any:
+    """The layers, each the payload of the one before: scapy's `/` without its copies."""
+    for layer in layers[1:]:
+        layers[0].add_payload(layer)
+    return layers[0]
+
+
 def _build(kind: str, d: _Draw, s: dict[str, Any]) -> tuple[bytes, int]:
     """One frame of `kind`: its bytes and, for a truncated one, the length its headers
     claim (0 otherwise). Every address set here: scapy resolves an unset one by routing
@@ -203,32 +211,39 @@ def _build(kind: str, d: _Draw, s: dict[str, Any]) -> tuple[bytes, int]:
     def payload() -> Any:
         return Raw(bytes(d.rng.randrange(256) for _ in range(d.rng.randrange(0, 64))))
 
+    def fz(layer: Any) -> Any:
+        # fuzz() in place, on defaults of the layer's own (an unfuzzed layer shares its
+        # class's): scapy's fuzz() without its copy of the whole packet
+        layer.default_fields = layer.copy_fields_dict(layer.default_fields)
+        return fuzz(layer, _inplace=1)
+
     if kind == "ether":
-        return bytes(fuzz(eth()) / payload()), 0
+        return bytes(stack(fz(eth()), payload())), 0
     if kind == "ipv4":
         family = 4 if 4 in d.aim.families() else family
-        return bytes(eth() / fuzz(ip()) / payload()), 0
+        return bytes(stack(eth(), fz(ip()), payload())), 0
     if kind == "ipv6":
         family = 6 if 6 in d.aim.families() else family
-        return bytes(eth() / fuzz(ip()) / payload()), 0
+        return bytes(stack(eth(), fz(ip()), payload())), 0
     if kind == "tcp":
-        return bytes(eth() / ip() / fuzz(TCP(sport=d.sport(), dport=d.dport())) / payload()), 0
+        return bytes(stack(eth(), ip(), fz(TCP(sport=d.sport(), dport=d.dport())), payload())), 0
     if kind == "udp":
-        return bytes(eth() / ip() / fuzz(UDP(sport=d.sport(), dport=d.dport())) / payload()), 0
+        return bytes(stack(eth(), ip(), fz(UDP(sport=d.sport(), dport=d.dport())), payload())), 0
     if kind == "mpls":
-        inner = ip() / TCP(sport=d.sport(), dport=d.dport(), flags="S")
-        return bytes(eth(type=0x8847) / fuzz(s["MPLS"]()) / inner), 0
+        inner = stack(ip(), TCP(sport=d.sport(), dport=d.dport(), flags="S"))
+        return bytes(stack(eth(type=0x8847), fz(s["MPLS"]()), inner)), 0
     if kind == "vxlan":
-        inner = Ether(dst=d.mac(), src=d.src_mac()) / ip() / TCP(sport=d.sport(), dport=d.dport(), flags="S")
-        outer = eth() / ip() / UDP(sport=d.sport(), dport=VXLAN_PORT)
-        return bytes(outer / fuzz(s["VXLAN"]()) / inner), 0
+        inner_eth = Ether(dst=d.mac(), src=d.src_mac())
+        inner = stack(inner_eth, ip(), TCP(sport=d.sport(), dport=d.dport(), flags="S"))
+        outer = stack(eth(), ip(), UDP(sport=d.sport(), dport=VXLAN_PORT))
+        return bytes(stack(outer, fz(s["VXLAN"]()), inner)), 0
     if kind == "truncated":
         l4 = (
             TCP(sport=d.sport(), dport=d.dport(), flags="S")
             if d.rng.random() < 0.5
             else UDP(sport=d.sport(), dport=d.dport())
         )
-        whole = bytes(eth() / ip() / l4 / payload())
+        whole = bytes(stack(eth(), ip(), l4, payload()))
         cut = d.rng.randrange(MIN_FRAME, len(whole))
         return whole[:cut], len(whole)
     raise ValueError(f"no frame kind {kind!r} (known: {', '.join(KINDS)})")
@@ -252,12 +267,13 @@ def generate(seed: int, count: int, aim: Aim) -> list[Frame]:
         kinds = [KINDS[i % len(KINDS)] for i in range(count)]
         draw.rng.shuffle(kinds)
         frames = [_frame(i, kinds[i], draw, layers) for i in range(count)]
+        bad = rejected(frames, aim)
         for _ in range(MAX_DRAWS):
-            bad = rejected(frames, aim)
             if not bad:
                 return frames
             for i in sorted(bad):
                 frames[i] = _frame(i, frames[i].kind, draw, layers)
+            bad = rejected([frames[i] for i in sorted(bad)], aim)  # each frame read alone
         raise ConfigError(f"fuzz: {len(bad)} frames still rejected after {MAX_DRAWS} draws")
     finally:
         random.setstate(saved)

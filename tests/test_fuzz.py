@@ -38,6 +38,22 @@ def test_the_seed_gives_the_same_frames(frames):
     assert [f.data for f in other] != [f.data for f in frames]
 
 
+def test_generating_leaves_scapys_layers_as_they_were(frames):
+    # the layers are fuzzed in place (no copy of the whole packet): an unfuzzed layer
+    # shares its class's defaults, which must not become random for every later packet
+    from scapy.contrib.mpls import MPLS
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.volatile import VolatileValue
+
+    for layer in (Ether, IP, IPv6, TCP, UDP, MPLS, VXLAN):
+        fresh = layer()
+        assert not [k for k, v in fresh.default_fields.items() if isinstance(v, VolatileValue)], layer
+        assert bytes(fresh) == bytes(layer())
+
+
 def test_the_mix_holds_each_kind_in_equal_shares(frames):
     counts = {k: sum(f.kind == k for f in frames) for k in fuzz.KINDS}
     assert counts == {k: COUNT // len(fuzz.KINDS) for k in fuzz.KINDS}
