@@ -6,13 +6,18 @@ that the last scope to start is a short one and the workers end close together
 A scope's expected seconds are the sum of its cases' in `testcases/durations.json`
 (measured: the case times of a run; `python -m bench suite` writes one as
 `results/bench/<stamp>/suite/durations.json`); a case it does not name counts
-UNKNOWN_CASE_SECONDS. The order is the same on every worker (xdist compares their
-collections), and the cases keep their order within a scope. Pure: no lab imports.
+UNKNOWN_CASE_SECONDS. The unit tests (`tests/`: many, most well under a second) are
+named there by module: a module's seconds spread over its collected cases
+(`spread_modules`), so that they are short scopes that go last and fill the workers'
+ends, not a guess of 2 s a case that put them first. The order is the same on every
+worker (xdist compares their collections), and the cases keep their order within a
+scope. Pure: no lab imports.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +35,29 @@ def expected_seconds(path: Path = DURATIONS) -> dict[str, float]:
         return {str(k): float(v) for k, v in data["cases"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+def module_seconds(path: Path = DURATIONS) -> dict[str, float]:
+    """Module path (tests/test_cli.py) -> seconds for the whole module; empty when the file
+    is missing, unreadable or names none."""
+    try:
+        data = json.loads(path.read_text())
+        return {str(k): float(v) for k, v in data.get("modules", {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def spread_modules(
+    items: Sequence[T], module_of: Callable[[T], str], case_of: Callable[[T], str], modules: dict[str, float]
+) -> dict[str, float]:
+    """Case name -> seconds for the items of the modules `modules` names: each module's
+    seconds spread evenly over its items collected here."""
+    counts = Counter(module_of(item) for item in items)
+    return {
+        case_of(item): modules[module] / counts[module]
+        for item in items
+        if (module := module_of(item)) in modules
+    }
 
 
 def longest_first(

@@ -79,14 +79,14 @@ def order(items: list[Any]) -> list[Any]:
     """pytest items, the longest scopes first (lab/schedule.py), those needing the machine
     to themselves last; the same on every worker."""
     from lab.results import safe_name
-    from lab.schedule import expected_seconds, longest_first
+    from lab.schedule import expected_seconds, longest_first, module_seconds, spread_modules
 
-    ranked = longest_first(
-        items,
-        lambda item: scope_of(item.nodeid),
-        lambda item: safe_name(f"{item.path.stem}.{item.name}"),
-        expected_seconds(),
-    )
+    def case_of(item: Any) -> str:
+        return safe_name(f"{item.path.stem}.{item.name}")
+
+    seconds = expected_seconds()
+    seconds.update(spread_modules(items, lambda item: item.nodeid.split("::")[0], case_of, module_seconds()))
+    ranked = longest_first(items, lambda item: scope_of(item.nodeid), case_of, seconds)
     return sorted(ranked, key=lambda item: is_alone(scope_of(item.nodeid)))  # stable
 
 

@@ -4,7 +4,14 @@ how many labs `sessionlab run` puts side by side unless told."""
 import json
 from pathlib import Path
 
-from lab.schedule import UNKNOWN_CASE_SECONDS, durations_from_cases, expected_seconds, longest_first
+from lab.schedule import (
+    UNKNOWN_CASE_SECONDS,
+    durations_from_cases,
+    expected_seconds,
+    longest_first,
+    module_seconds,
+    spread_modules,
+)
 
 
 def scope(item: str) -> str:
@@ -40,9 +47,27 @@ def test_durations_file(tmp_path: Path):
 
 
 def test_the_checked_in_durations_name_real_modules():
-    root = Path(__file__).resolve().parent.parent / "testcases"
+    root = Path(__file__).resolve().parent.parent
     names = expected_seconds()
-    assert names and all((root / f"{name.split('.')[0]}.py").exists() for name in names)
+    assert names and all((root / "testcases" / f"{name.split('.')[0]}.py").exists() for name in names)
+    modules = module_seconds()
+    assert modules and all((root / module).exists() for module in modules)
+    # every unit-test module is named: one left out would count 2 s a case and go first
+    assert {f"tests/{p.name}" for p in (root / "tests").glob("test_*.py")} <= set(modules)
+
+
+def test_a_modules_seconds_spread_over_its_cases(tmp_path: Path):
+    items = ["u::1", "u::2", "u::3", "u::4", "lab::1", "w::1"]
+    modules = {"u": 1.6, "w": 0.1}
+    seconds = spread_modules(items, scope, case, modules)
+    assert seconds == {"u.1": 0.4, "u.2": 0.4, "u.3": 0.4, "u.4": 0.4, "w.1": 0.1}
+    # the lab module (unknown, one case: 2 s) now goes before the unit tests' 4 cases
+    assert longest_first(items, scope, case, seconds) == ["lab::1", "u::1", "u::2", "u::3", "u::4", "w::1"]
+    assert longest_first(items, scope, case, {})[0] == "u::1"  # 8 s as unknown cases
+    path = tmp_path / "durations.json"
+    assert module_seconds(path) == {}
+    path.write_text(json.dumps({"cases": {}, "modules": modules}))
+    assert module_seconds(path) == modules
 
 
 def test_labs_side_by_side_by_default_where_they_can_be():
