@@ -11,6 +11,7 @@ from lab import topology
 from lab.controller import ControllerApp
 from lab.errors import LabError, LabTimeout
 from lab.net import Lab
+from testcases.s4_common import SERVERS6
 
 
 def test_switch_that_never_connects_is_named(tmp_path):
@@ -131,3 +132,20 @@ def test_closing_the_lab_ends_what_a_nodes_shell_still_runs(tmp_path):
         running = {pid: start_time(pid) for pid in found}
         node.waiting = True  # as Mininet leaves a node whose command was interrupted
     assert not [pid for pid, started in running.items() if alive(pid, started)], running
+
+
+def test_ipv6_addresses_are_usable_as_soon_as_the_lab_is_built(tmp_path):
+    """No address tentative (lab.net.NO_DAD): right after the build, S4's kernel balancer
+    forwards a client's first IPv6 SYN at once, where its link-local address being
+    tentative had held the SYNs for 2 s (clean-clone run at 3549ea2)."""
+    with Lab(topology.load("s4"), tmp_path) as lab:
+        tentative = {
+            host.name: out
+            for host in lab.net.hosts
+            if (out := lab.run(host.name, ["ip", "-6", "-o", "addr", "show", "tentative"]).strip())
+        }
+        assert not tentative, tentative
+        # the neighbour solicitation goes out at once: lb1 reaches a server in its first second
+        server = next(iter(SERVERS6.values()))
+        out = lab.run("lb1", ["ping", "-6", "-c", "1", "-W", "1", server], check=False)
+        assert " 0% packet loss" in out, out
