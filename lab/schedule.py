@@ -27,24 +27,24 @@ UNKNOWN_CASE_SECONDS = 2.0
 DURATIONS = Path(__file__).resolve().parent.parent / "testcases" / "durations.json"
 
 
-def expected_seconds(path: Path = DURATIONS) -> dict[str, float]:
-    """Case name (test_s2_sync.test_sync_defer_race) -> seconds; empty when the file is
-    missing or unreadable."""
+def _seconds(path: Path, section: str) -> dict[str, float]:
+    """One section of the durations file, name -> seconds; empty when the file is missing
+    or unreadable or has no such section."""
     try:
         data = json.loads(path.read_text())
-        return {str(k): float(v) for k, v in data["cases"].items()}
+        return {str(k): float(v) for k, v in data[section].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
+def expected_seconds(path: Path = DURATIONS) -> dict[str, float]:
+    """Case name (test_s2_sync.test_sync_defer_race) -> seconds."""
+    return _seconds(path, "cases")
+
+
 def module_seconds(path: Path = DURATIONS) -> dict[str, float]:
-    """Module path (tests/test_cli.py) -> seconds for the whole module; empty when the file
-    is missing, unreadable or names none."""
-    try:
-        data = json.loads(path.read_text())
-        return {str(k): float(v) for k, v in data.get("modules", {}).items()}
-    except (OSError, ValueError, TypeError, AttributeError):
-        return {}
+    """Module path (tests/test_cli.py) -> seconds for the whole module."""
+    return _seconds(path, "modules")
 
 
 def spread_modules(
