@@ -35,6 +35,7 @@ from lab.devices.base import node_devices
 from lab.errors import ConfigError, LabError, ProcessDied
 from lab.impaired import LinkImpairments
 from lab.links import Element, ImpairedLink, asks_impairment
+from lab.neighbours import lab_mininet
 from lab.outside import seal_switch_ports
 from lab.ovs import remove_bridges
 from lab.portmap import port_map
@@ -45,30 +46,6 @@ from lab.rewrite import kernel_has_netem, tagged_topo, topology_problems
 from lab.wait import unwatch, wait_until, watch
 
 log = logging.getLogger(__name__)
-
-
-# A host's namespace before its interfaces exist: no IPv6 duplicate address detection
-# (the lab's addresses are its own). A link-local address is otherwise tentative for about a
-# second after the build, and a router whose link-local is tentative sends no neighbour
-# solicitation for a packet it forwards: S4's kernel balancer held every client's first
-# SYNs for 2 s in the clean-clone run at 3549ea2 (its first IPv6 case right after the
-# build), as S5's firewall had once (testcases/s5_common.wait_ipv6_settled).
-NO_DAD = "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0"
-
-
-def lab_mininet() -> type:
-    """Mininet whose hosts' namespaces are set NO_DAD as each host is added, before the
-    links (interfaces created in a namespace take its defaults)."""
-    from mininet.net import Mininet
-
-    class LabMininet(Mininet):  # type: ignore[misc]
-        def addHost(self, name: str, cls: Any = None, **params: Any) -> Any:  # noqa: N802 - Mininet's
-            host = super().addHost(name, cls, **params)
-            if host.inNamespace:
-                host.cmd(NO_DAD)
-            return host
-
-    return LabMininet
 
 
 @dataclass

@@ -87,20 +87,6 @@ def load_filter(fw, case: Case, kind: str, policy: FirewallPolicy = INTENT) -> P
     return case.keep(path, f"ruleset, {kind}")
 
 
-def wait_ipv6_settled(lab, nodes: list[str], timeout: float = 10.0) -> None:
-    """Wait until no address of `nodes` is tentative (duplicate address detection done).
-    While fw's link-local address is tentative, Linux sends no neighbour solicitation for
-    a packet it forwards (ndisc_send_ns returns without a usable link-local source) and
-    tries again a second later: in test_s5_ipv6's first run, its first case right after
-    the lab's build, legit's SYNs to srv waited at fw for that second and the clients'
-    1 s timeout expired."""
-
-    def settled() -> bool:
-        return all(not lab.run(n, ["ip", "-6", "-o", "addr", "show", "tentative"]).strip() for n in nodes)
-
-    lab.wait(settled, timeout, f"IPv6 duplicate address detection on {', '.join(nodes)}")
-
-
 def nmap_expected(
     scan: str,
     node: str,

@@ -135,7 +135,7 @@ def test_closing_the_lab_ends_what_a_nodes_shell_still_runs(tmp_path):
 
 
 def test_ipv6_addresses_are_usable_as_soon_as_the_lab_is_built(tmp_path):
-    """No address tentative (lab.net.NO_DAD): right after the build, S4's kernel balancer
+    """No address tentative (lab.neighbours.NO_DAD): right after the build, S4's kernel balancer
     forwards a client's first IPv6 SYN at once, where its link-local address being
     tentative had held the SYNs for 2 s (clean-clone run at 3549ea2)."""
     with Lab(topology.load("s4"), tmp_path) as lab:

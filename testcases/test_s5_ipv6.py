@@ -60,7 +60,6 @@ from testcases.s5_common import (
     parse_neighbours,
     read_echo_replies,
     read_neighbour_discovery,
-    wait_ipv6_settled,
 )
 
 # c1 listens on 5001 too: an inbound session that got through would be accepted (its log).
@@ -72,12 +71,6 @@ FILTERS = ("stateful", "stateless")
 CRAFTED6 = tuple(c for c in CRAFTED if "-f" not in c.hping3) + NO_SESSION
 SCANS = ("SYN scan", "ACK scan", "FIN scan", "XMAS scan", "NULL scan")
 TARGETS, SCAN_PORTS = ("srv", "c1"), (PUBLISHED, UNPUBLISHED)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ipv6_settled(lab) -> None:
-    """The module's first case is IPv6's: it starts once the lab's addresses are usable."""
-    wait_ipv6_settled(lab, ["fw", *PLAN6.hosts["inside"], *PLAN6.hosts["outside"]])
 
 
 six = PLAN6.address  # a node's IPv6 address
