@@ -28,12 +28,17 @@ class ImpairedTopo(Topo):
         add_host_pairs(self, {"delay": "0ms"}, {"delay": "0ms", "bw": RATE})
 
 
-@pytest.fixture(scope="module")
-def lab(run_dir):
+def impaired_lab(run_dir, module: str):
+    """ImpairedTopo's lab in `<module>-lab` (this module's, and test_links_rate's)."""
     from lab.net import Lab
 
-    with Lab(ImpairedTopo(), run_dir / "test_links-lab") as running:
+    with Lab(ImpairedTopo(), run_dir / f"{module}-lab") as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def lab(run_dir):
+    yield from impaired_lab(run_dir, "test_links")
 
 
 def rtts(lab, count: int, interval: float, src: str = "h1", dst: str = "h2") -> tuple[list[float], int]:

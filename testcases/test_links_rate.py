@@ -13,7 +13,7 @@ import statistics
 import pytest
 
 from lab.results import Case
-from testcases.test_links import DELAY, RATE, ImpairedTopo, rtts
+from testcases.test_links import DELAY, RATE, impaired_lab, rtts
 
 SECONDS = 6  # of TCP through the link (iperf3)
 UNIT = {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}
@@ -28,10 +28,7 @@ def receiver_seconds(text: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 def lab(run_dir):
-    from lab.net import Lab
-
-    with Lab(ImpairedTopo(), run_dir / "test_links_rate-lab") as running:
-        yield running
+    yield from impaired_lab(run_dir, "test_links_rate")
 
 
 def test_rate_limit_and_delay_on_one_link(lab, case: Case):
