@@ -66,12 +66,14 @@ pair's rounds after over before, hostile and control, without a target; the fram
 frames (shown: the test asserts none fail).
 
 Time: a lab takes about 50 s for S5 and S2 and 90 s for S4, with the settled rounds and
-the drain; run 20261203-153934 (PAIRS = 8) took 48 minutes.
+the drain; run 20261203-153934 (PAIRS = 8) took 48 minutes. HOSTILE_TARGETS (names,
+comma-separated, e.g. s4-sdn-balancer) runs only those targets.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import statistics
 import time
@@ -417,7 +419,12 @@ def run(out: Path) -> dict[str, Any]:
     problems = port_problems(plan)
     if problems:
         raise ConfigError([f"bench hostile's ports: {p}" for p in problems])
-    results = {name: one_target(out / name, target, plan) for name, target in scenario.TARGETS.items()}
+    chosen = [n for n in os.environ.get("HOSTILE_TARGETS", "").split(",") if n] or list(scenario.TARGETS)
+    unknown = [n for n in chosen if n not in scenario.TARGETS]
+    if unknown:
+        known = ", ".join(scenario.TARGETS)
+        raise ConfigError(f"HOSTILE_TARGETS: unknown {', '.join(unknown)} (known: {known})")
+    results = {name: one_target(out / name, scenario.TARGETS[name], plan) for name in chosen}
     rows = [f.to_dict() for name, r in results.items() for f in figures(name, r, scenario.FRAMES)]
     return {
         "rows": rows,

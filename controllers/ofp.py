@@ -11,7 +11,6 @@ handler registration happens when an app subclasses `SwitchAdapter`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 Action = tuple[Any, ...]  # ("kind", arguments...): see `action` for the kinds
 Match = tuple[tuple[str, Any], ...]  # (OXM field name, value) pairs, sorted
 
+NAT_DST = 0x02  # OVS's NX_NAT_F_DST (os-ken names the range bits only)
 # OVS nx_hash_fields, by the name a logic module uses.
 HASH_FIELDS = {"symmetric_l3l4": 2, "symmetric_l3": 6}
 
@@ -90,11 +90,12 @@ def action(dp: Any, spec: Action) -> Any:
     ("set_field", field, value), ("resubmit", table), ("push_mpls", ethertype),
     ("pop_mpls", ethertype), ("group", group_id),
     ("ct", zone, table): track the packet in conntrack `zone`, continue in `table` with its
-    ct_state and ct_mark; ("ct_commit", zone, mark): commit its connection, with `mark`;
+    ct_state and ct_mark; ("ct_nat", zone, table): the same, the connection's NAT applied
+    (a known connection's packets rewritten both ways); ("ct_commit", zone, mark): commit
+    its connection, with `mark`; ("ct_pin", zone, mark, ip, table): commit it with `mark`
+    and a destination NAT to `ip`, the packet (rewritten) continuing in `table`;
     ("multipath", fields, basis, links, reg): hash `fields` (a HASH_FIELDS name) with key
-    `basis` into one of `links` slots, written to `reg`;
-    ("learn_session", table, cookie, idle, mac, ip, port_reg): learn the session's 5-tuple
-    (priority 100) rewritten to a backend: its MAC and address, out of the port in `port_reg`.
+    `basis` into one of `links` slots, written to `reg`.
     """
     p, ofp = dp.ofproto_parser, dp.ofproto
     kind = spec[0]
@@ -114,15 +115,20 @@ def action(dp: Any, spec: Action) -> Any:
         return p.OFPActionPopMpls(spec[1])
     if kind == "group":
         return p.OFPActionGroup(spec[1])
-    if kind in ("ct", "ct_commit"):
+    if kind in ("ct", "ct_nat", "ct_commit", "ct_pin"):
         from os_ken.ofproto import nicira_ext
 
-        if kind == "ct":
+        if kind in ("ct", "ct_nat"):
             _, zone, table = spec
-            return p.NXActionCT(0, "", zone, table, 0, [])
-        _, zone, mark = spec
-        marked = [p.OFPActionSetField(ct_mark=mark)]
-        return p.NXActionCT(nicira_ext.NX_CT_F_COMMIT, "", zone, nicira_ext.NX_CT_RECIRC_NONE, 0, marked)
+            return p.NXActionCT(0, "", zone, table, 0, [p.NXActionNAT(0)] if kind == "ct_nat" else [])
+        if kind == "ct_commit":
+            _, zone, mark = spec
+            marked = [p.OFPActionSetField(ct_mark=mark)]
+            return p.NXActionCT(nicira_ext.NX_CT_F_COMMIT, "", zone, nicira_ext.NX_CT_RECIRC_NONE, 0, marked)
+        _, zone, mark, ip, table = spec
+        nat = p.NXActionNAT(NAT_DST, range_ipv4_min=ip, range_ipv4_max=ip)
+        pinned = [nat, p.OFPActionSetField(ct_mark=mark)]
+        return p.NXActionCT(nicira_ext.NX_CT_F_COMMIT, "", zone, table, 0, pinned)
     if kind == "multipath":
         from os_ken.ofproto import nicira_ext  # os-ken only where a switch is (module docstring)
 
@@ -136,28 +142,7 @@ def action(dp: Any, spec: Action) -> Any:
             ofs_nbits=nicira_ext.ofs_nbits(0, 31),
             dst=reg,
         )
-    if kind == "learn_session":
-        _, table, cookie, idle, mac, ip, port_reg = spec
-        specs = [
-            *session_match_specs(p),
-            p.NXFlowSpecLoad(src=int(mac.replace(":", ""), 16), dst=("eth_dst_nxm", 0), n_bits=48),
-            p.NXFlowSpecLoad(src=int(ipaddress.IPv4Address(ip)), dst=("ipv4_dst_nxm", 0), n_bits=32),
-            p.NXFlowSpecOutput(src=(port_reg, 0), dst="", n_bits=32),
-        ]
-        return p.NXActionLearn(table_id=table, specs=specs, idle_timeout=idle, priority=100, cookie=cookie)
     raise ValueError(f"unknown action {spec!r}")
-
-
-def session_match_specs(p: Any) -> list[Any]:
-    """`learn` specs matching a TCP session's own 5-tuple (addresses and ports)."""
-    return [
-        p.NXFlowSpecMatch(src=0x0800, dst=("eth_type_nxm", 0), n_bits=16),
-        p.NXFlowSpecMatch(src=6, dst=("ip_proto_nxm", 0), n_bits=8),
-        p.NXFlowSpecMatch(src=("ipv4_src_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
-        p.NXFlowSpecMatch(src=("ipv4_dst_nxm", 0), dst=("ipv4_dst_nxm", 0), n_bits=32),
-        p.NXFlowSpecMatch(src=("tcp_src_nxm", 0), dst=("tcp_src_nxm", 0), n_bits=16),
-        p.NXFlowSpecMatch(src=("tcp_dst_nxm", 0), dst=("tcp_dst_nxm", 0), n_bits=16),
-    ]
 
 
 def _delete(dp: Any, table: int, fields: Match) -> Any:

@@ -3,12 +3,14 @@ balanced by an os-ken app on s1 instead of lb1.
 
 The switch answers ARP for the VIP 10.0.1.100 and rewrites each session to a real
 server behind gw (gw's MAC, the server's address); every reply from a server's port 80
-is rewritten back to the VIP. Weighted and source-hash are decided in the switch (OVS
-`multipath` over slots, the session `learn`ed into the flow table: no packet-in);
-round-robin and least-connections by the controller (a packet-in per new session, and
-for least-connections a copy of each session's FIN or RST). Evidence: the servers' logs,
-the answers the clients got, and the switch's own flow table (a flow per pinned session,
-its cookie naming the server; the counters of the flows that send to the controller).
+is rewritten back to the VIP. Each session is a connection in the balancer's conntrack
+zone on s1 (a destination NAT to its server, the server's number as its mark), so no flow
+is added per session. Weighted and source-hash are decided in the switch (OVS `multipath`
+over slots: no packet-in); round-robin and least-connections by the controller (a
+packet-in per new session, and for least-connections a copy of each session's FIN or
+RST). Evidence: the servers' logs, the answers the clients got, the switch's conntrack
+zone (`dpctl/dump-conntrack`: a connection per session, naming its server) and its flow
+table (the counters of the flows that send to the controller).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 
 from controllers.l4lb.harness import service_file
-from controllers.l4lb.logic import SESSION_COOKIE
+from controllers.l4lb.harness import sessions as balancer_sessions
 from lab.config import HealthCheck, L4Balancer, RealServer
 from lab.ovs import OvsFlow, dump_flows
 from lab.plot import distribution_figure
@@ -34,7 +36,7 @@ from testcases.s4_common import CLIENTS, SERVERS, VIP
 LAB_TOPOLOGY = "s4-sdn"
 PER_CLIENT = 100  # new sessions from each of the three clients, 4 at a time
 WEIGHTS = {"r1": 3, "r2": 2, "r3": 1, "r4": 1}
-ORDER = list(SERVERS)  # backend index = cookie - SESSION_COOKIE
+ORDER = list(SERVERS)  # a session's connection mark - 1 = its server's place here
 
 
 @pytest.fixture
@@ -62,13 +64,22 @@ def switch_table(lab: Any, case: Any) -> list[OvsFlow]:
     return flows
 
 
-def pinned(flows: list[OvsFlow]) -> dict[str, int]:
-    """Sessions per server pinned in the switch (one flow each; the cookie names the server)."""
-    counts = Counter(
-        ORDER[f.cookie - SESSION_COOKIE]
-        for f in flows
-        if f.priority == 100 and f.match.get("nw_dst") == VIP and f.cookie >= SESSION_COOKIE
-    )
+def connections(lab: Any, case: Any) -> list[dict[str, Any]]:
+    """The balancer's sessions in s1 now (its conntrack zone), kept as evidence; each
+    checked: its reply comes from the server its mark names."""
+    text, found = balancer_sessions(lab)
+    path = case.path / "s1-conntrack.txt"
+    path.write_text(text)
+    case.keep(path, "the balancer's conntrack zone on s1 after the requests (dpctl/dump-conntrack)")
+    ours = [c for c in found if c["dst"] == VIP and c["dport"] == 80]
+    wrong = [c for c in ours if not c["mark"] or SERVERS[ORDER[c["mark"] - 1]] != c["reply_src"]]
+    assert not wrong, f"connections whose mark and server disagree: {wrong[:3]}"
+    return ours
+
+
+def pinned(found: list[dict[str, Any]]) -> dict[str, int]:
+    """Sessions per server pinned in the switch (a connection each, its mark the server)."""
+    counts = Counter(ORDER[c["mark"] - 1] for c in found)
     return {n: counts.get(n, 0) for n in SERVERS}
 
 
@@ -94,16 +105,20 @@ def test_distribution(lab, case, sdn, algorithm):
     records = run_http(lab, loads)
     case.note_load(*records.values())
     flows = switch_table(lab, case)
+    found = connections(lab, case)
     counts, totals = s4.spread(records, servers)
     total = sum(totals.values())
     assert total == PER_CLIENT * len(CLIENTS), f"the servers logged {totals}"
-    in_switch = pinned(flows)
+    in_switch = pinned(found)
     assert in_switch == totals, f"s1 pins {in_switch} sessions per server, the servers logged {totals}"
+    per_client = [f for f in flows if f.match.get("nw_src") in CLIENTS.values()]
+    assert not per_client, f"flows added for sessions: {per_client[:3]}"
     punted = to_controller(flows)
     decisions = [e for e in lab.controller.events("session") if e["t"] >= started]
     case.figure("requests per server (servers' logs)", totals)
     case.figure("requests per server and client", counts)
-    case.figure("sessions pinned in s1 per server (its flow table)", in_switch)
+    case.figure("sessions pinned in s1 per server (its conntrack zone)", in_switch)
+    case.figure("flows in s1 (none names a client)", len(flows))
     case.figure("packets counted on s1's flows to the controller", punted)
     case.figure("decisions the controller logged", len(decisions))
     if algorithm in ("weighted", "source-hash"):
@@ -245,7 +260,7 @@ def test_health_check_drains_a_server_in_maintenance(lab, case, sdn):
     during = case.note_load(
         run_http(lab, {"c1": HttpLoad(VIP, 12, case.take_ports(12).start, concurrency=4)})["c1"]
     )
-    flows = switch_table(lab, case)
+    found = connections(lab, case)
     servers[target].popen.send_signal(signal.SIGUSR1)  # back in service
     lab.wait(
         lambda: any(
@@ -256,21 +271,14 @@ def test_health_check_drains_a_server_in_maintenance(lab, case, sdn):
     )
     answers = case.note_load(finish_http(lab, holder, held.budget()))
     held_key = f"{CLIENTS['c2']}:{held.first_port}"
-    still_pinned = [
-        f
-        for f in flows
-        if f.priority == 100 and f.match.get("tp_src") == str(held.first_port) and f.cookie >= SESSION_COOKIE
-    ]
+    still_pinned = [ORDER[c["mark"] - 1] for c in found if c["sport"] == held.first_port]
     during_servers = Counter(r["served_by"] for r in during if r["ok"])
     case.figure("server in maintenance", target)
     case.figure("sessions kept on it (the controller's table)", out["sessions_kept"])
-    case.figure(
-        "the held session's flow in s1 while it was out",
-        [ORDER[f.cookie - SESSION_COOKIE] for f in still_pinned],
-    )
+    case.figure("the held session's connection in s1 while it was out", still_pinned)
     case.figure("new sessions while it was out, per server", dict(during_servers))
     case.figure("answers on the held session", dict(Counter(r["served_by"] for r in answers)))
     assert out["sessions_kept"] == {target: [held_key]}, f"the held session should be reported: {out}"
-    assert [ORDER[f.cookie - SESSION_COOKIE] for f in still_pinned] == [target], still_pinned
+    assert still_pinned == [target], still_pinned
     assert all(r["ok"] for r in during) and target not in during_servers, dict(during_servers)
     assert all(r["ok"] and r["served_by"] == target for r in answers), answers[-3:]

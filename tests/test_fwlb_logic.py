@@ -4,6 +4,7 @@ session table, IPv6's twins of the IPv4 flows; and their OpenFlow messages
 
 import pytest
 
+from controllers.conntrack import parse_conntrack
 from controllers.fwlb.logic import (
     FIRST_PACKET,
     GROUP_CHOOSE,
@@ -19,7 +20,7 @@ from controllers.fwlb.logic import (
     Fabric,
     FabricConfig,
 )
-from controllers.fwlb.sessions import SessionTable, parse_conntrack
+from controllers.fwlb.sessions import SessionTable
 from controllers.ofp import Flow, Group, Verdict, action, message
 
 ZONES = {"so": 40001, "si": 7233}
@@ -397,8 +398,11 @@ def test_conntrack_dump_is_parsed():
         "dst": "10.0.1.11",
         "sport": 40000,
         "dport": 8080,
+        "reply_src": "10.0.1.11",
         "zone": 40001,
         "mark": 1,
+        "timeout": None,
+        "state": "ESTABLISHED",
     }
     assert unmarked["mark"] is None and icmp["sport"] is None and icmp["mark"] == 2
     assert parse_conntrack("no connections\n") == []

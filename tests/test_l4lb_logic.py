@@ -1,20 +1,28 @@
-"""The SDN L4 balancer's decisions, offline: each algorithm's choices, the session flows,
-what the controller does with each packet-in; and their OpenFlow messages."""
+"""The SDN L4 balancer's decisions, offline: each algorithm's choices, the flows (sessions
+in conntrack, none per session), what the controller does with each packet-in and each
+read of its conntrack zone; and their OpenFlow messages."""
 
-import hashlib
 from collections import Counter
 
 import pytest
 from test_fwlb_logic import Datapath, wire
 
+from controllers.conntrack import parse_conntrack
 from controllers.l4lb.logic import (
     ALGORITHMS,
+    ESTABLISHED_TIMEOUT,
     FIN,
+    FIRST_PACKET,
     IN_SWITCH,
+    KNOWN,
+    REPLY,
     RST,
-    SESSION_COOKIE,
     SYN,
+    T_BACK,
     T_CHOOSE,
+    T_DELIVER,
+    T_IN,
+    T_TOWARD,
     Backend,
     Balancer,
     LeastConnections,
@@ -64,61 +72,69 @@ def test_source_hash_keeps_a_client_and_spreads_clients():
 
 
 def lb(algorithm, backends=(A, B), **kw):
-    return Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, backends, algorithm, **kw)
+    return Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, backends, algorithm, **{"zone": 40001, **kw})
 
 
-def test_a_controller_decided_session_is_pinned_by_one_rewriting_flow():
-    rr = lb("round-robin", idle_timeout=5)
-    backend, flows = rr.new_session(("10.0.1.10", 20001), now=0.0)
-    (inbound,) = flows
-    assert backend is A
-    assert dict(inbound.match)["ipv4_dst"] == "10.0.2.100" and dict(inbound.match)["tcp_src"] == 20001
-    assert inbound.actions == (
-        ("set_field", "eth_dst", A.mac),
-        ("set_field", "ipv4_dst", A.ip),
-        ("output", A.port),
+def test_a_controller_decided_session_is_pinned_by_a_commit_not_a_flow():
+    rr = lb("round-robin")
+    first = rr.packet_in(("10.0.1.10", 20001), SYN, now=0.0)
+    assert first.flows == ()
+    assert first.packet == (("ct_pin", 40001, 1, A.ip, T_DELIVER),)  # NAT to A, mark 1
+    assert first.events == (
+        ("session", {"client": "10.0.1.10:20001", "backend": "srv1", "open_before": {"srv1": 0, "srv2": 0}}),
     )
-    assert inbound.cookie == SESSION_COOKIE and inbound.notify_removed and inbound.idle_timeout == 5
-    # The same session again (a retransmitted SYN) keeps its backend.
-    assert rr.new_session(("10.0.1.10", 20001), 0.1)[0] is A
-    assert rr.new_session(("10.0.1.11", 20002), 0.2)[0] is B
+    again = rr.packet_in(("10.0.1.10", 20001), SYN, now=0.1)  # retransmitted: pinned, not reported
+    assert again.packet == first.packet and again.events == ()
+    assert rr.packet_in(("10.0.1.11", 20002), SYN, 0.2).packet == (("ct_pin", 40001, 2, B.ip, T_DELIVER),)
     assert rr.open_sessions() == {"srv1": 1, "srv2": 1}
+    assert rr.packet_in(("10.0.1.12", 20003), 0x10, now=0.3) == Verdict()  # a late ACK: left alone
     assert rr.session_ended(("10.0.1.10", 20001)) is A and rr.session_ended(("10.0.1.10", 20001)) is None
 
 
-def test_least_connections_hears_each_end_from_a_copy_sent_before_the_rewrite():
-    lc = lb("least-connections")
-    _, flows = lc.new_session(("10.0.1.10", 20001), 0.0)
-    ends = [f for f in flows if f.priority > 100]
-    assert sorted(dict(f.match)["tcp_flags"] for f in ends) == [(FIN, FIN), (RST, RST)]
-    assert all(f.actions[0] == ("controller",) and f.actions[-1] == ("output", A.port) for f in ends)
-    assert lc.new_session(("10.0.1.11", 20002), 0.1)[0] is B
-    lc.session_ended(("10.0.1.10", 20001))
-    assert lc.new_session(("10.0.1.12", 20003), 0.2)[0] is A  # A is free again
-
-
-def test_static_flows_answer_arp_rewrite_replies_and_send_new_sessions_to_the_controller():
+def test_every_packet_to_the_vip_and_every_reply_goes_through_the_zone():
     flows = lb("round-robin").static_flows()
+    by = {(f.table, f.priority, f.match): f.actions for f in flows}
     arp = [f for f in flows if dict(f.match).get("arp_tpa") == "10.0.2.100"]
     assert arp and arp[0].actions == (("controller",),)
-    replies = [f for f in flows if dict(f.match).get("ipv4_src") in (A.ip, B.ip)]
-    assert len(replies) == 2 and all(("set_field", "ipv4_src", "10.0.2.100") in f.actions for f in replies)
     to_vip = [f for f in flows if dict(f.match).get("ipv4_dst") == "10.0.2.100"]
-    assert [f.actions for f in to_vip] == [(("controller",),)]
+    assert [f.actions for f in to_vip] == [(("ct_nat", 40001, T_TOWARD),)]
+    replies = [f for f in flows if dict(f.match).get("ipv4_src") in (A.ip, B.ip)]
+    assert [f.actions for f in replies] == [(("ct_nat", 40001, T_BACK),)] * 2
+    assert by[(T_TOWARD, 20, (("ct_state", FIRST_PACKET),))] == (("controller",),)
+    assert by[(T_TOWARD, 10, (("ct_state", KNOWN),))] == (("resubmit", T_DELIVER),)
+    assert by[(T_BACK, 10, (("ct_state", REPLY),))] == (
+        ("set_field", "eth_src", "02:00:00:00:02:64"),
+        ("normal",),
+    )
+    assert by[(T_BACK, 0, ())] == (("normal",),)  # not a session's reply: untouched
+    assert by[(T_DELIVER, 10, (("ct_mark", 2),))] == (("set_field", "eth_dst", B.mac), ("output", B.port))
+    invalid = [f for f in flows if f.table == T_TOWARD and f.priority == 30]
+    assert [f.actions for f in invalid] == [()]  # a packet conntrack calls invalid is dropped
+    assert not [f for f in flows if f.idle_timeout or f.cookie]
+
+
+def test_least_connections_hears_each_end_from_a_copy_sent_before_conntrack():
+    lc = lb("least-connections")
+    ends = [f for f in lc.static_flows() if f.table == T_IN and f.priority == 20]
+    assert sorted(dict(f.match)["tcp_flags"] for f in ends) == [(FIN, FIN), (RST, RST)]
+    assert all(f.actions == (("controller",), ("ct_nat", 40001, T_TOWARD)) for f in ends)
+    assert not [f for f in lb("round-robin").static_flows() if f.table == T_IN and f.priority == 20]
+    lc.packet_in(("10.0.1.10", 20001), SYN, 0.0)
+    assert lc.packet_in(("10.0.1.11", 20002), SYN, 0.1).packet[0][3] == B.ip
+    lc.packet_in(("10.0.1.10", 20001), FIN | 0x10, 0.5)
+    assert lc.packet_in(("10.0.1.12", 20003), SYN, 0.2).packet[0][3] == A.ip  # A is free again
 
 
 def test_in_switch_algorithms_need_no_packet_in():
-    weighted = lb("weighted", idle_timeout=5)
-    flows = weighted.static_flows()
+    flows = lb("weighted").static_flows()
     assert not any(a == ("controller",) for f in flows if "arp_tpa" not in dict(f.match) for a in f.actions)
-    (hashed,) = [f for f in flows if dict(f.match).get("ipv4_dst") == "10.0.2.100"]
+    (hashed,) = [f for f in flows if f.table == T_TOWARD and f.priority == 20]
     assert hashed.actions == (("multipath", "symmetric_l3l4", 0, 4, "reg0"), ("resubmit", T_CHOOSE))
     slots = [f for f in flows if f.table == T_CHOOSE and f.command == "add"]
     assert [dict(f.match)["reg0"] for f in slots] == [0, 1, 2, 3]  # A's weight 3, B's 1
-    assert [f.actions[-1] for f in slots] == [("output", A.port)] * 3 + [("output", B.port)]
-    learn = slots[0].actions[1]
-    assert learn == ("learn_session", 0, SESSION_COOKIE, 5, A.mac, A.ip, "reg1")  # pinned before it is sent
-    assert slots[0].actions[0] == ("set_field", "reg1", A.port)
+    assert [f.actions for f in slots] == [(("ct_pin", 40001, 1, A.ip, T_DELIVER),)] * 3 + [
+        (("ct_pin", 40001, 2, B.ip, T_DELIVER),)
+    ]
     source = lb("source-hash").static_flows()
     assert any(a[:2] == ("multipath", "symmetric_l3") for f in source for a in f.actions)
 
@@ -131,18 +147,20 @@ def test_health_changes_only_new_sessions():
     assert weighted.set_in_service(set())[-1].actions == ()  # none in service: refused
     rr = lb("round-robin", backends=(A, B, C))
     rr.new_session(("10.0.1.10", 1), 0.0)
-    assert rr.set_in_service({"srv3"}) == []
-    assert rr.new_session(("10.0.1.10", 1), 0.1)[0] is A  # an open session keeps its backend
-    assert rr.new_session(("10.0.1.10", 2), 0.2)[0] is C
+    assert [f.actions for f in rr.set_in_service({"srv3"})] == [(("controller",),)]
+    assert rr.new_session(("10.0.1.10", 1), 0.1) is A  # an open session keeps its backend
+    assert rr.new_session(("10.0.1.10", 2), 0.2) is C
     assert rr.sessions_out_of_service() == {"srv1": ["10.0.1.10:1"]}
     rr.set_in_service(set())
     with pytest.raises(LookupError):
         rr.new_session(("10.0.1.10", 3), 0.3)
 
 
-def test_unknown_algorithm_and_no_backend_are_refused():
+def test_unknown_algorithm_a_bad_zone_and_no_backend_are_refused():
     with pytest.raises(ValueError, match="unknown algorithm 'fastest'"):
         lb("fastest", backends=(A,))
+    with pytest.raises(ValueError, match="zone 0 is not 1-65535"):
+        Balancer(7, "10.0.2.100", "02:00:00:00:02:64", 80, (A,), zone=0)
     with pytest.raises(ValueError, match="no backend"):
         RoundRobin(())
     assert set(IN_SWITCH) == {"weighted", "source-hash"}
@@ -160,20 +178,7 @@ def test_other_switches_learn_on_their_own():
     assert lb("round-robin").flows(7) == lb("round-robin").static_flows()
 
 
-def test_a_first_packet_is_pinned_sent_on_and_reported_once():
-    rr = lb("round-robin", idle_timeout=5)
-    first = rr.packet_in(("10.0.1.10", 20001), SYN, now=0.0)
-    assert first.flows == tuple(lb("round-robin", idle_timeout=5).new_session(("10.0.1.10", 20001), 0.0)[1])
-    assert first.packet == rr.rewrite(A)
-    assert first.events == (
-        ("session", {"client": "10.0.1.10:20001", "backend": "srv1", "open_before": {"srv1": 0, "srv2": 0}}),
-    )
-    again = rr.packet_in(("10.0.1.10", 20001), SYN, now=0.1)  # retransmitted: pinned, not reported
-    assert again.packet == rr.rewrite(A) and again.flows and again.events == ()
-    assert rr.packet_in(("10.0.1.11", 20002), 0x10, now=0.2) == Verdict()  # a late ACK: left alone
-
-
-def test_a_copied_fin_or_rst_or_an_idle_removal_ends_the_session():
+def test_a_copied_fin_or_rst_ends_the_session():
     lc = lb("least-connections")
     lc.packet_in(("10.0.1.10", 20001), SYN, 0.0)
     lc.packet_in(("10.0.1.11", 20002), SYN, 0.1)
@@ -187,53 +192,58 @@ def test_a_copied_fin_or_rst_or_an_idle_removal_ends_the_session():
     )
     assert lc.packet_in(("10.0.1.11", 20002), RST, 1.1).events[0][1]["why"] == "RST"
     assert lc.packet_in(("10.0.1.11", 20002), RST, 1.2) == Verdict()  # ended already
-    lc.packet_in(("10.0.1.12", 20003), SYN, 2.0)
-    assert lc.ended(("10.0.1.12", 20003), "idle").events[0][1]["why"] == "idle"
 
 
-def test_no_backend_in_service_refuses_new_sessions_and_reports_the_change():
-    rr = lb("round-robin")
-    rr.packet_in(("10.0.1.10", 20001), SYN, 0.0)
-    out = rr.service_changed({B.ip})
-    assert out.flows == () and out.events == (
-        ("in_service", {"backends": ["srv2"], "sessions_kept": {"srv1": ["10.0.1.10:20001"]}}),
-    )
-    none = rr.service_changed(set())
-    assert none.flows == (rr._refuse(),) and none.events[0][1]["backends"] == []
-    refused = rr.packet_in(("10.0.1.11", 20002), SYN, 1.0)
-    assert refused == Verdict(
-        events=(("session_refused", {"client": "10.0.1.11:20002", "why": "no backend in service"}),)
-    )
-    weighted = lb("weighted", backends=(A, B, C))
-    assert weighted.service_changed({A.ip, C.ip}).flows == tuple(
-        lb("weighted", backends=(A, B, C)).set_in_service({"srv1", "srv3"})
-    )
+# As `ovs-appctl dpctl/dump-conntrack -s` prints them (Open vSwitch 3.1, userspace datapath).
+DUMP = """\
+tcp,orig=(src=10.0.1.10,dst=10.0.2.100,sport=20001,dport=80),reply=(src=10.0.3.11,dst=10.0.1.10,sport=80,dport=20001),zone=40001,mark=1,timeout=86399,protoinfo=(state=ESTABLISHED)
+tcp,orig=(src=10.0.1.11,dst=10.0.2.100,sport=20002,dport=80),reply=(src=10.0.3.12,dst=10.0.1.11,sport=80,dport=20002),zone=40001,mark=2,timeout=86385,protoinfo=(state=ESTABLISHED)
+tcp,orig=(src=10.0.1.12,dst=10.0.2.100,sport=20003,dport=80),reply=(src=10.0.3.11,dst=10.0.1.12,sport=80,dport=20003),zone=40001,mark=1,timeout=25,protoinfo=(state=TIME_WAIT)
+"""
 
 
-# Every message below, as the app's own translator serialized them before the translation
-# moved to controllers.ofp (checked byte for byte then).
-BALANCER_MESSAGES, BALANCER_DIGEST = 70, "418912938adc100263aee701ae76b6a4d7fdde00f27ac1f4b232c10cc1a254b2"
+def test_a_read_of_the_zone_removes_idle_sessions_and_ends_closed_or_gone_ones():
+    rr = lb("round-robin", idle_timeout=10)
+    for n, port in enumerate((20001, 20002, 20003, 20004, 20005)):
+        rr.packet_in((f"10.0.1.1{n}", port), SYN, 0.0)
+    rr.packet_in(("10.0.1.15", 20006), SYN, 9.5)  # pinned half a second ago, not read yet
+    connections = parse_conntrack(DUMP)
+    assert connections[0]["reply_src"] == A.ip and connections[1]["timeout"] == 86385
+    assert connections[2]["state"] == "TIME_WAIT"
+    verdict, idle = rr.connections_read(connections, now=10.0)
+    assert [(c["src"], c["sport"]) for c in idle] == [("10.0.1.11", 20002)]  # 15 s without a packet
+    assert ESTABLISHED_TIMEOUT - idle[0]["timeout"] == 15
+    ends = {e[1]["client"]: e[1]["why"] for e in verdict.events}
+    assert ends == {
+        "10.0.1.11:20002": "idle",
+        "10.0.1.12:20003": "closed",
+        "10.0.1.13:20004": "gone",
+        "10.0.1.14:20005": "gone",
+    }
+    assert set(rr.sessions) == {("10.0.1.10", 20001), ("10.0.1.15", 20006)}
+    # The in-switch algorithms keep no table: only the idle connections are removed.
+    verdict, idle = lb("weighted").connections_read(connections, now=10.0)
+    assert verdict == Verdict() and len(idle) == 1
+    assert lb("weighted", zone=7).connections_read(connections, 10.0)[1] == []  # another zone's
 
 
-def test_the_balancer_flows_reach_the_switch_as_they_did_before_one_translation():
+def test_the_balancer_flows_translate_to_openflow():
     pytest.importorskip("os_ken")
-    messages = []
     for algorithm in ALGORITHMS:
-        balancer = lb(algorithm, backends=(A, B, C), idle_timeout=5)
-        flows = balancer.static_flows() + balancer.new_session(("10.0.1.10", 20001), 0.0)[1]
-        flows += balancer.set_in_service({"srv2", "srv3"}) + balancer.set_in_service(set())
-        flows += balancer.set_in_service({"srv1"})
-        messages += wire(flows)
-        out = packet_out(Datapath(7), 1, balancer.rewrite(B), b"x")
+        balancer = lb(algorithm, backends=(A, B, C))
+        flows = balancer.static_flows() + balancer.set_in_service({"srv2", "srv3"})
+        flows += balancer.set_in_service(set()) + balancer.set_in_service({"srv1"})
+        assert all(wire(flows)) and wire(balancer.flows(3))
+        out = packet_out(Datapath(7), 1, balancer.pin(B), b"x")
         out.serialize()
-        messages.append(bytes(out.buf).hex())
-        messages += wire(balancer.flows(3))
-    digest = hashlib.sha256("\n".join(messages).encode()).hexdigest()
-    assert (len(messages), digest) == (BALANCER_MESSAGES, BALANCER_DIGEST)
     dp = Datapath(7)
     hashed = action(dp, ("multipath", "symmetric_l3", 0, 3, "reg0"))
     assert (hashed.fields, hashed.basis, hashed.max_link) == (6, 0, 2)
-    learn = action(dp, ("learn_session", 0, SESSION_COOKIE, 5, A.mac, A.ip, "reg1"))
-    assert (learn.priority, learn.cookie, learn.idle_timeout) == (100, SESSION_COOKIE, 5)
-    assert learn.specs[-2].src == 0x0A00030B and learn.specs[-1].src == ("reg1", 0)
+    pin = action(dp, ("ct_pin", 40001, 2, B.ip, T_DELIVER))
+    assert (pin.flags, pin.zone_ofs_nbits, pin.recirc_table) == (1, 40001, T_DELIVER)  # commit
+    nat, mark = pin.actions
+    assert (nat.flags, nat.range_ipv4_min, nat.range_ipv4_max) == (2, B.ip, B.ip)  # destination NAT
+    assert mark.key == "ct_mark" and mark.value == 2
+    tracked = action(dp, ("ct_nat", 40001, T_TOWARD))
+    assert (tracked.flags, tracked.recirc_table, tracked.actions[0].flags) == (0, T_TOWARD, 0)
     assert action(dp, ("controller",)).port == dp.ofproto.OFPP_CONTROLLER

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -26,26 +25,10 @@ from os_ken.controller.handler import MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
+from controllers.conntrack import DATAPATH, appctl, parse_conntrack
 from controllers.fwlb.logic import Fabric, FabricConfig
-from controllers.fwlb.sessions import SessionTable, parse_conntrack
+from controllers.fwlb.sessions import SessionTable
 from controllers.ofp import Message, SwitchAdapter, log
-
-DATAPATH = "netdev@ovs-netdev"  # the lab's switches: the userspace datapath
-
-
-def appctl(*args: str) -> str:
-    """An ovs-appctl command's output ('' and an event line when it fails)."""
-    try:
-        done = subprocess.run(
-            ["ovs-appctl", "--timeout=5", *args], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log("appctl_failed", args=list(args), error=str(exc))
-        return ""
-    if done.returncode != 0:
-        log("appctl_failed", args=list(args), error=done.stderr.strip()[-200:])
-        return ""
-    return done.stdout
 
 
 class FirewallFabric(SwitchAdapter, app_manager.OSKenApp):

@@ -5,7 +5,6 @@ written address:port with the address unbracketed (split at the last colon)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,28 +21,6 @@ class Session:
         return dict(self.__dict__)
 
 
-# One connection of `ovs-appctl dpctl/dump-conntrack`, e.g.
-# tcp,orig=(src=10.0.0.11,dst=10.0.1.11,sport=40000,dport=8080),reply=(...),zone=7,mark=1,...
-CONNECTION = re.compile(
-    r"^(?P<proto>\w+),orig=\(src=(?P<src>[^,]+),dst=(?P<dst>[^,]+)(?:,sport=(?P<sport>\d+),dport=(?P<dport>\d+))?"
-    r".*?\bzone=(?P<zone>\d+)(?:.*?\bmark=(?P<mark>\d+))?"
-)
-
-
-def parse_conntrack(text: str) -> list[dict[str, Any]]:
-    """The connections of a conntrack dump: proto, src, sport, dst, dport, zone, mark."""
-    out = []
-    for line in text.splitlines():
-        found = CONNECTION.match(line.strip())
-        if found is None:
-            continue
-        entry: dict[str, Any] = found.groupdict()
-        for key in ("sport", "dport", "zone", "mark"):
-            entry[key] = int(entry[key]) if entry[key] is not None else None
-        out.append(entry)
-    return out
-
-
 @dataclass
 class SessionTable:
     """Sessions as the fabric pinned them: which firewall each fabric switch gave them
@@ -52,7 +29,7 @@ class SessionTable:
     sessions: dict[tuple[str, str], Session] = field(default_factory=dict)
 
     def update(self, role: str, entries: list[dict[str, Any]], now: float) -> None:
-        """`entries`: one switch's connections (`parse_conntrack`), named by their
+        """`entries`: one switch's connections (`controllers.conntrack.parse_conntrack`), named by their
         original direction on both switches (each tracks both directions)."""
         for e in entries:
             fw = e.get("mark") or 0

@@ -1,13 +1,14 @@
 """os-ken adapter for controllers.l4lb.logic: sends its flows (translated by
-controllers.ofp), answers ARP for the VIP, hands the packets to the VIP and the session
-flows' removals to the logic and carries out its verdicts, and follows the backends in
-service.
+controllers.ofp), answers ARP for the VIP, hands the packets to the VIP to the logic and
+carries out its verdicts, reads the balancer's conntrack zone (removing idle sessions),
+and follows the backends in service.
 
 Configuration: the JSON file named by SESSIONLAB_APP_CONFIG (written by the harness). The
+app starts by emptying its conntrack zone (a clean start, as for the flows). The
 addresses in service are read from `service_file` when it changes (the health-check
 agent writes it from the lab, replacing it whole). Events (JSON lines): switch_ready,
 session (a decision, with the open sessions per backend the controller counted before
-it), session_end, in_service.
+it), session_end, idle_removed, in_service.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from os_ken.lib import hub
 from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp
 from os_ken.ofproto import ofproto_v1_3
 
+from controllers import conntrack
 from controllers.l4lb.logic import Backend, Balancer
 from controllers.ofp import Flow, SwitchAdapter, log, packet_out
 
@@ -43,11 +45,15 @@ class L4Balancer(SwitchAdapter, app_manager.OSKenApp):
             data["vport"],
             backends,
             data["algorithm"],
+            zone=int(data["zone"]),
             idle_timeout=int(data.get("idle_timeout", 10)),
         )
+        self.poll_interval = float(data.get("poll_interval", 2.0))
         self.service_file = Path(data["service_file"]) if data.get("service_file") else None
+        conntrack.flush(self.lb.zone)
         hub.spawn(self._watch_service)
-        log("app_started", algorithm=self.lb.algorithm, in_switch=self.lb.in_switch)
+        hub.spawn(self._watch_connections)
+        log("app_started", algorithm=self.lb.algorithm, in_switch=self.lb.in_switch, zone=self.lb.zone)
 
     # --- the switches (controllers.ofp.SwitchAdapter handles their events) ---------------
     def switch_flows(self, dpid: int) -> list[Flow]:
@@ -87,12 +93,18 @@ class L4Balancer(SwitchAdapter, app_manager.OSKenApp):
         dp.send_msg(packet_out(dp, dp.ofproto.OFPP_CONTROLLER, (("output", in_port),), reply.data))
         log("arp_answered", asker=request.src_ip)
 
-    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
-    def flow_removed(self, ev: Any) -> None:
-        match = ev.msg.match
-        if "ipv4_src" not in match or "tcp_src" not in match:
-            return
-        self.carry_out(self.lb.ended((match["ipv4_src"], match["tcp_src"]), "idle"))
+    # --- the sessions: the zone's connections -----------------------------------------
+    def _watch_connections(self) -> None:
+        """Read the zone every `poll_interval`: idle sessions removed, ends reported."""
+        while True:
+            hub.sleep(self.poll_interval)
+            verdict, idle = self.lb.connections_read(conntrack.dump(self.lb.zone, stats=True), time.time())
+            for entry in idle:
+                conntrack.flush(self.lb.zone, entry)
+            if idle:
+                named = [f"{e['src']}:{e['sport']}" for e in idle[:20]]
+                log("idle_removed", count=len(idle), sessions=named)
+            self.carry_out(verdict)
 
     # --- health -----------------------------------------------------------------------
     def _watch_service(self) -> None:

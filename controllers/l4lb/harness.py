@@ -1,7 +1,8 @@
 """How the lab runs the L4 balancer app on the S4 network: its configuration, computed
 from the lab and the topology's address plan (`lab.topology.plan`: the VIP, its MAC and
 port, the real servers). The switch s1 balances; the backends are the real servers behind gw, so a
-session's packets go to gw's MAC with the server's address."""
+session's packets go to gw's MAC with the server's address. The sessions are s1's
+conntrack connections in the balancer's zone (`sessions`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,24 @@ if TYPE_CHECKING:
 def service_file(lab: Lab) -> str:
     """Where the health-check agent writes the backends in service (the app follows it)."""
     return str(lab.runtime_dir() / "l4lb-in-service.json")
+
+
+def zone(lab: Lab) -> int:
+    """The balancer's conntrack zone. Every lab's switches share one datapath, so it must
+    differ between labs running at once: this lab's controller port (unique among them,
+    ephemeral: 32768-60999; the S2 fabric's second zone has the top bit flipped)."""
+    assert lab.controller is not None
+    return int(lab.controller.port)
+
+
+def sessions(lab: Lab) -> tuple[str, list[dict[str, Any]]]:
+    """The balancer's sessions now: its zone's connections (the dump's text, and parsed),
+    each with the server it was given (`mark`: the backend's place in the list, from 1;
+    `reply_src`: the server's address)."""
+    from controllers import conntrack
+
+    text = conntrack.appctl("dpctl/dump-conntrack", conntrack.DATAPATH, f"zone={zone(lab)}")
+    return text, conntrack.parse_conntrack(text)
 
 
 def config(lab: Lab, algorithm: str, weights: dict[str, int] | None = None) -> dict[str, Any]:
@@ -37,7 +56,9 @@ def config(lab: Lab, algorithm: str, weights: dict[str, int] | None = None) -> d
         "vport": plan.ports["web"],
         "algorithm": algorithm,
         "backends": backends,
+        "zone": zone(lab),
         "idle_timeout": 10,
+        "poll_interval": 2.0,
         "service_file": service_file(lab),
     }
 

@@ -2,24 +2,32 @@
 
 Clients address a virtual IP (VIP) and port; the switch rewrites each new session's
 packets to one real server (its IP and MAC) and the server's replies back to the VIP, so
-a session stays on its server for its life. Where the choice is made:
+a session stays on its server for its life. The sessions are the switch's conntrack
+connections (the userspace datapath's, in a zone of this balancer's own), not flows: a
+session's first packet is committed with a destination NAT to its server and the server's
+number as the connection's mark; every later packet of it, both ways, is rewritten by
+conntrack, and the mark says where it goes. No flow is added per session, so the switch's
+flow table (and with it the datapath's cache) stays the same however many sessions come
+and go. Where the choice is made:
 
 - in the switch, installed ahead (no packet of a session goes to the controller):
-  source-hash and weighted. A client's first packet to the VIP is hashed by OVS's
-  `multipath` (the client's address, or the whole session) into a slot, one per backend
-  or as many as its weight; the slot's flow `learn`s the session into the session table
-  (so it keeps its backend whatever changes later) and rewrites the packet;
+  source-hash and weighted. A session's first packet is hashed by OVS's `multipath` (the
+  client's address, or the whole session) into a slot, one per backend or as many as its
+  weight; the slot commits the connection to its backend;
 - by the controller, one packet-in per new session: round-robin (a counter the switch
   cannot keep) and least-connections, which must also hear each session's end: its FIN
-  or RST is copied to the controller (a second packet-in), and an idle session flow's
-  removal is reported. Those packet-ins are this design's cost.
+  or RST is copied to the controller (a second packet-in). The controller sends the
+  first packet back with the same commit (a packet-out, no flow). Those packet-ins are
+  this design's cost.
 
-Replies need no per-session state: every packet from a backend's service port is
-rewritten back to the VIP. ARP for the VIP is answered by the controller (per client).
+A session idle for `idle_timeout` seconds is ended: the app reads the zone's connections
+every `poll_interval` and removes the idle ones (conntrack's own established timeout is a
+day); that read also ends the controller's sessions that closed. ARP for the VIP is
+answered by the controller (per client).
 
 Here the controller's side: the choosers, each taking `now`, the flows, and what to do
-with each packet-in and health change (a `Verdict`); tested offline. The adapter
-(`app.py`) only parses packets and translates.
+with each packet-in, health change and read of the connections (a `Verdict`); tested
+offline. The adapter (`app.py`) only parses packets and translates.
 """
 
 from __future__ import annotations
@@ -34,11 +42,23 @@ from controllers.ofp import match as _m
 
 ALGORITHMS = ("round-robin", "weighted", "least-connections", "source-hash")
 IN_SWITCH = ("weighted", "source-hash")  # decided by a hash in the switch, no packet-in
-SESSION_COOKIE = 0x4C420000  # session flows: cookie = SESSION_COOKIE + backend index
-T_SESSIONS, T_CHOOSE = 0, 1  # pinned sessions and the static flows; the hash's slots
+# The tables: what enters (ARP, the VIP's packets and the servers' replies, each through
+# conntrack); a client's packet to the VIP, tracked; the hash's slots; delivery to a
+# session's server by its mark; a server's reply, tracked.
+T_IN, T_TOWARD, T_CHOOSE, T_DELIVER, T_BACK = 0, 1, 2, 3, 4
 ETH_IP, ETH_ARP, TCP = 0x0800, 0x0806, 6
 FIN, SYN, RST = 0x01, 0x02, 0x04  # TCP flags
-SLOT_REG, PORT_REG = "reg0", "reg1"  # the hash's slot; the backend's port, for learn
+SLOT_REG = "reg0"  # the hash's slot
+# ct_state bits (ovs-fields(7)) and the states matched (value, mask).
+CT_NEW, CT_EST, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x08, 0x10, 0x20
+FIRST_PACKET = (CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_INV)
+KNOWN = (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV)  # a committed connection, either way
+INVALID = (CT_TRK | CT_INV, CT_TRK | CT_INV)
+REPLY = (CT_TRK | CT_EST | CT_RPL, CT_TRK | CT_EST | CT_RPL | CT_INV)
+# Open vSwitch's userspace conntrack: an established TCP connection's timeout (a day),
+# and the states of a closed one (both sides' FINs seen, or reset).
+ESTABLISHED_TIMEOUT = 86400
+CLOSED_STATES = ("TIME_WAIT", "CLOSED")
 # OVS multipath's fields: the addresses only (the VIP is the same for every client, so
 # one client, one slot; OVS 3.1's "nw_src" always gives slot 0), or the whole session.
 HASH_FIELDS = {"source-hash": "symmetric_l3", "weighted": "symmetric_l3l4"}
@@ -140,14 +160,18 @@ class Balancer:
     vport: int
     backends: tuple[Backend, ...]
     algorithm: str = "round-robin"
-    idle_timeout: int = 10  # s: a session flow idle this long is removed (and reported)
+    zone: int = 1  # the conntrack zone of its sessions (unique among the switches' apps)
+    idle_timeout: int = 10  # s: a session idle this long is ended (its connection removed)
     sessions: dict[Session, Backend] = field(default_factory=dict)
+    since: dict[Session, float] = field(default_factory=dict)  # when the controller pinned it
     in_service: tuple[Backend, ...] = ()
     chooser: Chooser = field(init=False)
 
     def __post_init__(self) -> None:
         if self.algorithm not in CHOOSERS:
             raise ValueError(f"unknown algorithm {self.algorithm!r} (known: {', '.join(ALGORITHMS)})")
+        if not 0 < self.zone < 0x10000:
+            raise ValueError(f"conntrack zone {self.zone} is not 1-65535")
         self.in_service = self.in_service or self.backends
         self.chooser = CHOOSERS[self.algorithm](self.in_service)
 
@@ -155,16 +179,14 @@ class Balancer:
     def in_switch(self) -> bool:
         return self.algorithm in IN_SWITCH
 
-    def cookie(self, backend: Backend) -> int:
-        return SESSION_COOKIE + self.backends.index(backend)
+    def mark(self, backend: Backend) -> int:
+        """The connection mark naming `backend` (its place in the list, from 1)."""
+        return self.backends.index(backend) + 1
 
-    def rewrite(self, backend: Backend) -> tuple[tuple[object, ...], ...]:
-        """What a client's packet to the VIP becomes: the backend's MAC (next hop) and address."""
-        return (
-            ("set_field", "eth_dst", backend.mac),
-            ("set_field", "ipv4_dst", backend.ip),
-            ("output", backend.port),
-        )
+    def pin(self, backend: Backend) -> tuple[tuple[object, ...], ...]:
+        """A session's first packet: committed to `backend` (destination NAT, its mark),
+        then delivered."""
+        return (("ct_pin", self.zone, self.mark(backend), backend.ip, T_DELIVER),)
 
     def _to_vip(self, **more: object) -> tuple[tuple[str, object], ...]:
         return _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_dst=self.vip, tcp_dst=self.vport, **more)
@@ -174,25 +196,42 @@ class Balancer:
         every other switch one flow that makes it a plain learning switch."""
         if dpid == self.dpid:
             return self.static_flows()
-        return [Flow(dpid, T_SESSIONS, 0, (), (("normal",),))]
+        return [Flow(dpid, T_IN, 0, (), (("normal",),))]
 
     def static_flows(self) -> list[Flow]:
         """Everything installed when the switch connects."""
+        tracked = (("ct_nat", self.zone, T_TOWARD),)
         flows = [
-            Flow(self.dpid, T_SESSIONS, 0, (), (("normal",),)),
-            Flow(self.dpid, T_SESSIONS, 200, _m(eth_type=ETH_ARP, arp_tpa=self.vip), (("controller",),)),
+            Flow(self.dpid, T_IN, 0, (), (("normal",),)),
+            Flow(self.dpid, T_IN, 200, _m(eth_type=ETH_ARP, arp_tpa=self.vip), (("controller",),)),
+            Flow(self.dpid, T_IN, 10, self._to_vip(), tracked),
+            Flow(self.dpid, T_TOWARD, 30, _m(ct_state=INVALID), ()),  # not a session: dropped
+            Flow(self.dpid, T_TOWARD, 10, _m(ct_state=KNOWN), (("resubmit", T_DELIVER),)),
+            Flow(self.dpid, T_TOWARD, 0, (), ()),
+            # A server's reply to a session: the address back to the VIP's (conntrack), the
+            # VIP's MAC; anything else from a server's port goes on as it is.
+            Flow(
+                self.dpid, T_BACK, 10, _m(ct_state=REPLY), (("set_field", "eth_src", self.vmac), ("normal",))
+            ),
+            Flow(self.dpid, T_BACK, 0, (), (("normal",),)),
         ]
+        if self.algorithm == "least-connections":
+            for flag in (FIN, RST):
+                # The copy first: it must reach the controller as the client sent it.
+                ending = self._to_vip(tcp_flags=(flag, flag))
+                flows.append(Flow(self.dpid, T_IN, 20, ending, (("controller",), *tracked)))
         for backend in self.backends:
             replies = _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_src=backend.ip, tcp_src=self.vport)
-            back = (("set_field", "eth_src", self.vmac), ("set_field", "ipv4_src", self.vip), ("normal",))
-            flows.append(Flow(self.dpid, T_SESSIONS, 10, replies, back))
+            flows.append(Flow(self.dpid, T_IN, 10, replies, (("ct_nat", self.zone, T_BACK),)))
+            deliver = (("set_field", "eth_dst", backend.mac), ("output", backend.port))
+            flows.append(Flow(self.dpid, T_DELIVER, 10, _m(ct_mark=self.mark(backend)), deliver))
         return flows + self.choice_flows()
 
     def choice_flows(self) -> list[Flow]:
         """Where a new session to the VIP goes: to the controller, or through the hash's
         slots over the backends in service (sent again when that changes)."""
         if not self.in_switch:
-            return [Flow(self.dpid, T_SESSIONS, 10, self._to_vip(), (("controller",),))]
+            return [Flow(self.dpid, T_TOWARD, 20, _m(ct_state=FIRST_PACKET), (("controller",),))]
         slots = [b for b in self.in_service for _ in range(b.weight if self.algorithm == "weighted" else 1)]
         if not slots:
             return [Flow(self.dpid, T_CHOOSE, 0, (), (), command="delete"), self._refuse()]
@@ -202,27 +241,17 @@ class Balancer:
         )
         flows = [
             Flow(self.dpid, T_CHOOSE, 0, (), (), command="delete"),
-            Flow(self.dpid, T_SESSIONS, 10, self._to_vip(), hashed),
+            Flow(self.dpid, T_TOWARD, 20, _m(ct_state=FIRST_PACKET), hashed),
         ]
         for slot, backend in enumerate(slots):
-            learn = (
-                "learn_session",
-                T_SESSIONS,
-                self.cookie(backend),
-                self.idle_timeout,
-                backend.mac,
-                backend.ip,
-                PORT_REG,
-            )
-            actions = (("set_field", PORT_REG, backend.port), learn, *self.rewrite(backend))
-            # The match names IP and TCP: OpenFlow refuses to rewrite an address otherwise.
+            # The match names IP and TCP: OpenFlow refuses a NAT of an address otherwise.
             slot_match = _m(eth_type=ETH_IP, ip_proto=TCP, **{SLOT_REG: slot})
-            flows.append(Flow(self.dpid, T_CHOOSE, 10, slot_match, actions))
+            flows.append(Flow(self.dpid, T_CHOOSE, 10, slot_match, self.pin(backend)))
         return flows
 
     def _refuse(self) -> Flow:
         """No backend in service: new sessions to the VIP are dropped."""
-        return Flow(self.dpid, T_SESSIONS, 10, self._to_vip(), ())
+        return Flow(self.dpid, T_TOWARD, 20, _m(ct_state=FIRST_PACKET), ())
 
     def set_in_service(self, names: set[str]) -> list[Flow]:
         """Health checks changed which backends take new sessions; sessions keep theirs."""
@@ -232,56 +261,25 @@ class Balancer:
             self.chooser = CHOOSERS[self.algorithm](self.in_service or self.backends)
             if open_now is not None:
                 self.chooser.open = {b.name: open_now.get(b.name, 0) for b in self.in_service}  # type: ignore[attr-defined]
-            return [] if self.in_service else [self._refuse()]
+            return self.choice_flows() if self.in_service else [self._refuse()]
         return self.choice_flows()
 
-    def new_session(self, session: Session, now: float) -> tuple[Backend, list[Flow]]:
-        """A client's first packet to the VIP reached the controller: choose a backend and
-        return it with the flows that pin the session (the packet itself is then sent
-        with `rewrite`). With least-connections the session's FIN and RST are copied to
-        the controller, so it hears the end."""
+    def new_session(self, session: Session, now: float) -> Backend:
+        """A client's first packet to the VIP reached the controller: its backend (the
+        one it was given already, for a retransmitted first packet)."""
         if not self.in_service:
             raise LookupError("no backend in service")
         backend = self.sessions.get(session) or self.chooser.choose(session, now)
         self.sessions[session] = backend
-        client, cport = session
-        match = self._to_vip(ipv4_src=client, tcp_src=cport)
-        flows = [
-            Flow(
-                self.dpid,
-                T_SESSIONS,
-                100,
-                match,
-                self.rewrite(backend),
-                cookie=self.cookie(backend),
-                idle_timeout=self.idle_timeout,
-                notify_removed=True,  # its removal ends the session in the controller's table
-            )
-        ]
-        if self.algorithm == "least-connections":
-            for flag in (FIN, RST):
-                ending = (*match, ("tcp_flags", (flag, flag)))
-                # The copy first: it must reach the controller as the client sent it.
-                actions = (("controller",), *self.rewrite(backend))
-                flows.append(
-                    Flow(
-                        self.dpid,
-                        T_SESSIONS,
-                        110,
-                        ending,
-                        actions,
-                        cookie=self.cookie(backend),
-                        idle_timeout=self.idle_timeout,
-                    )
-                )
-        return backend, flows
+        self.since.setdefault(session, now)
+        return backend
 
     def packet_in(self, session: Session, flags: int, now: float) -> Verdict:
         """A client's TCP packet to the VIP reached the controller (`flags`: its TCP flags).
         A FIN or RST is least-connections' copy (the switch forwarded the packet already):
-        the session ends. A first packet (SYN) is given a backend: the flows that pin it,
-        the packet sent on rewritten, and a "session" line (none for a retransmitted one,
-        whose session is pinned already). A late packet of an ended session is left alone."""
+        the session ends. A first packet (SYN) is given a backend: the packet sent back
+        with the commit that pins it, and a "session" line (none for a retransmitted one,
+        pinned already). Any other packet of an unknown session is left alone."""
         client = f"{session[0]}:{session[1]}"
         if flags & (FIN | RST):
             return self.ended(session, "RST" if flags & RST else "FIN")
@@ -290,7 +288,7 @@ class Balancer:
             return Verdict()
         before = self.open_sessions()
         try:
-            backend, flows = self.new_session(session, now)
+            backend = self.new_session(session, now)
         except LookupError:
             return Verdict(events=(("session_refused", {"client": client, "why": "no backend in service"}),))
         events = (
@@ -298,11 +296,11 @@ class Balancer:
             if known
             else (("session", {"client": client, "backend": backend.name, "open_before": before}),)
         )
-        return Verdict(tuple(flows), self.rewrite(backend), events)
+        return Verdict(packet=self.pin(backend), events=events)
 
     def ended(self, session: Session, why: str) -> Verdict:
-        """The session ended (`why`: FIN, RST, or idle: its flow was removed): a
-        "session_end" line with the open sessions after it, if the session was known."""
+        """The session ended (`why`: FIN, RST, closed or idle): a "session_end" line with
+        the open sessions after it, if the session was known."""
         backend = self.session_ended(session)
         if backend is None:
             return Verdict()
@@ -313,6 +311,37 @@ class Balancer:
             "open": self.open_sessions(),
         }
         return Verdict(events=(("session_end", fields),))
+
+    def connections_read(
+        self, connections: list[dict[str, Any]], now: float
+    ) -> tuple[Verdict, list[dict[str, Any]]]:
+        """The zone's connections were read (`controllers.conntrack.dump` with stats): the
+        idle ones to remove (established, untouched for `idle_timeout` s or more), and the
+        ends of the controller's sessions that are idle, closed, or gone (pinned over a
+        second ago and no longer in the zone)."""
+        ours = [c for c in connections if c.get("zone") == self.zone and c.get("sport") is not None]
+        idle = [
+            c
+            for c in ours
+            if c.get("state") == "ESTABLISHED"
+            and c.get("timeout") is not None
+            and c["timeout"] <= ESTABLISHED_TIMEOUT - self.idle_timeout
+        ]
+        state = {(c["src"], c["sport"]): c for c in ours}
+        idle_keys = {(c["src"], c["sport"]) for c in idle}
+        events: list[tuple[str, dict[str, Any]]] = []
+        for session in list(self.sessions):
+            entry = state.get(session)
+            if session in idle_keys:
+                why = "idle"
+            elif entry is not None and entry.get("state") in CLOSED_STATES:
+                why = "closed"
+            elif entry is None and now - self.since.get(session, now) > 1.0:
+                why = "gone"
+            else:
+                continue
+            events += self.ended(session, why).events
+        return Verdict(events=tuple(events)), idle
 
     def service_changed(self, addresses: set[str]) -> Verdict:
         """The health-check agent's addresses in service changed: the flows for the new
@@ -325,8 +354,9 @@ class Balancer:
         return Verdict(flows=tuple(flows), events=(("in_service", fields),))
 
     def session_ended(self, session: Session) -> Backend | None:
-        """The session ended (FIN, RST, or its flow was removed idle); its backend."""
+        """The session ended; its backend."""
         backend = self.sessions.pop(session, None)
+        self.since.pop(session, None)
         if backend is not None:
             self.chooser.closed(backend)
         return backend
@@ -334,7 +364,7 @@ class Balancer:
     def sessions_out_of_service(self) -> dict[str, list[str]]:
         """The sessions this controller pinned to backends now out of service (they stay
         on them: only new sessions avoid a backend taken out). The in-switch algorithms
-        pin sessions without the controller: the switch's flow table lists those."""
+        pin sessions without the controller: the switch's conntrack zone lists those."""
         out: dict[str, list[str]] = {}
         for (client, port), backend in self.sessions.items():
             if backend not in self.in_service:

@@ -1,0 +1,77 @@
+"""The userspace datapath's conntrack, as the controller apps read it: `ovs-appctl`
+(conntrack is the datapath's, not OpenFlow's) and its connection dumps parsed.
+
+Every lab's switches share one userspace datapath (`netdev@ovs-netdev`), so an app keeps
+its connections in conntrack zones of its own (unique among the labs running at once) and
+reads and empties only those."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Any
+
+from controllers.ofp import log
+
+DATAPATH = "netdev@ovs-netdev"  # the lab's switches: the userspace datapath
+
+# One connection of `ovs-appctl dpctl/dump-conntrack [-s]`, e.g.
+# tcp,orig=(src=10.0.0.11,dst=10.0.1.11,sport=40000,dport=8080),reply=(src=...,sport=...),
+# zone=7,mark=1,timeout=86399,protoinfo=(state=ESTABLISHED)
+CONNECTION = re.compile(
+    r"^(?P<proto>\w+),orig=\(src=(?P<src>[^,]+),dst=(?P<dst>[^,]+)(?:,sport=(?P<sport>\d+),dport=(?P<dport>\d+))?"
+    r"[^)]*\),reply=\(src=(?P<reply_src>[^,]+)"
+    r".*?\bzone=(?P<zone>\d+)(?:.*?\bmark=(?P<mark>\d+))?(?:.*?\btimeout=(?P<timeout>\d+))?"
+    r"(?:.*?\bstate(?:_orig)?=(?P<state>\w+))?"
+)
+NUMBERS = ("sport", "dport", "zone", "mark", "timeout")
+
+
+def parse_conntrack(text: str) -> list[dict[str, Any]]:
+    """The connections of a conntrack dump: proto, src, sport, dst, dport, reply_src (the
+    address the reply comes from: after a destination NAT, the real server), zone, mark,
+    and with `-s` the seconds left (timeout) and the TCP state (the original direction's)."""
+    out = []
+    for line in text.splitlines():
+        found = CONNECTION.match(line.strip())
+        if found is None:
+            continue
+        entry: dict[str, Any] = found.groupdict()
+        for key in NUMBERS:
+            entry[key] = int(entry[key]) if entry[key] is not None else None
+        out.append(entry)
+    return out
+
+
+def appctl(*args: str) -> str:
+    """An ovs-appctl command's output ('' and an event line when it fails)."""
+    try:
+        done = subprocess.run(
+            ["ovs-appctl", "--timeout=5", *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log("appctl_failed", args=list(args), error=str(exc))
+        return ""
+    if done.returncode != 0:
+        log("appctl_failed", args=list(args), error=done.stderr.strip()[-200:])
+        return ""
+    return done.stdout
+
+
+def dump(zone: int, stats: bool = False) -> list[dict[str, Any]]:
+    """The connections of one zone (with `stats`: their seconds left and TCP states)."""
+    return parse_conntrack(
+        appctl("dpctl/dump-conntrack", *(("-s",) if stats else ()), DATAPATH, f"zone={zone}")
+    )
+
+
+def flush(zone: int, entry: dict[str, Any] | None = None) -> None:
+    """Empty a zone, or remove one connection of it (by its original direction)."""
+    if entry is None:
+        appctl("dpctl/flush-conntrack", f"zone={zone}")  # (3.1 takes no datapath name here)
+        return
+    tuple_ = (
+        f"ct_nw_src={entry['src']},ct_nw_dst={entry['dst']},ct_nw_proto=6,"
+        f"ct_tp_src={entry['sport']},ct_tp_dst={entry['dport']}"
+    )
+    appctl("dpctl/flush-conntrack", f"zone={zone}", tuple_)
