@@ -17,13 +17,13 @@ DATAPATH = "netdev@ovs-netdev"  # the lab's switches: the userspace datapath
 
 # One connection of `ovs-appctl dpctl/dump-conntrack [-s]`, e.g.
 # tcp,orig=(src=10.0.0.11,dst=10.0.1.11,sport=40000,dport=8080),reply=(src=...,sport=...),
-# zone=7,mark=1,timeout=86399,protoinfo=(state=ESTABLISHED)
+# zone=7,timeout=86399,mark=1,protoinfo=(state=ESTABLISHED)
+# (the fields after the tuples are optional, and `-s` puts the timeout before the mark).
 CONNECTION = re.compile(
     r"^(?P<proto>\w+),orig=\(src=(?P<src>[^,]+),dst=(?P<dst>[^,]+)(?:,sport=(?P<sport>\d+),dport=(?P<dport>\d+))?"
     r"[^)]*\),reply=\(src=(?P<reply_src>[^,]+)"
-    r".*?\bzone=(?P<zone>\d+)(?:.*?\bmark=(?P<mark>\d+))?(?:.*?\btimeout=(?P<timeout>\d+))?"
-    r"(?:.*?\bstate(?:_orig)?=(?P<state>\w+))?"
 )
+FIELDS = {name: re.compile(rf"[,(]{name}=(\w+)") for name in ("zone", "mark", "timeout", "state")}
 NUMBERS = ("sport", "dport", "zone", "mark", "timeout")
 
 
@@ -37,6 +37,12 @@ def parse_conntrack(text: str) -> list[dict[str, Any]]:
         if found is None:
             continue
         entry: dict[str, Any] = found.groupdict()
+        for name, pattern in FIELDS.items():
+            value = pattern.search(line, found.end())
+            entry[name] = value.group(1) if value else None
+        if entry["state"] is None:
+            orig = re.search(r"state_orig=(\w+)", line)
+            entry["state"] = orig.group(1) if orig else None
         for key in NUMBERS:
             entry[key] = int(entry[key]) if entry[key] is not None else None
         out.append(entry)

@@ -29,7 +29,7 @@ from controllers.l4lb.harness import sessions as balancer_sessions
 from lab.config import HealthCheck, L4Balancer, RealServer
 from lab.ovs import OvsFlow, dump_flows
 from lab.plot import distribution_figure
-from lab.traffic import HttpLoad, finish_http, run_http, start_http
+from lab.traffic import HttpLoad, finish_http, http_log, run_http, start_http
 from testcases import s4_common as s4
 from testcases.s4_common import CLIENTS, SERVERS, VIP
 
@@ -282,3 +282,50 @@ def test_health_check_drains_a_server_in_maintenance(lab, case, sdn):
     assert still_pinned == [target], still_pinned
     assert all(r["ok"] for r in during) and target not in during_servers, dict(during_servers)
     assert all(r["ok"] and r["served_by"] == target for r in answers), answers[-3:]
+
+
+def test_an_idle_session_is_ended(lab, case, sdn):
+    """SDN L4: a session idle 10 s leaves s1's conntrack zone; its next request is dropped"""
+    sdn("round-robin")
+    servers = s4.start_servers(lab, return_path="bypass")
+    # Two kept-open sessions from c2, a request at 0 s and one after 4 s or 16 s of idle:
+    # the app reads the zone every 2 s, so the idle one is gone 10-12 s after its last
+    # packet, 4 s before its second request (and the other 6 s before its timeout).
+    loads = {
+        idle: HttpLoad(VIP, 2, case.take_port(), rate=1 / idle, keepalive=True, timeout=2.0)
+        for idle in (4, 16)
+    }
+    procs = {idle: start_http(lab, "c2", load, f"http-c2-idle{idle}") for idle, load in loads.items()}
+    answers = {
+        idle: case.note_load(finish_http(lab, procs[idle], load.budget())) for idle, load in loads.items()
+    }
+    text, found = balancer_sessions(lab)
+    path = case.path / "s1-conntrack.txt"
+    path.write_text(text)
+    case.keep(path, "the balancer's conntrack zone on s1 after both sessions (dpctl/dump-conntrack)")
+    requests = Counter(
+        r["peer_port"] for proc in servers.values() for r in http_log(proc) if r["peer"] == CLIENTS["c2"]
+    )
+    key = {idle: f"{CLIENTS['c2']}:{load.first_port}" for idle, load in loads.items()}
+    removed = [e for e in lab.controller.events("idle_removed") if key[16] in e["sessions"]]
+    ends = {e["client"]: e["why"] for e in lab.controller.events("session_end")}
+    first = answers[16][0]
+    idle_for = removed[0]["t"] - (first["wall_start"] + first["elapsed"]) if removed else None
+    case.figure(
+        "requests answered per session (clients)",
+        {f"idle {i} s": [r["ok"] for r in a] for i, a in answers.items()},
+    )
+    case.figure(
+        "requests the servers logged per session",
+        {f"idle {i} s": requests[loads[i].first_port] for i in loads},
+    )
+    case.figure("idle when the app removed it (s)", round(idle_for, 2) if idle_for is not None else None)
+    case.figure("the controller's ends", {k: ends.get(v) for k, v in key.items()})
+    assert [r["ok"] for r in answers[4]] == [True, True], answers[4]
+    assert [r["ok"] for r in answers[16]] == [True, False], answers[16]
+    assert requests[loads[4].first_port] == 2 and requests[loads[16].first_port] == 1, dict(requests)
+    assert removed and idle_for is not None and 9.9 <= idle_for < 16, f"removed {removed}, idle {idle_for}"
+    assert ends.get(key[16]) == "idle", ends
+    assert not [c for c in found if c["sport"] == loads[16].first_port], (
+        "the idle session is still in s1's zone"
+    )

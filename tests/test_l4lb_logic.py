@@ -100,7 +100,8 @@ def test_every_packet_to_the_vip_and_every_reply_goes_through_the_zone():
     assert [f.actions for f in to_vip] == [(("ct_nat", 40001, T_TOWARD),)]
     replies = [f for f in flows if dict(f.match).get("ipv4_src") in (A.ip, B.ip)]
     assert [f.actions for f in replies] == [(("ct_nat", 40001, T_BACK),)] * 2
-    assert by[(T_TOWARD, 20, (("ct_state", FIRST_PACKET),))] == (("controller",),)
+    first = (("ct_state", FIRST_PACKET), ("eth_type", 0x0800), ("ip_proto", 6), ("tcp_flags", (SYN, 0x12)))
+    assert by[(T_TOWARD, 20, first)] == (("controller",),)  # a SYN new to conntrack, nothing else
     assert by[(T_TOWARD, 10, (("ct_state", KNOWN),))] == (("resubmit", T_DELIVER),)
     assert by[(T_BACK, 10, (("ct_state", REPLY),))] == (
         ("set_field", "eth_src", "02:00:00:00:02:64"),
@@ -196,9 +197,9 @@ def test_a_copied_fin_or_rst_ends_the_session():
 
 # As `ovs-appctl dpctl/dump-conntrack -s` prints them (Open vSwitch 3.1, userspace datapath).
 DUMP = """\
-tcp,orig=(src=10.0.1.10,dst=10.0.2.100,sport=20001,dport=80),reply=(src=10.0.3.11,dst=10.0.1.10,sport=80,dport=20001),zone=40001,mark=1,timeout=86399,protoinfo=(state=ESTABLISHED)
-tcp,orig=(src=10.0.1.11,dst=10.0.2.100,sport=20002,dport=80),reply=(src=10.0.3.12,dst=10.0.1.11,sport=80,dport=20002),zone=40001,mark=2,timeout=86385,protoinfo=(state=ESTABLISHED)
-tcp,orig=(src=10.0.1.12,dst=10.0.2.100,sport=20003,dport=80),reply=(src=10.0.3.11,dst=10.0.1.12,sport=80,dport=20003),zone=40001,mark=1,timeout=25,protoinfo=(state=TIME_WAIT)
+tcp,orig=(src=10.0.1.10,dst=10.0.2.100,sport=20001,dport=80),reply=(src=10.0.3.11,dst=10.0.1.10,sport=80,dport=20001),zone=40001,timeout=86399,mark=1,protoinfo=(state=ESTABLISHED)
+tcp,orig=(src=10.0.1.11,dst=10.0.2.100,sport=20002,dport=80),reply=(src=10.0.3.12,dst=10.0.1.11,sport=80,dport=20002),zone=40001,timeout=86385,mark=2,protoinfo=(state=ESTABLISHED)
+tcp,orig=(src=10.0.1.12,dst=10.0.2.100,sport=20003,dport=80),reply=(src=10.0.3.11,dst=10.0.1.12,sport=80,dport=20003),zone=40001,timeout=25,mark=1,protoinfo=(state=TIME_WAIT)
 """
 
 

@@ -47,7 +47,7 @@ IN_SWITCH = ("weighted", "source-hash")  # decided by a hash in the switch, no p
 # session's server by its mark; a server's reply, tracked.
 T_IN, T_TOWARD, T_CHOOSE, T_DELIVER, T_BACK = 0, 1, 2, 3, 4
 ETH_IP, ETH_ARP, TCP = 0x0800, 0x0806, 6
-FIN, SYN, RST = 0x01, 0x02, 0x04  # TCP flags
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10  # TCP flags
 SLOT_REG = "reg0"  # the hash's slot
 # ct_state bits (ovs-fields(7)) and the states matched (value, mask).
 CT_NEW, CT_EST, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x08, 0x10, 0x20
@@ -188,6 +188,13 @@ class Balancer:
         then delivered."""
         return (("ct_pin", self.zone, self.mark(backend), backend.ip, T_DELIVER),)
 
+    def _first_packet(self) -> tuple[tuple[str, object], ...]:
+        """A new session's first packet: new to conntrack and a SYN. Conntrack would also
+        take up a connection from a packet in its middle (an ACK it has no entry for: a
+        session removed idle, or a frame made up); that is no session here and is dropped,
+        as a balancer drops a packet of a session it does not hold."""
+        return _m(eth_type=ETH_IP, ip_proto=TCP, ct_state=FIRST_PACKET, tcp_flags=(SYN, SYN | ACK))
+
     def _to_vip(self, **more: object) -> tuple[tuple[str, object], ...]:
         return _m(eth_type=ETH_IP, ip_proto=TCP, ipv4_dst=self.vip, tcp_dst=self.vport, **more)
 
@@ -231,7 +238,7 @@ class Balancer:
         """Where a new session to the VIP goes: to the controller, or through the hash's
         slots over the backends in service (sent again when that changes)."""
         if not self.in_switch:
-            return [Flow(self.dpid, T_TOWARD, 20, _m(ct_state=FIRST_PACKET), (("controller",),))]
+            return [Flow(self.dpid, T_TOWARD, 20, self._first_packet(), (("controller",),))]
         slots = [b for b in self.in_service for _ in range(b.weight if self.algorithm == "weighted" else 1)]
         if not slots:
             return [Flow(self.dpid, T_CHOOSE, 0, (), (), command="delete"), self._refuse()]
@@ -241,7 +248,7 @@ class Balancer:
         )
         flows = [
             Flow(self.dpid, T_CHOOSE, 0, (), (), command="delete"),
-            Flow(self.dpid, T_TOWARD, 20, _m(ct_state=FIRST_PACKET), hashed),
+            Flow(self.dpid, T_TOWARD, 20, self._first_packet(), hashed),
         ]
         for slot, backend in enumerate(slots):
             # The match names IP and TCP: OpenFlow refuses a NAT of an address otherwise.
@@ -251,7 +258,7 @@ class Balancer:
 
     def _refuse(self) -> Flow:
         """No backend in service: new sessions to the VIP are dropped."""
-        return Flow(self.dpid, T_TOWARD, 20, _m(ct_state=FIRST_PACKET), ())
+        return Flow(self.dpid, T_TOWARD, 20, self._first_packet(), ())
 
     def set_in_service(self, names: set[str]) -> list[Flow]:
         """Health checks changed which backends take new sessions; sessions keep theirs."""
@@ -325,7 +332,9 @@ class Balancer:
             for c in ours
             if c.get("state") == "ESTABLISHED"
             and c.get("timeout") is not None
-            and c["timeout"] <= ESTABLISHED_TIMEOUT - self.idle_timeout
+            # (whole seconds left, cut down: fewer than a day minus the idle timeout
+            # is sure to be idle that long)
+            and c["timeout"] < ESTABLISHED_TIMEOUT - self.idle_timeout
         ]
         state = {(c["src"], c["sport"]): c for c in ours}
         idle_keys = {(c["src"], c["sport"]) for c in idle}
