@@ -218,9 +218,12 @@ def test_a_read_of_the_zone_removes_idle_sessions_and_ends_closed_or_gone_ones()
     assert ends == {
         "10.0.1.11:20002": "idle",
         "10.0.1.12:20003": "closed",
-        "10.0.1.13:20004": "gone",
-        "10.0.1.14:20005": "gone",
+        "10.0.1.13:20004": "closed",  # no longer in the zone: closed, or removed
+        "10.0.1.14:20005": "closed",
     }
+    assert rr.open_sessions() == {"srv1": 1, "srv2": 1}  # 10.0.1.10 (srv1) and 10.0.1.15 (srv2)
+    # The closed connections need not be parsed: the read ends those sessions all the same.
+    assert [c["sport"] for c in parse_conntrack(DUMP, skip=("TIME_WAIT", "CLOSED"))] == [20001, 20002]
     assert set(rr.sessions) == {("10.0.1.10", 20001), ("10.0.1.15", 20006)}
     # The in-switch algorithms keep no table: only the idle connections are removed.
     verdict, idle = lb("weighted").connections_read(connections, now=10.0)

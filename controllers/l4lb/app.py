@@ -27,7 +27,7 @@ from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp
 from os_ken.ofproto import ofproto_v1_3
 
 from controllers import conntrack
-from controllers.l4lb.logic import Backend, Balancer
+from controllers.l4lb.logic import CLOSED_STATES, Backend, Balancer
 from controllers.ofp import Flow, SwitchAdapter, log, packet_out
 
 
@@ -98,7 +98,9 @@ class L4Balancer(SwitchAdapter, app_manager.OSKenApp):
         """Read the zone every `poll_interval`: idle sessions removed, ends reported."""
         while True:
             hub.sleep(self.poll_interval)
-            verdict, idle = self.lb.connections_read(conntrack.dump(self.lb.zone, stats=True), time.time())
+            verdict, idle = self.lb.connections_read(
+                conntrack.dump(self.lb.zone, stats=True, skip=CLOSED_STATES), time.time()
+            )
             for entry in idle:
                 conntrack.flush(self.lb.zone, entry)
             if idle:

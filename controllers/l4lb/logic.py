@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +165,7 @@ class Balancer:
     idle_timeout: int = 10  # s: a session idle this long is ended (its connection removed)
     sessions: dict[Session, Backend] = field(default_factory=dict)
     since: dict[Session, float] = field(default_factory=dict)  # when the controller pinned it
+    counts: Counter[str] = field(default_factory=Counter)  # open sessions per backend
     in_service: tuple[Backend, ...] = ()
     chooser: Chooser = field(init=False)
 
@@ -276,9 +278,11 @@ class Balancer:
         one it was given already, for a retransmitted first packet)."""
         if not self.in_service:
             raise LookupError("no backend in service")
-        backend = self.sessions.get(session) or self.chooser.choose(session, now)
-        self.sessions[session] = backend
-        self.since.setdefault(session, now)
+        backend = self.sessions.get(session)
+        if backend is None:
+            backend = self.sessions[session] = self.chooser.choose(session, now)
+            self.since[session] = now
+            self.counts[backend.name] += 1
         return backend
 
     def packet_in(self, session: Session, flags: int, now: float) -> Verdict:
@@ -322,10 +326,11 @@ class Balancer:
     def connections_read(
         self, connections: list[dict[str, Any]], now: float
     ) -> tuple[Verdict, list[dict[str, Any]]]:
-        """The zone's connections were read (`controllers.conntrack.dump` with stats): the
-        idle ones to remove (established, untouched for `idle_timeout` s or more), and the
-        ends of the controller's sessions that are idle, closed, or gone (pinned over a
-        second ago and no longer in the zone)."""
+        """The zone's connections were read (`controllers.conntrack.dump` with stats, the
+        closed ones left out: `CLOSED_STATES`): the idle ones to remove (established,
+        untouched for `idle_timeout` s or more), and the ends of the controller's sessions
+        that are idle, or closed (pinned over a second ago and no longer open in the zone:
+        closed, or removed)."""
         ours = [c for c in connections if c.get("zone") == self.zone and c.get("sport") is not None]
         idle = [
             c
@@ -343,10 +348,8 @@ class Balancer:
             entry = state.get(session)
             if session in idle_keys:
                 why = "idle"
-            elif entry is not None and entry.get("state") in CLOSED_STATES:
+            elif (entry is None or entry.get("state") in CLOSED_STATES) and now - self.since[session] > 1.0:
                 why = "closed"
-            elif entry is None and now - self.since.get(session, now) > 1.0:
-                why = "gone"
             else:
                 continue
             events += self.ended(session, why).events
@@ -367,6 +370,7 @@ class Balancer:
         backend = self.sessions.pop(session, None)
         self.since.pop(session, None)
         if backend is not None:
+            self.counts[backend.name] -= 1
             self.chooser.closed(backend)
         return backend
 
@@ -381,8 +385,7 @@ class Balancer:
         return out
 
     def open_sessions(self) -> dict[str, int]:
-        """Open sessions per backend, as the controller sees them."""
-        counts = {b.name: 0 for b in self.backends}
-        for backend in self.sessions.values():
-            counts[backend.name] += 1
-        return counts
+        """Open sessions per backend, as the controller sees them (kept as they open and
+        end: a count over thousands of sessions for every new one would cost the balancer
+        its rate)."""
+        return {b.name: self.counts[b.name] for b in self.backends}
