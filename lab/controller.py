@@ -2,7 +2,10 @@
 
 Started on a free loopback port before the switches, ready when the app reports every
 switch configured (after a barrier), restarted per mode, stopped by PID. A switch that
-never connects is named.
+never connects is named. The conntrack zones its configuration names (an app that keeps
+sessions in the switches' conntrack: the S2 fabric, S4's SDN balancer) are emptied when
+the lab closes: conntrack is the shared userspace datapath's, not the lab's bridges', and
+would otherwise keep the lab's connections after it (an established one for a day).
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ def controller_record(bridge: str) -> str:
     return _ovs("get", "bridge", bridge, "controller").strip("[]")
 
 
+def config_zones(config: dict[str, Any]) -> set[int]:
+    """The conntrack zones an app's configuration names: "zone", or "zones" by role."""
+    zones = {config["zone"]} if "zone" in config else set()
+    return {int(z) for z in (*zones, *dict(config.get("zones") or {}).values())}
+
+
 LISTENING = r"controller listening"  # controllers.run's line once switches can connect
 
 
@@ -69,6 +78,7 @@ class Controller:
         self.port = free_port()
         self.proc: Proc | None = None
         self.waiting = False  # spawned, not yet given its configuration
+        self.zones: set[int] = set()  # the conntrack zones its configurations named
 
     def _config_path(self) -> Path:
         return self.lab.paths.root / f"{self.app.name}-config.json"
@@ -91,6 +101,9 @@ class Controller:
             self.lab.stop(self.proc)
             self.proc = None
         config = {**self.app.config(self.lab), **overrides}
+        if not self.zones:
+            self.lab.on_close(self.flush_zones)
+        self.zones |= config_zones(config)
         path = self._config_path()
         fresh = path.with_suffix(".tmp")
         fresh.write_text(json.dumps(config, indent=1))
@@ -103,6 +116,11 @@ class Controller:
         self.waiting = False
         self.lab.await_ready(self.proc, LISTENING)
         return self.proc
+
+    def flush_zones(self) -> None:
+        """Empty the conntrack zones the app's configurations named."""
+        for zone in sorted(self.zones):
+            host_run(["ovs-appctl", "--timeout=5", "dpctl/flush-conntrack", f"zone={zone}"], check=False)
 
     def fast_reconnect(self) -> None:
         """OVS backs off up to 8 s between reconnects; a restarted controller is back in 1 s.
