@@ -30,7 +30,8 @@ NUMBERS = ("sport", "dport", "zone", "mark", "timeout")
 def parse_conntrack(text: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The connections of a conntrack dump: proto, src, sport, dst, dport, reply_src (the
     address the reply comes from: after a destination NAT, the real server), zone, mark,
-    and with `-s` the seconds left (timeout) and the TCP state (the original direction's).
+    and with `-s` the seconds left (timeout) and the TCP state (both directions', or
+    "ORIGINAL/REPLY" while they differ: "ESTABLISHED/FIN_WAIT_1" is closing).
     Lines naming a state in `skip` (e.g. `state=TIME_WAIT`) are passed over unparsed: a
     zone of a busy balancer holds thousands of closed connections, and a read that parses
     them all holds up the app that reads it."""
@@ -46,9 +47,9 @@ def parse_conntrack(text: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any
         for name, pattern in FIELDS.items():
             value = pattern.search(line, found.end())
             entry[name] = value.group(1) if value else None
-        if entry["state"] is None:
-            orig = re.search(r"state_orig=(\w+)", line)
-            entry["state"] = orig.group(1) if orig else None
+        if entry["state"] is None:  # the two directions in different states
+            both = re.search(r"state_orig=(\w+),state_reply=(\w+)", line)
+            entry["state"] = f"{both.group(1)}/{both.group(2)}" if both else None
         for key in NUMBERS:
             entry[key] = int(entry[key]) if entry[key] is not None else None
         out.append(entry)

@@ -177,8 +177,12 @@ def test_long_sessions_and_least_connections(lab, case, sdn, algorithm):
         held.append(lab.wait(lambda p=proc: s4.partial_records(p)[:1], 3, f"long session {i} answered")[0])
     holders = [h["served_by"] for h in held]
     started = time.time()
+    # One after another, 50 ms apart: the controller hears a session's end from a copy of
+    # its FIN (a packet-in, through OVS's upcall threads), which reached it 2 ms after the
+    # next session's SYN once when the next began at once (least connections then counted
+    # the ended session and sent the next to r1).
     short = case.note_load(
-        run_http(lab, {"c1": HttpLoad(VIP, 8, case.take_ports(8).start, concurrency=1)})["c1"]
+        run_http(lab, {"c1": HttpLoad(VIP, 8, case.take_ports(8).start, concurrency=1, rate=20)})["c1"]
     )
     flows = switch_table(lab, case)
     seen = s4.answered(servers)

@@ -200,6 +200,8 @@ DUMP = """\
 tcp,orig=(src=10.0.1.10,dst=10.0.2.100,sport=20001,dport=80),reply=(src=10.0.3.11,dst=10.0.1.10,sport=80,dport=20001),zone=40001,timeout=86399,mark=1,protoinfo=(state=ESTABLISHED)
 tcp,orig=(src=10.0.1.11,dst=10.0.2.100,sport=20002,dport=80),reply=(src=10.0.3.12,dst=10.0.1.11,sport=80,dport=20002),zone=40001,timeout=86385,mark=2,protoinfo=(state=ESTABLISHED)
 tcp,orig=(src=10.0.1.12,dst=10.0.2.100,sport=20003,dport=80),reply=(src=10.0.3.11,dst=10.0.1.12,sport=80,dport=20003),zone=40001,timeout=25,mark=1,protoinfo=(state=TIME_WAIT)
+tcp,orig=(src=10.0.1.16,dst=10.0.2.100,sport=20007,dport=80),reply=(src=10.0.3.11,dst=10.0.1.16,sport=80,dport=20007),zone=40001,timeout=899,mark=1,protoinfo=(state_orig=ESTABLISHED,state_reply=FIN_WAIT_1)
+tcp,orig=(src=10.0.1.17,dst=10.0.2.100,sport=20008,dport=80),reply=(src=10.0.3.12,dst=10.0.1.17,sport=80,dport=20009),zone=40001,timeout=29,mark=2,protoinfo=(state=ESTABLISHED)
 """
 
 
@@ -211,6 +213,8 @@ def test_a_read_of_the_zone_removes_idle_sessions_and_ends_closed_or_gone_ones()
     connections = parse_conntrack(DUMP)
     assert connections[0]["reply_src"] == A.ip and connections[1]["timeout"] == 86385
     assert connections[2]["state"] == "TIME_WAIT"
+    assert connections[3]["state"] == "ESTABLISHED/FIN_WAIT_1"  # closing: 899 s left, not idle
+    assert connections[4]["timeout"] == 29  # established on a short timeout: ends on its own
     verdict, idle = rr.connections_read(connections, now=10.0)
     assert [(c["src"], c["sport"]) for c in idle] == [("10.0.1.11", 20002)]  # 15 s without a packet
     assert ESTABLISHED_TIMEOUT - idle[0]["timeout"] == 15
@@ -223,7 +227,12 @@ def test_a_read_of_the_zone_removes_idle_sessions_and_ends_closed_or_gone_ones()
     }
     assert rr.open_sessions() == {"srv1": 1, "srv2": 1}  # 10.0.1.10 (srv1) and 10.0.1.15 (srv2)
     # The closed connections need not be parsed: the read ends those sessions all the same.
-    assert [c["sport"] for c in parse_conntrack(DUMP, skip=("TIME_WAIT", "CLOSED"))] == [20001, 20002]
+    assert [c["sport"] for c in parse_conntrack(DUMP, skip=("TIME_WAIT", "CLOSED"))] == [
+        20001,
+        20002,
+        20007,
+        20008,
+    ]
     assert set(rr.sessions) == {("10.0.1.10", 20001), ("10.0.1.15", 20006)}
     # The in-switch algorithms keep no table: only the idle connections are removed.
     verdict, idle = lb("weighted").connections_read(connections, now=10.0)

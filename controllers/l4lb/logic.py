@@ -337,9 +337,11 @@ class Balancer:
             for c in ours
             if c.get("state") == "ESTABLISHED"
             and c.get("timeout") is not None
-            # (whole seconds left, cut down: fewer than a day minus the idle timeout
-            # is sure to be idle that long)
-            and c["timeout"] < ESTABLISHED_TIMEOUT - self.idle_timeout
+            # Whole seconds left, cut down: fewer than a day minus the idle timeout is
+            # sure to be idle that long. Only a connection on the day-long timeout: OVS
+            # gives some established ones a short one (30 s, seen under fast port reuse,
+            # where its NAT also moved the client's port), and those end on their own.
+            and ESTABLISHED_TIMEOUT / 2 < c["timeout"] < ESTABLISHED_TIMEOUT - self.idle_timeout
         ]
         state = {(c["src"], c["sport"]): c for c in ours}
         idle_keys = {(c["src"], c["sport"]) for c in idle}
