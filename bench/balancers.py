@@ -98,8 +98,8 @@ def run(out: Path) -> dict[str, Any]:
             adc.stop()
             lb.reset()
     for algorithm, label in (
-        ("weighted", "SDN in the switch (multipath, learn)"),
-        ("round-robin", "SDN by the controller (packet-in)"),
+        ("weighted", "SDN in the switch (multipath, conntrack)"),
+        ("round-robin", "SDN by the controller (packet-in, conntrack)"),
     ):
         app = topology.controller_for("s4-sdn", algorithm=algorithm)
         with Lab(topology.load("s4-sdn"), out / f"lab-sdn-{algorithm}", controller=app) as lab:
