@@ -59,9 +59,16 @@ def root_links() -> list[str]:
 
 
 def alive(pid: int, started: int | None) -> bool:
-    """Whether the process `pid` that started at `started` still runs."""
-    now = start_time(pid)
-    return now is not None and now == started
+    """Whether the process `pid` that started at `started` still runs. A zombie (ended, its
+    parent has not reaped it) does not: it holds nothing, and a killed run's processes
+    can stay zombies for a while where the machine's init reaps late; counted alive, its
+    lab's record was left alone by `clean` as if its run still went on (seen at 812dbed)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0] != "Z" and int(fields[19]) == started
 
 
 @dataclass

@@ -123,3 +123,26 @@ def test_a_record_keeps_the_label_of_the_run_that_made_it(tmp_path, monkeypatch)
     assert Record.load(plain.path).label == "" and Record.load(plain.path).bridges == ["sltest6s1"]
     labelled.close()
     plain.close()
+
+
+def test_a_zombie_is_not_alive():
+    """An ended process its parent has not reaped yet holds nothing: `clean` must not take
+    it for a run that still goes on (a killed run's workers were zombies for a while)."""
+    import time
+    from pathlib import Path
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        started = start_time(sleeper.pid)
+        assert alive(sleeper.pid, started)
+        assert not alive(sleeper.pid, (started or 0) + 1)  # another process on the same PID
+        sleeper.kill()
+        deadline = time.monotonic() + 5
+        stat = Path(f"/proc/{sleeper.pid}/stat")
+        while time.monotonic() < deadline and " Z " not in stat.read_text():
+            time.sleep(0.01)
+        assert " Z " in stat.read_text()  # ended, not reaped
+        assert not alive(sleeper.pid, started)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
