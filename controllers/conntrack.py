@@ -58,25 +58,30 @@ def parse_conntrack(text: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any
 
 def appctl(*args: str) -> str:
     """An ovs-appctl command's output ('' and an event line when it fails)."""
+    return appctl_or_none(*args) or ""
+
+
+def appctl_or_none(*args: str) -> str | None:
+    """An ovs-appctl command's output, or None (and an event line) when it fails: an empty
+    zone's dump and a failed one must not look the same to a reader that ends sessions."""
     try:
         done = subprocess.run(
             ["ovs-appctl", "--timeout=5", *args], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         log("appctl_failed", args=list(args), error=str(exc))
-        return ""
+        return None
     if done.returncode != 0:
         log("appctl_failed", args=list(args), error=done.stderr.strip()[-200:])
-        return ""
+        return None
     return done.stdout
 
 
-def dump(zone: int, stats: bool = False, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def dump(zone: int, stats: bool = False, skip: tuple[str, ...] = ()) -> list[dict[str, Any]] | None:
     """The connections of one zone (with `stats`: their seconds left and TCP states; the
-    TCP states in `skip` left out)."""
-    return parse_conntrack(
-        appctl("dpctl/dump-conntrack", *(("-s",) if stats else ()), DATAPATH, f"zone={zone}"), skip
-    )
+    TCP states in `skip` left out), or None when the dump failed."""
+    text = appctl_or_none("dpctl/dump-conntrack", *(("-s",) if stats else ()), DATAPATH, f"zone={zone}")
+    return None if text is None else parse_conntrack(text, skip)
 
 
 def flush(zone: int, entry: dict[str, Any] | None = None) -> None:

@@ -98,9 +98,10 @@ class L4Balancer(SwitchAdapter, app_manager.OSKenApp):
         """Read the zone every `poll_interval`: idle sessions removed, ends reported."""
         while True:
             hub.sleep(self.poll_interval)
-            verdict, idle = self.lb.connections_read(
-                conntrack.dump(self.lb.zone, stats=True, skip=CLOSED_STATES), time.time()
-            )
+            connections = conntrack.dump(self.lb.zone, stats=True, skip=CLOSED_STATES)
+            if connections is None:
+                continue  # a failed read is no empty zone: it ends no session
+            verdict, idle = self.lb.connections_read(connections, time.time())
             for entry in idle:
                 conntrack.flush(self.lb.zone, entry)
             if idle:
