@@ -24,6 +24,7 @@ CONNECTION = re.compile(
     r"[^)]*\),reply=\(src=(?P<reply_src>[^,]+)"
 )
 FIELDS = {name: re.compile(rf"[,(]{name}=(\w+)") for name in ("zone", "mark", "timeout", "state")}
+BOTH_STATES = re.compile(r"state_orig=(\w+),state_reply=(\w+)")  # while the directions differ
 NUMBERS = ("sport", "dport", "zone", "mark", "timeout")
 
 
@@ -48,7 +49,7 @@ def parse_conntrack(text: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any
             value = pattern.search(line, found.end())
             entry[name] = value.group(1) if value else None
         if entry["state"] is None:  # the two directions in different states
-            both = re.search(r"state_orig=(\w+),state_reply=(\w+)", line)
+            both = BOTH_STATES.search(line, found.end())
             entry["state"] = f"{both.group(1)}/{both.group(2)}" if both else None
         for key in NUMBERS:
             entry[key] = int(entry[key]) if entry[key] is not None else None

@@ -101,9 +101,10 @@ class Controller:
             self.lab.stop(self.proc)
             self.proc = None
         config = {**self.app.config(self.lab), **overrides}
-        if not self.zones:
+        zones = config_zones(config)
+        if zones and not self.zones:  # the first zones named: emptied when the lab closes
             self.lab.on_close(self.flush_zones)
-        self.zones |= config_zones(config)
+        self.zones |= zones
         path = self._config_path()
         fresh = path.with_suffix(".tmp")
         fresh.write_text(json.dumps(config, indent=1))

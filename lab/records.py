@@ -37,15 +37,22 @@ LAB_MADE = re.compile(r"sl[0-9a-f]{4}")  # a lab's tag (lab.net): what its bridg
 _WRITING = threading.RLock()  # a record's changes and writes, from any thread of the lab
 
 
-def start_time(pid: int) -> int | None:
-    """A process's start time (clock ticks since boot, /proc/<pid>/stat field 22), or None
-    when there is no such process: with the PID, what names one process for good."""
+def _stat(pid: int) -> list[str] | None:
+    """A process's /proc/<pid>/stat fields from the state on (field 3), or None when there is
+    no such process. The command name (field 2) may hold spaces and parentheses: fields
+    count from its end."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    # The command name (field 2) may hold spaces and parentheses: fields count from its end.
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot, /proc/<pid>/stat field 22), or None
+    when there is no such process: with the PID, what names one process for good."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields is not None else None
 
 
 def root_links() -> list[str]:
@@ -63,12 +70,8 @@ def alive(pid: int, started: int | None) -> bool:
     parent has not reaped it) does not: it holds nothing, and a killed run's processes
     can stay zombies for a while where the machine's init reaps late; counted alive, its
     lab's record was left alone by `clean` as if its run still went on (seen at 812dbed)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[0] != "Z" and int(fields[19]) == started
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z" and int(fields[19]) == started
 
 
 @dataclass

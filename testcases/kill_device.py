@@ -61,12 +61,6 @@ def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[st
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 
-def running(pid: int, started: int | None) -> bool:
-    """Alive and not a zombie (an ended process whose parent has not reaped it holds
-    nothing: counted as ended; `lab.records.alive` says the same)."""
-    return alive(pid, started)
-
-
 def free_port() -> int:
     """A TCP port of 127.0.0.1 free now: the device's management relay listens there."""
     with socket.socket() as sock:
@@ -275,7 +269,7 @@ class OwnedDevice:
 
     def ended(self) -> list[str]:
         """The processes its script started that no longer run."""
-        return [f"{what} (pid {pid})" for pid, started, what in self.processes if not running(pid, started)]
+        return [f"{what} (pid {pid})" for pid, started, what in self.processes if not alive(pid, started)]
 
     def answers(self) -> str:
         """'answered' if its sshd answers over the management relay as its owner's key
@@ -320,5 +314,5 @@ class OwnedDevice:
             left.append("its namespace")
         if (STATE / self.name).exists():
             left.append(f"its state {STATE / self.name}")
-        left += [f"{what} (pid {pid})" for pid, started, what in self.processes if running(pid, started)]
+        left += [f"{what} (pid {pid})" for pid, started, what in self.processes if alive(pid, started)]
         return [f"device {self.name} after down: {what}" for what in left]

@@ -44,7 +44,7 @@ from typing import Any
 from lab.procs import RUNTIME_ROOT
 from lab.records import RECORDS, Record, alive, descendants, root_links, start_time
 from lab.records import command as cmdline
-from testcases.kill_device import OwnedDevice, running
+from testcases.kill_device import OwnedDevice
 
 SESSIONLAB = [str(Path(sys.executable).with_name("sessionlab"))]
 DEVICE = "device the lab did not build"
@@ -155,7 +155,7 @@ def leftovers(tags: set[str], tree: dict[int, int | None]) -> list[str]:
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     left += [f"namespace {n.split()[0]}" for n in netns.splitlines() if n and any(t in n for t in tags)]
     left += [f"runtime directory {t}" for t in tags if (RUNTIME_ROOT / t).exists()]
-    left += [f"process {pid} {cmdline(pid)[:80]}" for pid, started in tree.items() if running(pid, started)]
+    left += [f"process {pid} {cmdline(pid)[:80]}" for pid, started in tree.items() if alive(pid, started)]
     return left
 
 
@@ -239,10 +239,10 @@ def _kill_one(
                 deadline = now + QUIET
             if deadline is not None and now > deadline:
                 break
-            for pid in descendants({p for p, s in tree.items() if running(p, s)}):
+            for pid in descendants({p for p, s in tree.items() if alive(p, s)}):
                 tree.setdefault(pid, start_time(pid))
             tags |= owned_labs(set(tree))
-            left = {p for p, s in tree.items() if running(p, s)}
+            left = {p for p, s in tree.items() if alive(p, s)}
             if proc.poll() is not None and kill.target == "worker" and kill.run_ended_in_s is None:
                 kill.run_ended_in_s = round(time.monotonic() - killed_at, 2)
             if not left:
@@ -251,7 +251,7 @@ def _kill_one(
             if proc.poll() is not None and left <= orphaned_processes(tags):
                 break  # what runs on is in the records of labs whose owner is gone: clean's
             time.sleep(SAMPLE)
-        kill.survivors = [f"{p} {cmdline(p)[:80]}" for p, s in tree.items() if running(p, s)]
+        kill.survivors = [f"{p} {cmdline(p)[:80]}" for p, s in tree.items() if alive(p, s)]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -303,10 +303,7 @@ def test_an_idle_session_is_ended(lab, case, sdn):
     answers = {
         idle: case.note_load(finish_http(lab, procs[idle], load.budget())) for idle, load in loads.items()
     }
-    text, found = balancer_sessions(lab)
-    path = case.path / "s1-conntrack.txt"
-    path.write_text(text)
-    case.keep(path, "the balancer's conntrack zone on s1 after both sessions (dpctl/dump-conntrack)")
+    found = connections(lab, case)
     requests = Counter(
         r["peer_port"] for proc in servers.values() for r in http_log(proc) if r["peer"] == CLIENTS["c2"]
     )

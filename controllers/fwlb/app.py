@@ -25,6 +25,7 @@ from os_ken.controller.handler import MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
+from controllers import conntrack
 from controllers.conntrack import DATAPATH, appctl, parse_conntrack
 from controllers.fwlb.logic import Fabric, FabricConfig
 from controllers.fwlb.sessions import SessionTable
@@ -46,7 +47,7 @@ class FirewallFabric(SwitchAdapter, app_manager.OSKenApp):
         self.last_request = ""
         self.sessions = SessionTable()
         for zone in self.fabric.config.zones.values():
-            appctl("dpctl/flush-conntrack", f"zone={zone}")  # (3.1 takes no datapath name here)
+            conntrack.flush(zone)
         hub.spawn(self._poll)
         log("app_started", mode=self.fabric.config.mode, zones=self.fabric.config.zones)
 
